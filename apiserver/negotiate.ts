@@ -1,0 +1,89 @@
+// Content negotiation: which representation the client asked for in Accept, and decoding of
+// request bodies by Content-Type.
+import YAML from 'yaml';
+import { badRequest, notAcceptable, unsupportedMediaType } from './errors.js';
+
+export type Representation = 'object' | 'Table' | 'PartialObjectMetadata' | 'PartialObjectMetadataList' | 'APIGroupDiscoveryList';
+
+export interface Target {
+  as: Representation;
+  format: 'json' | 'yaml';
+}
+
+interface MediaRange {
+  type: string;
+  params: Record<string, string>;
+}
+
+export function parseMediaType(s: string): MediaRange {
+  const [type, ...rest] = s.split(';');
+  const params: Record<string, string> = {};
+  for (const p of rest) {
+    const i = p.indexOf('=');
+    if (i > 0) params[p.slice(0, i).trim().toLowerCase()] = p.slice(i + 1).trim();
+  }
+  return { type: type.trim().toLowerCase(), params };
+}
+
+/**
+ * Picks the first representation in the Accept header that this server can produce. `allowed`
+ * lists the `as=` kinds meaningful for the endpoint (e.g. Table for list/get).
+ */
+export function negotiate(accept: string | undefined, allowed: Representation[]): Target {
+  if (!accept) return { as: 'object', format: 'json' };
+  for (const raw of accept.split(',')) {
+    const m = parseMediaType(raw);
+    const format = m.type === 'application/yaml' ? 'yaml' : m.type === 'application/json' || m.type === '*/*' || m.type === 'application/*' ? 'json' : undefined;
+    if (!format) continue;
+    const as = m.params.as;
+    if (!as) return { as: 'object', format };
+    if (!allowed.includes(as as Representation)) continue;
+    if (as === 'APIGroupDiscoveryList') {
+      if (m.params.g === 'apidiscovery.k8s.io' && m.params.v === 'v2') return { as, format };
+      continue;
+    }
+    if (m.params.g === 'meta.k8s.io' && (m.params.v === 'v1' || m.params.v === 'v1beta1')) return { as: as as Representation, format };
+  }
+  throw notAcceptable(`only the following media types are accepted: application/json, application/yaml`);
+}
+
+export type BodyType = 'json' | 'yaml' | 'merge-patch' | 'json-patch' | 'strategic-merge-patch' | 'apply-patch';
+
+export function bodyType(contentType: string | undefined): BodyType {
+  const t = parseMediaType(contentType ?? 'application/json').type;
+  switch (t) {
+    case 'application/json':
+      return 'json';
+    case 'application/yaml':
+      return 'yaml';
+    case 'application/merge-patch+json':
+      return 'merge-patch';
+    case 'application/json-patch+json':
+      return 'json-patch';
+    case 'application/strategic-merge-patch+json':
+      return 'strategic-merge-patch';
+    case 'application/apply-patch+yaml':
+      return 'apply-patch';
+    default:
+      throw unsupportedMediaType(`the body of the request was in an unknown format - accepted media types include: application/json, application/yaml`);
+  }
+}
+
+/** Parses a request body as JSON or YAML, failing with a 400 Status that quotes the parser. */
+export function parseBody(body: unknown, yaml: boolean): unknown {
+  const text = typeof body === 'string' ? body : Buffer.isBuffer(body) ? body.toString('utf8') : '';
+  if (text.trim() === '') throw badRequest('the request body is empty; expected a JSON or YAML object');
+  try {
+    if (!yaml) return JSON.parse(text);
+    const docs = YAML.parseAllDocuments(text, { uniqueKeys: true });
+    if (docs.length !== 1) throw new Error(`expected one YAML document, found ${docs.length}`);
+    if (docs[0].errors.length) throw docs[0].errors[0];
+    return docs[0].toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    throw badRequest(`error decoding ${yaml ? 'YAML' : 'JSON'} body: ${(err as Error).message}`);
+  }
+}
+
+export function serialize(value: unknown, format: 'json' | 'yaml'): string {
+  return format === 'yaml' ? YAML.stringify(value) : JSON.stringify(value);
+}

@@ -1,0 +1,189 @@
+// Maps `/apis/<group>/<version>/...` and `/api/v1/...` requests onto the generic REST store.
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { StoredObject } from '../storage/store.js';
+import { badRequest, methodNotAllowed, notFound, pathNotFound } from './errors.js';
+import { bodyType, negotiate, parseBody, type Representation, serialize, type Target } from './negotiate.js';
+import type { Resource, ResourceRegistry } from './resources.js';
+import { type GenericREST, type ListPage, type ListQuery, parseDeleteOptions, type RequestOptions, requestOptions } from './rest.js';
+import { type IncludeObject, partialMetadata, table } from './table.js';
+import { WatchHub } from './watch.js';
+
+export type Query = Record<string, string | undefined>;
+
+export interface RequestTarget {
+  resource: Resource;
+  namespace?: string;
+  name?: string;
+  subresource?: string;
+}
+
+/** Resolves the path segments after `/apis/<g>/<v>/` (or `/api/v1/`). */
+export function resolve(reg: ResourceRegistry, group: string, version: string, segs: string[], path: string): RequestTarget {
+  let ns: string | undefined;
+  let rest = segs;
+  if (segs[0] === 'namespaces' && segs.length >= 3) {
+    ns = segs[1];
+    rest = segs.slice(2);
+  }
+  const [plural, name, subresource, ...extra] = rest;
+  const resource = plural !== undefined ? reg.lookup(group, version, plural) : undefined;
+  if (!resource || extra.length || (ns !== undefined && !resource.def.namespaced)) throw pathNotFound(path);
+  if (subresource !== undefined && !(subresource === 'status' && resource.def.subresources.status)) throw pathNotFound(path);
+  if (name === '') throw pathNotFound(path);
+  return { resource, namespace: ns, name, subresource };
+}
+
+export function flatQuery(q: unknown): Query {
+  const out: Query = {};
+  for (const [k, v] of Object.entries((q ?? {}) as Record<string, unknown>)) out[k] = Array.isArray(v) ? String(v[0]) : v === undefined ? undefined : String(v);
+  return out;
+}
+
+function boolParam(v: string | undefined): boolean | undefined {
+  if (v === undefined) return undefined;
+  if (v === 'true' || v === '1') return true;
+  if (v === 'false' || v === '0' || v === '') return false;
+  throw badRequest(`Invalid value: "${v}": must be a boolean`);
+}
+
+function intParam(v: string | undefined, name: string): number | undefined {
+  if (v === undefined || v === '') return undefined;
+  if (!/^-?\d+$/.test(v)) throw badRequest(`Invalid value: "${v}": ${name} must be an integer`);
+  return Number(v);
+}
+
+function includeObject(q: Query): IncludeObject {
+  const v = q.includeObject ?? 'Metadata';
+  if (v !== 'None' && v !== 'Metadata' && v !== 'Object') throw badRequest(`Unsupported value: "${v}": includeObject: supported values: "None", "Metadata", "Object"`);
+  return v;
+}
+
+function contentType(t: Target): string {
+  return t.format === 'yaml' ? 'application/yaml' : 'application/json';
+}
+
+export class ResourceHandler {
+  readonly watches: WatchHub;
+
+  constructor(
+    private readonly rest: GenericREST,
+    watches: WatchHub,
+  ) {
+    this.watches = watches;
+  }
+
+  private sendObject(reply: FastifyReply, code: number, r: Resource, o: StoredObject, t: Target, q: Query) {
+    reply.code(code).header('Content-Type', contentType(t));
+    if (t.as === 'Table') return reply.send(serialize(table(r, [o.obj], includeObject(q), { resourceVersion: o.obj.metadata.resourceVersion }), t.format));
+    if (t.as === 'PartialObjectMetadata') return reply.send(serialize(partialMetadata(o.obj), t.format));
+    return reply.send(t.format === 'json' ? o.json : serialize(o.obj, 'yaml'));
+  }
+
+  private sendList(reply: FastifyReply, r: Resource, page: ListPage, t: Target, q: Query) {
+    const meta: Record<string, string> = { resourceVersion: page.resourceVersion };
+    if (page.continue) meta.continue = page.continue;
+    reply.code(200).header('Content-Type', contentType(t));
+    if (t.as === 'Table') return reply.send(serialize(table(r, page.items.map((i) => i.obj), includeObject(q), meta), t.format));
+    if (t.as === 'PartialObjectMetadataList')
+      return reply.send(serialize({ kind: 'PartialObjectMetadataList', apiVersion: 'meta.k8s.io/v1', metadata: meta, items: page.items.map((i) => partialMetadata(i.obj)) }, t.format));
+    if (t.format === 'yaml') return reply.send(serialize({ apiVersion: r.apiVersion, kind: r.listKind, metadata: meta, items: page.items.map((i) => i.obj) }, 'yaml'));
+    return reply.send(`{"apiVersion":"${r.apiVersion}","kind":"${r.listKind}","metadata":${JSON.stringify(meta)},"items":[${page.items.map((i) => i.json).join(',')}]}`);
+  }
+
+  private warn(reply: FastifyReply, opts: RequestOptions) {
+    if (opts.warnings.length) reply.header('Warning', opts.warnings.map((w) => `299 - ${JSON.stringify(w)}`));
+  }
+
+  async handle(req: FastifyRequest, reply: FastifyReply, t: RequestTarget): Promise<unknown> {
+    const q = flatQuery(req.query);
+    const { resource: r, namespace: ns, name, subresource } = t;
+    const method = req.method;
+    const status = subresource === 'status';
+    const accept = req.headers.accept;
+    const single: Representation[] = ['Table', 'PartialObjectMetadata'];
+    const many: Representation[] = ['Table', 'PartialObjectMetadataList', 'PartialObjectMetadata'];
+
+    if (name === undefined) {
+      if (method === 'GET') {
+        const lq: ListQuery = {
+          labelSelector: q.labelSelector,
+          fieldSelector: q.fieldSelector,
+          limit: intParam(q.limit, 'limit'),
+          continue: q.continue,
+          resourceVersion: q.resourceVersion,
+          resourceVersionMatch: q.resourceVersionMatch,
+        };
+        if (boolParam(q.watch)) {
+          const target = negotiate(accept, many);
+          const params = {
+            resource: r,
+            namespace: ns,
+            match: this.rest.matcher(r, lq),
+            resourceVersion: q.resourceVersion,
+            resourceVersionMatch: q.resourceVersionMatch,
+            sendInitialEvents: boolParam(q.sendInitialEvents),
+            allowWatchBookmarks: boolParam(q.allowWatchBookmarks) ?? false,
+            timeoutSeconds: intParam(q.timeoutSeconds, 'timeoutSeconds'),
+            target: { ...target, format: 'json' as const, as: target.as === 'PartialObjectMetadataList' ? ('PartialObjectMetadata' as const) : target.as },
+            include: includeObject(q),
+          };
+          WatchHub.check(params);
+          reply.hijack();
+          await this.watches.serve(params, reply.raw);
+          return reply;
+        }
+        const target = negotiate(accept, many);
+        return this.sendList(reply, r, await this.rest.list(r, ns, lq), target, q);
+      }
+      if (method === 'POST') {
+        if (r.def.namespaced && ns === undefined) throw methodNotAllowed(`POST is not supported on ${r.def.plural} across all namespaces; use /namespaces/<namespace>/${r.def.plural}`);
+        const target = negotiate(accept, single);
+        const opts = requestOptions(q);
+        const obj = parseBody(req.body, bodyType(req.headers['content-type']) === 'yaml');
+        const created = await this.rest.create(r, ns, obj, opts);
+        this.warn(reply, opts);
+        return this.sendObject(reply, 201, r, created, target, q);
+      }
+      if (method === 'DELETE') {
+        const target = negotiate(accept, many);
+        const opts = requestOptions(q);
+        const page = await this.rest.deleteCollection(r, ns, { labelSelector: q.labelSelector, fieldSelector: q.fieldSelector }, parseDeleteOptions(req.body, q), opts);
+        return this.sendList(reply, r, page, target, q);
+      }
+      throw methodNotAllowed(`${method} is not supported on a collection of ${r.def.plural}`);
+    }
+
+    switch (method) {
+      case 'GET': {
+        const target = negotiate(accept, single);
+        return this.sendObject(reply, 200, r, await this.rest.get(r, ns, name), target, q);
+      }
+      case 'PUT': {
+        const target = negotiate(accept, single);
+        const opts = requestOptions(q);
+        const obj = parseBody(req.body, bodyType(req.headers['content-type']) === 'yaml');
+        const updated = await this.rest.update(r, ns, name, obj, status, opts);
+        this.warn(reply, opts);
+        return this.sendObject(reply, 200, r, updated, target, q);
+      }
+      case 'PATCH': {
+        const target = negotiate(accept, single);
+        const opts = requestOptions(q);
+        const updated = await this.rest.patch(r, ns, name, bodyType(req.headers['content-type']), req.body, status, opts);
+        this.warn(reply, opts);
+        return this.sendObject(reply, 200, r, updated, target, q);
+      }
+      case 'DELETE': {
+        if (status) throw methodNotAllowed('DELETE is not supported on the status subresource');
+        const target = negotiate(accept, single);
+        const opts = requestOptions(q);
+        const { obj } = await this.rest.delete(r, ns, name, parseDeleteOptions(req.body, q), opts);
+        return this.sendObject(reply, 200, r, obj, target, q);
+      }
+      default:
+        throw methodNotAllowed(`${method} is not supported on ${r.def.plural}`);
+    }
+  }
+}
+
+export { notFound };

@@ -1,0 +1,69 @@
+// The set of resources this server serves, derived once from the kind definitions.
+import { apiVersionOf, type KindDefinition } from '../kinds/types.js';
+import { defaultFieldGetters, type FieldGetter } from './selectors.js';
+import { compileKind, type CompiledKind } from './validation.js';
+
+export const VERBS = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'] as const;
+export const STATUS_VERBS = ['get', 'patch', 'update'] as const;
+
+export interface Resource {
+  def: KindDefinition;
+  apiVersion: string;
+  listKind: string;
+  /** For Status messages: `ocmcomponents.delivery.ocm.software`. */
+  gr: { group: string; resource: string; kind: string };
+  compiled: CompiledKind;
+  fieldGetters: Record<string, FieldGetter>;
+  statusFields: string[];
+  /** Storage key prefix of the whole resource: `/<group>/<plural>/`. */
+  prefix: string;
+}
+
+export function keyFor(r: Resource, namespace: string | undefined, name?: string): string {
+  const ns = r.def.namespaced ? `${namespace}/` : '';
+  return r.prefix + (r.def.namespaced && namespace === undefined ? '' : ns) + (name ?? '');
+}
+
+export class ResourceRegistry {
+  private readonly byPath = new Map<string, Resource>();
+  readonly all: Resource[] = [];
+
+  constructor(defs: KindDefinition[]) {
+    for (const def of defs) this.add(def);
+  }
+
+  add(def: KindDefinition): Resource {
+    const r: Resource = {
+      def,
+      apiVersion: apiVersionOf(def),
+      listKind: def.listKind ?? `${def.kind}List`,
+      gr: { group: def.group, resource: def.plural, kind: def.kind },
+      compiled: compileKind(def),
+      fieldGetters: { ...(def.namespaced ? defaultFieldGetters : { 'metadata.name': defaultFieldGetters['metadata.name'] }), ...def.selectableFields },
+      statusFields: def.subresources.status ? (def.statusFields ?? ['status']) : [],
+      prefix: `/${def.group || 'core'}/${def.plural}/`,
+    };
+    const path = `${apiVersionOf(def)}/${def.plural}`;
+    if (this.byPath.has(path)) throw new Error(`duplicate resource ${path}`);
+    this.byPath.set(path, r);
+    this.all.push(r);
+    return r;
+  }
+
+  lookup(group: string, version: string, plural: string): Resource | undefined {
+    return this.byPath.get(`${group ? `${group}/${version}` : version}/${plural}`);
+  }
+
+  /** group -> versions -> resources, in registration order. */
+  groups(): Map<string, Map<string, Resource[]>> {
+    const out = new Map<string, Map<string, Resource[]>>();
+    for (const r of this.all) {
+      const g = out.get(r.def.group) ?? new Map<string, Resource[]>();
+      out.set(r.def.group, g);
+      const list = g.get(r.def.version) ?? [];
+      g.set(r.def.version, list);
+      list.push(r);
+    }
+    return out;
+  }
+}

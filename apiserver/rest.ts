@@ -1,0 +1,385 @@
+// The one generic REST store: every verb for every kind (k8s.io/apiserver's registry/generic),
+// written against storage/store.ts and driven by the kind definitions.
+import { randomUUID } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
+import fastJsonPatch from 'fast-json-patch';
+import mergePatch from 'json-merge-patch';
+import type { FieldError, KubeObject } from '../kinds/types.js';
+import type { Store, StoredObject } from '../storage/store.js';
+import { StoreError } from '../storage/store.js';
+import {
+  ApiError,
+  alreadyExists,
+  badRequest,
+  conflict,
+  expired,
+  forbidden,
+  internal,
+  invalid,
+  notFound,
+  serviceUnavailable,
+  staleConflict,
+  timeout,
+  unsupportedMediaType,
+} from './errors.js';
+import { type BodyType, parseBody } from './negotiate.js';
+import { keyFor, type Resource } from './resources.js';
+import { type Matcher, parseFieldSelector, parseLabelSelector } from './selectors.js';
+import { validateObjectMeta } from './validation.js';
+
+export type FieldValidation = 'Strict' | 'Warn' | 'Ignore';
+
+/** Per-request options and the warnings to return (`Warning: 299 - "..."` headers). */
+export interface RequestOptions {
+  dryRun: boolean;
+  fieldValidation: FieldValidation;
+  warnings: string[];
+}
+
+export interface ListQuery {
+  labelSelector?: string;
+  fieldSelector?: string;
+  limit?: number;
+  continue?: string;
+  resourceVersion?: string;
+  resourceVersionMatch?: string;
+}
+
+export interface ListPage {
+  items: StoredObject[];
+  resourceVersion: string;
+  continue?: string;
+}
+
+const clone = <T>(v: T): T => structuredClone(v);
+const now = () => new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+const NAME_CHARS = 'bcdfghjklmnpqrstvwxz2456789';
+
+export function generateName(prefix: string): string {
+  let s = prefix.length > 58 ? prefix.slice(0, 58) : prefix;
+  for (let i = 0; i < 5; i++) s += NAME_CHARS[Math.floor(Math.random() * NAME_CHARS.length)];
+  return s;
+}
+
+export function mapStoreError(err: unknown, r: Resource, name: string): never {
+  if (err instanceof ApiError) throw err;
+  if (err instanceof StoreError) {
+    switch (err.code) {
+      case 'NotFound':
+        throw notFound(r.gr, name);
+      case 'AlreadyExists':
+        throw alreadyExists(r.gr, name);
+      case 'Conflict':
+        throw staleConflict(r.gr, name);
+      case 'Expired':
+        throw expired(err.message);
+      case 'Unavailable':
+        throw err.message.startsWith('Too large') ? timeout(err.message) : serviceUnavailable(err.message);
+    }
+  }
+  throw internal((err as Error)?.message ?? String(err));
+}
+
+function encodeContinue(rv: number, start: string): string {
+  return Buffer.from(JSON.stringify({ v: 'meta.k8s.io/v1', rv, start })).toString('base64url');
+}
+
+function decodeContinue(token: string): { rv: number; start: string } {
+  try {
+    const t = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
+    if (t.v !== 'meta.k8s.io/v1' || typeof t.rv !== 'number' || typeof t.start !== 'string') throw new Error('bad token');
+    return { rv: t.rv, start: t.start };
+  } catch {
+    throw badRequest(`continue key is not valid: ${token.length > 64 ? token.slice(0, 64) + '...' : token}`);
+  }
+}
+
+export function parseRV(v: string, what = 'resourceVersion'): number {
+  if (!/^\d+$/.test(v)) throw badRequest(`Invalid value: "${v}": ${what}: must be a non-negative integer`);
+  return Number(v);
+}
+
+/** Fields that the main resource may change (everything but metadata, apiVersion, kind and status). */
+function specPart(r: Resource, obj: KubeObject): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(obj)) if (k !== 'metadata' && k !== 'apiVersion' && k !== 'kind' && !r.statusFields.includes(k)) out[k] = v;
+  return out;
+}
+
+export class GenericREST {
+  constructor(private readonly store: Store) {}
+
+  matcher(r: Resource, q: ListQuery): Matcher | undefined {
+    const l = parseLabelSelector(q.labelSelector);
+    const f = parseFieldSelector(q.fieldSelector, r.fieldGetters);
+    if (l && f) return (o) => l(o) && f(o);
+    return l ?? f;
+  }
+
+  async get(r: Resource, ns: string | undefined, name: string): Promise<StoredObject> {
+    const o = await this.store.get(keyFor(r, ns, name));
+    if (!o) throw notFound(r.gr, name);
+    return o;
+  }
+
+  async list(r: Resource, ns: string | undefined, q: ListQuery): Promise<ListPage> {
+    const match = this.matcher(r, q);
+    let atRV: number | undefined;
+    let startAfter: string | undefined;
+    if (q.continue) {
+      if (q.resourceVersion && q.resourceVersion !== '0') throw badRequest('specifying resource version is not allowed when using continue');
+      const t = decodeContinue(q.continue);
+      if (!t.start.startsWith(keyFor(r, ns))) throw badRequest('continue key is not valid: it does not belong to this list');
+      atRV = t.rv;
+      startAfter = t.start;
+    } else if (q.resourceVersion && q.resourceVersionMatch === 'Exact') {
+      atRV = parseRV(q.resourceVersion);
+    } else if (q.resourceVersionMatch && !['Exact', 'NotOlderThan'].includes(q.resourceVersionMatch)) {
+      throw badRequest(`Unsupported value: "${q.resourceVersionMatch}": resourceVersionMatch: supported values: "Exact", "NotOlderThan"`);
+    } else if (q.resourceVersion && q.resourceVersion !== '0') {
+      const min = parseRV(q.resourceVersion);
+      if (min > this.store.currentRV()) throw timeout(`Too large resource version: ${min}, current: ${this.store.currentRV()}`);
+    }
+    let res;
+    try {
+      res = await this.store.list(keyFor(r, ns), { limit: q.limit, startAfter, atRV, filter: match && ((o) => match(o.obj)) });
+    } catch (err) {
+      if (err instanceof StoreError && err.code === 'Expired' && q.continue)
+        throw expired(
+          'The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.',
+        );
+      mapStoreError(err, r, '');
+    }
+    return { items: res.items, resourceVersion: String(res.rv), continue: res.lastKey ? encodeContinue(res.rv, res.lastKey) : undefined };
+  }
+
+  /** Validates a body's apiVersion/kind/namespace/name against the request. */
+  private checkIdentity(r: Resource, body: unknown, ns: string | undefined, name?: string): KubeObject {
+    if (body === null || typeof body !== 'object' || Array.isArray(body)) throw badRequest(`expected a JSON object of kind ${r.def.kind}, got ${Array.isArray(body) ? 'an array' : typeof body}`);
+    const obj = body as KubeObject;
+    if (obj.kind === undefined || obj.kind === '') throw badRequest(`Object 'Kind' is missing in the request body`);
+    if (obj.apiVersion === undefined || obj.apiVersion === '') throw badRequest(`Object 'apiVersion' is missing in the request body`);
+    if (obj.apiVersion !== r.apiVersion) throw badRequest(`the API version in the data (${String(obj.apiVersion)}) does not match the expected API version (${r.apiVersion})`);
+    if (obj.kind !== r.def.kind) throw badRequest(`the kind in the data (${String(obj.kind)}) does not match the expected kind (${r.def.kind})`);
+    if (obj.metadata === undefined || obj.metadata === null) obj.metadata = {};
+    if (typeof obj.metadata !== 'object' || Array.isArray(obj.metadata)) throw badRequest('metadata must be an object');
+    if (r.def.namespaced) {
+      if (obj.metadata.namespace !== undefined && obj.metadata.namespace !== '' && obj.metadata.namespace !== ns)
+        throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
+      obj.metadata.namespace = ns;
+    } else delete obj.metadata.namespace;
+    if (name !== undefined && obj.metadata.name !== undefined && obj.metadata.name !== name)
+      throw badRequest(`the name of the object (${String(obj.metadata.name)}) does not match the name on the URL (${name})`);
+    return obj;
+  }
+
+  private pruneUnknown(r: Resource, obj: KubeObject, opts: RequestOptions) {
+    const unknown = r.compiled.prune(obj);
+    if (!unknown.length || opts.fieldValidation === 'Ignore') return;
+    const msgs = unknown.map((p) => `unknown field "${p}"`);
+    if (opts.fieldValidation === 'Strict') throw badRequest(`strict decoding error: ${msgs.join(', ')}`, unknown.map((f) => ({ reason: 'FieldValueInvalid', message: `unknown field "${f}"`, field: f })));
+    opts.warnings.push(...msgs);
+  }
+
+  private validateAll(r: Resource, obj: KubeObject, old?: KubeObject): FieldError[] {
+    const errs = validateObjectMeta(obj.metadata, r.def.namespaced);
+    errs.push(...r.compiled.validate(obj));
+    if (r.def.strategy?.validate) errs.push(...r.def.strategy.validate(obj));
+    if (old && r.def.strategy?.validateUpdate) errs.push(...r.def.strategy.validateUpdate(obj, old));
+    return errs;
+  }
+
+  async create(r: Resource, ns: string | undefined, body: unknown, opts: RequestOptions): Promise<StoredObject> {
+    const obj = this.checkIdentity(r, body, ns);
+    this.pruneUnknown(r, obj, opts);
+    const meta = obj.metadata;
+    if (meta.resourceVersion) throw badRequest('resourceVersion should not be set on objects to be created');
+    const generate = !meta.name && typeof meta.generateName === 'string' && meta.generateName !== '';
+    for (const f of r.statusFields) delete obj[f];
+    meta.uid = randomUUID();
+    meta.creationTimestamp = now();
+    meta.generation = 1;
+    delete meta.deletionTimestamp;
+    delete meta.deletionGracePeriodSeconds;
+    delete meta.selfLink;
+    delete meta.managedFields;
+    if (generate) meta.name = generateName(meta.generateName as string);
+    r.def.strategy?.prepareForCreate?.(obj);
+    const errs = this.validateAll(r, obj);
+    if (errs.length) throw invalid(r.gr, String(meta.name ?? meta.generateName ?? ''), errs);
+    if (opts.dryRun) return { key: '', rv: 0, obj, json: JSON.stringify(obj) };
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.store.create(keyFor(r, ns, meta.name!), obj);
+      } catch (err) {
+        if (generate && attempt < 5 && err instanceof StoreError && err.code === 'AlreadyExists') {
+          meta.name = generateName(meta.generateName as string);
+          continue;
+        }
+        mapStoreError(err, r, meta.name!);
+      }
+    }
+  }
+
+  /**
+   * Turns a proposed new object into the stored next state: main writes keep status, status writes
+   * keep everything else; bumps generation on spec changes; returns cur.obj for a no-op and null
+   * when the last finalizer of a deleted object is gone.
+   */
+  private nextState(r: Resource, cur: StoredObject, proposed: KubeObject, status: boolean, opts: RequestOptions, rvCheck: string | undefined): KubeObject | null {
+    const old = cur.obj;
+    if (rvCheck !== undefined && rvCheck !== '' && rvCheck !== old.metadata.resourceVersion) throw staleConflict(r.gr, old.metadata.name!);
+    if (proposed.metadata.uid !== undefined && proposed.metadata.uid !== '' && proposed.metadata.uid !== old.metadata.uid)
+      throw conflict(r.gr, old.metadata.name!, `Precondition failed: UID in precondition: ${String(proposed.metadata.uid)}, UID in object meta: ${old.metadata.uid}`);
+    let next: KubeObject;
+    if (status) {
+      next = clone(old);
+      for (const f of r.statusFields) {
+        if (proposed[f] === undefined) delete next[f];
+        else next[f] = proposed[f];
+      }
+    } else {
+      next = proposed;
+      const m = next.metadata;
+      for (const k of ['uid', 'creationTimestamp', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'generation', 'name', 'namespace'] as const) {
+        if (old.metadata[k] === undefined) delete m[k];
+        else (m as Record<string, unknown>)[k] = old.metadata[k];
+      }
+      delete m.managedFields;
+      if (old.metadata.managedFields) m.managedFields = old.metadata.managedFields;
+      delete m.selfLink;
+      for (const f of r.statusFields) {
+        if (old[f] === undefined) delete next[f];
+        else next[f] = clone(old[f]);
+      }
+      r.def.strategy?.prepareForUpdate?.(next, old);
+      if (old.metadata.deletionTimestamp) {
+        const had = new Set(old.metadata.finalizers ?? []);
+        const added = (Array.isArray(next.metadata.finalizers) ? next.metadata.finalizers : []).filter((f) => !had.has(f));
+        if (added.length)
+          throw invalid(r.gr, old.metadata.name!, [{ type: 'FieldValueForbidden', field: 'metadata.finalizers', message: 'Forbidden: no new finalizers can be added if the object is being deleted' }]);
+      }
+    }
+    next.metadata.resourceVersion = old.metadata.resourceVersion;
+    const errs = this.validateAll(r, next, old);
+    if (errs.length) throw invalid(r.gr, old.metadata.name!, errs);
+    if (!status && !isDeepStrictEqual(specPart(r, next), specPart(r, old))) next.metadata.generation = (old.metadata.generation ?? 1) + 1;
+    if (isDeepStrictEqual(next, old)) return old;
+    if (next.metadata.deletionTimestamp && !(next.metadata.finalizers?.length ?? 0)) return null;
+    return next;
+  }
+
+  private async guaranteedUpdate(r: Resource, ns: string | undefined, name: string, opts: RequestOptions, fn: (cur: StoredObject) => KubeObject | null): Promise<StoredObject> {
+    const key = keyFor(r, ns, name);
+    try {
+      if (opts.dryRun) {
+        const cur = await this.store.get(key);
+        if (!cur) throw notFound(r.gr, name);
+        const next = fn(cur);
+        return next === null || next === cur.obj ? cur : { key, rv: cur.rv, obj: next, json: JSON.stringify(next) };
+      }
+      return await this.store.update(key, fn);
+    } catch (err) {
+      mapStoreError(err, r, name);
+    }
+  }
+
+  async update(r: Resource, ns: string | undefined, name: string, body: unknown, status: boolean, opts: RequestOptions): Promise<StoredObject> {
+    const proposed = this.checkIdentity(r, body, ns, name);
+    this.pruneUnknown(r, proposed, opts);
+    proposed.metadata.name = name;
+    const rvCheck = proposed.metadata.resourceVersion;
+    return this.guaranteedUpdate(r, ns, name, opts, (cur) => this.nextState(r, cur, clone(proposed), status, opts, rvCheck));
+  }
+
+  async patch(r: Resource, ns: string | undefined, name: string, type: BodyType, body: unknown, status: boolean, opts: RequestOptions): Promise<StoredObject> {
+    if (type === 'apply-patch') throw unsupportedMediaType('server-side apply (application/apply-patch+yaml) is not supported by this server; use client-side kubectl apply');
+    if (type !== 'merge-patch' && type !== 'strategic-merge-patch' && type !== 'json-patch')
+      throw unsupportedMediaType(`the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json`);
+    const patch = parseBody(body, false);
+    if (type === 'json-patch') {
+      if (!Array.isArray(patch)) throw badRequest('json patch must be an array of operations');
+      const err = fastJsonPatch.validate(patch as fastJsonPatch.Operation[]);
+      if (err) throw badRequest(`invalid json patch: ${err.message.split('\n')[0]}`);
+    } else if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) throw badRequest('merge patch must be a JSON object');
+    return this.guaranteedUpdate(r, ns, name, opts, (cur) => {
+      let patched: unknown;
+      if (type === 'json-patch') {
+        try {
+          patched = fastJsonPatch.applyPatch(clone(cur.obj), patch as fastJsonPatch.Operation[], true, true).newDocument;
+        } catch (err) {
+          const e = err as Error & { name?: string };
+          if (e.name === 'TEST_OPERATION_FAILED') throw invalid(r.gr, name, [{ type: 'FieldValueInvalid', field: '', message: 'the json patch test operation failed' }]);
+          throw new ApiError(422, 'Invalid', `the server rejected our request due to an error in our request: ${e.message.split('\n')[0]}`);
+        }
+      } else patched = mergePatch.apply(clone(cur.obj), patch);
+      const proposed = this.checkIdentity(r, patched, ns, name);
+      this.pruneUnknown(r, proposed, opts);
+      return this.nextState(r, cur, proposed, status, opts, proposed.metadata.resourceVersion);
+    });
+  }
+
+  async delete(r: Resource, ns: string | undefined, name: string, options: DeleteOptions, opts: RequestOptions): Promise<{ obj: StoredObject; deleted: boolean }> {
+    let deleted = false;
+    const obj = await this.guaranteedUpdate(r, ns, name, opts, (cur) => {
+      const pre = options.preconditions;
+      if (pre?.uid && pre.uid !== cur.obj.metadata.uid)
+        throw conflict(r.gr, name, `Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${cur.obj.metadata.uid}`);
+      if (pre?.resourceVersion && pre.resourceVersion !== cur.obj.metadata.resourceVersion)
+        throw conflict(r.gr, name, `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${cur.obj.metadata.resourceVersion}`);
+      if (cur.obj.metadata.finalizers?.length) {
+        if (cur.obj.metadata.deletionTimestamp) return cur.obj;
+        const next = clone(cur.obj);
+        next.metadata.deletionTimestamp = now();
+        next.metadata.deletionGracePeriodSeconds = 0;
+        next.metadata.generation = (next.metadata.generation ?? 1) + 1;
+        return next;
+      }
+      deleted = true;
+      return null;
+    });
+    return { obj, deleted };
+  }
+
+  async deleteCollection(r: Resource, ns: string | undefined, q: ListQuery, options: DeleteOptions, opts: RequestOptions): Promise<ListPage> {
+    const page = await this.list(r, ns, { labelSelector: q.labelSelector, fieldSelector: q.fieldSelector });
+    const items: StoredObject[] = [];
+    for (const o of page.items) {
+      try {
+        items.push((await this.delete(r, o.obj.metadata.namespace, o.obj.metadata.name!, options, opts)).obj);
+      } catch (err) {
+        if (!(err instanceof ApiError && err.status.code === 404)) throw err;
+      }
+    }
+    return { items, resourceVersion: String(this.store.currentRV()) };
+  }
+}
+
+export interface DeleteOptions {
+  preconditions?: { uid?: string; resourceVersion?: string };
+  propagationPolicy?: string;
+  gracePeriodSeconds?: number;
+}
+
+export function parseDeleteOptions(body: unknown, query: Record<string, string | undefined>): DeleteOptions {
+  let opts: DeleteOptions = {};
+  if (typeof body === 'string' && body.trim() !== '') {
+    const b = parseBody(body, false);
+    if (b === null || typeof b !== 'object' || Array.isArray(b)) throw badRequest('DeleteOptions must be a JSON object');
+    opts = b as DeleteOptions;
+  }
+  if (query.propagationPolicy) opts.propagationPolicy = query.propagationPolicy;
+  if (opts.propagationPolicy && !['Orphan', 'Background', 'Foreground'].includes(opts.propagationPolicy))
+    throw badRequest(`Unsupported value: "${opts.propagationPolicy}": propagationPolicy: supported values: "Foreground", "Background", "Orphan"`);
+  return opts;
+}
+
+export function requestOptions(query: Record<string, string | undefined>, defaultValidation: FieldValidation = 'Warn'): RequestOptions {
+  const dryRun = query.dryRun;
+  if (dryRun !== undefined && dryRun !== 'All' && dryRun !== '') throw badRequest(`Invalid value: "${dryRun}": dryRun: supported values: "All"`);
+  const fv = query.fieldValidation ?? defaultValidation;
+  if (!['Strict', 'Warn', 'Ignore'].includes(fv)) throw badRequest(`invalid fieldValidation directive: ${fv}; supported values: Strict, Warn, Ignore`);
+  return { dryRun: dryRun === 'All', fieldValidation: fv as FieldValidation, warnings: [] };
+}
+
+export { forbidden };

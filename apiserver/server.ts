@@ -1,0 +1,184 @@
+// The HTTPS server: TLS with client-certificate authentication, discovery, OpenAPI, health, and
+// the resource routes, as fastify plugins over one ResourceRegistry and one Store.
+import type { TLSSocket } from 'node:tls';
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { KindDefinition } from '../kinds/types.js';
+import type { Store } from '../storage/store.js';
+import { AGGREGATED_CONTENT_TYPE, aggregatedDiscovery, apiGroup, apiGroupList, apiResourceList, apiVersions } from './discovery.js';
+import { ApiError, internal, pathNotFound, tooLarge, unauthorized, unsupportedMediaType } from './errors.js';
+import { negotiate } from './negotiate.js';
+import { OpenAPI } from './openapi.js';
+import { ResourceHandler, resolve } from './resource-routes.js';
+import { ResourceRegistry } from './resources.js';
+import { GenericREST } from './rest.js';
+import { WatchHub } from './watch.js';
+
+export interface UserInfo {
+  name: string;
+  groups: string[];
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    user?: UserInfo;
+  }
+}
+
+export interface ServerOptions {
+  store: Store;
+  kinds: KindDefinition[];
+  tls: { key: string; cert: string; clientCA: string };
+  logLevel?: string;
+  /** Largest accepted request body (kube-apiserver's limit is 3 MiB). */
+  bodyLimit?: number;
+  version?: string;
+}
+
+export interface ApiServer {
+  app: FastifyInstance;
+  registry: ResourceRegistry;
+  rest: GenericREST;
+  watches: WatchHub;
+  close(): Promise<void>;
+}
+
+const PUBLIC_PATHS = /^\/(healthz|livez|readyz)(\/.*)?$/;
+
+function sendError(reply: FastifyReply, e: ApiError) {
+  for (const [k, v] of Object.entries(e.headers)) reply.header(k, v);
+  return reply.code(e.status.code).header('Content-Type', 'application/json').send(JSON.stringify(e.status));
+}
+
+/** Maps fastify's own errors (body limit, content type, bad JSON...) onto Status errors. */
+function toApiError(err: FastifyError): ApiError {
+  if (err instanceof ApiError) return err;
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return tooLarge('the request body is too large: limit is ' + err.message.replace(/^.*?(\d+).*$/, '$1') + ' bytes');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return unsupportedMediaType(err.message);
+  }
+  if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return new ApiError(err.statusCode, 'BadRequest', err.message);
+  return internal(err.message);
+}
+
+export async function createApiServer(opts: ServerOptions): Promise<ApiServer> {
+  const registry = new ResourceRegistry(opts.kinds);
+  const rest = new GenericREST(opts.store);
+  const watches = new WatchHub(opts.store);
+  const handler = new ResourceHandler(rest, watches);
+  const openapi = new OpenAPI(registry);
+
+  const app = Fastify({
+    https: { key: opts.tls.key, cert: opts.tls.cert, ca: opts.tls.clientCA, requestCert: true, rejectUnauthorized: false },
+    logger: { level: opts.logLevel ?? 'info' },
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: opts.bodyLimit ?? 3 * 1024 * 1024,
+    routerOptions: { maxParamLength: 2048 },
+    return503OnClosing: true,
+    forceCloseConnections: true,
+  });
+
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
+
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    const e = toApiError(err);
+    if (e.status.code >= 500) req.log.error({ err, url: req.url }, 'request failed');
+    return sendError(reply, e);
+  });
+  app.setNotFoundHandler((req, reply) => sendError(reply, pathNotFound(req.url.split('?')[0])));
+
+  // Authentication: a client certificate that chains to our client CA (CN = user, O = groups).
+  app.addHook('onRequest', async (req) => {
+    const path = req.url.split('?')[0];
+    if (PUBLIC_PATHS.test(path)) return;
+    const sock = req.raw.socket as TLSSocket;
+    if (!sock.authorized) throw unauthorized();
+    const subject = sock.getPeerCertificate()?.subject ?? {};
+    const o = (subject as Record<string, string | string[] | undefined>).O;
+    req.user = { name: String(subject.CN ?? ''), groups: o === undefined ? [] : Array.isArray(o) ? o : [o] };
+  });
+
+  for (const p of ['/healthz', '/livez', '/readyz']) {
+    app.get(p, async (_req, reply) => reply.type('text/plain').send('ok'));
+    app.get(`${p}/*`, async (_req, reply) => reply.type('text/plain').send('ok'));
+  }
+  app.get('/version', async () => ({
+    major: '1',
+    minor: '32',
+    gitVersion: `v1.32.0-ocm-apiserver-${opts.version ?? '0.1.0'}`,
+    gitCommit: '',
+    gitTreeState: 'clean',
+    buildDate: '',
+    goVersion: `node${process.versions.node}`,
+    compiler: 'node',
+    platform: `${process.platform}/${process.arch}`,
+  }));
+
+  const discovery = (core: boolean) => async (req: FastifyRequest, reply: FastifyReply) => {
+    const t = negotiate(req.headers.accept, ['APIGroupDiscoveryList']);
+    if (t.as === 'APIGroupDiscoveryList') return reply.header('Content-Type', AGGREGATED_CONTENT_TYPE).send(JSON.stringify(aggregatedDiscovery(registry, core)));
+    return reply.header('Content-Type', 'application/json').send(JSON.stringify(core ? apiVersions(registry) : apiGroupList(registry)));
+  };
+  app.get('/api', discovery(true));
+  app.get('/apis', discovery(false));
+  app.get('/apis/:group', async (req, reply) => {
+    const g = apiGroup(registry, (req.params as { group: string }).group);
+    if (!g) throw pathNotFound(req.url);
+    return reply.header('Content-Type', 'application/json').send(JSON.stringify(g));
+  });
+  const groupVersion = (group: string, version: string, url: string) => {
+    const rs = registry.groups().get(group)?.get(version);
+    if (!rs) throw pathNotFound(url);
+    return JSON.stringify(apiResourceList(group, version, rs));
+  };
+  app.get('/api/:version', async (req, reply) =>
+    reply.header('Content-Type', 'application/json').send(groupVersion('', (req.params as { version: string }).version, req.url)),
+  );
+  app.get('/apis/:group/:version', async (req, reply) => {
+    const { group, version } = req.params as { group: string; version: string };
+    return reply.header('Content-Type', 'application/json').send(groupVersion(group, version, req.url));
+  });
+
+  const methods = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+  app.route({
+    method: [...methods],
+    url: '/apis/:group/:version/*',
+    handler: async (req, reply) => {
+      const { group, version, '*': rest } = req.params as { group: string; version: string; '*': string };
+      return handler.handle(req, reply, resolve(registry, group, version, rest.split('/'), req.url.split('?')[0]));
+    },
+  });
+  app.route({
+    method: [...methods],
+    url: '/api/:version/*',
+    handler: async (req, reply) => {
+      const { version, '*': rest } = req.params as { version: string; '*': string };
+      return handler.handle(req, reply, resolve(registry, '', version, rest.split('/'), req.url.split('?')[0]));
+    },
+  });
+
+  app.get('/openapi/v2', async (_req, reply) => reply.header('Content-Type', 'application/json').send(openapi.v2()));
+  app.get('/openapi/v3', async (_req, reply) => reply.header('Content-Type', 'application/json').send(JSON.stringify(openapi.v3Root())));
+  app.get('/openapi/v3/*', async (req, reply) => {
+    const doc = openapi.v3Doc((req.params as { '*': string })['*']);
+    if (!doc) throw pathNotFound(req.url);
+    return reply
+      .header('Content-Type', 'application/json')
+      .header('Etag', `"${doc.hash}"`)
+      .header('Cache-Control', (req.query as Record<string, string>).hash ? 'public, immutable' : 'no-cache, private')
+      .send(doc.body);
+  });
+
+  return {
+    app,
+    registry,
+    rest,
+    watches,
+    async close() {
+      watches.closeAll();
+      await app.close();
+    },
+  };
+}

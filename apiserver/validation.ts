@@ -1,0 +1,269 @@
+// Structural-schema machinery shared by every kind: pruning of unknown fields (what
+// fieldValidation=Strict/Warn report), schema defaults and validation (ajv), and ObjectMeta rules.
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import type { FieldError, KindDefinition, KubeObject, ObjectMeta } from '../kinds/types.js';
+
+type Schema = Record<string, any>;
+
+const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
+const ajv = addFormats(new Ajv({ strict: false, allErrors: true, useDefaults: true, coerceTypes: false }));
+
+/** Joins a JSON pointer into kube's field path notation: /spec/list/0/name -> spec.list[0].name */
+export function fieldPath(pointer: string): string {
+  let out = '';
+  for (const raw of pointer.split('/').slice(1)) {
+    const seg = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    if (/^\d+$/.test(seg)) out += `[${seg}]`;
+    else out += out ? `.${seg}` : seg;
+  }
+  return out;
+}
+
+const join = (base: string, key: string) => (base ? `${base}.${key}` : key);
+
+/**
+ * Removes fields the schema does not know, in place, and returns their paths. Stops at
+ * x-kubernetes-preserve-unknown-fields and at schemas without structure (anyOf etc.).
+ */
+export function prune(value: unknown, schema: Schema | undefined, path: string, unknown: string[]): void {
+  if (!schema || schema['x-kubernetes-preserve-unknown-fields'] === true) return;
+  if (Array.isArray(value)) {
+    if (schema.items) value.forEach((v, i) => prune(v, schema.items, `${path}[${i}]`, unknown));
+    return;
+  }
+  if (value === null || typeof value !== 'object') return;
+  const obj = value as Record<string, unknown>;
+  const props: Schema | undefined = schema.properties;
+  const extra: Schema | undefined =
+    typeof schema.additionalProperties === 'object'
+      ? schema.additionalProperties
+      : schema.patternProperties
+        ? (Object.values(schema.patternProperties)[0] as Schema)
+        : undefined;
+  if (!props && !extra) {
+    if (schema.type === 'object' && schema.additionalProperties !== true) for (const k of Object.keys(obj)) unknown.push(join(path, k)), delete obj[k];
+    return;
+  }
+  for (const k of Object.keys(obj)) {
+    const s = props?.[k] ?? extra;
+    if (s) prune(obj[k], s, join(path, k), unknown);
+    else if (schema.additionalProperties !== true) {
+      unknown.push(join(path, k));
+      delete obj[k];
+    }
+  }
+}
+
+function describeValue(v: unknown): string {
+  return typeof v === 'string' ? JSON.stringify(v) : JSON.stringify(v) ?? 'null';
+}
+
+function valueAt(root: unknown, pointer: string): unknown {
+  let cur: any = root;
+  for (const raw of pointer.split('/').slice(1)) {
+    if (cur == null) return undefined;
+    cur = cur[raw.replace(/~1/g, '/').replace(/~0/g, '~')];
+  }
+  return cur;
+}
+
+export function ajvToFieldErrors(errors: ErrorObject[], root: unknown): FieldError[] {
+  const out: FieldError[] = [];
+  const seen = new Set<string>();
+  for (const e of errors) {
+    const field = fieldPath(e.instancePath);
+    const value = valueAt(root, e.instancePath);
+    let fe: FieldError;
+    switch (e.keyword) {
+      case 'required':
+        fe = { type: 'FieldValueRequired', field: join(field, e.params.missingProperty), message: 'Required value' };
+        break;
+      case 'enum':
+        fe = {
+          type: 'FieldValueNotSupported',
+          field,
+          message: `Unsupported value: ${describeValue(value)}: supported values: ${(e.params.allowedValues as unknown[]).map(describeValue).join(', ')}`,
+        };
+        break;
+      case 'type':
+        fe = { type: 'FieldValueTypeInvalid', field, message: `Invalid value: ${describeValue(value)}: ${field} in body must be of type ${e.params.type}` };
+        break;
+      case 'pattern':
+        fe = { type: 'FieldValueInvalid', field, message: `Invalid value: ${describeValue(value)}: ${field} in body should match '${e.params.pattern}'` };
+        break;
+      case 'maxLength':
+      case 'maxItems':
+        fe = { type: 'FieldValueTooLong', field, message: `Too long: ${field} in body ${e.message}` };
+        break;
+      case 'anyOf':
+      case 'oneOf':
+        continue; // the branch errors say more
+      default:
+        fe = { type: 'FieldValueInvalid', field, message: `Invalid value: ${describeValue(value)}: ${field} in body ${e.message}` };
+    }
+    const id = `${fe.field}|${fe.message}`;
+    if (!seen.has(id)) seen.add(id), out.push(fe);
+  }
+  return out;
+}
+
+export interface CompiledKind {
+  /** Validates (and applies schema defaults to) the kind-specific top-level fields. */
+  validate(obj: KubeObject): FieldError[];
+  /** Prunes unknown fields in place (metadata included); returns their paths. */
+  prune(obj: KubeObject): string[];
+}
+
+const META_FIELDS: Schema = {
+  type: 'object',
+  properties: Object.fromEntries(
+    [
+      'name', 'generateName', 'namespace', 'uid', 'resourceVersion', 'generation', 'creationTimestamp', 'deletionTimestamp',
+      'deletionGracePeriodSeconds', 'selfLink',
+    ].map((k) => [k, {}]).concat([
+      ['labels', { 'x-kubernetes-preserve-unknown-fields': true }],
+      ['annotations', { 'x-kubernetes-preserve-unknown-fields': true }],
+      ['finalizers', { 'x-kubernetes-preserve-unknown-fields': true }],
+      ['ownerReferences', { 'x-kubernetes-preserve-unknown-fields': true }],
+      ['managedFields', { 'x-kubernetes-preserve-unknown-fields': true }],
+    ]),
+  ),
+};
+
+export function compileKind(def: KindDefinition): CompiledKind {
+  const body: Schema = { type: 'object', properties: { ...(def.schema as Schema).properties } };
+  if ((def.schema as Schema).required) body.required = (def.schema as Schema).required;
+  const check: ValidateFunction = ajv.compile(body);
+  const pruneSchema: Schema = {
+    type: 'object',
+    properties: { apiVersion: {}, kind: {}, metadata: META_FIELDS, ...body.properties },
+  };
+  return {
+    validate(obj) {
+      const rest: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(obj)) if (k !== 'apiVersion' && k !== 'kind' && k !== 'metadata') rest[k] = v;
+      const errs = check(rest) ? [] : ajvToFieldErrors(check.errors ?? [], rest);
+      Object.assign(obj, rest); // schema defaults
+      return errs;
+    },
+    prune(obj) {
+      const unknown: string[] = [];
+      prune(obj, pruneSchema, '', unknown);
+      return unknown;
+    },
+  };
+}
+
+// ---- ObjectMeta rules (k8s.io/apimachinery/pkg/api/validation) ----
+
+const DNS1123_LABEL = '[a-z0-9]([-a-z0-9]*[a-z0-9])?';
+const DNS1123_SUBDOMAIN = `${DNS1123_LABEL}(\\.${DNS1123_LABEL})*`;
+const subdomainRe = new RegExp(`^${DNS1123_SUBDOMAIN}$`);
+const labelRe = new RegExp(`^${DNS1123_LABEL}$`);
+const qualifiedNameRe = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
+const labelValueRe = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
+
+export function validateSubdomain(value: string): string | undefined {
+  if (value.length > 253) return 'must be no more than 253 characters';
+  if (!subdomainRe.test(value))
+    return `a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '${DNS1123_SUBDOMAIN}')`;
+  return undefined;
+}
+
+export function validateLabel(value: string): string | undefined {
+  if (value.length > 63) return 'must be no more than 63 characters';
+  if (!labelRe.test(value))
+    return `a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '${DNS1123_LABEL}')`;
+  return undefined;
+}
+
+export function validateQualifiedName(value: string): string | undefined {
+  const parts = value.split('/');
+  let name = value;
+  if (parts.length === 2) {
+    const prefixErr = parts[0].length === 0 ? 'prefix part must be non-empty' : validateSubdomain(parts[0]);
+    if (prefixErr) return `prefix part ${prefixErr}`;
+    name = parts[1];
+  } else if (parts.length > 2) {
+    return "a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')";
+  }
+  if (name.length === 0) return 'name part must be non-empty';
+  if (name.length > 63) return 'name part must be no more than 63 characters';
+  if (!qualifiedNameRe.test(name))
+    return "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+  return undefined;
+}
+
+const invalidValue = (field: string, value: unknown, why: string): FieldError => ({
+  type: 'FieldValueInvalid',
+  field,
+  message: `Invalid value: ${describeValue(value)}: ${why}`,
+});
+
+function isStringMap(v: unknown): v is Record<string, string> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'string');
+}
+
+const MAX_ANNOTATIONS_BYTES = 256 * 1024;
+
+/** Validates the user-settable parts of ObjectMeta. `nameRule` is the kind's name format. */
+export function validateObjectMeta(meta: ObjectMeta, namespaced: boolean, nameRule: (v: string) => string | undefined = validateSubdomain): FieldError[] {
+  const errs: FieldError[] = [];
+  if (typeof meta.name !== 'string' || meta.name === '') {
+    errs.push({ type: 'FieldValueRequired', field: 'metadata.name', message: 'Required value: name or generateName is required' });
+  } else {
+    const e = nameRule(meta.name);
+    if (e) errs.push(invalidValue('metadata.name', meta.name, e));
+  }
+  if (namespaced && meta.namespace !== undefined) {
+    const e = typeof meta.namespace === 'string' ? validateLabel(meta.namespace) : 'must be a string';
+    if (e) errs.push(invalidValue('metadata.namespace', meta.namespace, e));
+  }
+  for (const [field, allowValue] of [['labels', true], ['annotations', false]] as const) {
+    const m = meta[field];
+    if (m === undefined || m === null) continue;
+    if (!isStringMap(m)) {
+      errs.push({ type: 'FieldValueTypeInvalid', field: `metadata.${field}`, message: `Invalid value: ${describeValue(m)}: must be a map of string keys to string values` });
+      continue;
+    }
+    let size = 0;
+    for (const [k, v] of Object.entries(m)) {
+      const ke = validateQualifiedName(k);
+      if (ke) errs.push(invalidValue(`metadata.${field}`, k, ke));
+      if (allowValue) {
+        if (v.length > 63) errs.push(invalidValue(`metadata.labels`, v, 'must be no more than 63 characters'));
+        else if (!labelValueRe.test(v))
+          errs.push(invalidValue(`metadata.labels`, v, "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"));
+      }
+      size += k.length + v.length;
+    }
+    if (!allowValue && size > MAX_ANNOTATIONS_BYTES)
+      errs.push({ type: 'FieldValueTooLong', field: 'metadata.annotations', message: `Too long: must have at most ${MAX_ANNOTATIONS_BYTES} bytes` });
+  }
+  if (meta.finalizers !== undefined) {
+    if (!Array.isArray(meta.finalizers) || meta.finalizers.some((f) => typeof f !== 'string')) {
+      errs.push({ type: 'FieldValueTypeInvalid', field: 'metadata.finalizers', message: 'Invalid value: must be a list of strings' });
+    } else {
+      meta.finalizers.forEach((f, i) => {
+        const e = validateQualifiedName(f);
+        if (e) errs.push(invalidValue(`metadata.finalizers[${i}]`, f, e));
+      });
+    }
+  }
+  if (meta.ownerReferences !== undefined) {
+    if (!Array.isArray(meta.ownerReferences)) {
+      errs.push({ type: 'FieldValueTypeInvalid', field: 'metadata.ownerReferences', message: 'Invalid value: must be a list' });
+    } else {
+      let controllers = 0;
+      meta.ownerReferences.forEach((r, i) => {
+        for (const f of ['apiVersion', 'kind', 'name', 'uid'] as const)
+          if (typeof r?.[f] !== 'string' || r[f] === '') errs.push({ type: 'FieldValueRequired', field: `metadata.ownerReferences[${i}].${f}`, message: 'Required value' });
+        if (r?.controller === true) controllers++;
+      });
+      if (controllers > 1)
+        errs.push(invalidValue('metadata.ownerReferences', meta.ownerReferences.length, 'Only one reference can have Controller set to true'));
+    }
+  }
+  return errs;
+}

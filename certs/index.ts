@@ -1,0 +1,108 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import { coversHosts, createCA, createClientCert, createServerCert, newKeys, newKeysSync, type KeyPair, type Subject } from './pki.js';
+
+export interface CertBundle {
+  caCertPem: string;
+  caKeyPem: string;
+  serverCertPem: string;
+  serverKeyPem: string;
+  adminCertPem: string;
+  adminKeyPem: string;
+  dir: string;
+}
+
+export const DEFAULT_HOSTS = [
+  'localhost',
+  'ocm-apiserver',
+  'ocm-apiserver.ocm-system',
+  'ocm-apiserver.ocm-system.svc',
+  'ocm-apiserver.ocm-system.svc.cluster.local',
+  '127.0.0.1',
+  '::1',
+];
+
+const CA_DAYS = 3650;
+const SERVER_DAYS = 825;
+const CLIENT_DAYS = 365;
+
+function readPair(dir: string, name: string): KeyPair | undefined {
+  const cert = path.join(dir, `${name}.crt`);
+  const key = path.join(dir, `${name}.key`);
+  if (!fs.existsSync(cert) || !fs.existsSync(key)) return undefined;
+  return { certPem: fs.readFileSync(cert, 'utf8'), keyPem: fs.readFileSync(key, 'utf8') };
+}
+
+function writePair(dir: string, name: string, pair: KeyPair): void {
+  const key = path.join(dir, `${name}.key`);
+  fs.writeFileSync(key, pair.keyPem, { mode: 0o600 });
+  fs.chmodSync(key, 0o600); // writeFileSync's mode only applies when the file is created
+  fs.writeFileSync(path.join(dir, `${name}.crt`), pair.certPem, { mode: 0o644 });
+}
+
+/**
+ * Loads the CA, serving and admin key pairs from `dir`, generating whatever is missing.
+ * A new CA invalidates the other pairs; an existing server cert is reissued only if
+ * its SANs do not cover every requested host.
+ */
+export async function ensureCerts(dir: string, opts: { hosts?: string[] } = {}): Promise<CertBundle> {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const hosts = [...new Set([...DEFAULT_HOSTS, ...(opts.hosts ?? []).map((h) => h.replace(/^\[(.*)\]$/, '$1'))])];
+
+  let ca = readPair(dir, 'ca');
+  const fresh = !ca;
+  if (!ca) {
+    ca = createCA(await newKeys(), 'ocm-apiserver-ca', CA_DAYS);
+    writePair(dir, 'ca', ca);
+  }
+  let server = fresh ? undefined : readPair(dir, 'server');
+  if (!server || !coversHosts(server.certPem, hosts)) {
+    server = createServerCert(ca, await newKeys(), 'ocm-apiserver', hosts, SERVER_DAYS);
+    writePair(dir, 'server', server);
+  }
+  let admin = fresh ? undefined : readPair(dir, 'admin');
+  if (!admin) {
+    admin = createClientCert(ca, await newKeys(), { commonName: 'admin', organizations: ['system:masters'] }, CLIENT_DAYS);
+    writePair(dir, 'admin', admin);
+  }
+  return {
+    caCertPem: ca.certPem,
+    caKeyPem: ca.keyPem,
+    serverCertPem: server.certPem,
+    serverKeyPem: server.keyPem,
+    adminCertPem: admin.certPem,
+    adminKeyPem: admin.keyPem,
+    dir,
+  };
+}
+
+export function issueClientCert(
+  ca: { certPem: string; keyPem: string },
+  subject: Subject,
+  days = CLIENT_DAYS,
+): { certPem: string; keyPem: string } {
+  return createClientCert(ca, newKeysSync(), subject, days);
+}
+
+export function writeKubeconfig(
+  file: string,
+  opts: { server: string; caCertPem: string; clientCertPem: string; clientKeyPem: string; user?: string; context?: string },
+): void {
+  const b64 = (s: string) => Buffer.from(s).toString('base64');
+  const cluster = 'ocm-apiserver';
+  const user = opts.user ?? 'ocm-apiserver';
+  const context = opts.context ?? 'ocm-apiserver';
+  const config = {
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: cluster, cluster: { server: opts.server, 'certificate-authority-data': b64(opts.caCertPem) } }],
+    users: [{ name: user, user: { 'client-certificate-data': b64(opts.clientCertPem), 'client-key-data': b64(opts.clientKeyPem) } }],
+    contexts: [{ name: context, context: { cluster, user } }],
+    'current-context': context,
+    preferences: {},
+  };
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, YAML.stringify(config), { mode: 0o600 });
+  fs.chmodSync(file, 0o600);
+}

@@ -1,0 +1,155 @@
+import { Type, type Static } from '@sinclair/typebox';
+import semver from 'semver';
+import type { FieldError, KindDefinition, KubeObject } from './types.js';
+import {
+  CATEGORIES,
+  COMPONENT_NAME_PATTERN,
+  CONFIG_KEY_PATTERN,
+  GROUP,
+  NamespacedObjectReference,
+  ObjectReference,
+  SecretRef,
+  VERSION,
+  commonColumns,
+  fieldError,
+  interval,
+  selectable,
+  specOf,
+  statusSchema,
+  suspend,
+  validateInterval,
+  validateUniqueKeys,
+} from './common.js';
+
+/** OCI registry (optionally with scheme) and base path of an OCM repository. */
+export const REPOSITORY_URL_PATTERN = '^((oci|https?)://)?([a-zA-Z0-9.-]+|\\[[0-9a-fA-F:]+\\])(:[0-9]+)?(/[a-z0-9._/-]*)?$';
+
+export const OCMComponentSpec = Type.Object(
+  {
+    interval: Type.Optional(
+      interval(
+        'How often the server checks the repository for a new version matching `version`, as a Go duration (`10m`, `1h30m`). Changes to the object are acted on at once regardless.',
+        { default: '10m' },
+      ),
+    ),
+    name: Type.String({
+      description: 'Name of the OCM component, e.g. `github.com/weaveworks/weave-gitops`.',
+      minLength: 1,
+      maxLength: 255,
+      pattern: COMPONENT_NAME_PATTERN,
+    }),
+    version: Type.String({
+      description:
+        'Version of the component: an exact version (`v0.9.4`) or a semver constraint (`v0.9.x`, `>=1.2 <2`, `^1.0.0`); with a constraint the newest matching version in the repository is used.',
+      minLength: 1,
+      maxLength: 256,
+    }),
+    repository: Type.Object(
+      {
+        url: Type.String({
+          description:
+            'Registry and base path of the OCM repository, e.g. `ghcr.io/weaveworks`; component versions are read from `<url>/component-descriptors/<component name>`. Prefix `http://` for a registry that serves plain HTTP.',
+          minLength: 1,
+          pattern: REPOSITORY_URL_PATTERN,
+        }),
+        secretRef: Type.Optional(
+          SecretRef(
+            'Secret with the credentials for the registry: a `kubernetes.io/dockerconfigjson` Secret, or one with `username` and `password` keys. Omitted: anonymous access.',
+          ),
+        ),
+      },
+      { description: 'The OCM repository (an OCI registry) that holds the component versions.' },
+    ),
+    verify: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            signature: Type.String({
+              description: 'Name of the signature in the component descriptor (`signatures[].name`) that must verify.',
+              minLength: 1,
+            }),
+            secretRef: SecretRef('Secret holding the PEM-encoded RSA public key that verifies this signature.'),
+            key: Type.Optional(
+              Type.String({
+                description: 'Key of the Secret\'s data entry holding the PEM public key. Defaults to the signature name.',
+                minLength: 1,
+                maxLength: 253,
+                pattern: CONFIG_KEY_PATTERN,
+              }),
+            ),
+          },
+          { description: 'One signature that must verify before the component version is used.' },
+        ),
+        {
+          description:
+            'Signatures that must verify before the component version is used: each names a signature of the component descriptor and the Secret with its public key. A component version whose signatures (or resource digests) do not verify produces nothing downstream.',
+          'x-kubernetes-list-type': 'map',
+          'x-kubernetes-list-map-keys': ['signature'],
+        },
+      ),
+    ),
+    suspend: Type.Optional(suspend('component')),
+  },
+  { description: 'Desired state of the OCMComponent: which component version to fetch, from where, and how to verify it.' },
+);
+export type OCMComponentSpec = Static<typeof OCMComponentSpec>;
+
+export const OCMComponentStatus = statusSchema('OCMComponent', {
+  resolvedVersion: Type.Optional(
+    Type.String({ description: 'The exact component version that `spec.version` resolved to and that was fetched last.' }),
+  ),
+  componentDescriptor: Type.Optional(
+    NamespacedObjectReference('The ComponentDescriptor object holding the descriptor of the resolved version.', 'ComponentDescriptor'),
+  ),
+  deployPackage: Type.Optional(
+    ObjectReference('The object holding the deploy package (the component\'s resource with the Flux package media type), if the component has one.', 'object holding the deploy package'),
+  ),
+  verified: Type.Optional(
+    Type.Boolean({
+      description: 'True when every signature in `spec.verify` verified and the resource digests matched; false when verification failed or was not requested.',
+    }),
+  ),
+});
+export type OCMComponentStatus = Static<typeof OCMComponentStatus>;
+
+function validate(obj: KubeObject): FieldError[] {
+  const spec = specOf(obj);
+  const errs: FieldError[] = [...validateInterval(spec.interval, 'spec.interval')];
+  const v = spec.version;
+  if (typeof v === 'string' && v.length > 0 && semver.validRange(v, { loose: true }) === null) {
+    errs.push(fieldError('FieldValueInvalid', 'spec.version', 'must be a semantic version (v1.2.3) or a semver constraint (v0.9.x, >=1.2 <2)'));
+  }
+  errs.push(...validateUniqueKeys(spec.verify, 'signature', 'spec.verify'));
+  return errs;
+}
+
+export const ocmComponentKind: KindDefinition = {
+  group: GROUP,
+  version: VERSION,
+  kind: 'OCMComponent',
+  plural: 'ocmcomponents',
+  singular: 'ocmcomponent',
+  shortNames: ['ocmc', 'comp'],
+  categories: [...CATEGORIES],
+  namespaced: true,
+  description:
+    'An OCMComponent names a component version in an OCM repository. The server resolves the version (exact or semver constraint), fetches the component descriptor, verifies its signatures and resource digests, and stores it as a ComponentDescriptor object, together with the deploy package; Sources and Actions refer to the OCMComponent to obtain its resources.',
+  schema: Type.Object({
+    spec: OCMComponentSpec,
+    status: Type.Optional(OCMComponentStatus),
+  }),
+  statusFields: ['status'],
+  subresources: { status: true },
+  columns: [
+    { name: 'Component', type: 'string', jsonPath: '.spec.name', description: 'Name of the OCM component.' },
+    { name: 'Version', type: 'string', jsonPath: '.status.resolvedVersion', description: 'The component version in use.' },
+    { name: 'Verified', type: 'boolean', jsonPath: '.status.verified', description: 'Whether the signatures verified.' },
+    ...commonColumns(),
+    { name: 'Constraint', type: 'string', jsonPath: '.spec.version', description: 'The requested version or constraint.', priority: 1 },
+    { name: 'Repository', type: 'string', jsonPath: '.spec.repository.url', description: 'The OCM repository.', priority: 1 },
+  ],
+  selectableFields: {
+    'spec.name': selectable('spec.name'),
+  },
+  strategy: { validate },
+};

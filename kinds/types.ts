@@ -1,0 +1,118 @@
+// The shape of every kind this server serves. One KindDefinition per kind; the generic
+// REST store (apiserver/) derives discovery, OpenAPI, validation, Table output and verbs from it.
+import type { TObject } from '@sinclair/typebox';
+
+export interface ObjectMeta {
+  name?: string;
+  generateName?: string;
+  namespace?: string;
+  uid?: string;
+  resourceVersion?: string;
+  generation?: number;
+  creationTimestamp?: string;
+  deletionTimestamp?: string;
+  deletionGracePeriodSeconds?: number;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  finalizers?: string[];
+  ownerReferences?: OwnerReference[];
+  managedFields?: unknown[];
+  [k: string]: unknown;
+}
+
+export interface OwnerReference {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  uid: string;
+  controller?: boolean;
+  blockOwnerDeletion?: boolean;
+}
+
+export interface KubeObject {
+  apiVersion: string;
+  kind: string;
+  metadata: ObjectMeta;
+  [field: string]: unknown;
+}
+
+export interface Condition {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+  lastTransitionTime: string;
+  observedGeneration?: number;
+}
+
+/** A column of `kubectl get` output (meta.k8s.io/v1 TableColumnDefinition + how to fill it). */
+export interface PrinterColumn {
+  name: string;
+  type: 'string' | 'integer' | 'number' | 'boolean' | 'date';
+  /** Simple JSONPath as in CRD additionalPrinterColumns, e.g. `.status.conditions[?(@.type=="Ready")].status`. */
+  jsonPath: string;
+  description: string;
+  /** 0 = shown by default, >0 = only with `-o wide`. */
+  priority?: number;
+  format?: string;
+}
+
+export type FieldErrorType =
+  | 'FieldValueRequired'
+  | 'FieldValueInvalid'
+  | 'FieldValueNotSupported'
+  | 'FieldValueForbidden'
+  | 'FieldValueDuplicate'
+  | 'FieldValueTooLong'
+  | 'FieldValueTypeInvalid';
+
+/** One validation failure; `field` is a path such as `spec.providerRef.kind`. */
+export interface FieldError {
+  type: FieldErrorType;
+  field: string;
+  message: string;
+}
+
+/**
+ * What a kind does differently from the generic defaults (k8s.io/apiserver's RESTCreateStrategy /
+ * RESTUpdateStrategy). Every hook is optional.
+ */
+export interface KindStrategy {
+  /** Called on create after schema defaults are applied; may set defaults in place. */
+  prepareForCreate?(obj: KubeObject): void;
+  /** Called on update of the main resource (status already copied from `old`). */
+  prepareForUpdate?(obj: KubeObject, old: KubeObject): void;
+  /** Extra validation beyond the schema, on create and update. */
+  validate?(obj: KubeObject): FieldError[];
+  /** Extra validation only on update (e.g. immutable fields). */
+  validateUpdate?(obj: KubeObject, old: KubeObject): FieldError[];
+}
+
+export interface KindDefinition {
+  group: string; // '' for the core group
+  version: string;
+  kind: string;
+  listKind?: string; // defaults to kind + 'List'
+  plural: string;
+  singular: string;
+  shortNames?: string[];
+  categories?: string[];
+  namespaced: boolean;
+  /** One paragraph: what this kind is for (shown by `kubectl explain`). */
+  description: string;
+  /**
+   * The top-level fields besides apiVersion/kind/metadata, e.g. Type.Object({ spec, status }).
+   * Used for validation, pruning of unknown fields, defaults, OpenAPI and `kubectl explain`.
+   */
+  schema: TObject;
+  /** Top-level fields that only the status subresource may change (normally ['status']). */
+  statusFields?: string[];
+  columns: PrinterColumn[];
+  subresources: { status?: boolean };
+  /** Field selectors beyond metadata.name / metadata.namespace: field path -> getter. */
+  selectableFields?: Record<string, (obj: KubeObject) => string | undefined>;
+  strategy?: KindStrategy;
+}
+
+export const apiVersionOf = (k: Pick<KindDefinition, 'group' | 'version'>): string =>
+  k.group ? `${k.group}/${k.version}` : k.version;

@@ -1,0 +1,85 @@
+// The narrow storage interface the API layer is written against. Keys are opaque strings ordered
+// bytewise; the API layer builds them as `/<group>/<resource>/<namespace>/<name>`.
+import type { KubeObject } from '../kinds/types.js';
+
+/** An object as stored: immutable once returned (callers clone before changing it). */
+export interface StoredObject {
+  key: string;
+  rv: number;
+  obj: KubeObject;
+  /** The object serialised once at write time, so lists and watches never re-serialise. */
+  json: string;
+}
+
+export type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
+
+export interface StoreEvent {
+  type: EventType;
+  rv: number;
+  key: string;
+  /** The object after the change; for DELETED, the last state with the deletion's resourceVersion. */
+  object: StoredObject;
+  /** The state before the change (undefined when not known, e.g. events replayed after a restart). */
+  prev?: StoredObject | null;
+}
+
+export interface ListOptions {
+  limit?: number;
+  /** Continue after this key (exclusive). */
+  startAfter?: string;
+  /** Read the state as of this resourceVersion (for consistent pagination). Expired if too old. */
+  atRV?: number;
+  /** Only items passing this count towards the limit (selectors). */
+  filter?: (o: StoredObject) => boolean;
+}
+
+export interface ListResult {
+  items: StoredObject[];
+  /** The resourceVersion the list was read at. */
+  rv: number;
+  /** Set when there are more items: the last key returned. */
+  lastKey?: string;
+}
+
+export type Listener = (ev: StoreEvent) => void;
+
+export interface WatchHandle {
+  stop(): void;
+}
+
+/**
+ * Computes the next state of an object from the current one (k8s GuaranteedUpdate). Returning
+ * null deletes the object. Throwing aborts the update and nothing is written.
+ */
+export type TryUpdate = (current: StoredObject) => KubeObject | null;
+
+export interface Store {
+  /** The newest committed resourceVersion. */
+  currentRV(): number;
+  get(key: string): Promise<StoredObject | undefined>;
+  list(prefix: string, opts?: ListOptions): Promise<ListResult>;
+  /** Fails with AlreadyExists. Sets metadata.resourceVersion. */
+  create(key: string, obj: KubeObject): Promise<StoredObject>;
+  /** Fails with NotFound. The store serialises concurrent updates of one key. */
+  update(key: string, tryUpdate: TryUpdate): Promise<StoredObject>;
+  /** `check` may throw (e.g. a precondition); returns the deleted object with the delete's resourceVersion. */
+  delete(key: string, check?: (current: StoredObject) => void): Promise<StoredObject>;
+  /**
+   * Delivers every event with rv > fromRV under prefix, in order, then live events.
+   * Throws StoreError 'Expired' when events after fromRV are no longer kept.
+   */
+  watch(prefix: string, fromRV: number, listener: Listener): WatchHandle;
+  close(): Promise<void>;
+}
+
+export type StoreErrorCode = 'NotFound' | 'AlreadyExists' | 'Conflict' | 'Expired' | 'Unavailable';
+
+export class StoreError extends Error {
+  constructor(
+    readonly code: StoreErrorCode,
+    message: string,
+    readonly key?: string,
+  ) {
+    super(message);
+  }
+}

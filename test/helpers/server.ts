@@ -1,0 +1,143 @@
+// Starts a real server process on a temporary data dir and gives tests kubectl and raw HTTPS.
+import { type ChildProcess, spawn, execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+export const KUBECTL = process.env.KUBECTL || 'kubectl';
+
+export interface HttpResult {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+  json<T = any>(): T;
+}
+
+export interface KubectlResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface TestServer {
+  url: string;
+  port: number;
+  dataDir: string;
+  kubeconfig: string;
+  proc: ChildProcess;
+  logs: string[];
+  /** Sends a request with the admin client certificate (or `cert: null` for none). */
+  request(method: string, path: string, opts?: { body?: unknown; headers?: Record<string, string>; cert?: { cert: string; key: string } | null }): Promise<HttpResult>;
+  kubectl(args: string[], opts?: { input?: string; timeoutMs?: number }): Promise<KubectlResult>;
+  stop(): Promise<void>;
+  kill9(): Promise<void>;
+}
+
+export function tempDir(prefix = 'ocm-apiserver-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export async function startServer(opts: { dataDir?: string; args?: string[]; keep?: boolean } = {}): Promise<TestServer> {
+  const dataDir = opts.dataDir ?? tempDir();
+  const proc = spawn(process.execPath, [join(root, 'dist/cli/server.js'), '--data-dir', dataDir, '--port', '0', '--log-level', 'info', ...(opts.args ?? [])], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: string[] = [];
+  const url = await new Promise<string>((resolveUrl, reject) => {
+    let buf = '';
+    const onData = (d: Buffer) => {
+      buf += d.toString();
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        logs.push(line);
+        try {
+          const j = JSON.parse(line);
+          if (j.url && typeof j.msg === 'string' && j.msg.includes('ready')) resolveUrl(j.url);
+        } catch {
+          // not a JSON log line
+        }
+      }
+    };
+    proc.stdout!.on('data', onData);
+    proc.stderr!.on('data', (d: Buffer) => logs.push(d.toString()));
+    proc.on('exit', (code) => reject(new Error(`server exited with ${code} before ready:\n${logs.join('\n')}`)));
+    setTimeout(() => reject(new Error(`server not ready in 30s:\n${logs.join('\n')}`)), 30000).unref();
+  });
+  const certDir = join(dataDir, 'certs');
+  const ca = readFileSync(join(certDir, 'ca.crt'), 'utf8');
+  const admin = { cert: readFileSync(join(certDir, 'admin.crt'), 'utf8'), key: readFileSync(join(certDir, 'admin.key'), 'utf8') };
+  const kubeconfig = join(certDir, 'admin.kubeconfig');
+  const port = Number(new URL(url).port);
+  const cacheDir = join(dataDir, 'kubectl-cache');
+
+  const request: TestServer['request'] = (method, path, o = {}) =>
+    new Promise((res, rej) => {
+      const body = o.body === undefined ? undefined : typeof o.body === 'string' ? o.body : JSON.stringify(o.body);
+      const cert = o.cert === undefined ? admin : o.cert;
+      const req = httpsRequest(
+        {
+          host: '127.0.0.1',
+          port,
+          method,
+          path,
+          ca,
+          servername: 'localhost',
+          ...(cert ? { cert: cert.cert, key: cert.key } : {}),
+          headers: { ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}), ...o.headers },
+          agent: false,
+        },
+        (r) => {
+          const chunks: Buffer[] = [];
+          r.on('data', (c) => chunks.push(c));
+          r.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            res({ status: r.statusCode ?? 0, headers: r.headers, body: text, json: () => JSON.parse(text) });
+          });
+        },
+      );
+      req.on('error', rej);
+      if (body !== undefined) req.write(body);
+      req.end();
+    });
+
+  const kubectl: TestServer['kubectl'] = (args, o = {}) =>
+    new Promise((res) => {
+      const child = execFile(
+        KUBECTL,
+        ['--kubeconfig', kubeconfig, '--cache-dir', cacheDir, ...args],
+        { timeout: o.timeoutMs ?? 60000, maxBuffer: 64 * 1024 * 1024, env: { ...process.env, KUBECONFIG: kubeconfig, HOME: dataDir } },
+        (err, stdout, stderr) => res({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }),
+      );
+      if (o.input !== undefined) child.stdin!.end(o.input);
+      else child.stdin!.end();
+    });
+
+  const exited = new Promise<void>((r) => proc.on('exit', () => r()));
+  const cleanup = () => {
+    if (!opts.keep && !opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
+  };
+  return {
+    url,
+    port,
+    dataDir,
+    kubeconfig,
+    proc,
+    logs,
+    request,
+    kubectl,
+    async stop() {
+      proc.kill('SIGTERM');
+      await exited;
+      cleanup();
+    },
+    async kill9() {
+      proc.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
