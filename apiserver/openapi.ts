@@ -1,7 +1,7 @@
 // OpenAPI v3 (per group-version, what kubectl explain/validation/patch use) and v2 (what the
 // aggregator merges), generated from the kind definitions and kube's meta schemas.
 import { createHash } from 'node:crypto';
-import { metaSchemas } from '../kinds/meta.js';
+import { metaSchemas, refsForSwagger2 } from '../kinds/meta.js';
 import type { Resource, ResourceRegistry } from './resources.js';
 
 type Schema = Record<string, any>;
@@ -246,7 +246,7 @@ export class OpenAPI {
   /** Swagger 2.0, the same content with v2's shapes. */
   v2(): string {
     if (this.v2Body) return this.v2Body;
-    const toV2 = (s: unknown): unknown => JSON.parse(JSON.stringify(s).replaceAll('#/components/schemas/', '#/definitions/'));
+    const toV2 = (s: unknown): unknown => refsForSwagger2(s);
     const definitions: Record<string, unknown> = {};
     const paths: Record<string, Schema> = {};
     for (const [, rs] of this.docs()) {

@@ -320,7 +320,7 @@ export function parseDuration(s: string): number | undefined {
 export function validateInterval(value: unknown, field: string): FieldError[] {
   if (value === undefined) return [];
   const ms = typeof value === 'string' ? parseDuration(value) : undefined;
-  if (ms === undefined) return [fieldError('FieldValueInvalid', field, 'must be a duration such as 30s, 10m or 1h30m')];
+  if (ms === undefined) return []; // the schema's pattern reports it
   if (ms <= 0) return [fieldError('FieldValueInvalid', field, 'must be greater than zero')];
   return [];
 }

@@ -88,6 +88,8 @@ export interface KindStrategy {
   validateUpdate?(obj: KubeObject, old: KubeObject): FieldError[];
 }
 
+export type Verb = 'create' | 'delete' | 'deletecollection' | 'get' | 'list' | 'patch' | 'update' | 'watch';
+
 export interface KindDefinition {
   group: string; // '' for the core group
   version: string;
@@ -109,6 +111,8 @@ export interface KindDefinition {
   statusFields?: string[];
   columns: PrinterColumn[];
   subresources: { status?: boolean };
+  /** The verbs served; all of them when absent. Create-only kinds (reviews) are not stored. */
+  verbs?: readonly Verb[];
   /** Field selectors beyond metadata.name / metadata.namespace: field path -> getter. */
   selectableFields?: Record<string, (obj: KubeObject) => string | undefined>;
   strategy?: KindStrategy;

@@ -31,7 +31,8 @@ export interface TestServer {
   logs: string[];
   /** Sends a request with the admin client certificate (or `cert: null` for none). */
   request(method: string, path: string, opts?: { body?: unknown; headers?: Record<string, string>; cert?: { cert: string; key: string } | null }): Promise<HttpResult>;
-  kubectl(args: string[], opts?: { input?: string; timeoutMs?: number }): Promise<KubectlResult>;
+  /** Runs kubectl against this server; `env` adds to (or overrides) the environment, e.g. KUBE_EDITOR. */
+  kubectl(args: string[], opts?: { input?: string; timeoutMs?: number; env?: Record<string, string> }): Promise<KubectlResult>;
   stop(): Promise<void>;
   kill9(): Promise<void>;
 }
@@ -110,7 +111,7 @@ export async function startServer(opts: { dataDir?: string; args?: string[]; kee
       const child = execFile(
         KUBECTL,
         ['--kubeconfig', kubeconfig, '--cache-dir', cacheDir, ...args],
-        { timeout: o.timeoutMs ?? 60000, maxBuffer: 64 * 1024 * 1024, env: { ...process.env, KUBECONFIG: kubeconfig, HOME: dataDir } },
+        { timeout: o.timeoutMs ?? 60000, maxBuffer: 64 * 1024 * 1024, env: { ...process.env, KUBECONFIG: kubeconfig, HOME: dataDir, ...o.env } },
         (err, stdout, stderr) => res({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }),
       );
       if (o.input !== undefined) child.stdin!.end(o.input);

@@ -1,0 +1,39 @@
+import { Type } from '@sinclair/typebox';
+import { ageColumn, stringEnum } from '../common.js';
+import type { KindDefinition } from '../types.js';
+
+export const namespaceKind: KindDefinition = {
+  group: '',
+  version: 'v1',
+  kind: 'Namespace',
+  plural: 'namespaces',
+  singular: 'namespace',
+  shortNames: ['ns'],
+  namespaced: false,
+  description: 'Namespace provides a scope for Names. Use of multiple namespaces is optional.',
+  schema: Type.Object({
+    spec: Type.Optional(
+      Type.Object(
+        { finalizers: Type.Optional(Type.Array(Type.String(), { description: 'Finalizers is an opaque list of values that must be empty to permanently remove object from storage.' })) },
+        { description: 'Spec defines the behavior of the Namespace.' },
+      ),
+    ),
+    status: Type.Optional(
+      Type.Object(
+        {
+          phase: Type.Optional(stringEnum(['Active', 'Terminating'], { description: 'Phase is the current lifecycle phase of the namespace.' })),
+        },
+        { description: 'Status describes the current status of a Namespace.' },
+      ),
+    ),
+  }),
+  statusFields: ['status'],
+  subresources: { status: true },
+  columns: [{ name: 'Status', type: 'string', jsonPath: '.status.phase', description: 'The phase of the namespace.' }, ageColumn()],
+  selectableFields: { 'status.phase': (o) => (o.status as { phase?: string } | undefined)?.phase },
+  strategy: {
+    prepareForCreate(obj) {
+      obj.status = { phase: 'Active' };
+    },
+  },
+};
