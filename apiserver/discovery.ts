@@ -1,7 +1,7 @@
 // Discovery documents: legacy (/api, /apis, /apis/<g>, /apis/<g>/<v>) and aggregated
 // (apidiscovery.k8s.io/v2), all derived from the resource registry.
 import { createHash } from 'node:crypto';
-import { type Resource, type ResourceRegistry, STATUS_VERBS, VERBS } from './resources.js';
+import { type Resource, type ResourceRegistry, STATUS_VERBS } from './resources.js';
 
 export const AGGREGATED_CONTENT_TYPE = 'application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList';
 
@@ -13,7 +13,7 @@ export function apiResourceList(group: string, version: string, resources: Resou
   const list: Record<string, unknown>[] = [];
   for (const r of resources) {
     const d = r.def;
-    const entry: Record<string, unknown> = { name: d.plural, singularName: d.singular, namespaced: d.namespaced, kind: d.kind, verbs: [...VERBS] };
+    const entry: Record<string, unknown> = { name: d.plural, singularName: d.singular, namespaced: d.namespaced, kind: d.kind, verbs: [...r.verbs] };
     if (d.shortNames?.length) entry.shortNames = d.shortNames;
     if (d.categories?.length) entry.categories = d.categories;
     entry.storageVersionHash = storageVersionHash(r);
@@ -60,7 +60,7 @@ export function aggregatedDiscovery(reg: ResourceRegistry, core: boolean) {
             responseKind,
             scope: d.namespaced ? 'Namespaced' : 'Cluster',
             singularResource: d.singular,
-            verbs: [...VERBS],
+            verbs: [...r.verbs],
           };
           if (d.shortNames?.length) res.shortNames = d.shortNames;
           if (d.categories?.length) res.categories = d.categories;

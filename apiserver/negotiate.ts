@@ -2,6 +2,7 @@
 // request bodies by Content-Type.
 import YAML from 'yaml';
 import { badRequest, notAcceptable, unsupportedMediaType } from './errors.js';
+import { decodeKubeProtobuf, ProtobufDecodeError } from './protobuf.js';
 
 export type Representation = 'object' | 'Table' | 'PartialObjectMetadata' | 'PartialObjectMetadataList' | 'APIGroupDiscoveryList';
 
@@ -47,7 +48,7 @@ export function negotiate(accept: string | undefined, allowed: Representation[])
   throw notAcceptable(`only the following media types are accepted: application/json, application/yaml`);
 }
 
-export type BodyType = 'json' | 'yaml' | 'merge-patch' | 'json-patch' | 'strategic-merge-patch' | 'apply-patch';
+export type BodyType = 'json' | 'yaml' | 'protobuf' | 'merge-patch' | 'json-patch' | 'strategic-merge-patch' | 'apply-patch';
 
 export function bodyType(contentType: string | undefined): BodyType {
   const t = parseMediaType(contentType ?? 'application/json').type;
@@ -56,6 +57,8 @@ export function bodyType(contentType: string | undefined): BodyType {
       return 'json';
     case 'application/yaml':
       return 'yaml';
+    case 'application/vnd.kubernetes.protobuf':
+      return 'protobuf';
     case 'application/merge-patch+json':
       return 'merge-patch';
     case 'application/json-patch+json':
@@ -82,6 +85,24 @@ export function parseBody(body: unknown, yaml: boolean): unknown {
   } catch (err) {
     throw badRequest(`error decoding ${yaml ? 'YAML' : 'JSON'} body: ${(err as Error).message}`);
   }
+}
+
+/** Decodes a Kubernetes protobuf body into its JSON object: 415 for kinds not taken as protobuf, 400 for garbage. */
+export function parseProtobufBody(body: unknown): Record<string, unknown> {
+  const buf = Buffer.isBuffer(body) ? body : typeof body === 'string' ? Buffer.from(body, 'latin1') : Buffer.alloc(0);
+  if (buf.length === 0) throw badRequest('the request body is empty; expected a protobuf object');
+  try {
+    return decodeKubeProtobuf(buf);
+  } catch (err) {
+    if (err instanceof ProtobufDecodeError) throw err.code === 415 ? unsupportedMediaType(err.message) : badRequest(err.message);
+    throw err;
+  }
+}
+
+/** Parses a request body by its Content-Type: JSON (and the JSON patch types), YAML or protobuf. */
+export function parseRequestBody(body: unknown, contentType: string | undefined): unknown {
+  const t = bodyType(contentType);
+  return t === 'protobuf' ? parseProtobufBody(body) : parseBody(body, t === 'yaml');
 }
 
 export function serialize(value: unknown, format: 'json' | 'yaml'): string {

@@ -167,7 +167,10 @@ function pathsFor(r: Resource): PathItem[] {
       ops: [{ method: 'get', action: 'list', id: `list${K}ForAllNamespaces`, description: `list or watch objects of kind ${K}`, params: LIST_PARAMS, response: list, kind: K }],
     });
   }
-  return items;
+  const verbOf: Record<string, string> = { list: 'list', post: 'create', deletecollection: 'deletecollection', get: 'get', put: 'update', patch: 'patch', delete: 'delete' };
+  return items
+    .map((i) => ({ ...i, ops: i.ops.filter((o) => i.path.endsWith('/status') ? r.verbs.includes('update') : r.verbs.includes(verbOf[o.action])) }))
+    .filter((i) => i.ops.length);
 }
 
 const tagOf = (r: Resource) => (r.def.group ? `${r.def.group.split('.')[0]}${r.def.version}` : `core_${r.def.version}`);

@@ -1,8 +1,9 @@
 // Maps `/apis/<group>/<version>/...` and `/api/v1/...` requests onto the generic REST store.
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { KubeObject } from '../kinds/types.js';
 import type { StoredObject } from '../storage/store.js';
 import { badRequest, methodNotAllowed, notFound, pathNotFound } from './errors.js';
-import { bodyType, negotiate, parseBody, type Representation, serialize, type Target } from './negotiate.js';
+import { bodyType, negotiate, parseRequestBody, type Representation, serialize, type Target } from './negotiate.js';
 import type { Resource, ResourceRegistry } from './resources.js';
 import { type GenericREST, type ListPage, type ListQuery, parseDeleteOptions, type RequestOptions, requestOptions } from './rest.js';
 import { type IncludeObject, partialMetadata, table } from './table.js';
@@ -102,6 +103,18 @@ export class ResourceHandler {
     const accept = req.headers.accept;
     const single: Representation[] = ['Table', 'PartialObjectMetadata'];
     const many: Representation[] = ['Table', 'PartialObjectMetadataList', 'PartialObjectMetadata'];
+    const verb = name === undefined
+      ? { GET: boolParam(q.watch) ? 'watch' : 'list', POST: 'create', DELETE: 'deletecollection' }[method as 'GET']
+      : { GET: 'get', PUT: 'update', PATCH: 'patch', DELETE: 'delete' }[method as 'GET'];
+    if (!verb || (!status && !r.verbs.includes(verb))) throw methodNotAllowed(`the server does not allow this method on the requested resource`);
+
+    if (r.create && verb === 'create') {
+      const target = negotiate(accept, single);
+      const obj = parseRequestBody(req.body, req.headers['content-type']);
+      if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) throw badRequest(`expected a JSON object of kind ${r.def.kind}`);
+      const answered = await r.create(obj as KubeObject, req.user!, ns);
+      return this.sendObject(reply, 201, r, { key: '', rv: 0, obj: answered, json: JSON.stringify(answered) }, target, q);
+    }
 
     if (name === undefined) {
       if (method === 'GET') {
@@ -139,7 +152,7 @@ export class ResourceHandler {
         if (r.def.namespaced && ns === undefined) throw methodNotAllowed(`POST is not supported on ${r.def.plural} across all namespaces; use /namespaces/<namespace>/${r.def.plural}`);
         const target = negotiate(accept, single);
         const opts = requestOptions(q);
-        const obj = parseBody(req.body, bodyType(req.headers['content-type']) === 'yaml');
+        const obj = parseRequestBody(req.body, req.headers['content-type']);
         const created = await this.rest.create(r, ns, obj, opts);
         this.warn(reply, opts);
         return this.sendObject(reply, 201, r, created, target, q);
@@ -147,7 +160,7 @@ export class ResourceHandler {
       if (method === 'DELETE') {
         const target = negotiate(accept, many);
         const opts = requestOptions(q);
-        const page = await this.rest.deleteCollection(r, ns, { labelSelector: q.labelSelector, fieldSelector: q.fieldSelector }, parseDeleteOptions(req.body, q), opts);
+        const page = await this.rest.deleteCollection(r, ns, { labelSelector: q.labelSelector, fieldSelector: q.fieldSelector }, parseDeleteOptions(req.body, q, req.headers['content-type']), opts);
         return this.sendList(reply, r, page, target, q);
       }
       throw methodNotAllowed(`${method} is not supported on a collection of ${r.def.plural}`);
@@ -161,7 +174,7 @@ export class ResourceHandler {
       case 'PUT': {
         const target = negotiate(accept, single);
         const opts = requestOptions(q);
-        const obj = parseBody(req.body, bodyType(req.headers['content-type']) === 'yaml');
+        const obj = parseRequestBody(req.body, req.headers['content-type']);
         const updated = await this.rest.update(r, ns, name, obj, status, opts);
         this.warn(reply, opts);
         return this.sendObject(reply, 200, r, updated, target, q);
@@ -177,7 +190,7 @@ export class ResourceHandler {
         if (status) throw methodNotAllowed('DELETE is not supported on the status subresource');
         const target = negotiate(accept, single);
         const opts = requestOptions(q);
-        const { obj } = await this.rest.delete(r, ns, name, parseDeleteOptions(req.body, q), opts);
+        const { obj } = await this.rest.delete(r, ns, name, parseDeleteOptions(req.body, q, req.headers['content-type']), opts);
         return this.sendObject(reply, 200, r, obj, target, q);
       }
       default:

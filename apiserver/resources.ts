@@ -2,6 +2,7 @@
 import { apiVersionOf, type KindDefinition } from '../kinds/types.js';
 import { defaultFieldGetters, type FieldGetter } from './selectors.js';
 import { compileKind, type CompiledKind } from './validation.js';
+import type { VirtualCreate } from './reviews.js';
 
 export const VERBS = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'] as const;
 export const STATUS_VERBS = ['get', 'patch', 'update'] as const;
@@ -17,6 +18,9 @@ export interface Resource {
   statusFields: string[];
   /** Storage key prefix of the whole resource: `/<group>/<plural>/`. */
   prefix: string;
+  /** Create handler of a kind that is answered, not stored (reviews). */
+  create?: VirtualCreate;
+  verbs: readonly string[];
 }
 
 export function keyFor(r: Resource, namespace: string | undefined, name?: string): string {
@@ -42,11 +46,18 @@ export class ResourceRegistry {
       fieldGetters: { ...(def.namespaced ? defaultFieldGetters : { 'metadata.name': defaultFieldGetters['metadata.name'] }), ...def.selectableFields },
       statusFields: def.subresources.status ? (def.statusFields ?? ['status']) : [],
       prefix: `/${def.group || 'core'}/${def.plural}/`,
+      verbs: def.verbs ?? VERBS,
     };
     const path = `${apiVersionOf(def)}/${def.plural}`;
     if (this.byPath.has(path)) throw new Error(`duplicate resource ${path}`);
     this.byPath.set(path, r);
     this.all.push(r);
+    return r;
+  }
+
+  resourceOf(def: KindDefinition): Resource {
+    const r = this.all.find((x) => x.def === def);
+    if (!r) throw new Error(`kind ${def.kind} is not registered`);
     return r;
   }
 

@@ -22,7 +22,7 @@ import {
   timeout,
   unsupportedMediaType,
 } from './errors.js';
-import { type BodyType, parseBody } from './negotiate.js';
+import { type BodyType, parseBody, parseMediaType, parseProtobufBody } from './negotiate.js';
 import { keyFor, type Resource } from './resources.js';
 import { type Matcher, parseFieldSelector, parseLabelSelector } from './selectors.js';
 import { validateObjectMeta } from './validation.js';
@@ -109,6 +109,13 @@ function specPart(r: Resource, obj: KubeObject): Record<string, unknown> {
 export class GenericREST {
   constructor(private readonly store: Store) {}
 
+  private blocksDeletion(r: Resource, obj: KubeObject): boolean {
+    return (obj.metadata.finalizers?.length ?? 0) > 0 || !!r.def.strategy?.deletionPending?.(obj);
+  }
+
+  /** Set in standalone mode: refuses namespaced writes into missing or terminating namespaces. */
+  namespaceCheck?: (namespace: string) => Promise<void>;
+
   matcher(r: Resource, q: ListQuery): Matcher | undefined {
     const l = parseLabelSelector(q.labelSelector);
     const f = parseFieldSelector(q.fieldSelector, r.fieldGetters);
@@ -191,6 +198,7 @@ export class GenericREST {
 
   async create(r: Resource, ns: string | undefined, body: unknown, opts: RequestOptions): Promise<StoredObject> {
     const obj = this.checkIdentity(r, body, ns);
+    if (ns !== undefined && this.namespaceCheck) await this.namespaceCheck(ns);
     this.pruneUnknown(r, obj, opts);
     const meta = obj.metadata;
     if (meta.resourceVersion) throw badRequest('resourceVersion should not be set on objects to be created');
@@ -207,7 +215,10 @@ export class GenericREST {
     r.def.strategy?.prepareForCreate?.(obj);
     const errs = this.validateAll(r, obj);
     if (errs.length) throw invalid(r.gr, String(meta.name ?? meta.generateName ?? ''), errs);
-    if (opts.dryRun) return { key: '', rv: 0, obj, json: JSON.stringify(obj) };
+    if (opts.dryRun) {
+      if (await this.store.get(keyFor(r, ns, meta.name!))) throw alreadyExists(r.gr, meta.name!);
+      return { key: '', rv: 0, obj, json: JSON.stringify(obj) };
+    }
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.store.create(keyFor(r, ns, meta.name!), obj);
@@ -265,7 +276,7 @@ export class GenericREST {
     if (errs.length) throw invalid(r.gr, old.metadata.name!, errs);
     if (!status && !isDeepStrictEqual(specPart(r, next), specPart(r, old))) next.metadata.generation = (old.metadata.generation ?? 1) + 1;
     if (isDeepStrictEqual(next, old)) return old;
-    if (next.metadata.deletionTimestamp && !(next.metadata.finalizers?.length ?? 0)) return null;
+    if (next.metadata.deletionTimestamp && !this.blocksDeletion(r, next)) return null;
     return next;
   }
 
@@ -320,6 +331,7 @@ export class GenericREST {
   }
 
   async delete(r: Resource, ns: string | undefined, name: string, options: DeleteOptions, opts: RequestOptions): Promise<{ obj: StoredObject; deleted: boolean }> {
+    if (options.dryRun?.includes('All')) opts = { ...opts, dryRun: true }; // kubectl sends dryRun in the DeleteOptions body
     let deleted = false;
     const obj = await this.guaranteedUpdate(r, ns, name, opts, (cur) => {
       const pre = options.preconditions;
@@ -327,9 +339,10 @@ export class GenericREST {
         throw conflict(r.gr, name, `Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${cur.obj.metadata.uid}`);
       if (pre?.resourceVersion && pre.resourceVersion !== cur.obj.metadata.resourceVersion)
         throw conflict(r.gr, name, `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${cur.obj.metadata.resourceVersion}`);
-      if (cur.obj.metadata.finalizers?.length) {
+      if (this.blocksDeletion(r, cur.obj)) {
         if (cur.obj.metadata.deletionTimestamp) return cur.obj;
         const next = clone(cur.obj);
+        r.def.strategy?.prepareForDelete?.(next);
         next.metadata.deletionTimestamp = now();
         next.metadata.deletionGracePeriodSeconds = 0;
         next.metadata.generation = (next.metadata.generation ?? 1) + 1;
@@ -359,18 +372,23 @@ export interface DeleteOptions {
   preconditions?: { uid?: string; resourceVersion?: string };
   propagationPolicy?: string;
   gracePeriodSeconds?: number;
+  dryRun?: string[];
 }
 
-export function parseDeleteOptions(body: unknown, query: Record<string, string | undefined>): DeleteOptions {
+export function parseDeleteOptions(body: unknown, query: Record<string, string | undefined>, contentType?: string): DeleteOptions {
   let opts: DeleteOptions = {};
-  if (typeof body === 'string' && body.trim() !== '') {
-    const b = parseBody(body, false);
+  const text = typeof body === 'string' ? body : Buffer.isBuffer(body) ? body.toString('utf8') : '';
+  if (text.trim() !== '') {
+    const protobuf = contentType !== undefined && parseMediaType(contentType).type === 'application/vnd.kubernetes.protobuf';
+    const b = protobuf ? parseProtobufBody(body) : parseBody(body, false);
     if (b === null || typeof b !== 'object' || Array.isArray(b)) throw badRequest('DeleteOptions must be a JSON object');
     opts = b as DeleteOptions;
   }
   if (query.propagationPolicy) opts.propagationPolicy = query.propagationPolicy;
   if (opts.propagationPolicy && !['Orphan', 'Background', 'Foreground'].includes(opts.propagationPolicy))
     throw badRequest(`Unsupported value: "${opts.propagationPolicy}": propagationPolicy: supported values: "Foreground", "Background", "Orphan"`);
+  if (opts.dryRun !== undefined && (!Array.isArray(opts.dryRun) || opts.dryRun.some((v) => v !== 'All')))
+    throw badRequest(`Invalid value: ${JSON.stringify(opts.dryRun)}: dryRun: supported values: "All"`);
   return opts;
 }
 

@@ -4,19 +4,16 @@ import type { TLSSocket } from 'node:tls';
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { KindDefinition } from '../kinds/types.js';
 import type { Store } from '../storage/store.js';
+import { type Authenticator, type Authorizer, forbiddenError, impersonate, requestAttributes, type UserInfo } from './auth.js';
+import { reviewHandlers, reviewKinds } from './reviews.js';
 import { AGGREGATED_CONTENT_TYPE, aggregatedDiscovery, apiGroup, apiGroupList, apiResourceList, apiVersions } from './discovery.js';
-import { ApiError, internal, pathNotFound, tooLarge, unauthorized, unsupportedMediaType } from './errors.js';
+import { ApiError, forbidden, internal, notFound, pathNotFound, tooLarge, unauthorized, unsupportedMediaType } from './errors.js';
 import { negotiate } from './negotiate.js';
 import { OpenAPI } from './openapi.js';
 import { ResourceHandler, resolve } from './resource-routes.js';
-import { ResourceRegistry } from './resources.js';
+import { keyFor, ResourceRegistry } from './resources.js';
 import { GenericREST } from './rest.js';
 import { WatchHub } from './watch.js';
-
-export interface UserInfo {
-  name: string;
-  groups: string[];
-}
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -27,7 +24,11 @@ declare module 'fastify' {
 export interface ServerOptions {
   store: Store;
   kinds: KindDefinition[];
-  tls: { key: string; cert: string; clientCA: string };
+  tls: { key: string; cert: string };
+  authn: Authenticator;
+  authz: Authorizer;
+  /** Serve TokenReview/SubjectAccessReview & co. (standalone mode, where this server is the cluster). */
+  serveReviews?: boolean;
   logLevel?: string;
   /** Largest accepted request body (kube-apiserver's limit is 3 MiB). */
   bodyLimit?: number;
@@ -37,6 +38,7 @@ export interface ServerOptions {
 export interface ApiServer {
   app: FastifyInstance;
   registry: ResourceRegistry;
+  reloadTrust(): void;
   rest: GenericREST;
   watches: WatchHub;
   close(): Promise<void>;
@@ -50,11 +52,11 @@ function sendError(reply: FastifyReply, e: ApiError) {
 }
 
 /** Maps fastify's own errors (body limit, content type, bad JSON...) onto Status errors. */
-function toApiError(err: FastifyError): ApiError {
+function toApiError(err: FastifyError, bodyLimit: number): ApiError {
   if (err instanceof ApiError) return err;
   switch (err.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return tooLarge('the request body is too large: limit is ' + err.message.replace(/^.*?(\d+).*$/, '$1') + ' bytes');
+      return tooLarge(`Request entity too large: limit is ${bodyLimit}`); // kube's wording; fastify's message has no number
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return unsupportedMediaType(err.message);
   }
@@ -63,14 +65,27 @@ function toApiError(err: FastifyError): ApiError {
 }
 
 export async function createApiServer(opts: ServerOptions): Promise<ApiServer> {
-  const registry = new ResourceRegistry(opts.kinds);
+  const registry = new ResourceRegistry([...opts.kinds, ...(opts.serveReviews ? reviewKinds : [])]);
+  if (opts.serveReviews) for (const [def, create] of reviewHandlers(opts.authz, opts.authn.config.tokens)) registry.resourceOf(def).create = create;
   const rest = new GenericREST(opts.store);
+  const namespaces = registry.lookup('', 'v1', 'namespaces');
+  if (namespaces) {
+    rest.namespaceCheck = async (ns) => {
+      const o = await opts.store.get(keyFor(namespaces, undefined, ns));
+      if (!o) throw notFound(namespaces.gr, ns);
+      if (o.obj.metadata.deletionTimestamp) {
+        const e = forbidden(`unable to create new content in namespace ${ns} because it is being terminated`);
+        e.status.details = { name: ns, kind: 'namespaces', causes: [{ reason: 'NamespaceTerminating', message: `namespace ${ns} is being terminated`, field: 'metadata.namespace' }] };
+        throw e;
+      }
+    };
+  }
   const watches = new WatchHub(opts.store);
   const handler = new ResourceHandler(rest, watches);
   const openapi = new OpenAPI(registry);
 
   const app = Fastify({
-    https: { key: opts.tls.key, cert: opts.tls.cert, ca: opts.tls.clientCA, requestCert: true, rejectUnauthorized: false },
+    https: { key: opts.tls.key, cert: opts.tls.cert, ca: opts.authn.trustedCAs(), requestCert: true, rejectUnauthorized: false },
     logger: { level: opts.logLevel ?? 'info' },
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: opts.bodyLimit ?? 3 * 1024 * 1024,
@@ -80,24 +95,25 @@ export async function createApiServer(opts: ServerOptions): Promise<ApiServer> {
   });
 
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
+  // Raw bytes: protobuf bodies are binary; parseBody/parseRequestBody decode text formats from the Buffer.
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
-    const e = toApiError(err);
+    const e = toApiError(err, opts.bodyLimit ?? 3 * 1024 * 1024);
     if (e.status.code >= 500) req.log.error({ err, url: req.url }, 'request failed');
     return sendError(reply, e);
   });
   app.setNotFoundHandler((req, reply) => sendError(reply, pathNotFound(req.url.split('?')[0])));
 
-  // Authentication: a client certificate that chains to our client CA (CN = user, O = groups).
   app.addHook('onRequest', async (req) => {
     const path = req.url.split('?')[0];
     if (PUBLIC_PATHS.test(path)) return;
-    const sock = req.raw.socket as TLSSocket;
-    if (!sock.authorized) throw unauthorized();
-    const subject = sock.getPeerCertificate()?.subject ?? {};
-    const o = (subject as Record<string, string | string[] | undefined>).O;
-    req.user = { name: String(subject.CN ?? ''), groups: o === undefined ? [] : Array.isArray(o) ? o : [o] };
+    const user = await opts.authn.authenticate(req.raw.socket as TLSSocket, req.headers);
+    if (!user) throw unauthorized();
+    req.user = await impersonate(user, req.headers, opts.authz);
+    const attrs = requestAttributes(req.user, req.method, path, req.query as Record<string, unknown>);
+    const d = await opts.authz.authorize(attrs);
+    if (!d.allowed) throw forbiddenError(attrs, d.reason);
   });
 
   for (const p of ['/healthz', '/livez', '/readyz']) {
@@ -118,7 +134,8 @@ export async function createApiServer(opts: ServerOptions): Promise<ApiServer> {
 
   const discovery = (core: boolean) => async (req: FastifyRequest, reply: FastifyReply) => {
     const t = negotiate(req.headers.accept, ['APIGroupDiscoveryList']);
-    if (t.as === 'APIGroupDiscoveryList') return reply.header('Content-Type', AGGREGATED_CONTENT_TYPE).send(JSON.stringify(aggregatedDiscovery(registry, core)));
+    // A Buffer, so that fastify sends the exact Content-Type (for a string it re-quotes the parameters and appends a charset).
+    if (t.as === 'APIGroupDiscoveryList') return reply.header('Content-Type', AGGREGATED_CONTENT_TYPE).send(Buffer.from(JSON.stringify(aggregatedDiscovery(registry, core))));
     return reply.header('Content-Type', 'application/json').send(JSON.stringify(core ? apiVersions(registry) : apiGroupList(registry)));
   };
   app.get('/api', discovery(true));
@@ -174,6 +191,10 @@ export async function createApiServer(opts: ServerOptions): Promise<ApiServer> {
   return {
     app,
     registry,
+    /** Re-reads the authenticator's CAs into the TLS layer (after the host's CA bundle changed). */
+    reloadTrust() {
+      (app.server as import('node:https').Server).setSecureContext({ key: opts.tls.key, cert: opts.tls.cert, ca: opts.authn.trustedCAs() });
+    },
     rest,
     watches,
     async close() {

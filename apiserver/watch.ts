@@ -5,7 +5,7 @@ import type { ServerResponse } from 'node:http';
 import type { KubeObject } from '../kinds/types.js';
 import type { Store, StoreEvent, StoredObject, WatchHandle } from '../storage/store.js';
 import { StoreError } from '../storage/store.js';
-import { ApiError, badRequest, expired } from './errors.js';
+import { ApiError, badRequest, expired, timeout } from './errors.js';
 import type { Target } from './negotiate.js';
 import { keyFor, type Resource } from './resources.js';
 import { type IncludeObject, partialMetadata, table } from './table.js';
@@ -112,11 +112,12 @@ export class WatchHub {
     try {
       if (initial) {
         const l = await this.store.list(prefix, { filter: match && ((o) => match(o.obj)) });
-        if (rvParam !== '' && rvParam !== '0' && Number(rvParam) > l.rv) throw expired(`Too large resource version: ${rvParam}, current: ${l.rv}`);
+        if (rvParam !== '' && rvParam !== '0' && Number(rvParam) > l.rv) throw timeout(`Too large resource version: ${rvParam}, current: ${l.rv}`); // kube: 504, not 410 (which means re-list)
         for (const o of l.items) write(line('ADDED', o));
         fromRV = l.rv;
         if (p.sendInitialEvents) bookmark(fromRV, true);
-      } else fromRV = Number(rvParam);
+      } else if (p.sendInitialEvents === false && (rvParam === '' || rvParam === '0')) fromRV = this.store.currentRV(); // kube: from any (the current) rv
+      else fromRV = Number(rvParam);
       handle = this.store.watch(prefix, fromRV, (ev) => this.deliver(ev, match, line, write));
     } catch (err) {
       if (err instanceof StoreError && err.code === 'Expired') return fail(expired(`too old resource version: ${rvParam} (${this.oldest()})`));

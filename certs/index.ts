@@ -4,6 +4,10 @@ import YAML from 'yaml';
 import { coversHosts, createCA, createClientCert, createServerCert, newKeys, newKeysSync, type KeyPair, type Subject } from './pki.js';
 
 export interface CertBundle {
+  frontProxyCACertPem: string;
+  frontProxyCAKeyPem: string;
+  frontProxyClientCertPem: string;
+  frontProxyClientKeyPem: string;
   caCertPem: string;
   caKeyPem: string;
   serverCertPem: string;
@@ -66,7 +70,24 @@ export async function ensureCerts(dir: string, opts: { hosts?: string[] } = {}):
     admin = createClientCert(ca, await newKeys(), { commonName: 'admin', organizations: ['system:masters'] }, CLIENT_DAYS);
     writePair(dir, 'admin', admin);
   }
+  // The front-proxy CA signs the client certificate an aggregator (kube-apiserver) presents with
+  // X-Remote-User headers; standalone mode publishes it as requestheader-client-ca-file.
+  let fpCA = fresh ? undefined : readPair(dir, 'front-proxy-ca');
+  const fpFresh = !fpCA;
+  if (!fpCA) {
+    fpCA = createCA(await newKeys(), 'ocm-apiserver-front-proxy-ca', CA_DAYS);
+    writePair(dir, 'front-proxy-ca', fpCA);
+  }
+  let fpClient = fpFresh ? undefined : readPair(dir, 'front-proxy-client');
+  if (!fpClient) {
+    fpClient = createClientCert(fpCA, await newKeys(), { commonName: 'front-proxy-client' }, CLIENT_DAYS);
+    writePair(dir, 'front-proxy-client', fpClient);
+  }
   return {
+    frontProxyCACertPem: fpCA.certPem,
+    frontProxyCAKeyPem: fpCA.keyPem,
+    frontProxyClientCertPem: fpClient.certPem,
+    frontProxyClientKeyPem: fpClient.keyPem,
     caCertPem: ca.certPem,
     caKeyPem: ca.keyPem,
     serverCertPem: server.certPem,

@@ -1,53 +1,141 @@
 #!/usr/bin/env node
-// `npm start -- [--data-dir DIR] [--port N] [--registry-port N] [--bind ADDR] [--log-level L]`
-import { mkdirSync } from 'node:fs';
+// `npm start -- [--mode standalone|aggregated] [--kubeconfig FILE] [--data-dir DIR] [--cert-dir DIR]
+//   [--port N] [--registry-port N] [--bind ADDR] [--log-level L] [--history-size N]
+//   [--token-auth-file FILE] [--authorization-policy-file FILE]`
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import YAML from 'yaml';
+import { Authenticator, type AuthnConfig, type Authorizer, CachingAuthorizer, parsePemBundle, type PolicyRule, StaticAuthorizer, type UserInfo } from '../apiserver/auth.js';
+import { authenticationConfigMap, ensureObject, STANDARD_NAMESPACES } from '../apiserver/bootstrap.js';
 import { createApiServer } from '../apiserver/server.js';
 import { ensureCerts, writeKubeconfig } from '../certs/index.js';
+import { coreKinds } from '../kinds/core/index.js';
+import { fluxKinds } from '../kinds/flux/index.js';
 import { ocmKinds } from '../kinds/index.js';
+import { ClusterControllers } from '../reconcilers/cluster-controllers.js';
+import { HostCluster } from '../reconcilers/runtime/host.js';
 import { LevelStore } from '../storage/leveldb.js';
 
 const { values } = parseArgs({
   options: {
+    mode: { type: 'string', default: 'standalone' },
+    kubeconfig: { type: 'string' },
     'data-dir': { type: 'string', default: './data' },
+    'cert-dir': { type: 'string' },
     port: { type: 'string', default: '8443' },
     'registry-port': { type: 'string', default: '5001' },
     bind: { type: 'string', default: '127.0.0.1' },
     'log-level': { type: 'string', default: 'info' },
     'history-size': { type: 'string', default: '10000' },
+    'token-auth-file': { type: 'string' },
+    'authorization-policy-file': { type: 'string' },
   },
   strict: true,
 });
 
+const mode = values.mode;
+if (mode !== 'standalone' && mode !== 'aggregated') throw new Error(`--mode must be standalone or aggregated, not ${mode}`);
 const dataDir = resolve(values['data-dir']!);
 const port = Number(values.port);
 const bind = values.bind!;
 mkdirSync(dataDir, { recursive: true });
 
-const certs = await ensureCerts(join(dataDir, 'certs'), { hosts: bind === '0.0.0.0' || bind === '::' ? [] : [bind] });
+const certs = await ensureCerts(resolve(values['cert-dir'] ?? join(dataDir, 'certs')), { hosts: bind === '0.0.0.0' || bind === '::' ? [] : [bind] });
 const store = await LevelStore.open(join(dataDir, 'db'), { historySize: Number(values['history-size']) });
+
+/** kube's static token file: `token,user,uid,"group1,group2"` per line. */
+function readTokenFile(file: string): Map<string, UserInfo> {
+  const users = new Map<string, UserInfo>();
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    if (!line.trim() || line.startsWith('#')) continue;
+    const cols = [...line.matchAll(/"([^"]*)"|([^,]+)/g)].map((m) => (m[1] ?? m[2]).trim());
+    const [token, name, uid, groups] = cols;
+    users.set(token, { name, uid, groups: groups ? groups.split(',').map((g) => g.trim()).filter(Boolean) : [] });
+  }
+  return users;
+}
+
+function readPolicy(file: string): PolicyRule[] {
+  const doc = YAML.parse(readFileSync(file, 'utf8'));
+  return Array.isArray(doc) ? doc : (doc?.rules ?? []);
+}
+
+let authnConfig: AuthnConfig;
+let authz: Authorizer;
+let host: HostCluster | undefined;
+const ownCA = parsePemBundle(certs.caCertPem);
+
+if (mode === 'aggregated') {
+  host = HostCluster.load(values.kubeconfig);
+  const cfg = await host.authenticationConfig();
+  const tokenCache = new Map<string, { u: UserInfo | undefined; until: number }>();
+  authnConfig = {
+    clientCAs: [...parsePemBundle(cfg.clientCA), ...ownCA],
+    requestHeader: cfg.requestHeaderCA
+      ? { cas: parsePemBundle(cfg.requestHeaderCA), allowedNames: cfg.allowedNames, usernameHeaders: cfg.usernameHeaders, groupHeaders: cfg.groupHeaders, extraHeaderPrefixes: cfg.extraHeaderPrefixes }
+      : undefined,
+    tokens: async (token) => {
+      const hit = tokenCache.get(token);
+      if (hit && hit.until > Date.now()) return hit.u;
+      const u = await host!.tokenReview(token);
+      if (tokenCache.size > 10_000) tokenCache.clear();
+      tokenCache.set(token, { u, until: Date.now() + 10_000 });
+      return u;
+    },
+  };
+  authz = new CachingAuthorizer({ authorize: (a) => host!.subjectAccessReview(a) });
+} else {
+  const tokens = values['token-auth-file'] ? readTokenFile(values['token-auth-file']) : new Map<string, UserInfo>();
+  authnConfig = {
+    clientCAs: ownCA,
+    requestHeader: {
+      cas: parsePemBundle(certs.frontProxyCACertPem),
+      allowedNames: ['front-proxy-client'],
+      usernameHeaders: ['X-Remote-User'],
+      groupHeaders: ['X-Remote-Group'],
+      extraHeaderPrefixes: ['X-Remote-Extra-'],
+    },
+    tokens: async (t) => tokens.get(t),
+  };
+  authz = new StaticAuthorizer(values['authorization-policy-file'] ? readPolicy(values['authorization-policy-file']) : []);
+}
+
 const server = await createApiServer({
   store,
-  kinds: ocmKinds,
-  tls: { key: certs.serverKeyPem, cert: certs.serverCertPem, clientCA: certs.caCertPem },
+  kinds: mode === 'standalone' ? [...ocmKinds, ...coreKinds, ...fluxKinds] : ocmKinds,
+  tls: { key: certs.serverKeyPem, cert: certs.serverCertPem },
+  authn: new Authenticator(authnConfig),
+  authz,
+  serveReviews: mode === 'standalone',
   logLevel: values['log-level'],
 });
+
+let controllers: ClusterControllers | undefined;
+if (mode === 'standalone') {
+  for (const name of STANDARD_NAMESPACES) await ensureObject(server.rest, server.registry, { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
+  await ensureObject(server.rest, server.registry, authenticationConfigMap(certs.caCertPem, certs.frontProxyCACertPem, ['front-proxy-client']), ['data']);
+  controllers = new ClusterControllers(store, server.rest, server.registry, server.app.log);
+  await controllers.start();
+}
 
 await server.app.listen({ port, host: bind });
 const addr = server.app.server.address();
 const actualPort = typeof addr === 'object' && addr ? addr.port : port;
-const host = bind === '0.0.0.0' || bind === '::' ? '127.0.0.1' : bind.includes(':') ? `[${bind}]` : bind;
-const url = `https://${host}:${actualPort}`;
-const kubeconfig = join(certs.dir, 'admin.kubeconfig');
+const hostname = bind === '0.0.0.0' || bind === '::' ? '127.0.0.1' : bind.includes(':') ? `[${bind}]` : bind;
+const url = `https://${hostname}:${actualPort}`;
+// Under the data dir, not the cert dir: in a cluster the cert dir is a read-only Secret mount.
+mkdirSync(join(dataDir, 'certs'), { recursive: true, mode: 0o700 });
+const kubeconfig = join(dataDir, 'certs', 'admin.kubeconfig');
 writeKubeconfig(kubeconfig, { server: url, caCertPem: certs.caCertPem, clientCertPem: certs.adminCertPem, clientKeyPem: certs.adminKeyPem });
-server.app.log.info({ url, kubeconfig, dataDir, resourceVersion: store.currentRV() }, `ocm-apiserver ready at ${url}; export KUBECONFIG=${kubeconfig}`);
+server.app.log.info({ url, kubeconfig, dataDir, mode, resourceVersion: store.currentRV() }, `ocm-apiserver ready at ${url}; export KUBECONFIG=${kubeconfig}`);
 
 let stopping = false;
 const stop = async (signal: string) => {
   if (stopping) return;
   stopping = true;
   server.app.log.info({ signal }, 'shutting down');
+  controllers?.stop();
   await server.close();
   await store.close();
   process.exit(0);

@@ -447,6 +447,12 @@ export const WatchEventSchema: JSONSchema = {
   }
 };
 
+/** io.k8s.apimachinery.pkg.apis.meta.v1.Patch, as kube-apiserver publishes it: the schema of every PATCH body. */
+export const PatchSchema: JSONSchema = {
+  description: "Patch is provided to give a concrete name and type to the Kubernetes PATCH request body.",
+  type: "object"
+};
+
 /** GVKs under which kube publishes these kinds; this server serves them for the core group and its own group. */
 const gvk = (kind: string, groupVersions: [string, string][]) =>
   groupVersions.map(([group, version]) => ({ group, kind, version }));
@@ -463,6 +469,7 @@ export const metaSchemas: Record<string, JSONSchema> = {
   [`${META_V1}ManagedFieldsEntry`]: ManagedFieldsEntrySchema,
   [`${META_V1}ObjectMeta`]: ObjectMetaSchema,
   [`${META_V1}OwnerReference`]: OwnerReferenceSchema,
+  [`${META_V1}Patch`]: PatchSchema,
   [`${META_V1}Preconditions`]: PreconditionsSchema,
   [`${META_V1}Status`]: { ...StatusSchema, 'x-kubernetes-group-version-kind': gvk('Status', [['', 'v1']]) },
   [`${META_V1}StatusCause`]: StatusCauseSchema,

@@ -84,6 +84,10 @@ export interface KindStrategy {
   prepareForUpdate?(obj: KubeObject, old: KubeObject): void;
   /** Extra validation beyond the schema, on create and update. */
   validate?(obj: KubeObject): FieldError[];
+  /** True while the kind itself holds back deletion (a namespace with spec.finalizers). */
+  deletionPending?(obj: KubeObject): boolean;
+  /** Called when deletion starts but must wait (deletionTimestamp is being set). */
+  prepareForDelete?(obj: KubeObject): void;
   /** Extra validation only on update (e.g. immutable fields). */
   validateUpdate?(obj: KubeObject, old: KubeObject): FieldError[];
 }

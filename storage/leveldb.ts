@@ -71,6 +71,7 @@ export class LevelStore implements Store {
   private readonly buckets = new Map<string, Bucket>();
   /** Sequenced but not yet durable writes: consulted by writers only, never by readers. */
   private readonly pending = new Map<string, StoredObject | null>();
+  private readonly pendingWrites = new Map<string, Promise<StoredObject>>();
   private queue: PendingWrite[] = [];
   private flushing: Promise<void> | undefined;
   private committedRV = 0;
@@ -214,7 +215,7 @@ export class LevelStore implements Store {
     if (!cur) throw new StoreError('NotFound', `${key} not found`, key);
     const obj = tryUpdate(cur);
     if (obj === null) return this.remove(key, cur);
-    if (obj === cur.obj) return cur; // no-op: no new resourceVersion, no event
+    if (obj === cur.obj) return this.durable(key, cur); // no-op: no new resourceVersion, no event
     const rv = this.nextRV++;
     const next = stored(key, obj, rv);
     return this.enqueue(key, next, { type: 'MODIFIED', rv, key, object: next, prev: cur });
@@ -234,11 +235,23 @@ export class LevelStore implements Store {
     return this.enqueue(key, null, { type: 'DELETED', rv, key, object: last, prev: cur });
   }
 
+  /** Resolves with `cur` once the write that produced it (if still pending) is durable. */
+  private durable(key: string, cur: StoredObject): Promise<StoredObject> {
+    const p = this.pending.has(key) ? this.pendingWrites.get(key) : undefined;
+    return p ? p.then(() => cur) : Promise.resolve(cur);
+  }
+
   private enqueue(key: string, next: StoredObject | null, event: StoreEvent): Promise<StoredObject> {
     this.pending.set(key, next);
+    const done = this.enqueueWrite(key, next, event);
+    this.pendingWrites.set(key, done);
+    return done;
+  }
+
+  private enqueueWrite(key: string, next: StoredObject | null, event: StoreEvent): Promise<StoredObject> {
     return new Promise((resolve, reject) => {
       this.queue.push({ key, next, event, resolve, reject });
-      this.flushing ??= this.flush().finally(() => (this.flushing = undefined));
+      this.flushing ??= this.flush();
     });
   }
 
@@ -261,6 +274,7 @@ export class LevelStore implements Store {
         const failed = [...batch, ...this.queue];
         this.queue = [];
         this.pending.clear();
+        this.pendingWrites.clear();
         this.nextRV = this.committedRV + 1;
         const e = new StoreError('Unavailable', `storage write failed: ${(err as Error).message}`);
         for (const w of failed) w.reject(e);
@@ -269,17 +283,24 @@ export class LevelStore implements Store {
       for (const w of batch) this.commit(w);
       this.trim();
     }
+    // Cleared in the same synchronous step as the empty-queue check: a write queued by a callback
+    // that runs later (even in a microtask before a .finally would run) starts the next flush.
+    this.flushing = undefined;
   }
 
   private commit(w: PendingWrite) {
     const b = this.bucket(w.key);
     if (w.next) b.set(w.key, w.next);
     else b.delete(w.key);
-    if (this.pending.get(w.key) === w.next) this.pending.delete(w.key);
+    if (this.pending.get(w.key) === w.next) {
+      this.pending.delete(w.key);
+      this.pendingWrites.delete(w.key);
+    }
     this.committedRV = w.event.rv;
     this.events.push(w.event);
-    for (const l of this.listeners) {
-      if (!w.key.startsWith(l.prefix)) continue;
+    // A copy: a watch started by a listener has already replayed this event.
+    for (const l of [...this.listeners]) {
+      if (!w.key.startsWith(l.prefix) || !this.listeners.has(l)) continue;
       try {
         l.listener(w.event);
       } catch {

@@ -34,6 +34,12 @@ export const namespaceKind: KindDefinition = {
   strategy: {
     prepareForCreate(obj) {
       obj.status = { phase: 'Active' };
+      const spec = (obj.spec ??= {}) as { finalizers?: string[] };
+      spec.finalizers = [...new Set([...(spec.finalizers ?? []), 'kubernetes'])];
+    },
+    deletionPending: (obj) => ((obj.spec as { finalizers?: string[] } | undefined)?.finalizers?.length ?? 0) > 0,
+    prepareForDelete(obj) {
+      obj.status = { ...(obj.status as object), phase: 'Terminating' };
     },
   },
 };

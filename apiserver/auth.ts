@@ -1,0 +1,293 @@
+// Authentication, authorization and impersonation, as k8s.io/apiserver does them: request
+// headers from a front proxy (only on connections whose client certificate comes from the
+// requestheader CA with an allowed name), client certificates (CN = user, O = groups), bearer
+// tokens (TokenReview); then an Authorizer decides on the request's attributes.
+import { X509Certificate } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import { ApiError, forbidden, unauthorized } from './errors.js';
+
+export interface UserInfo {
+  name: string;
+  uid?: string;
+  groups: string[];
+  extra?: Record<string, string[]>;
+}
+
+export interface RequestHeaderConfig {
+  cas: X509Certificate[];
+  /** Empty: any CN signed by the CAs is accepted. */
+  allowedNames: string[];
+  usernameHeaders: string[];
+  groupHeaders: string[];
+  extraHeaderPrefixes: string[];
+}
+
+export interface AuthnConfig {
+  clientCAs: X509Certificate[];
+  requestHeader?: RequestHeaderConfig;
+  /** Resolves a bearer token to a user (TokenReview against the host, or a static token file). */
+  tokens?: (token: string) => Promise<UserInfo | undefined>;
+}
+
+/** Splits a PEM bundle into certificates. */
+export function parsePemBundle(pem: string | undefined): X509Certificate[] {
+  if (!pem) return [];
+  return (pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((c) => new X509Certificate(c));
+}
+
+const signedBy = (cert: X509Certificate, cas: X509Certificate[]) => cas.some((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey));
+
+function headerValues(headers: IncomingHttpHeaders, name: string): string[] {
+  const v = headers[name.toLowerCase()];
+  if (v === undefined) return [];
+  return (Array.isArray(v) ? v : [v]).flatMap((x) => x.split(',')).map((x) => x.trim()).filter((x) => x !== '');
+}
+
+function dnField(subject: string, key: string): string[] {
+  return subject
+    .split('\n')
+    .filter((l) => l.startsWith(`${key}=`))
+    .map((l) => l.slice(key.length + 1));
+}
+
+const withAuthenticated = (u: UserInfo): UserInfo =>
+  u.groups.includes('system:authenticated') || u.name === 'system:anonymous' ? u : { ...u, groups: [...u.groups, 'system:authenticated'] };
+
+export class Authenticator {
+  constructor(public config: AuthnConfig) {}
+
+  /** All CAs the TLS layer must ask client certificates for. */
+  trustedCAs(): string[] {
+    return [...this.config.clientCAs, ...(this.config.requestHeader?.cas ?? [])].map((c) => c.toString());
+  }
+
+  /** What a connection's client certificate is, computed once per TLS connection. */
+  private readonly peers = new WeakMap<TLSSocket, { proxy: boolean; cn: string; user?: UserInfo }>();
+
+  private classify(socket: TLSSocket) {
+    let c = this.peers.get(socket);
+    if (c) return c;
+    c = { proxy: false, cn: '' };
+    const peer = socket.authorized ? socket.getPeerX509Certificate() : undefined;
+    if (peer) {
+      c.cn = dnField(peer.subject, 'CN')[0] ?? '';
+      if (this.config.requestHeader && signedBy(peer, this.config.requestHeader.cas)) c.proxy = true;
+      if (signedBy(peer, this.config.clientCAs)) c.user = withAuthenticated({ name: c.cn, groups: dnField(peer.subject, 'O') });
+    }
+    this.peers.set(socket, c);
+    return c;
+  }
+
+  async authenticate(socket: TLSSocket, headers: IncomingHttpHeaders): Promise<UserInfo | undefined> {
+    const peer = this.classify(socket);
+    const rh = this.config.requestHeader;
+    if (peer.proxy && rh) {
+      if (rh.allowedNames.length && !rh.allowedNames.includes(peer.cn))
+        throw new ApiError(401, 'Unauthorized', `Unauthorized: client certificate CN ${JSON.stringify(peer.cn)} is not allowed for request headers`);
+      const name = rh.usernameHeaders.map((h) => headerValues(headers, h)[0]).find((v) => v);
+      if (name) {
+        const groups = rh.groupHeaders.flatMap((h) => headerValues(headers, h));
+        const extra: Record<string, string[]> = {};
+        for (const [h, v] of Object.entries(headers)) {
+          const prefix = rh.extraHeaderPrefixes.find((p) => h.startsWith(p.toLowerCase()));
+          if (!prefix || v === undefined) continue;
+          const key = decodeURIComponent(h.slice(prefix.length));
+          extra[key] = [...(extra[key] ?? []), ...(Array.isArray(v) ? v : [v])];
+        }
+        return withAuthenticated({ name, groups, ...(Object.keys(extra).length ? { extra } : {}) });
+      }
+    }
+    if (peer.user) return peer.user;
+    const auth = headers.authorization;
+    if (auth && /^bearer /i.test(auth) && this.config.tokens) {
+      const u = await this.config.tokens(auth.slice(7).trim());
+      if (u) return withAuthenticated(u);
+    }
+    return undefined;
+  }
+}
+
+// ---- request attributes (k8s.io/apiserver/pkg/endpoints/request.RequestInfo) ----
+
+export interface Attributes {
+  user: UserInfo;
+  verb: string;
+  resourceRequest: boolean;
+  path: string;
+  apiGroup: string;
+  apiVersion: string;
+  resource: string;
+  subresource: string;
+  namespace: string;
+  name: string;
+}
+
+export function requestAttributes(user: UserInfo, method: string, path: string, query: Record<string, unknown>): Attributes {
+  const segs = path.split('/').filter(Boolean);
+  const base = { user, path, apiGroup: '', apiVersion: '', resource: '', subresource: '', namespace: '', name: '' };
+  let rest: string[] | undefined;
+  if (segs[0] === 'api' && segs.length >= 3) rest = ((base.apiVersion = segs[1]), segs.slice(2));
+  else if (segs[0] === 'apis' && segs.length >= 4) rest = ((base.apiGroup = segs[1]), (base.apiVersion = segs[2]), segs.slice(3));
+  if (!rest) return { ...base, verb: method === 'HEAD' ? 'get' : method.toLowerCase(), resourceRequest: false };
+  if (rest[0] === 'namespaces' && rest.length >= 2) {
+    if (rest.length === 2 || (rest.length === 3 && (rest[2] === 'status' || rest[2] === 'finalize'))) {
+      rest = ['namespaces', rest[1], ...rest.slice(2)];
+    } else {
+      base.namespace = rest[1];
+      rest = rest.slice(2);
+    }
+  }
+  const [resource = '', name = '', subresource = ''] = rest;
+  const watch = query.watch === 'true' || query.watch === '1';
+  let verb: string;
+  switch (method) {
+    case 'GET':
+    case 'HEAD':
+      verb = watch ? 'watch' : name ? 'get' : 'list';
+      break;
+    case 'POST':
+      verb = 'create';
+      break;
+    case 'PUT':
+      verb = 'update';
+      break;
+    case 'PATCH':
+      verb = 'patch';
+      break;
+    case 'DELETE':
+      verb = name ? 'delete' : 'deletecollection';
+      break;
+    default:
+      verb = method.toLowerCase();
+  }
+  return { ...base, verb, resourceRequest: true, resource, name, subresource };
+}
+
+export interface Decision {
+  allowed: boolean;
+  reason?: string;
+}
+
+export interface Authorizer {
+  authorize(a: Attributes): Promise<Decision>;
+}
+
+/** kube-apiserver's wording of a 403. */
+export function forbiddenError(a: Attributes, reason?: string): ApiError {
+  const why = reason ? `: ${reason}` : '';
+  if (!a.resourceRequest) return forbidden(`forbidden: User "${a.user.name}" cannot ${a.verb} path "${a.path}"${why}`);
+  const gr = a.apiGroup ? `${a.resource}.${a.apiGroup}` : a.resource;
+  const res = a.subresource ? `${a.resource}/${a.subresource}` : a.resource;
+  const scope = a.namespace ? `in the namespace "${a.namespace}"` : 'at the cluster scope';
+  const e = forbidden(`${gr}${a.name ? ` "${a.name}"` : ''} is forbidden: User "${a.user.name}" cannot ${a.verb} resource "${res}" in API group "${a.apiGroup}" ${scope}${why}`);
+  e.status.details = { name: a.name || undefined, group: a.apiGroup, kind: a.resource };
+  return e;
+}
+
+// ---- static policy (standalone) ----
+
+export interface PolicyRule {
+  users?: string[];
+  groups?: string[];
+  verbs: string[];
+  apiGroups?: string[];
+  resources?: string[];
+  namespaces?: string[];
+  resourceNames?: string[];
+  nonResourceURLs?: string[];
+}
+
+const DEFAULT_RULES: PolicyRule[] = [
+  { groups: ['system:masters'], verbs: ['*'], apiGroups: ['*'], resources: ['*'], nonResourceURLs: ['*'] },
+  {
+    groups: ['system:authenticated'],
+    verbs: ['get'],
+    nonResourceURLs: ['/api', '/api/*', '/apis', '/apis/*', '/openapi', '/openapi/*', '/version', '/version/', '/healthz', '/livez', '/readyz'],
+  },
+  { groups: ['system:authenticated'], verbs: ['create'], apiGroups: ['authorization.k8s.io'], resources: ['selfsubjectaccessreviews', 'selfsubjectrulesreviews'] },
+  { groups: ['system:authenticated'], verbs: ['create'], apiGroups: ['authentication.k8s.io'], resources: ['selfsubjectreviews'] },
+];
+
+const matches = (list: string[] | undefined, v: string) => !list || list.includes('*') || list.includes(v);
+
+function urlMatches(patterns: string[], path: string): boolean {
+  return patterns.some((p) => p === '*' || p === path || (p.endsWith('*') && path.startsWith(p.slice(0, -1))));
+}
+
+export function ruleAllows(r: PolicyRule, a: Attributes): boolean {
+  const subject = (r.users && (r.users.includes('*') || r.users.includes(a.user.name))) || (r.groups && r.groups.some((g) => g === '*' || a.user.groups.includes(g)));
+  if (!subject || !matches(r.verbs, a.verb)) return false;
+  if (!a.resourceRequest) return !!r.nonResourceURLs && urlMatches(r.nonResourceURLs, a.path);
+  if (!r.resources || !matches(r.apiGroups ?? [''], a.apiGroup)) return false;
+  const res = a.subresource ? `${a.resource}/${a.subresource}` : a.resource;
+  if (!r.resources.includes('*') && !r.resources.includes(res) && !(a.subresource && r.resources.includes(`${a.resource}/*`))) return false;
+  if (r.namespaces && !r.namespaces.includes('*') && !r.namespaces.includes(a.namespace)) return false;
+  if (r.resourceNames && !r.resourceNames.includes(a.name)) return false;
+  return true;
+}
+
+/** Standalone authorization: system:masters may do everything, everyone else what the policy says. */
+export class StaticAuthorizer implements Authorizer {
+  readonly rules: PolicyRule[];
+  constructor(rules: PolicyRule[] = []) {
+    this.rules = [...DEFAULT_RULES, ...rules];
+  }
+  async authorize(a: Attributes): Promise<Decision> {
+    return this.rules.some((r) => ruleAllows(r, a)) ? { allowed: true } : { allowed: false };
+  }
+}
+
+/** Caches decisions of a slower authorizer (SubjectAccessReviews) for a short time. */
+export class CachingAuthorizer implements Authorizer {
+  private readonly cache = new Map<string, { d: Decision; until: number }>();
+  constructor(
+    private readonly inner: Authorizer,
+    private readonly allowTTL = 10_000,
+    private readonly denyTTL = 10_000,
+  ) {}
+  async authorize(a: Attributes): Promise<Decision> {
+    const key = JSON.stringify([a.user, a.verb, a.resourceRequest, a.path, a.apiGroup, a.resource, a.subresource, a.namespace, a.name]);
+    const hit = this.cache.get(key);
+    if (hit && hit.until > Date.now()) return hit.d;
+    const d = await this.inner.authorize(a);
+    if (this.cache.size > 10_000) this.cache.clear();
+    this.cache.set(key, { d, until: Date.now() + (d.allowed ? this.allowTTL : this.denyTTL) });
+    return d;
+  }
+}
+
+// ---- impersonation ----
+
+/** Applies Impersonate-* headers after checking that the real user may impersonate each. */
+export async function impersonate(user: UserInfo, headers: IncomingHttpHeaders, authz: Authorizer): Promise<UserInfo> {
+  const asUser = headers['impersonate-user'];
+  const asGroups = headerValues(headers, 'impersonate-group');
+  const asUid = headers['impersonate-uid'];
+  const extraHeaders = Object.keys(headers).filter((h) => h.startsWith('impersonate-extra-'));
+  if (asUser === undefined && !asGroups.length && asUid === undefined && !extraHeaders.length) return user;
+  const name = Array.isArray(asUser) ? asUser[0] : asUser;
+  if (!name) throw new ApiError(500, 'InternalError', 'Internal error occurred: requested impersonation of groups or extra without a user');
+  const check = async (resource: string, n: string, apiGroup = '') => {
+    const a: Attributes = { user, verb: 'impersonate', resourceRequest: true, path: '', apiGroup, apiVersion: '', resource, subresource: '', namespace: '', name: n };
+    if (!(await authz.authorize(a)).allowed) {
+      const e = forbiddenError(a);
+      e.status.message = `${resource}${apiGroup ? '.' + apiGroup : ''} "${n}" is forbidden: User "${user.name}" cannot impersonate resource "${resource}" in API group "${apiGroup}" at the cluster scope`;
+      throw e;
+    }
+  };
+  await check(name.startsWith('system:serviceaccount:') ? 'serviceaccounts' : 'users', name);
+  for (const g of asGroups) await check('groups', g);
+  const uid = Array.isArray(asUid) ? asUid[0] : asUid;
+  if (uid) await check('uids', uid, 'authentication.k8s.io');
+  const extra: Record<string, string[]> = {};
+  for (const h of extraHeaders) {
+    const key = decodeURIComponent(h.slice('impersonate-extra-'.length));
+    for (const v of headerValues(headers, h)) await check(`userextras/${key}`, v, 'authentication.k8s.io');
+    extra[key] = headerValues(headers, h);
+  }
+  const groups = asGroups.length ? asGroups : [];
+  return withAuthenticated({ name, groups, ...(uid ? { uid } : {}), ...(Object.keys(extra).length ? { extra } : {}) });
+}
+
+export { unauthorized };

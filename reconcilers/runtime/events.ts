@@ -1,0 +1,56 @@
+// Kubernetes Events for the objects the reconcilers work on, written through the host-cluster
+// client, so `kubectl describe` tells the story. A repeat of the same event on the same object
+// bumps count and lastTimestamp instead of creating a new Event (client-go's correlator does so).
+import type * as k8s from '@kubernetes/client-node';
+import type { KubeObject } from '../../kinds/types.js';
+import type { HostCluster } from './host.js';
+
+export type EventType = 'Normal' | 'Warning';
+
+const REPEAT_WINDOW_MS = 10 * 60 * 1000;
+
+export class EventRecorder {
+  private readonly recent = new Map<string, { event: k8s.CoreV1Event; at: number }>();
+
+  constructor(
+    private readonly host: HostCluster,
+    private readonly component = 'ocm-apiserver',
+    private readonly instance = process.env.HOSTNAME ?? 'local',
+  ) {}
+
+  async record(obj: KubeObject, type: EventType, reason: string, message: string): Promise<void> {
+    const m = obj.metadata;
+    const namespace = m.namespace ?? 'default';
+    const key = JSON.stringify([m.uid, type, reason, message]);
+    const hit = this.recent.get(key);
+    const ts = new Date(Math.floor(Date.now() / 1000) * 1000);
+    if (hit && Date.now() - hit.at < REPEAT_WINDOW_MS) {
+      const ev = { ...hit.event, count: (hit.event.count ?? 1) + 1, lastTimestamp: ts };
+      try {
+        const updated = await this.host.core.replaceNamespacedEvent({ name: ev.metadata!.name!, namespace, body: ev });
+        this.recent.set(key, { event: updated, at: Date.now() });
+        return;
+      } catch {
+        this.recent.delete(key); // gone or changed meanwhile: record a fresh one
+      }
+    }
+    const body = {
+      apiVersion: 'v1',
+      kind: 'Event',
+      metadata: { name: `${m.name}.${Date.now().toString(16)}${Math.floor(Math.random() * 0xfff).toString(16)}`, namespace },
+      involvedObject: { apiVersion: obj.apiVersion, kind: obj.kind, name: m.name, namespace: m.namespace, uid: m.uid, resourceVersion: m.resourceVersion },
+      reason,
+      message,
+      type,
+      count: 1,
+      firstTimestamp: ts,
+      lastTimestamp: ts,
+      source: { component: this.component },
+      reportingComponent: this.component,
+      reportingInstance: this.instance,
+    } as unknown as k8s.CoreV1Event;
+    const created = await this.host.core.createNamespacedEvent({ namespace, body });
+    if (this.recent.size > 5000) this.recent.clear();
+    this.recent.set(key, { event: created, at: Date.now() });
+  }
+}

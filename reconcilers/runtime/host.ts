@@ -1,0 +1,104 @@
+// The one client to "the cluster": the real kube-apiserver in aggregated mode, this same server
+// over HTTPS in standalone mode. Reconcilers and the delegated authn/authz go through it.
+import * as k8s from '@kubernetes/client-node';
+
+export interface HostUser {
+  name: string;
+  uid?: string;
+  groups: string[];
+  extra?: Record<string, string[]>;
+}
+
+export interface HostAccessAttributes {
+  user: HostUser;
+  verb: string;
+  resourceRequest: boolean;
+  path: string;
+  apiGroup: string;
+  apiVersion: string;
+  resource: string;
+  subresource: string;
+  namespace: string;
+  name: string;
+}
+
+export interface AuthenticationConfig {
+  clientCA?: string;
+  requestHeaderCA?: string;
+  allowedNames: string[];
+  usernameHeaders: string[];
+  groupHeaders: string[];
+  extraHeaderPrefixes: string[];
+}
+
+const list = (v: string | undefined): string[] => {
+  if (!v) return [];
+  try {
+    const parsed = JSON.parse(v);
+    return Array.isArray(parsed) ? parsed.map(String) : [String(parsed)];
+  } catch {
+    return v.split(',').map((s) => s.trim()).filter(Boolean);
+  }
+};
+
+export class HostCluster {
+  readonly core: k8s.CoreV1Api;
+  readonly authn: k8s.AuthenticationV1Api;
+  readonly authz: k8s.AuthorizationV1Api;
+  readonly objects: k8s.KubernetesObjectApi;
+
+  constructor(readonly kubeconfig: k8s.KubeConfig) {
+    this.core = kubeconfig.makeApiClient(k8s.CoreV1Api);
+    this.authn = kubeconfig.makeApiClient(k8s.AuthenticationV1Api);
+    this.authz = kubeconfig.makeApiClient(k8s.AuthorizationV1Api);
+    this.objects = k8s.KubernetesObjectApi.makeApiClient(kubeconfig);
+  }
+
+  /** From a kubeconfig file, or the pod's service account when none is given. */
+  static load(file?: string): HostCluster {
+    const kc = new k8s.KubeConfig();
+    if (file) kc.loadFromFile(file);
+    else kc.loadFromCluster();
+    return new HostCluster(kc);
+  }
+
+  /** kube-system/extension-apiserver-authentication, whose list values are JSON arrays. */
+  async authenticationConfig(): Promise<AuthenticationConfig> {
+    const cm = await this.core.readNamespacedConfigMap({ namespace: 'kube-system', name: 'extension-apiserver-authentication' });
+    const d = cm.data ?? {};
+    return {
+      clientCA: d['client-ca-file'],
+      requestHeaderCA: d['requestheader-client-ca-file'],
+      allowedNames: list(d['requestheader-allowed-names']),
+      usernameHeaders: list(d['requestheader-username-headers']),
+      groupHeaders: list(d['requestheader-group-headers']),
+      extraHeaderPrefixes: list(d['requestheader-extra-headers-prefix']),
+    };
+  }
+
+  async tokenReview(token: string): Promise<HostUser | undefined> {
+    const r = await this.authn.createTokenReview({ body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token } } });
+    const u = r.status?.user;
+    if (!r.status?.authenticated || !u?.username) return undefined;
+    return { name: u.username, uid: u.uid, groups: u.groups ?? [], extra: u.extra };
+  }
+
+  async subjectAccessReview(a: HostAccessAttributes): Promise<{ allowed: boolean; reason?: string }> {
+    const r = await this.authz.createSubjectAccessReview({
+      body: {
+        apiVersion: 'authorization.k8s.io/v1',
+        kind: 'SubjectAccessReview',
+        spec: {
+          user: a.user.name,
+          uid: a.user.uid,
+          groups: a.user.groups,
+          extra: a.user.extra,
+          ...(a.resourceRequest
+            ? { resourceAttributes: { verb: a.verb, group: a.apiGroup, version: a.apiVersion, resource: a.resource, subresource: a.subresource, namespace: a.namespace, name: a.name } }
+            : { nonResourceAttributes: { verb: a.verb, path: a.path } }),
+        },
+      },
+    });
+    return { allowed: !!r.status?.allowed && !r.status?.denied, reason: r.status?.reason };
+  }
+}

@@ -1,0 +1,886 @@
+// A small OCI distribution client (pull, push, tags, referrers) for any OCI registry.
+// Auth: the distribution token flow (Bearer challenge -> token endpoint -> retry), Basic,
+// or a fixed registry token. Every failure is an OciError.
+import { createHash, type Hash } from 'node:crypto';
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import { Readable, Transform, pipeline } from 'node:stream';
+import tls from 'node:tls';
+
+export interface Credentials {
+  username?: string;
+  password?: string;
+  identityToken?: string;
+  registryToken?: string;
+}
+
+export interface OciClientOptions {
+  /** Extra CA certificates (PEM), trusted in addition to the system roots. */
+  ca?: string | string[];
+  /** Client certificate and key (PEM) for mTLS. */
+  cert?: string;
+  key?: string;
+  /** Talk plain HTTP instead of HTTPS. */
+  insecureHttp?: boolean;
+  credentials?: (registryHost: string) => Credentials | undefined;
+  /** Retries of a failed idempotent request (and restarts of a failed upload); default 4. */
+  retries?: number;
+  /** First backoff step; it doubles per retry (with jitter) up to 10 s. Default 250 ms. */
+  retryBaseMs?: number;
+  userAgent?: string;
+  /** Socket idle timeout; default 60 s. */
+  timeoutMs?: number;
+}
+
+export interface Reference {
+  host: string;
+  repository: string;
+  tag?: string;
+  digest?: string;
+}
+
+export type Ref = string | Reference;
+
+export const MEDIA_TYPES = {
+  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
+  ociIndex: 'application/vnd.oci.image.index.v1+json',
+  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
+  dockerManifestList: 'application/vnd.docker.distribution.manifest.list.v2+json',
+} as const;
+
+const DEFAULT_ACCEPT = Object.values(MEDIA_TYPES);
+const MAX_MANIFEST_BYTES = 4 << 20;
+const MAX_JSON_BYTES = 16 << 20;
+const MAX_BACKOFF_MS = 10_000;
+const MAX_RETRY_AFTER_MS = 60_000;
+const DEFAULT_CHUNK = 8 << 20;
+
+export class OciError extends Error {
+  override name = 'OciError';
+  status?: number;
+  /** A distribution spec error code (BLOB_UNKNOWN, MANIFEST_UNKNOWN, DENIED, ...) or one of ours:
+   * NETWORK, TLS, TIMEOUT, UNAUTHORIZED, DIGEST_MISMATCH, SIZE_MISMATCH, TOO_LARGE, INVALID_REFERENCE,
+   * INVALID_RESPONSE, NOT_FOUND, HTTP_<status>. */
+  code: string;
+  retryable: boolean;
+  retryAfterMs?: number;
+  detail?: unknown;
+  constructor(code: string, message: string, o: { status?: number; retryable?: boolean; retryAfterMs?: number; detail?: unknown; cause?: unknown } = {}) {
+    super(message, o.cause === undefined ? undefined : { cause: o.cause });
+    this.code = code;
+    this.status = o.status;
+    this.retryable = o.retryable ?? false;
+    this.retryAfterMs = o.retryAfterMs;
+    this.detail = o.detail;
+  }
+}
+
+// ---- references ---------------------------------------------------------------------------
+
+const NAME_RE = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;
+const TAG_RE = /^\w[\w.-]{0,127}$/;
+const DIGEST_RE = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
+const DOCKER_HUB = 'docker.io';
+const DOCKER_HUB_ALIASES = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com']);
+
+/** Parses `[oci://]host[:port]/repo/path[:tag][@alg:hex]`; a name without a host is Docker Hub's. */
+export function parseReference(ref: Ref): Reference {
+  if (typeof ref !== 'string') return ref;
+  const bad = (why: string) => new OciError('INVALID_REFERENCE', `invalid reference "${ref}": ${why}`);
+  let s = ref.trim().replace(/^oci:\/\//, '');
+  let digest: string | undefined;
+  let tag: string | undefined;
+  const at = s.indexOf('@');
+  if (at >= 0) [s, digest] = [s.slice(0, at), s.slice(at + 1)];
+  const colon = s.lastIndexOf(':');
+  if (colon > s.lastIndexOf('/')) [s, tag] = [s.slice(0, colon), s.slice(colon + 1)];
+  let host = DOCKER_HUB;
+  let repository = s;
+  const slash = s.indexOf('/');
+  if (slash > 0) {
+    const first = s.slice(0, slash);
+    if (/[.:]/.test(first) || first === 'localhost' || first !== first.toLowerCase()) {
+      host = first.toLowerCase();
+      repository = s.slice(slash + 1);
+    }
+  }
+  if (DOCKER_HUB_ALIASES.has(host)) {
+    host = DOCKER_HUB;
+    if (!repository.includes('/')) repository = `library/${repository}`;
+  }
+  if (!NAME_RE.test(repository) || repository.length > 255) throw bad(`repository "${repository}" does not match the OCI name rules`);
+  if (tag !== undefined && !TAG_RE.test(tag)) throw bad(`tag "${tag}"`);
+  if (digest !== undefined && !DIGEST_RE.test(digest)) throw bad(`digest "${digest}"`);
+  return { host, repository, tag, digest };
+}
+
+export function formatReference(r: Reference): string {
+  return `${r.host}/${r.repository}${r.tag ? `:${r.tag}` : ''}${r.digest ? `@${r.digest}` : ''}`;
+}
+
+// ---- digests ------------------------------------------------------------------------------
+
+const DIGEST_ALGS: Record<string, number> = { sha256: 64, sha512: 128 };
+
+function hasherFor(digest: string): Hash {
+  const [alg, hex] = digest.split(':');
+  if (!DIGEST_ALGS[alg]) throw new OciError('UNSUPPORTED', `unsupported digest algorithm in "${digest}"`);
+  if (!new RegExp(`^[a-f0-9]{${DIGEST_ALGS[alg]}}$`).test(hex ?? '')) throw new OciError('DIGEST_INVALID', `malformed digest "${digest}"`);
+  return createHash(alg);
+}
+
+export function digestOf(data: Buffer, alg = 'sha256'): string {
+  return `${alg}:${createHash(alg).update(data).digest('hex')}`;
+}
+
+const algOf = (digest?: string) => digest?.split(':')[0] ?? 'sha256';
+
+// ---- docker config ------------------------------------------------------------------------
+
+export function normalizeRegistryHost(s: string): string {
+  const h = s.trim().replace(/^[a-z][a-z0-9+.-]*:\/\//i, '').replace(/\/.*$/, '').toLowerCase();
+  return DOCKER_HUB_ALIASES.has(h) ? DOCKER_HUB : h;
+}
+
+/** Credentials from a `kubernetes.io/dockerconfigjson` (`{auths: {...}}`) or legacy `.dockercfg` secret. */
+export function credentialsFromDockerConfig(json: string | Buffer | object): (host: string) => Credentials | undefined {
+  let cfg: any;
+  try {
+    cfg = typeof json === 'string' || Buffer.isBuffer(json) ? JSON.parse(String(json)) : json;
+  } catch (e) {
+    throw new OciError('INVALID_CONFIG', `docker config is not JSON: ${(e as Error).message}`);
+  }
+  const auths = cfg && typeof cfg === 'object' ? (cfg.auths ?? cfg) : undefined;
+  if (!auths || typeof auths !== 'object') throw new OciError('INVALID_CONFIG', 'docker config has no "auths"');
+  const map = new Map<string, Credentials>();
+  for (const [key, e] of Object.entries<any>(auths)) {
+    if (!e || typeof e !== 'object') continue;
+    const c: Credentials = {};
+    if (typeof e.username === 'string') c.username = e.username;
+    if (typeof e.password === 'string') c.password = e.password;
+    if (typeof e.auth === 'string' && e.auth) {
+      const decoded = Buffer.from(e.auth, 'base64').toString('utf8');
+      const i = decoded.indexOf(':');
+      if (i < 0) throw new OciError('INVALID_CONFIG', `docker config: "auth" of ${key} is not base64 of user:password`);
+      c.username = decoded.slice(0, i);
+      c.password = decoded.slice(i + 1);
+    }
+    if (typeof e.identitytoken === 'string' && e.identitytoken) c.identityToken = e.identitytoken;
+    if (typeof e.registrytoken === 'string' && e.registrytoken) c.registryToken = e.registrytoken;
+    map.set(normalizeRegistryHost(key), c);
+  }
+  return (host) => map.get(normalizeRegistryHost(host));
+}
+
+// ---- auth challenges ----------------------------------------------------------------------
+
+export interface Challenge {
+  scheme: 'bearer' | 'basic';
+  realm?: string;
+  service?: string;
+  scope?: string;
+}
+
+/** Parses `WWW-Authenticate`; prefers a Bearer challenge over Basic. */
+export function parseChallenge(header: string | string[] | undefined): Challenge | undefined {
+  const text = Array.isArray(header) ? header.join(', ') : header;
+  if (!text) return undefined;
+  const found: Challenge[] = [];
+  for (const part of text.split(/(?:^|,)\s*(?=(?:bearer|basic)\b)/i)) {
+    const m = /^(bearer|basic)\b(.*)$/is.exec(part.trim());
+    if (!m) continue;
+    const c: any = { scheme: m[1].toLowerCase() };
+    for (const p of m[2].matchAll(/([\w-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))/g)) {
+      c[p[1].toLowerCase()] = p[2] !== undefined ? p[2].replace(/\\(.)/g, '$1') : p[3];
+    }
+    found.push(c);
+  }
+  return found.find((c) => c.scheme === 'bearer' && c.realm) ?? found.find((c) => c.scheme === 'basic');
+}
+
+// ---- HTTP helpers -------------------------------------------------------------------------
+
+const NETWORK_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ENETDOWN', 'ERR_STREAM_PREMATURE_CLOSE', 'HPE_INVALID_CHUNK_SIZE']);
+
+function toOciError(e: unknown, what = 'request'): OciError {
+  if (e instanceof OciError) return e;
+  const err = e as NodeJS.ErrnoException;
+  const code = err?.code ?? '';
+  const msg = `${what}: ${err?.message ?? String(e)}`;
+  if (/CERT|SIGNATURE|TLS|SSL/.test(code)) return new OciError('TLS', msg, { cause: e });
+  const retryable = NETWORK_CODES.has(code) || /socket hang up|aborted|premature close/i.test(err?.message ?? '');
+  return new OciError('NETWORK', msg, { retryable, cause: e });
+}
+
+function drain(res: IncomingMessage): void {
+  res.on('error', () => {});
+  res.resume();
+}
+
+async function readBody(res: IncomingMessage, max: number, what: string): Promise<Buffer> {
+  const tooLarge = () => new OciError('TOO_LARGE', `${what}: response larger than ${max} bytes`, { status: res.statusCode });
+  if (Number(res.headers['content-length']) > max) {
+    res.destroy();
+    throw tooLarge();
+  }
+  const chunks: Buffer[] = [];
+  let n = 0;
+  try {
+    for await (const c of res) {
+      n += c.length;
+      if (n > max) throw tooLarge();
+      chunks.push(c);
+    }
+  } catch (e) {
+    throw toOciError(e, what);
+  }
+  return Buffer.concat(chunks, n);
+}
+
+function parseRetryAfter(v: string | undefined): number | undefined {
+  if (!v) return undefined;
+  if (/^\d+$/.test(v.trim())) return Number(v) * 1000;
+  const t = Date.parse(v);
+  return Number.isNaN(t) ? undefined : Math.max(0, t - Date.now());
+}
+
+async function errorFrom(res: IncomingMessage, what: string): Promise<OciError> {
+  const status = res.statusCode ?? 0;
+  let body: Buffer | undefined;
+  try {
+    body = await readBody(res, 64 << 10, what);
+  } catch {
+    /* the status is enough */
+  }
+  let first: any;
+  try {
+    first = JSON.parse(body?.toString('utf8') ?? '')?.errors?.[0];
+  } catch {
+    /* not a spec error body */
+  }
+  const byStatus: Record<number, string> = { 401: 'UNAUTHORIZED', 403: 'DENIED', 404: 'NOT_FOUND', 429: 'TOOMANYREQUESTS' };
+  const code = typeof first?.code === 'string' ? first.code : (byStatus[status] ?? `HTTP_${status}`);
+  const text = first?.message ?? body?.toString('utf8').slice(0, 200).trim();
+  const retryAfterMs = parseRetryAfter(res.headers['retry-after']);
+  const retryable = (status === 408 || status === 429 || (status >= 500 && status !== 501)) && !(retryAfterMs! > MAX_RETRY_AFTER_MS);
+  return new OciError(code, `${what}: ${status} ${code}${text ? `: ${text}` : ''}`, { status, retryable, retryAfterMs, detail: first?.detail });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Checks size and digest of the bytes flowing through; fails at the end on a mismatch. */
+function verifier(digest: string | undefined, size: number | undefined, what: string): Transform {
+  const h = digest ? hasherFor(digest) : createHash('sha256');
+  let n = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      n += chunk.length;
+      if (size !== undefined && n > size) return cb(new OciError('SIZE_MISMATCH', `${what}: more than the declared ${size} bytes`));
+      h.update(chunk);
+      cb(null, chunk);
+    },
+    flush(cb) {
+      if (size !== undefined && n !== size) return cb(new OciError('SIZE_MISMATCH', `${what}: ${n} bytes, declared ${size}`));
+      const actual = `${algOf(digest)}:${h.digest('hex')}`;
+      if (digest && actual !== digest) return cb(new OciError('DIGEST_MISMATCH', `${what}: content has digest ${actual}, expected ${digest}`));
+      cb();
+    },
+  });
+}
+
+/** Groups a byte stream into chunks of exactly `size` bytes (the last may be shorter). */
+async function* chunked(src: AsyncIterable<Buffer>, size: number): AsyncGenerator<Buffer> {
+  let parts: Buffer[] = [];
+  let n = 0;
+  for await (const c of src) {
+    let b = Buffer.isBuffer(c) ? c : Buffer.from(c);
+    while (n + b.length >= size) {
+      parts.push(b.subarray(0, size - n));
+      yield Buffer.concat(parts, size);
+      b = b.subarray(size - n);
+      parts = [];
+      n = 0;
+    }
+    if (b.length) {
+      parts.push(b);
+      n += b.length;
+    }
+  }
+  if (n) yield Buffer.concat(parts, n);
+}
+
+function nextLink(link: string | string[] | undefined, base: URL): URL | undefined {
+  const m = link && /<([^>]+)>\s*;[^,]*rel="?next"?/i.exec([link].flat().join(', '));
+  return m ? new URL(m[1], base) : undefined;
+}
+
+function withQuery(u: URL, key: string, value: string): URL {
+  const out = new URL(u);
+  out.search = `${out.search ? `${out.search}&` : '?'}${key}=${encodeURIComponent(value)}`;
+  return out;
+}
+
+// ---- the client ---------------------------------------------------------------------------
+
+type Body = Buffer | Readable | (() => Readable) | undefined;
+
+interface Req {
+  method: string;
+  url: URL;
+  /** The registry host (credentials, auth state); undefined: send no auth (token endpoint). */
+  host?: string;
+  scope?: string;
+  headers?: Record<string, string>;
+  body?: Body;
+  expect: number[];
+  /** Retry on retryable failures (idempotent requests only). */
+  retry?: boolean;
+  what: string;
+}
+
+const scopes = {
+  pull: (repo: string) => `repository:${repo}:pull`,
+  push: (repo: string) => `repository:${repo}:pull,push`,
+  delete: (repo: string) => `repository:${repo}:delete`,
+};
+
+export class OciClient {
+  private readonly opts: OciClientOptions;
+  private readonly retries: number;
+  private readonly retryBaseMs: number;
+  private readonly timeoutMs: number;
+  private readonly userAgent: string;
+  private readonly httpAgent = new http.Agent({ keepAlive: true });
+  private readonly httpsAgent: https.Agent;
+  private readonly challenges = new Map<string, Challenge>();
+  private readonly tokens = new Map<string, { header: string; expires: number }>();
+
+  constructor(opts: OciClientOptions = {}) {
+    this.opts = opts;
+    this.retries = opts.retries ?? 4;
+    this.retryBaseMs = opts.retryBaseMs ?? 250;
+    this.timeoutMs = opts.timeoutMs ?? 60_000;
+    this.userAgent = opts.userAgent ?? 'ocm-apiserver-oci-client/0.1';
+    const ca = opts.ca === undefined ? undefined : [...tls.rootCertificates, ...[opts.ca].flat()];
+    this.httpsAgent = new https.Agent({ keepAlive: true, ca, cert: opts.cert, key: opts.key });
+  }
+
+  /** Closes idle keep-alive connections. */
+  close(): void {
+    this.httpAgent.destroy();
+    this.httpsAgent.destroy();
+  }
+
+  // ---- plumbing ----
+
+  private origin(host: string): URL {
+    const h = host === DOCKER_HUB ? 'registry-1.docker.io' : host;
+    return new URL(`${this.opts.insecureHttp ? 'http' : 'https'}://${h}`);
+  }
+
+  private url(r: Reference, path: string): URL {
+    return new URL(`/v2/${r.repository}/${path}`, this.origin(r.host));
+  }
+
+  private credentials(host: string): Credentials | undefined {
+    return this.opts.credentials?.(host);
+  }
+
+  private backoff(attempt: number, retryAfterMs?: number): number {
+    if (retryAfterMs !== undefined) return retryAfterMs + Math.random() * 100;
+    const exp = Math.min(MAX_BACKOFF_MS, this.retryBaseMs * 2 ** attempt);
+    return exp / 2 + (Math.random() * exp) / 2;
+  }
+
+  private send(method: string, url: URL, headers: Record<string, string>, body: Buffer | Readable | undefined, what: string): Promise<IncomingMessage> {
+    const isHttps = url.protocol === 'https:';
+    const h: Record<string, string> = { 'user-agent': this.userAgent, ...headers };
+    if ((body === undefined || Buffer.isBuffer(body)) && method !== 'GET' && method !== 'HEAD') h['content-length'] = String(body?.length ?? 0);
+    return new Promise((resolve, reject) => {
+      const req = (isHttps ? https : http).request(url, { method, headers: h, agent: isHttps ? this.httpsAgent : this.httpAgent });
+      req.setTimeout(this.timeoutMs, () => req.destroy(new OciError('TIMEOUT', `${what}: no data for ${this.timeoutMs} ms`, { retryable: true })));
+      req.on('error', (e) => reject(toOciError(e, what)));
+      req.on('response', resolve);
+      if (body instanceof Readable) {
+        body.on('error', (e) => req.destroy(e instanceof OciError ? e : new OciError('SOURCE', `${what}: reading the data to upload: ${e.message}`, { cause: e })));
+        req.on('close', () => body.readableEnded || body.destroy());
+        body.pipe(req);
+      } else req.end(body);
+    });
+  }
+
+  private async authorization(host: string, scope: string): Promise<string | undefined> {
+    const creds = this.credentials(host);
+    if (creds?.registryToken) return `Bearer ${creds.registryToken}`;
+    const ch = this.challenges.get(host);
+    if (ch?.scheme === 'basic') return basicAuth(creds);
+    if (ch?.scheme !== 'bearer') return undefined;
+    const cached = this.tokens.get(`${host} ${scope}`);
+    if (cached && cached.expires > Date.now()) return cached.header;
+    return this.fetchToken(host, ch, scope, scope);
+  }
+
+  /** Answers a 401 challenge; throws UNAUTHORIZED when it cannot. */
+  private async authenticate(host: string, scope: string, header: string | string[] | undefined, what: string): Promise<string> {
+    const ch = parseChallenge(header);
+    const creds = this.credentials(host);
+    const fail = (why: string) => new OciError('UNAUTHORIZED', `${what}: 401 unauthorized (${why})`, { status: 401 });
+    if (!ch) throw fail('no usable WWW-Authenticate challenge');
+    if (creds?.registryToken) throw fail('the registry token was rejected');
+    this.challenges.set(host, { scheme: ch.scheme, realm: ch.realm, service: ch.service });
+    if (ch.scheme === 'basic') {
+      const b = basicAuth(creds);
+      if (!b) throw fail(`registry ${host} wants basic auth and no credentials are configured`);
+      return b;
+    }
+    return this.fetchToken(host, ch, ch.scope || scope, scope);
+  }
+
+  private async fetchToken(host: string, ch: Challenge, scope: string, cacheScope: string): Promise<string> {
+    const creds = this.credentials(host);
+    const what = `token for ${host}${scope ? ` (${scope})` : ''}`;
+    let realm: URL;
+    try {
+      realm = new URL(ch.realm!);
+    } catch {
+      throw new OciError('UNAUTHORIZED', `${what}: invalid realm "${ch.realm}"`);
+    }
+    const req: Req = { method: 'GET', url: realm, expect: [200], retry: true, what };
+    const scopeList = scope.split(' ').filter(Boolean);
+    if (creds?.identityToken) {
+      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: creds.identityToken, client_id: 'ocm-apiserver' });
+      if (ch.service) form.set('service', ch.service);
+      if (scopeList.length) form.set('scope', scopeList.join(' '));
+      Object.assign(req, { method: 'POST', body: Buffer.from(form.toString()), headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    } else {
+      if (ch.service) realm.searchParams.set('service', ch.service);
+      for (const s of scopeList) realm.searchParams.append('scope', s);
+      const b = basicAuth(creds);
+      if (b) req.headers = { authorization: b };
+    }
+    let body: any;
+    try {
+      body = await this.call(req, async (res) => parseJson(await readBody(res, 1 << 20, what), what));
+    } catch (e) {
+      const err = toOciError(e, what);
+      if (err.status === 401 || err.status === 403) throw new OciError('UNAUTHORIZED', `${what}: the token endpoint refused the credentials (${err.status})`, { status: 401, cause: err });
+      throw err;
+    }
+    const token = body?.token || body?.access_token;
+    if (typeof token !== 'string') throw new OciError('UNAUTHORIZED', `${what}: token endpoint returned no token`);
+    const ttl = Math.max(60, Number(body.expires_in) || 60);
+    const header = `Bearer ${token}`;
+    this.tokens.set(`${host} ${cacheScope}`, { header, expires: Date.now() + (ttl - 10) * 1000 });
+    return header;
+  }
+
+  /** One logical request: auth (answering one 401 challenge) and redirects. Returns any status. */
+  private async exchange(r: Req): Promise<IncomingMessage> {
+    const origin = r.host === undefined ? undefined : this.origin(r.host).host;
+    let auth = r.host === undefined ? undefined : await this.authorization(r.host, r.scope ?? '');
+    let url = r.url;
+    let challenged = false;
+    for (let hops = 0; ; ) {
+      const body = typeof r.body === 'function' ? r.body() : r.body;
+      const sameOrigin = url.host === origin;
+      const headers = { ...r.headers, ...(auth && sameOrigin ? { authorization: auth } : {}) };
+      const res = await this.send(r.method, url, headers, body, r.what);
+      const status = res.statusCode ?? 0;
+      if (status === 401 && sameOrigin && !challenged && !(r.body instanceof Readable)) {
+        challenged = true;
+        drain(res);
+        if (body instanceof Readable) body.destroy();
+        auth = await this.authenticate(r.host!, r.scope ?? '', res.headers['www-authenticate'], r.what);
+        continue;
+      }
+      if ([301, 302, 303, 307, 308].includes(status) && res.headers.location && (r.method === 'GET' || r.method === 'HEAD') && hops++ < 5) {
+        drain(res);
+        url = new URL(res.headers.location, url);
+        continue;
+      }
+      if (body instanceof Readable && !r.expect.includes(status)) body.unpipe().destroy();
+      return res;
+    }
+  }
+
+  /** exchange() + status check + retries; `handle` runs inside the retry loop. */
+  private async call<T>(r: Req, handle: (res: IncomingMessage) => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      let err: OciError;
+      try {
+        const res = await this.exchange(r);
+        if (r.expect.includes(res.statusCode ?? 0)) return await handle(res);
+        err = await errorFrom(res, r.what);
+      } catch (e) {
+        err = toOciError(e, r.what);
+      }
+      if (!r.retry || !err.retryable || r.body instanceof Readable || attempt >= this.retries) throw err;
+      await sleep(this.backoff(attempt, err.retryAfterMs));
+    }
+  }
+
+  // ---- API ----
+
+  /** Checks that `host` speaks the distribution API (and that the credentials work). */
+  async ping(host: string): Promise<void> {
+    const h = normalizeRegistryHost(host.replace(/^oci:\/\//, ''));
+    await this.call({ method: 'GET', url: new URL('/v2/', this.origin(h)), host: h, scope: '', expect: [200], retry: true, what: `ping ${h}` }, async (res) => drain(res));
+  }
+
+  async blobExists(ref: Ref, digest: string): Promise<boolean> {
+    return (await this.statBlob(ref, digest)) !== undefined;
+  }
+
+  private async statBlob(ref: Ref, digest: string): Promise<number | undefined> {
+    const r = parseReference(ref);
+    hasherFor(digest);
+    const what = `HEAD blob ${digest} in ${r.host}/${r.repository}`;
+    return this.call({ method: 'HEAD', url: this.url(r, `blobs/${digest}`), host: r.host, scope: scopes.pull(r.repository), expect: [200, 404], retry: true, what }, async (res) => {
+      drain(res);
+      return res.statusCode === 200 ? Number(res.headers['content-length'] ?? NaN) : undefined;
+    });
+  }
+
+  /** Streams a blob; the stream fails at its end with DIGEST_MISMATCH when the content is wrong.
+   * A connection lost mid-way is resumed with a Range request. */
+  async getBlob(ref: Ref, digest: string): Promise<Readable> {
+    const r = parseReference(ref);
+    const hash = hasherFor(digest);
+    const what = `GET blob ${digest} from ${r.host}/${r.repository}`;
+    const req: Req = { method: 'GET', url: this.url(r, `blobs/${digest}`), host: r.host, scope: scopes.pull(r.repository), expect: [200], retry: true, what };
+    const first = await this.call(req, async (res) => res);
+    const self = this;
+    async function* body(): AsyncGenerator<Buffer> {
+      let res = first;
+      let received = 0;
+      let skip = 0;
+      for (let attempt = 0; ; ) {
+        try {
+          for await (let chunk of res as AsyncIterable<Buffer>) {
+            if (skip) {
+              const n = Math.min(skip, chunk.length);
+              [chunk, skip] = [chunk.subarray(n), skip - n];
+              if (!chunk.length) continue;
+            }
+            hash.update(chunk);
+            received += chunk.length;
+            yield chunk;
+          }
+          break;
+        } catch (e) {
+          const err = toOciError(e, what);
+          if (!err.retryable || attempt++ >= self.retries) throw err;
+          await sleep(self.backoff(attempt));
+          res = await self.call({ ...req, headers: { range: `bytes=${received}-` }, expect: [200, 206] }, async (res) => res);
+          const start = res.statusCode === 206 ? Number(/bytes (\d+)-/.exec(String(res.headers['content-range']))?.[1]) : 0;
+          if (start > received) {
+            res.destroy();
+            throw new OciError('INVALID_RESPONSE', `${what}: resumed at byte ${start}, wanted ${received}`);
+          }
+          skip = received - start;
+        }
+      }
+      const actual = `${algOf(digest)}:${hash.digest('hex')}`;
+      if (actual !== digest) throw new OciError('DIGEST_MISMATCH', `${what}: received content has digest ${actual}`);
+    }
+    return Readable.from(body(), { objectMode: false });
+  }
+
+  /** The whole blob in memory (verified); TOO_LARGE past maxBytes (default 256 MiB). */
+  async getBlobBuffer(ref: Ref, digest: string, maxBytes = 256 << 20): Promise<Buffer> {
+    const stream = await this.getBlob(ref, digest);
+    const chunks: Buffer[] = [];
+    let n = 0;
+    try {
+      for await (const c of stream as AsyncIterable<Buffer>) {
+        n += c.length;
+        if (n > maxBytes) throw new OciError('TOO_LARGE', `blob ${digest} is larger than ${maxBytes} bytes`);
+        chunks.push(c);
+      }
+    } catch (e) {
+      throw toOciError(e, `GET blob ${digest}`);
+    }
+    return Buffer.concat(chunks, n);
+  }
+
+  /**
+   * Uploads a blob unless the registry has it. Known digest and size: POST + one streaming PUT;
+   * otherwise chunked PATCHes (each chunk buffered, `chunkSize` default 8 MiB) and a closing PUT.
+   * `mountFrom` (a repository reference on the same registry) tries a cross-repository mount first.
+   * Buffers and stream factories restart the whole upload on a retryable failure; a one-shot
+   * Readable cannot, but a failed chunk is resumed from the registry's upload status.
+   */
+  async pushBlob(
+    ref: Ref,
+    data: Buffer | Readable | (() => Readable),
+    digest?: string,
+    size?: number,
+    opts: { mountFrom?: Ref; chunkSize?: number } = {},
+  ): Promise<{ digest: string; size: number }> {
+    const r = parseReference(ref);
+    if (digest) hasherFor(digest);
+    if (Buffer.isBuffer(data)) {
+      const actual = digestOf(data, algOf(digest));
+      if (digest && digest !== actual) throw new OciError('DIGEST_MISMATCH', `push blob: data has digest ${actual}, expected ${digest}`);
+      if (size !== undefined && size !== data.length) throw new OciError('SIZE_MISMATCH', `push blob: data is ${data.length} bytes, expected ${size}`);
+      [digest, size] = [actual, data.length];
+    }
+    const what = `push blob ${digest ?? ''} to ${r.host}/${r.repository}`;
+    if (digest) {
+      const have = await this.statBlob(r, digest);
+      if (have !== undefined) return { digest, size: Number.isNaN(have) ? (size ?? have) : have };
+    }
+    let session: { location: URL; minChunk: number } | undefined;
+    if (digest && opts.mountFrom) {
+      const from = parseReference(opts.mountFrom);
+      const url = new URL(`/v2/${r.repository}/blobs/uploads/?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(from.repository)}`, this.origin(r.host));
+      const scope = `${scopes.push(r.repository)} ${scopes.pull(from.repository)}`;
+      const res = await this.call({ method: 'POST', url, host: r.host, scope, expect: [201, 202], retry: true, what: `mount ${digest} from ${from.repository} into ${r.repository}` }, async (res) => {
+        drain(res);
+        return res;
+      });
+      if (res.statusCode === 201) return { digest, size: size ?? (await this.statBlob(r, digest)) ?? 0 };
+      session = sessionOf(res, url, what);
+    }
+    const restartable = !(data instanceof Readable);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const s = session ?? (await this.startUpload(r, what));
+        session = undefined;
+        const src = typeof data === 'function' ? data() : data;
+        if (digest && size !== undefined) return await this.putMonolithic(r, s.location, src, digest, size, what);
+        return await this.uploadChunks(r, s.location, src, digest, size, Math.max(opts.chunkSize ?? DEFAULT_CHUNK, s.minChunk), what);
+      } catch (e) {
+        const err = toOciError(e, what);
+        if (!restartable || !err.retryable || attempt >= this.retries) throw err;
+        await sleep(this.backoff(attempt, err.retryAfterMs));
+      }
+    }
+  }
+
+  private async startUpload(r: Reference, what: string): Promise<{ location: URL; minChunk: number }> {
+    const url = this.url(r, 'blobs/uploads/');
+    return this.call({ method: 'POST', url, host: r.host, scope: scopes.push(r.repository), expect: [202], retry: true, what }, async (res) => {
+      drain(res);
+      return sessionOf(res, url, what);
+    });
+  }
+
+  private async putMonolithic(r: Reference, location: URL, src: Buffer | Readable, digest: string, size: number, what: string) {
+    const body = Buffer.isBuffer(src) ? src : pipeline(src, verifier(digest, size, what), () => {});
+    const headers = { 'content-type': 'application/octet-stream', 'content-length': String(size) };
+    await this.call({ method: 'PUT', url: withQuery(location, 'digest', digest), host: r.host, scope: scopes.push(r.repository), headers, body, expect: [201], what }, async (res) => {
+      drain(res);
+      checkDigestHeader(res, digest, what);
+    });
+    return { digest, size };
+  }
+
+  private async uploadChunks(r: Reference, location: URL, src: Buffer | Readable, digest: string | undefined, size: number | undefined, chunkSize: number, what: string) {
+    const hash = digest ? hasherFor(digest) : createHash('sha256');
+    let offset = 0;
+    const source = Buffer.isBuffer(src) ? Readable.from([src]) : src;
+    try {
+      for await (const chunk of chunked(source, chunkSize)) {
+        if (size !== undefined && offset + chunk.length > size) throw new OciError('SIZE_MISMATCH', `${what}: more than the declared ${size} bytes`);
+        hash.update(chunk);
+        location = await this.patchChunk(r, location, chunk, offset, what);
+        offset += chunk.length;
+      }
+    } catch (e) {
+      throw e instanceof OciError ? e : new OciError('SOURCE', `${what}: reading the data to upload: ${(e as Error).message}`, { cause: e });
+    }
+    const actual = `${algOf(digest)}:${hash.digest('hex')}`;
+    const mismatch =
+      size !== undefined && offset !== size ? new OciError('SIZE_MISMATCH', `${what}: ${offset} bytes, declared ${size}`)
+      : digest && actual !== digest ? new OciError('DIGEST_MISMATCH', `${what}: content has digest ${actual}, expected ${digest}`)
+      : undefined;
+    if (mismatch) {
+      await this.call({ method: 'DELETE', url: location, host: r.host, scope: scopes.push(r.repository), expect: [204, 404], what }, async (res) => drain(res)).catch(() => {});
+      throw mismatch;
+    }
+    try {
+      await this.call({ method: 'PUT', url: withQuery(location, 'digest', actual), host: r.host, scope: scopes.push(r.repository), expect: [201], what }, async (res) => {
+        drain(res);
+        checkDigestHeader(res, actual, what);
+      });
+    } catch (e) {
+      // The upload may have completed with the answer lost.
+      if (!(e as OciError).retryable || !(await this.blobExists(r, actual).catch(() => false))) throw e;
+    }
+    return { digest: actual, size: offset };
+  }
+
+  private async patchChunk(r: Reference, location: URL, chunk: Buffer, offset: number, what: string): Promise<URL> {
+    const scope = scopes.push(r.repository);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const headers = { 'content-type': 'application/octet-stream', 'content-range': `${offset}-${offset + chunk.length - 1}` };
+        return await this.call({ method: 'PATCH', url: location, host: r.host, scope, headers, body: chunk, expect: [202], what }, async (res) => {
+          drain(res);
+          return sessionOf(res, location, what).location;
+        });
+      } catch (e) {
+        const err = toOciError(e, what);
+        if (!err.retryable || attempt >= this.retries) throw err;
+        await sleep(this.backoff(attempt, err.retryAfterMs));
+        // Ask how much arrived, then resend the chunk or move on.
+        const st = await this.call({ method: 'GET', url: location, host: r.host, scope, expect: [204], retry: true, what: `${what} (upload status)` }, async (res) => {
+          drain(res);
+          const end = /^(?:bytes=)?0-(\d+)$/.exec(String(res.headers.range ?? ''));
+          return { location: sessionOf(res, location, what).location, received: end && Number(end[1]) > 0 ? Number(end[1]) + 1 : 0 };
+        });
+        location = st.location;
+        if (st.received === offset + chunk.length) return location;
+        if (st.received !== offset) throw new OciError('UPLOAD_INTERRUPTED', `${what}: registry has ${st.received} bytes after a failed chunk at ${offset}`, { cause: err, retryable: true });
+      }
+    }
+  }
+
+  async getManifest(ref: Ref, accept: string[] = DEFAULT_ACCEPT): Promise<{ mediaType: string; digest: string; body: Buffer; manifest: any }> {
+    const r = parseReference(ref);
+    const id = r.digest ?? r.tag ?? 'latest';
+    const what = `GET manifest ${formatReference(r)}`;
+    return this.call({ method: 'GET', url: this.url(r, `manifests/${id}`), host: r.host, scope: scopes.pull(r.repository), headers: { accept: accept.join(', ') }, expect: [200], retry: true, what }, async (res) => {
+      const body = await readBody(res, MAX_MANIFEST_BYTES, what);
+      const header = res.headers['docker-content-digest'];
+      const expected = r.digest ?? (typeof header === 'string' && header ? header : undefined);
+      const digest = digestOf(body, algOf(expected));
+      if (expected) {
+        hasherFor(expected);
+        if (digest !== expected) throw new OciError('DIGEST_MISMATCH', `${what}: manifest has digest ${digest}, ${r.digest ? 'requested' : 'registry says'} ${expected}`);
+      }
+      let manifest: any;
+      try {
+        manifest = JSON.parse(body.toString('utf8'));
+      } catch {
+        throw new OciError('MANIFEST_INVALID', `${what}: manifest is not JSON`);
+      }
+      const mediaType = manifest?.mediaType || String(res.headers['content-type'] ?? '').split(';')[0].trim();
+      return { mediaType, digest, body, manifest };
+    });
+  }
+
+  async headManifest(ref: Ref): Promise<{ digest: string; mediaType: string; size: number } | undefined> {
+    const r = parseReference(ref);
+    const id = r.digest ?? r.tag ?? 'latest';
+    const what = `HEAD manifest ${formatReference(r)}`;
+    const head = await this.call({ method: 'HEAD', url: this.url(r, `manifests/${id}`), host: r.host, scope: scopes.pull(r.repository), headers: { accept: DEFAULT_ACCEPT.join(', ') }, expect: [200, 404], retry: true, what }, async (res) => {
+      drain(res);
+      if (res.statusCode === 404) return undefined;
+      const d = res.headers['docker-content-digest'];
+      return { digest: typeof d === 'string' ? d : '', mediaType: String(res.headers['content-type'] ?? '').split(';')[0].trim(), size: Number(res.headers['content-length'] ?? 0) };
+    });
+    if (head && (!head.digest || (r.digest && head.digest !== r.digest))) {
+      const m = await this.getManifest(r);
+      return { digest: m.digest, mediaType: m.mediaType, size: m.body.length };
+    }
+    return head;
+  }
+
+  async putManifest(ref: Ref, manifest: object | Buffer, mediaType: string): Promise<{ digest: string }> {
+    const r = parseReference(ref);
+    const body = Buffer.isBuffer(manifest) ? manifest : Buffer.from(JSON.stringify(manifest));
+    const digest = digestOf(body, algOf(r.digest));
+    const what = `PUT manifest ${formatReference(r)}`;
+    if (r.digest && r.digest !== digest) throw new OciError('DIGEST_MISMATCH', `${what}: manifest has digest ${digest}`);
+    await this.call({ method: 'PUT', url: this.url(r, `manifests/${r.tag ?? digest}`), host: r.host, scope: scopes.push(r.repository), headers: { 'content-type': mediaType }, body, expect: [201], retry: true, what }, async (res) => {
+      drain(res);
+      checkDigestHeader(res, digest, what);
+    });
+    return { digest };
+  }
+
+  /** Deletes the manifest; a tag is resolved to its digest first (so every tag of it goes too). */
+  async deleteManifest(ref: Ref): Promise<void> {
+    const r = parseReference(ref);
+    let digest = r.digest;
+    if (!digest) {
+      digest = (await this.headManifest(r))?.digest;
+      if (!digest) throw new OciError('MANIFEST_UNKNOWN', `DELETE manifest ${formatReference(r)}: no such manifest`, { status: 404 });
+    }
+    const what = `DELETE manifest ${r.host}/${r.repository}@${digest}`;
+    await this.call({ method: 'DELETE', url: this.url(r, `manifests/${digest}`), host: r.host, scope: scopes.delete(r.repository), expect: [200, 202, 204], retry: true, what }, async (res) => drain(res));
+  }
+
+  /** All tags of the repository, following `Link: <...>; rel="next"` pages. */
+  async listTags(repoRef: Ref, opts: { pageSize?: number } = {}): Promise<string[]> {
+    const r = parseReference(repoRef);
+    let url: URL | undefined = this.url(r, `tags/list${opts.pageSize ? `?n=${opts.pageSize}` : ''}`);
+    const tags: string[] = [];
+    const seen = new Set<string>();
+    while (url && !seen.has(url.href)) {
+      seen.add(url.href);
+      const what = `list tags of ${r.host}/${r.repository}`;
+      const page: { tags: string[]; next?: URL } = await this.call({ method: 'GET', url, host: r.host, scope: scopes.pull(r.repository), expect: [200], retry: true, what }, async (res) => {
+        const json = parseJson(await readBody(res, MAX_JSON_BYTES, what), what);
+        return { tags: Array.isArray(json?.tags) ? json.tags : [], next: nextLink(res.headers.link, url!) };
+      });
+      tags.push(...page.tags);
+      url = page.next;
+    }
+    return tags;
+  }
+
+  /** The referrers of a manifest as an OCI image index; falls back to the `<alg>-<hex>` tag schema. */
+  async referrers(ref: Ref, artifactType?: string): Promise<any> {
+    const r = parseReference(ref);
+    const digest = r.digest ?? (await this.headManifest(r))?.digest;
+    if (!digest) throw new OciError('MANIFEST_UNKNOWN', `referrers of ${formatReference(r)}: no such manifest`, { status: 404 });
+    const what = `referrers of ${r.host}/${r.repository}@${digest}`;
+    const index = { schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: [] as any[] };
+    const keep = (ms: any[]) => (artifactType ? ms.filter((m) => m?.artifactType === artifactType) : ms);
+    let url: URL | undefined = this.url(r, `referrers/${digest}${artifactType ? `?artifactType=${encodeURIComponent(artifactType)}` : ''}`);
+    const seen = new Set<string>();
+    while (url && !seen.has(url.href)) {
+      seen.add(url.href);
+      const page: { manifests: any[]; next?: URL } | undefined = await this.call({ method: 'GET', url, host: r.host, scope: scopes.pull(r.repository), expect: [200, 404], retry: true, what }, async (res) => {
+        if (res.statusCode === 404) {
+          drain(res);
+          return undefined;
+        }
+        const json = parseJson(await readBody(res, MAX_JSON_BYTES, what), what);
+        return { manifests: Array.isArray(json?.manifests) ? json.manifests : [], next: nextLink(res.headers.link, url!) };
+      });
+      if (!page) {
+        if (seen.size > 1) throw new OciError('INVALID_RESPONSE', `${what}: a referrers page vanished`);
+        const tag = digest.replace(':', '-').slice(0, 128);
+        const m = await this.getManifest({ ...r, tag, digest: undefined }, [MEDIA_TYPES.ociIndex]).catch((e: OciError) => {
+          if (e.status === 404) return undefined;
+          throw e;
+        });
+        index.manifests = keep(Array.isArray(m?.manifest?.manifests) ? m.manifest.manifests : []);
+        return index;
+      }
+      index.manifests.push(...keep(page.manifests));
+      url = page.next;
+    }
+    return index;
+  }
+}
+
+function basicAuth(c: Credentials | undefined): string | undefined {
+  if (!c?.username && !c?.password) return undefined;
+  return `Basic ${Buffer.from(`${c.username ?? ''}:${c.password ?? ''}`).toString('base64')}`;
+}
+
+function sessionOf(res: IncomingMessage, base: URL, what: string): { location: URL; minChunk: number } {
+  const loc = res.headers.location;
+  if (!loc) throw new OciError('INVALID_RESPONSE', `${what}: registry sent no upload Location`, { status: res.statusCode });
+  return { location: new URL(loc, base), minChunk: Number(res.headers['oci-chunk-min-length']) || 0 };
+}
+
+function checkDigestHeader(res: IncomingMessage, digest: string, what: string): void {
+  const h = res.headers['docker-content-digest'];
+  if (typeof h === 'string' && h && algOf(h) === algOf(digest) && h !== digest) {
+    throw new OciError('DIGEST_MISMATCH', `${what}: registry stored ${h}, expected ${digest}`);
+  }
+}
+
+function parseJson(body: Buffer, what: string): any {
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new OciError('INVALID_RESPONSE', `${what}: response is not JSON`);
+  }
+}

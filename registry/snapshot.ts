@@ -1,0 +1,329 @@
+// Snapshots: a directory or a set of files as a deterministic tar.gz, stored as an OCI artifact.
+//
+// Artifact layout (an OCI image manifest, `application/vnd.oci.image.manifest.v1+json`):
+//   config   SNAPSHOT_CONFIG_MEDIA_TYPE  JSON {schemaVersion: 1, namespace, component, name, provider}
+//   layer 0  SNAPSHOT_LAYER_MEDIA_TYPE   the tar.gz; annotation org.opencontainers.image.title = snapshot.tar.gz
+//   annotations: org.opencontainers.image.created (from the tag's timestamp) and the caller's.
+// Repository `<namespace>/<component>/<name>-<provider>` (sanitised to the OCI name rules) and tag
+// `<unix timestamp>`, so two namespaces never share a repository.
+//
+// The tar: entries sorted by the UTF-8 bytes of their path, directories included, mtime 0,
+// uid/gid 0, empty uname/gname, mode 0644 for files and 0755 for directories, ustar (pax only
+// for paths ustar cannot hold). The gzip: level 6 with zlib's defaults; zlib writes header mtime 0,
+// and the OS byte (3 = Unix from zlib on Linux and macOS, 10 on Windows builds) is forced to 3.
+// So one input gives the same bytes, and digest, on every machine running the same Node.js zlib;
+// another deflate implementation may compress the same tar to different bytes.
+import { createHash } from 'node:crypto';
+import { constants as fsc, createReadStream, promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { Readable, Transform, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import zlib from 'node:zlib';
+import tar from 'tar-stream';
+import { MEDIA_TYPES, OciError, parseReference, type OciClient } from './client.js';
+
+export const SNAPSHOT_CONFIG_MEDIA_TYPE = 'application/vnd.ocm.software.snapshot.config.v1+json';
+export const SNAPSHOT_LAYER_MEDIA_TYPE = 'application/vnd.ocm.software.snapshot.layer.v1.tar+gzip';
+export const SNAPSHOT_LAYER_TITLE = 'snapshot.tar.gz';
+
+const EPOCH = new Date(0);
+
+interface PackEntry {
+  path: string;
+  type: 'file' | 'directory';
+  size: number;
+  content?: Buffer;
+  source?: string;
+}
+
+const byBytes = (a: PackEntry, b: PackEntry) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path));
+
+/** A relative POSIX path without `.`/`..`/empty segments, or an error. */
+function cleanPath(p: string, what: string): string {
+  if (p.includes('\0') || p.includes('\\')) throw new OciError('INVALID_PATH', `${what} "${p}": NUL or backslash in path`);
+  if (p.startsWith('/') || /^[a-zA-Z]:/.test(p)) throw new OciError('INVALID_PATH', `${what} "${p}": absolute path`);
+  const parts = p.split('/').filter((s) => s !== '' && s !== '.');
+  if (parts.includes('..')) throw new OciError('INVALID_PATH', `${what} "${p}": ".." in path`);
+  return parts.join('/');
+}
+
+async function walk(root: string, realRoot: string, rel: string, out: PackEntry[]): Promise<void> {
+  for (const name of await fsp.readdir(path.join(root, rel))) {
+    const r = rel ? `${rel}/${name}` : name;
+    let source = path.join(root, r);
+    const st = await fsp.lstat(source);
+    if (st.isDirectory()) {
+      out.push({ path: r, type: 'directory', size: 0 });
+      await walk(root, realRoot, r, out);
+      continue;
+    }
+    if (st.isSymbolicLink()) {
+      // A link to a file inside the tree becomes a copy of that file; the tar holds no links.
+      source = await fsp.realpath(source).catch(() => '');
+      if (!source.startsWith(realRoot + path.sep)) throw new OciError('INVALID_PATH', `snapshot input "${r}": symlink points outside the directory or nowhere`);
+    }
+    const target = st.isSymbolicLink() ? await fsp.stat(source) : st;
+    if (!target.isFile()) throw new OciError('INVALID_PATH', `snapshot input "${r}": not a regular file or directory`);
+    out.push({ path: r, type: 'file', size: target.size, source });
+  }
+}
+
+export async function packSnapshot(
+  input: { dir: string } | { files: Record<string, Buffer | string> },
+): Promise<{ tgz: Buffer; digest: string; size: number; files: { path: string; size: number }[] }> {
+  const entries: PackEntry[] = [];
+  if ('dir' in input) {
+    const dir = path.resolve(input.dir);
+    await walk(dir, await fsp.realpath(dir), '', entries);
+  } else {
+    const dirs = new Set<string>();
+    for (const [name, data] of Object.entries(input.files)) {
+      const p = cleanPath(name, 'snapshot file');
+      if (!p) throw new OciError('INVALID_PATH', `snapshot file "${name}": empty path`);
+      const content = Buffer.isBuffer(data) ? data : Buffer.from(data);
+      if (entries.some((e) => e.path === p)) throw new OciError('INVALID_PATH', `snapshot file "${name}": given twice`);
+      entries.push({ path: p, type: 'file', size: content.length, content });
+      const segs = p.split('/');
+      for (let i = 1; i < segs.length; i++) dirs.add(segs.slice(0, i).join('/'));
+    }
+    for (const d of dirs) {
+      if (entries.some((e) => e.path === d)) throw new OciError('INVALID_PATH', `snapshot file "${d}" is also a directory`);
+      entries.push({ path: d, type: 'directory', size: 0 });
+    }
+  }
+  entries.sort(byBytes);
+
+  const pack = tar.pack();
+  const gzip = zlib.createGzip({ level: 6, memLevel: 8, windowBits: 15, strategy: zlib.constants.Z_DEFAULT_STRATEGY });
+  const chunks: Buffer[] = [];
+  const collected = pipeline(
+    pack,
+    gzip,
+    new Writable({
+      write(c: Buffer, _e, cb) {
+        chunks.push(c);
+        cb();
+      },
+    }),
+  );
+  collected.catch(() => {}); // awaited below; errors surface there
+  try {
+    for (const e of entries) {
+      const header = { name: e.path, type: e.type, size: e.size, mode: e.type === 'directory' ? 0o755 : 0o644, mtime: EPOCH, uid: 0, gid: 0, uname: '', gname: '' };
+      if (e.type === 'directory' || e.content) {
+        await new Promise<void>((res, rej) => pack.entry(header, e.content ?? Buffer.alloc(0), (err) => (err ? rej(err) : res())));
+      } else {
+        const done = new Promise<void>((res, rej) => {
+          const sink = pack.entry(header, (err) => (err ? rej(err) : res()));
+          pipeline(createReadStream(e.source!), sink).catch(rej);
+        });
+        await done;
+      }
+    }
+    pack.finalize();
+  } catch (err) {
+    pack.destroy(err as Error);
+    throw new OciError('PACK_FAILED', `packing snapshot: ${(err as Error).message}`, { cause: err });
+  }
+  await collected;
+  const tgz = Buffer.concat(chunks);
+  tgz[9] = 3; // gzip OS byte: Unix, whatever zlib was built for (not covered by the gzip CRC)
+  return {
+    tgz,
+    digest: `sha256:${createHash('sha256').update(tgz).digest('hex')}`,
+    size: tgz.length,
+    files: entries.filter((e) => e.type === 'file').map((e) => ({ path: e.path, size: e.size })),
+  };
+}
+
+/** One OCI path component: lower case, `[a-z0-9]+` joined by `.`, `_`, `__` or dashes. */
+function sanitizeComponent(s: string, what: string): string {
+  const out = s
+    .toLowerCase()
+    .replace(/[^a-z0-9._-]+/g, '-')
+    .replace(/[._-]{2,}/g, (m) => (/^-+$/.test(m) || m === '__' ? m : '-'))
+    .replace(/^[._-]+|[._-]+$/g, '');
+  if (!out) throw new OciError('INVALID_REFERENCE', `snapshot repository: ${what} "${s}" has nothing usable in an OCI name`);
+  return out;
+}
+
+export function snapshotRepository(namespace: string, component: string, name: string, provider: string): { repository: string } {
+  let last = sanitizeComponent(`${sanitizeComponent(name, 'name')}-${sanitizeComponent(provider, 'provider')}`, 'name');
+  const head = `${sanitizeComponent(namespace, 'namespace')}/${sanitizeComponent(component, 'component')}`;
+  if (head.length + 1 + last.length > 255) {
+    // distribution caps names at 255 characters: keep a prefix and make it unique with a hash
+    const hash = createHash('sha256').update(last).digest('hex').slice(0, 12);
+    last = `${last.slice(0, Math.max(1, 255 - head.length - 15)).replace(/[._-]+$/, '')}-${hash}`;
+  }
+  const repository = `${head}/${last}`;
+  if (repository.length > 255) throw new OciError('INVALID_REFERENCE', `snapshot repository "${repository.slice(0, 60)}...": namespace and component names too long`);
+  return { repository };
+}
+
+export async function pushSnapshot(
+  client: OciClient,
+  opts: { registry: string; namespace: string; component: string; name: string; provider: string; timestamp?: number; tgz: Buffer; annotations?: Record<string, string> },
+): Promise<{ repository: string; tag: string; digest: string; layerDigest: string; size: number; ref: string }> {
+  const registry = opts.registry.replace(/^oci:\/\//, '').replace(/\/+$/, '');
+  const { repository } = snapshotRepository(opts.namespace, opts.component, opts.name, opts.provider);
+  const timestamp = opts.timestamp ?? Math.floor(Date.now() / 1000);
+  const tag = String(timestamp);
+  const base = parseReference(`${registry}/${repository}`);
+  const layer = await client.pushBlob(base, opts.tgz);
+  const configBody = Buffer.from(JSON.stringify({ schemaVersion: 1, namespace: opts.namespace, component: opts.component, name: opts.name, provider: opts.provider }));
+  const config = await client.pushBlob(base, configBody);
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: MEDIA_TYPES.ociManifest,
+    config: { mediaType: SNAPSHOT_CONFIG_MEDIA_TYPE, digest: config.digest, size: config.size },
+    layers: [{ mediaType: SNAPSHOT_LAYER_MEDIA_TYPE, digest: layer.digest, size: layer.size, annotations: { 'org.opencontainers.image.title': SNAPSHOT_LAYER_TITLE } }],
+    annotations: { 'org.opencontainers.image.created': new Date(timestamp * 1000).toISOString(), ...opts.annotations },
+  };
+  const { digest } = await client.putManifest({ ...base, tag }, manifest, MEDIA_TYPES.ociManifest);
+  return { repository, tag, digest, layerDigest: layer.digest, size: layer.size, ref: `${base.host}/${repository}@${digest}` };
+}
+
+/** The snapshot's tar.gz, verified; `expectedDigest` may be the manifest's or the layer's digest. */
+export async function pullSnapshot(client: OciClient, ref: string, opts: { expectedDigest?: string } = {}): Promise<Buffer> {
+  const m = await client.getManifest(ref, [MEDIA_TYPES.ociManifest]);
+  const config = m.manifest?.config;
+  const layer = Array.isArray(m.manifest?.layers) ? m.manifest.layers.find((l: any) => l?.mediaType === SNAPSHOT_LAYER_MEDIA_TYPE) : undefined;
+  if (config?.mediaType !== SNAPSHOT_CONFIG_MEDIA_TYPE || !layer || typeof layer.digest !== 'string' || !Number.isSafeInteger(layer.size)) {
+    throw new OciError('NOT_A_SNAPSHOT', `${ref}: not a snapshot (config ${config?.mediaType ?? 'missing'}, no ${SNAPSHOT_LAYER_MEDIA_TYPE} layer)`);
+  }
+  if (opts.expectedDigest && opts.expectedDigest !== m.digest && opts.expectedDigest !== layer.digest) {
+    throw new OciError('DIGEST_MISMATCH', `${ref}: manifest ${m.digest} / layer ${layer.digest}, expected ${opts.expectedDigest}`);
+  }
+  const tgz = await client.getBlobBuffer(ref, layer.digest, layer.size);
+  if (tgz.length !== layer.size) throw new OciError('SIZE_MISMATCH', `${ref}: layer is ${tgz.length} bytes, manifest says ${layer.size}`);
+  return tgz;
+}
+
+const RATIO_FLOOR = 1 << 20; // the ratio limit applies once this much is inflated
+
+export interface ExtractLimits {
+  maxBytes?: number;
+  maxEntries?: number;
+  maxRatio?: number;
+}
+
+type Entry = { rel: string; type: 'file' | 'directory'; mode: number; stream: Readable };
+
+/** Reads the archive, checking every entry and the limits; `visit` sees only entries that passed. */
+async function readArchive(tgz: Buffer, limits: ExtractLimits, visit: (e: Entry) => Promise<void>): Promise<void> {
+  const maxBytes = limits.maxBytes ?? 1 << 30;
+  const maxEntries = limits.maxEntries ?? 100_000;
+  const maxRatio = limits.maxRatio ?? 200;
+  const fail = (code: string, msg: string) => new OciError(code, `snapshot archive: ${msg}`);
+  let inflated = 0;
+  const meter = new Transform({
+    transform(c: Buffer, _e, cb) {
+      inflated += c.length;
+      if (inflated > maxBytes) return cb(fail('ARCHIVE_TOO_LARGE', `more than ${maxBytes} bytes uncompressed`));
+      if (inflated > RATIO_FLOOR && inflated / tgz.length > maxRatio) return cb(fail('ARCHIVE_TOO_LARGE', `compression ratio above ${maxRatio}:1 (a gzip bomb?)`));
+      cb(null, c);
+    },
+  });
+  const extract = tar.extract();
+  const feeding = pipeline(Readable.from([tgz], { objectMode: false }), zlib.createGunzip(), meter, extract);
+  feeding.catch(() => {}); // awaited below
+  const seen = new Set<string>();
+  const files = new Set<string>();
+  const dirs = new Set<string>();
+  let entries = 0;
+  let total = 0;
+  try {
+    for await (const entry of extract) {
+      const h = entry.header;
+      if (++entries > maxEntries) throw fail('ARCHIVE_TOO_LARGE', `more than ${maxEntries} entries`);
+      if (h.type !== 'file' && h.type !== 'contiguous-file' && h.type !== 'directory') {
+        throw fail('UNSAFE_ARCHIVE', `entry "${h.name}" is a ${h.type}${h.linkname ? ` to "${h.linkname}"` : ''}; only regular files and directories are allowed`);
+      }
+      let rel: string;
+      try {
+        rel = cleanPath(h.name, 'entry');
+      } catch (e) {
+        throw fail('UNSAFE_ARCHIVE', (e as Error).message);
+      }
+      if (!rel && h.type !== 'directory') throw fail('UNSAFE_ARCHIVE', `entry "${h.name}" has an empty path`);
+      if (rel && seen.has(rel)) throw fail('UNSAFE_ARCHIVE', `entry "${rel}" appears twice`);
+      seen.add(rel);
+      const parents = rel.split('/').slice(0, -1).map((_, i, segs) => segs.slice(0, i + 1).join('/'));
+      const under = parents.find((p) => files.has(p));
+      if (under !== undefined || (h.type !== 'directory' && dirs.has(rel))) throw fail('UNSAFE_ARCHIVE', `entry "${rel}" is both a file and a directory`);
+      for (const p of parents) dirs.add(p);
+      if (h.type !== 'directory') files.add(rel);
+      if (h.type !== 'directory') {
+        total += h.size ?? 0;
+        if (total > maxBytes) throw fail('ARCHIVE_TOO_LARGE', `entry "${rel}" (${h.size} bytes) takes the content past ${maxBytes} bytes`);
+      }
+      if (!rel) {
+        entry.resume();
+        continue;
+      }
+      await visit({ rel, type: h.type === 'directory' ? 'directory' : 'file', mode: h.mode ?? 0, stream: entry as unknown as Readable });
+    }
+    await feeding;
+  } catch (e) {
+    extract.destroy();
+    const err = e instanceof OciError ? e : await feeding.then(() => e, (fe) => fe);
+    throw err instanceof OciError ? err : fail('INVALID_ARCHIVE', (err as Error).message);
+  }
+}
+
+/**
+ * Extracts a snapshot into targetDir (created if missing). A first pass checks the whole archive
+ * without writing: only regular files and directories, no absolute paths, no `..`, no duplicates,
+ * and the limits (defaults: 1 GiB uncompressed, 100,000 entries, compression ratio 200:1). The
+ * second pass writes, never through an existing symlink and never over an existing file; when it
+ * fails, what it created is removed again.
+ */
+export async function extractSnapshot(tgz: Buffer, targetDir: string, limits: ExtractLimits = {}): Promise<{ files: string[] }> {
+  await readArchive(tgz, limits, async (e) => void e.stream.resume());
+  await fsp.mkdir(targetDir, { recursive: true });
+  const root = await fsp.realpath(targetDir);
+  const created: { path: string; dir: boolean }[] = [];
+  const knownDirs = new Set<string>([root]);
+  const files: string[] = [];
+  const fail = (msg: string) => new OciError('UNSAFE_ARCHIVE', `snapshot archive: ${msg}`);
+
+  const ensureDir = async (abs: string): Promise<void> => {
+    if (knownDirs.has(abs)) return;
+    await ensureDir(path.dirname(abs));
+    const st = await fsp.lstat(abs).catch(() => undefined);
+    if (!st) {
+      await fsp.mkdir(abs, { mode: 0o755 });
+      created.push({ path: abs, dir: true });
+    } else if (!st.isDirectory()) {
+      throw fail(`"${path.relative(root, abs)}" exists and is not a directory`);
+    }
+    knownDirs.add(abs);
+  };
+
+  try {
+    await readArchive(tgz, limits, async ({ rel, type, mode, stream }) => {
+      const abs = path.join(root, rel);
+      if (!abs.startsWith(root + path.sep)) throw fail(`entry "${rel}" escapes the target directory`);
+      if (type === 'directory') {
+        stream.resume();
+        return ensureDir(abs);
+      }
+      await ensureDir(path.dirname(abs));
+      let out;
+      try {
+        out = await fsp.open(abs, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, mode & 0o111 ? 0o755 : 0o644);
+      } catch (e) {
+        stream.resume();
+        const code = (e as NodeJS.ErrnoException).code;
+        throw fail(`cannot create "${rel}": ${code === 'EEXIST' ? 'it already exists' : (e as Error).message}`);
+      }
+      created.push({ path: abs, dir: false });
+      await pipeline(stream, out.createWriteStream());
+      files.push(rel);
+    });
+  } catch (e) {
+    for (const c of created.reverse()) await (c.dir ? fsp.rmdir(c.path) : fsp.unlink(c.path)).catch(() => {});
+    throw e;
+  }
+  return { files };
+}
