@@ -108,3 +108,42 @@ export function parseRequestBody(body: unknown, contentType: string | undefined)
 export function serialize(value: unknown, format: 'json' | 'yaml'): string {
   return format === 'yaml' ? YAML.stringify(value) : JSON.stringify(value);
 }
+
+/**
+ * Paths of fields that a JSON text repeats within one object (`spec.version`), which JSON.parse
+ * silently collapses; kube-apiserver rejects them under fieldValidation=Strict.
+ */
+export function duplicateFields(text: string): string[] {
+  const dups: string[] = [];
+  // One frame per open object/array: the keys seen, the path to it, and (objects) the current key.
+  const stack: { keys?: Set<string>; path: string; key?: string; index: number }[] = [];
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      let j = i + 1;
+      while (j < text.length && text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      const top = stack[stack.length - 1];
+      if (expectKey && top?.keys) {
+        const key = JSON.parse(text.slice(i, j + 1)) as string;
+        if (top.keys.has(key)) dups.push(top.path ? `${top.path}.${key}` : key);
+        top.keys.add(key);
+        top.key = key;
+        expectKey = false;
+      }
+      i = j;
+    } else if (c === '{' || c === '[') {
+      const top = stack[stack.length - 1];
+      const path = !top ? '' : top.keys ? (top.path ? `${top.path}.${top.key}` : top.key!) : `${top.path}[${top.index}]`;
+      stack.push(c === '{' ? { keys: new Set(), path, index: 0 } : { path, index: 0 });
+      expectKey = c === '{';
+    } else if (c === '}' || c === ']') {
+      stack.pop();
+    } else if (c === ',') {
+      const top = stack[stack.length - 1];
+      if (top?.keys) expectKey = true;
+      else if (top) top.index++;
+    }
+  }
+  return dups;
+}

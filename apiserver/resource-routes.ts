@@ -3,7 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { KubeObject } from '../kinds/types.js';
 import type { StoredObject } from '../storage/store.js';
 import { badRequest, methodNotAllowed, notFound, pathNotFound } from './errors.js';
-import { bodyType, negotiate, parseRequestBody, type Representation, serialize, type Target } from './negotiate.js';
+import { bodyType, duplicateFields, negotiate, parseRequestBody, type Representation, serialize, type Target } from './negotiate.js';
 import type { Resource, ResourceRegistry } from './resources.js';
 import { type GenericREST, type ListPage, type ListQuery, parseDeleteOptions, type RequestOptions, requestOptions } from './rest.js';
 import { type IncludeObject, partialMetadata, table } from './table.js';
@@ -61,6 +61,16 @@ function includeObject(q: Query): IncludeObject {
 
 function contentType(t: Target): string {
   return t.format === 'yaml' ? 'application/yaml' : 'application/json';
+}
+
+/** fieldValidation for fields a JSON body repeats: Strict rejects, Warn warns, Ignore keeps the last. */
+function checkDuplicates(body: unknown, contentType: string | undefined, opts: RequestOptions) {
+  if (opts.fieldValidation === 'Ignore' || /yaml|protobuf/.test(contentType ?? '')) return;
+  const dups = duplicateFields(Buffer.isBuffer(body) ? body.toString('utf8') : typeof body === 'string' ? body : '');
+  if (!dups.length) return;
+  const msgs = dups.map((d) => `duplicate field "${d}"`);
+  if (opts.fieldValidation === 'Strict') throw badRequest(`strict decoding error: ${msgs.join(', ')}`, dups.map((f) => ({ reason: 'FieldValueDuplicate', message: `duplicate field "${f}"`, field: f })));
+  opts.warnings.push(...msgs);
 }
 
 export class ResourceHandler {
@@ -153,6 +163,7 @@ export class ResourceHandler {
         const target = negotiate(accept, single);
         const opts = requestOptions(q);
         const obj = parseRequestBody(req.body, req.headers['content-type']);
+        checkDuplicates(req.body, req.headers['content-type'], opts);
         const created = await this.rest.create(r, ns, obj, opts);
         this.warn(reply, opts);
         return this.sendObject(reply, 201, r, created, target, q);
@@ -175,6 +186,7 @@ export class ResourceHandler {
         const target = negotiate(accept, single);
         const opts = requestOptions(q);
         const obj = parseRequestBody(req.body, req.headers['content-type']);
+        checkDuplicates(req.body, req.headers['content-type'], opts);
         const updated = await this.rest.update(r, ns, name, obj, status, opts);
         this.warn(reply, opts);
         return this.sendObject(reply, 200, r, updated, target, q);
@@ -182,6 +194,7 @@ export class ResourceHandler {
       case 'PATCH': {
         const target = negotiate(accept, single);
         const opts = requestOptions(q);
+        checkDuplicates(req.body, req.headers['content-type'], opts);
         const updated = await this.rest.patch(r, ns, name, bodyType(req.headers['content-type']), req.body, status, opts);
         this.warn(reply, opts);
         return this.sendObject(reply, 200, r, updated, target, q);

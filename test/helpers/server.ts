@@ -89,7 +89,7 @@ export async function startServer(opts: { dataDir?: string; args?: string[]; kee
           ca,
           servername: 'localhost',
           ...(cert ? { cert: cert.cert, key: cert.key } : {}),
-          headers: { ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}), ...o.headers },
+          headers: { ...(body !== undefined ? { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(body)) } : {}), ...o.headers },
           agent: false,
         },
         (r) => {
