@@ -43,7 +43,7 @@ export function tempDir(prefix = 'ocm-apiserver-test-'): string {
 
 export async function startServer(opts: { dataDir?: string; args?: string[]; keep?: boolean } = {}): Promise<TestServer> {
   const dataDir = opts.dataDir ?? tempDir();
-  const proc = spawn(process.execPath, [join(root, 'dist/cli/server.js'), '--data-dir', dataDir, '--port', '0', '--log-level', 'info', ...(opts.args ?? [])], {
+  const proc = spawn(process.execPath, [join(root, 'dist/cli/server.js'), '--data-dir', dataDir, '--port', '0', '--registry-port', '0', '--log-level', 'info', ...(opts.args ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: string[] = [];

@@ -1,0 +1,465 @@
+// The snapshot registry: an OCI Distribution Spec v1.1 registry over HTTPS (fastify), with mTLS or
+// bearer-token auth. Storage layout: see blobstore.ts and server-repos.ts.
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
+import { BlobStore, digestHex, isDigest, sha256 } from './blobstore.js';
+import { SERVICE, Tokens, allowed, certPrincipal, grant, parseScopes, type Principal } from './server-auth.js';
+import { RegistryError, regError, storageError } from './server-errors.js';
+import { WriteGate, collectGarbage, type GcOptions, type GcResult } from './server-gc.js';
+import { MAX_MANIFEST_BYTES, OCI_INDEX, parseManifest } from './server-manifest.js';
+import { MAX_NAME, NAME_RE, Repos, TAG_RE, type Descriptor, type ManifestMeta } from './server-repos.js';
+
+export interface RegistryOptions {
+  dataDir: string;
+  port: number;
+  host: string;
+  tls: { key: string; cert: string; clientCA: string };
+  anonymousPull?: boolean;
+  tokenSecret?: Buffer;
+  authenticateBasic?: (user: string, pass: string) => Promise<{ name: string; groups: string[] } | undefined>;
+  logLevel?: string;
+}
+
+export interface Registry {
+  port: number;
+  url: string;
+  close(): Promise<void>;
+  gc(opts?: GcOptions): Promise<GcResult>;
+}
+
+export type { GcOptions, GcResult };
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal?: Principal;
+  }
+}
+
+const MAX_OPEN_UPLOADS = 10_000;
+const MAX_TOKEN_FORM = 64 * 1024;
+
+type Query = Record<string, string | string[] | undefined>;
+const first = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
+const all = (v: string | string[] | undefined) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+
+async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const tooBig = () => regError('SIZE_INVALID', `body larger than ${limit} bytes`, undefined, 413);
+  if (Number(req.headers['content-length']) > limit) throw tooBig();
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of req as AsyncIterable<Buffer>) {
+    n += c.length;
+    if (n <= limit) chunks.push(c);
+  }
+  if (n > limit) throw tooBig();
+  return Buffer.concat(chunks);
+}
+
+const hasBody = (req: FastifyRequest) => req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+
+/** `n`/`last` pagination over a sorted list; returns the page and the `last` for the next page, if any. */
+function paginate(items: string[], q: Query): { page: string[]; n?: number; next?: string } {
+  const last = first(q.last);
+  const from = last === undefined ? items : items.filter((x) => x > last);
+  const nRaw = first(q.n);
+  const n = nRaw !== undefined && /^\d+$/.test(nRaw) ? Number(nRaw) : undefined;
+  if (n === undefined || from.length <= n) return { page: from };
+  const page = from.slice(0, n);
+  return { page, n, next: page.length ? page[page.length - 1] : undefined };
+}
+
+function parseRange(header: string | undefined, size: number): { start: number; end: number } | 'unsatisfiable' | undefined {
+  const m = header && /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (m[1] === '' && m[2] === '')) return undefined;
+  let start: number;
+  let end: number;
+  if (m[1] === '') {
+    start = Math.max(0, size - Number(m[2]));
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+  }
+  return start > end || start >= size ? 'unsatisfiable' : { start, end };
+}
+
+export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
+  const store = new BlobStore(opts.dataDir);
+  await store.init();
+  const repos = new Repos(opts.dataDir, store);
+  await repos.init();
+  const tokens = new Tokens(opts.tokenSecret ?? randomBytes(32));
+  const gate = new WriteGate();
+  const anonymousPull = opts.anonymousPull ?? false;
+
+  const app = Fastify({
+    https: { key: opts.tls.key, cert: opts.tls.cert, ca: opts.tls.clientCA, requestCert: true, rejectUnauthorized: false },
+    logger: { level: opts.logLevel ?? 'info' },
+    logController: new LogController({ disableRequestLogging: true }),
+    routerOptions: { maxParamLength: 4096 },
+    exposeHeadRoutes: false,
+    return503OnClosing: true,
+    forceCloseConnections: true,
+  });
+
+  // Bodies are never parsed by fastify: handlers stream req.raw themselves.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_req, _payload, done) => done(null));
+
+  app.setErrorHandler((err: FastifyError | RegistryError, req, reply) => {
+    let e: RegistryError;
+    if (err instanceof RegistryError) e = err;
+    else if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) e = regError('UNSUPPORTED', err.message, undefined, err.statusCode);
+    else e = storageError(err);
+    if (req.raw.destroyed || (err as NodeJS.ErrnoException).code === 'ECONNRESET') req.log.debug({ err, url: req.url }, 'client went away');
+    else if (e.status >= 500) req.log.error({ err, url: req.url }, 'registry request failed');
+    for (const [k, v] of Object.entries(e.headers)) reply.header(k, v);
+    return reply.code(e.status).header('Content-Type', 'application/json').send(e.body());
+  });
+  app.setNotFoundHandler((req, reply) =>
+    reply.code(404).header('Content-Type', 'application/json').send(regError('UNSUPPORTED', 'no such endpoint', { path: req.url.split('?')[0] }, 404).body()),
+  );
+
+  const realm = (req: FastifyRequest) => `https://${req.headers.host ?? `${opts.host}:${port}`}/token`;
+  const unauthorized = (req: FastifyRequest, scope?: string, error?: string) =>
+    regError('UNAUTHORIZED', 'authentication required', scope ? { scope } : undefined).withHeader(
+      'WWW-Authenticate',
+      `Bearer realm="${realm(req)}",service="${SERVICE}"${scope ? `,scope="${scope}"` : ''}${error ? `,error="${error}"` : ''}`,
+    );
+
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('Docker-Distribution-API-Version', 'registry/2.0');
+    if (!req.url.startsWith('/v2')) return;
+    req.principal = certPrincipal(req.raw.socket as TLSSocket);
+    const auth = req.headers.authorization;
+    if (!req.principal && auth && /^bearer /i.test(auth)) {
+      req.principal = tokens.verify(auth.slice(7).trim());
+      if (!req.principal) throw unauthorized(req, undefined, 'invalid_token');
+    }
+    req.principal ??= { name: 'system:anonymous', groups: [], via: 'anonymous' };
+  });
+
+  function authorize(req: FastifyRequest, type: 'repository' | 'registry', name: string, action: string) {
+    const p = req.principal!;
+    if (allowed(p, type, name, action, anonymousPull)) return;
+    const actions = type === 'registry' ? '*' : action === 'pull' ? 'pull' : `pull,${action}`;
+    throw unauthorized(req, `${type}:${name}:${actions}`, p.via === 'token' ? 'insufficient_scope' : undefined);
+  }
+
+  // ---- token endpoint ----------------------------------------------------------------------
+  async function basicUser(user: string, pass: string) {
+    const who = opts.authenticateBasic ? await opts.authenticateBasic(user, pass) : undefined;
+    if (!who) throw regError('UNAUTHORIZED', 'invalid username or password').withHeader('WWW-Authenticate', `Basic realm="${SERVICE}"`);
+    return who;
+  }
+  async function token(req: FastifyRequest, reply: FastifyReply) {
+    let who: { name: string; groups: string[] } | undefined = certPrincipal(req.raw.socket as TLSSocket);
+    let scopes: string[];
+    if (req.method === 'POST') {
+      const form = new URLSearchParams((await readBody(req.raw, MAX_TOKEN_FORM)).toString('utf8'));
+      if (form.get('grant_type') !== 'password') return reply.code(400).send({ error: 'unsupported_grant_type' });
+      who = await basicUser(form.get('username') ?? '', form.get('password') ?? '');
+      scopes = form.getAll('scope');
+    } else {
+      scopes = all((req.query as Query).scope);
+      const auth = req.headers.authorization;
+      if (auth && /^basic /i.test(auth)) {
+        const plain = Buffer.from(auth.slice(6).trim(), 'base64').toString('utf8');
+        const i = plain.indexOf(':');
+        who = await basicUser(plain.slice(0, Math.max(i, 0)), i < 0 ? '' : plain.slice(i + 1));
+      }
+    }
+    if (!who && !anonymousPull) throw regError('UNAUTHORIZED', 'authentication required').withHeader('WWW-Authenticate', `Basic realm="${SERVICE}"`);
+    const issued = tokens.issue(who ?? { name: 'system:anonymous', groups: [] }, grant(parseScopes(scopes), !!who));
+    return reply.header('Cache-Control', 'no-store').send(issued);
+  }
+  app.get('/token', token);
+  app.post('/token', token);
+
+  // ---- /v2 ---------------------------------------------------------------------------------
+  type Handler = (req: FastifyRequest, reply: FastifyReply, name: string, ref: string) => Promise<unknown>;
+  const routes: { re: RegExp; methods: Record<string, Handler> }[] = [];
+  const route = (re: RegExp, methods: Record<string, Handler>) => routes.push({ re, methods });
+
+  app.route({
+    method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
+    url: '/v2*',
+    handler: async (req, reply) => {
+      const path = req.url.split('?')[0];
+      for (const { re, methods } of routes) {
+        const m = re.exec(path);
+        if (!m) continue;
+        let name = '';
+        let ref = '';
+        try {
+          name = decodeURIComponent(m[1] ?? '');
+          ref = decodeURIComponent(m[2] ?? '');
+        } catch {
+          throw regError('NAME_INVALID', 'malformed path');
+        }
+        if (m[1] !== undefined && (name.length > MAX_NAME || !NAME_RE.test(name))) throw regError('NAME_INVALID', 'invalid repository name', { name });
+        const h = methods[req.method];
+        if (!h) throw regError('UNSUPPORTED', `${req.method} is not supported here`).withHeader('Allow', Object.keys(methods).join(', '));
+        return h(req, reply, name, ref);
+      }
+      throw regError('UNSUPPORTED', 'no such endpoint', { path }, 404);
+    },
+  });
+
+  const base: Handler = async (req, reply) => {
+    if (req.principal!.via === 'anonymous' && !anonymousPull) throw unauthorized(req);
+    return reply.header('Content-Type', 'application/json').send('{}');
+  };
+  route(/^\/v2\/?$/, { GET: base, HEAD: base });
+
+  route(/^\/v2\/_catalog$/, {
+    GET: async (req, reply) => {
+      authorize(req, 'registry', 'catalog', '*');
+      const { page, n, next } = paginate(await repos.list(), req.query as Query);
+      if (next !== undefined) reply.header('Link', `</v2/_catalog?n=${n}&last=${encodeURIComponent(next)}>; rel="next"`);
+      return reply.header('Content-Type', 'application/json').send(JSON.stringify({ repositories: page }));
+    },
+  });
+
+  // Blob uploads.
+  const uploadHeaders = (reply: FastifyReply, name: string, id: string, size: number) =>
+    reply
+      .header('Location', `/v2/${name}/blobs/uploads/${id}`)
+      .header('Range', `0-${Math.max(size - 1, 0)}`)
+      .header('Docker-Upload-UUID', id);
+  const blobCreated = (reply: FastifyReply, name: string, hex: string) =>
+    reply.code(201).header('Location', `/v2/${name}/blobs/sha256:${hex}`).header('Docker-Content-Digest', `sha256:${hex}`).send();
+
+  route(/^\/v2\/(.+)\/blobs\/uploads\/?$/, {
+    POST: async (req, reply, name) => {
+      authorize(req, 'repository', name, 'push');
+      const q = req.query as Query;
+      const mount = first(q.mount);
+      const from = first(q.from);
+      if (isDigest(mount) && from && NAME_RE.test(from) && allowed(req.principal!, 'repository', from, 'pull', anonymousPull)) {
+        const hex = mount.slice(7);
+        const mounted = await gate.run(async () => {
+          if (!(await repos.hasBlob(from, hex)) || !(await store.stat(hex))) return false;
+          await store.touch(hex);
+          await repos.linkBlob(name, hex);
+          return true;
+        });
+        if (mounted) return blobCreated(reply, name, hex);
+      }
+      const digest = first(q.digest);
+      if (digest !== undefined) {
+        const hex = digestHex(digest);
+        await store.ingest(req.raw, hex);
+        await gate.run(() => repos.linkBlob(name, hex));
+        return blobCreated(reply, name, hex);
+      }
+      if (store.openUploads >= MAX_OPEN_UPLOADS) throw regError('TOOMANYREQUESTS', 'too many open uploads').withHeader('Retry-After', '60');
+      const up = await store.createUpload(name);
+      return uploadHeaders(reply.code(202), name, up.id, 0).send();
+    },
+  });
+
+  const findUpload = async (name: string, id: string) => {
+    const up = await store.getUpload(id, name);
+    if (!up) throw regError('BLOB_UPLOAD_UNKNOWN', 'upload unknown', { uuid: id });
+    return up;
+  };
+  /** Checks Content-Range against the upload's offset; returns the chunk length it announces. */
+  function chunkLength(req: FastifyRequest, reply: FastifyReply, name: string, id: string, size: number): number | undefined {
+    const cr = req.headers['content-range'];
+    if (cr === undefined) return undefined;
+    const m = /^(?:bytes )?(\d+)-(\d+)(?:\/(?:\d+|\*))?$/.exec(cr.trim());
+    if (!m || Number(m[1]) !== size || Number(m[2]) < Number(m[1])) {
+      uploadHeaders(reply, name, id, size);
+      throw regError('BLOB_UPLOAD_INVALID', 'chunk out of order or malformed Content-Range', { contentRange: cr, offset: size }, 416);
+    }
+    const len = Number(m[2]) - Number(m[1]) + 1;
+    const cl = req.headers['content-length'];
+    if (cl !== undefined && Number(cl) !== len) throw regError('SIZE_INVALID', 'Content-Length does not match Content-Range', { contentRange: cr, contentLength: cl });
+    return len;
+  }
+
+  route(/^\/v2\/(.+)\/blobs\/uploads\/([^/]+)$/, {
+    GET: async (req, reply, name, id) => {
+      authorize(req, 'repository', name, 'push');
+      const up = await findUpload(name, id);
+      return uploadHeaders(reply.code(204), name, id, up.size).send();
+    },
+    PATCH: async (req, reply, name, id) => {
+      authorize(req, 'repository', name, 'push');
+      const up = await findUpload(name, id);
+      const len = chunkLength(req, reply, name, id, up.size);
+      await store.append(up, req.raw, len);
+      return uploadHeaders(reply.code(202), name, id, up.size).send();
+    },
+    PUT: async (req, reply, name, id) => {
+      authorize(req, 'repository', name, 'push');
+      const up = await findUpload(name, id);
+      const digest = first((req.query as Query).digest);
+      if (digest === undefined) throw regError('DIGEST_INVALID', 'digest query parameter required');
+      const hex = digestHex(digest);
+      const len = hasBody(req) ? chunkLength(req, reply, name, id, up.size) : undefined;
+      await store.finish(up, hasBody(req) ? req.raw : undefined, hex, len);
+      await gate.run(() => repos.linkBlob(name, hex));
+      return blobCreated(reply, name, hex);
+    },
+    DELETE: async (req, reply, name, id) => {
+      authorize(req, 'repository', name, 'push');
+      await store.cancel(await findUpload(name, id));
+      return reply.code(204).send();
+    },
+  });
+
+  // Blobs.
+  const inRepo = async (name: string, hex: string) => (await repos.hasBlob(name, hex)) || (await repos.getRevision(name, hex)) !== undefined;
+  const getBlob: Handler = async (req, reply, name, digest) => {
+    authorize(req, 'repository', name, 'pull');
+    const hex = digestHex(digest);
+    const blob = (await inRepo(name, hex)) ? await store.open(hex) : undefined;
+    if (!blob) throw regError('BLOB_UNKNOWN', 'blob unknown to registry', { digest });
+    const range = req.method === 'GET' ? parseRange(req.headers.range, blob.size) : undefined;
+    reply
+      .header('Content-Type', 'application/octet-stream')
+      .header('Docker-Content-Digest', digest)
+      .header('ETag', `"${digest}"`)
+      .header('Accept-Ranges', 'bytes')
+      .header('Cache-Control', 'max-age=31536000');
+    if (range === 'unsatisfiable') {
+      await blob.fh.close();
+      throw regError('SIZE_INVALID', 'requested range not satisfiable', { size: blob.size }, 416).withHeader('Content-Range', `bytes */${blob.size}`);
+    }
+    if (req.method === 'HEAD') {
+      await blob.fh.close();
+      return reply.header('Content-Length', blob.size).send();
+    }
+    if (range) {
+      reply.code(206).header('Content-Range', `bytes ${range.start}-${range.end}/${blob.size}`).header('Content-Length', range.end - range.start + 1);
+      return reply.send(blob.fh.createReadStream({ start: range.start, end: range.end }));
+    }
+    return reply.header('Content-Length', blob.size).send(blob.fh.createReadStream());
+  };
+  route(/^\/v2\/(.+)\/blobs\/([^/]+)$/, {
+    GET: getBlob,
+    HEAD: getBlob,
+    DELETE: async (req, reply, name, digest) => {
+      authorize(req, 'repository', name, 'delete');
+      const hex = digestHex(digest);
+      if (!(await gate.run(() => repos.unlinkBlob(name, hex)))) throw regError('BLOB_UNKNOWN', 'blob unknown to repository', { digest });
+      return reply.code(202).send();
+    },
+  });
+
+  // Manifests.
+  const parseRef = (ref: string) => {
+    if (ref.includes(':')) return { hex: digestHex(ref) };
+    if (!TAG_RE.test(ref)) throw regError('MANIFEST_INVALID', 'invalid tag', { tag: ref });
+    return { tag: ref };
+  };
+  const resolve = async (name: string, ref: string) => {
+    const r = parseRef(ref);
+    const digest = r.tag !== undefined ? await repos.resolveTag(name, r.tag) : `sha256:${r.hex}`;
+    const hex = digest?.slice(7);
+    const meta = hex ? await repos.getRevision(name, hex) : undefined;
+    if (!hex || !meta) throw regError('MANIFEST_UNKNOWN', 'manifest unknown', { name, reference: ref });
+    return { hex, meta };
+  };
+  const getManifest: Handler = async (req, reply, name, ref) => {
+    authorize(req, 'repository', name, 'pull');
+    const { hex, meta } = await resolve(name, ref);
+    const blob = await store.open(hex);
+    if (!blob) throw regError('MANIFEST_UNKNOWN', 'manifest content missing', { name, reference: ref });
+    const body = req.method === 'GET' ? await blob.fh.readFile() : undefined;
+    await blob.fh.close();
+    reply.header('Content-Type', meta.mediaType).header('Docker-Content-Digest', `sha256:${hex}`).header('ETag', `"sha256:${hex}"`).header('Content-Length', blob.size);
+    return reply.send(body);
+  };
+  route(/^\/v2\/(.+)\/manifests\/([^/]+)$/, {
+    GET: getManifest,
+    HEAD: getManifest,
+    PUT: async (req, reply, name, ref) => {
+      authorize(req, 'repository', name, 'push');
+      const r = parseRef(ref);
+      const body = await readBody(req.raw, MAX_MANIFEST_BYTES);
+      const hex = sha256(body);
+      if (r.hex !== undefined && r.hex !== hex) throw regError('DIGEST_INVALID', 'manifest digest does not match the reference', { expected: ref, actual: `sha256:${hex}` });
+      const m = parseManifest(body, req.headers['content-type']);
+      await gate.run(async () => {
+        for (const d of m.refs) {
+          if (m.isIndex) {
+            const child = await repos.getRevision(name, d.digest.slice(7));
+            if (!child) throw regError('MANIFEST_BLOB_UNKNOWN', 'index names a manifest unknown to this repository', { digest: d.digest });
+            if (child.size !== d.size) throw regError('MANIFEST_INVALID', 'descriptor size does not match the manifest', { digest: d.digest, size: d.size });
+            continue;
+          }
+          if (d.urls?.length) continue; // non-distributable layer, fetched from its URLs
+          const st = (await repos.hasBlob(name, d.digest.slice(7))) ? await store.stat(d.digest.slice(7)) : undefined;
+          if (!st) throw regError('MANIFEST_BLOB_UNKNOWN', 'manifest names a blob unknown to this repository', { digest: d.digest });
+          if (st.size !== d.size) throw regError('MANIFEST_INVALID', 'descriptor size does not match the blob', { digest: d.digest, size: d.size, actual: st.size });
+        }
+        const meta: ManifestMeta = {
+          mediaType: m.mediaType,
+          size: body.length,
+          blobs: m.isIndex ? [] : m.refs.map((d) => d.digest),
+          manifests: m.isIndex ? m.refs.map((d) => d.digest) : [],
+        };
+        if (m.subject) meta.subject = m.subject.digest;
+        if (m.artifactType) meta.artifactType = m.artifactType;
+        if (m.annotations) meta.annotations = m.annotations;
+        await store.putBytes(body);
+        await repos.putRevision(name, hex, meta);
+        if (m.subject) {
+          const desc: Descriptor = { mediaType: m.mediaType, digest: `sha256:${hex}`, size: body.length };
+          if (m.artifactType) desc.artifactType = m.artifactType;
+          if (m.annotations) desc.annotations = m.annotations;
+          await repos.putReferrer(name, m.subject.digest.slice(7), hex, desc);
+        }
+        if (r.tag !== undefined) await repos.putTag(name, r.tag, `sha256:${hex}`);
+      });
+      if (m.subject) reply.header('OCI-Subject', m.subject.digest);
+      return reply.code(201).header('Location', `/v2/${name}/manifests/sha256:${hex}`).header('Docker-Content-Digest', `sha256:${hex}`).send();
+    },
+    DELETE: async (req, reply, name, ref) => {
+      authorize(req, 'repository', name, 'delete');
+      const r = parseRef(ref);
+      const done = await gate.run(() => (r.tag !== undefined ? repos.deleteTag(name, r.tag) : repos.deleteRevision(name, r.hex!)));
+      if (!done) throw regError('MANIFEST_UNKNOWN', 'manifest unknown', { name, reference: ref });
+      return reply.code(202).send();
+    },
+  });
+
+  route(/^\/v2\/(.+)\/tags\/list$/, {
+    GET: async (req, reply, name) => {
+      authorize(req, 'repository', name, 'pull');
+      if (!(await repos.exists(name))) throw regError('NAME_UNKNOWN', 'repository name not known to registry', { name });
+      const { page, n, next } = paginate(await repos.tags(name), req.query as Query);
+      if (next !== undefined) reply.header('Link', `</v2/${name}/tags/list?n=${n}&last=${encodeURIComponent(next)}>; rel="next"`);
+      return reply.header('Content-Type', 'application/json').send(JSON.stringify({ name, tags: page }));
+    },
+  });
+
+  route(/^\/v2\/(.+)\/referrers\/([^/]+)$/, {
+    GET: async (req, reply, name, digest) => {
+      authorize(req, 'repository', name, 'pull');
+      let manifests = await repos.referrers(name, digestHex(digest));
+      const artifactType = first((req.query as Query).artifactType);
+      if (artifactType !== undefined) {
+        manifests = manifests.filter((d) => d.artifactType === artifactType);
+        reply.header('OCI-Filters-Applied', 'artifactType');
+      }
+      return reply.header('Content-Type', OCI_INDEX).send(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests })));
+    },
+  });
+
+  await app.listen({ port: opts.port, host: opts.host });
+  const port = (app.server.address() as AddressInfo).port;
+  const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
+  return {
+    port,
+    url: `https://${host}:${port}`,
+    close: () => app.close(),
+    gc: (o) => gate.exclusive(() => collectGarbage(store, repos, o)),
+  };
+}
