@@ -213,6 +213,28 @@ function v3Document(title: string, resources: Resource[]) {
   return { openapi: '3.0.0', info: { title, version: 'v1alpha1' }, paths, components: { schemas } };
 }
 
+/**
+ * Kube's v2 form of a schema with `x-kubernetes-preserve-unknown-fields` (apiextensions'
+ * ToStructuralOpenAPIV2): such a node loses `properties` and `items`, and then `type` object or
+ * array, so that kubectl's v2-based validation (a `v1 List`) treats it as arbitrary instead of
+ * reporting every field it does not list as unknown. The extension itself stays.
+ */
+function preserveUnknownForV2(s: Schema): Schema {
+  if (typeof s !== 'object' || s === null || Array.isArray(s)) return s;
+  const out: Schema = { ...s };
+  if (out['x-kubernetes-preserve-unknown-fields'] === true) {
+    delete out.properties;
+    delete out.items;
+    if (out.type === 'object') delete out.type;
+  }
+  if (out.type === 'array' && out.items === undefined) delete out.type;
+  if (out.properties) out.properties = Object.fromEntries(Object.entries(out.properties as Schema).map(([k, v]) => [k, preserveUnknownForV2(v)]));
+  if (out.items) out.items = Array.isArray(out.items) ? out.items.map(preserveUnknownForV2) : preserveUnknownForV2(out.items);
+  if (typeof out.additionalProperties === 'object') out.additionalProperties = preserveUnknownForV2(out.additionalProperties);
+  if (Array.isArray(out.allOf)) out.allOf = out.allOf.map(preserveUnknownForV2);
+  return out;
+}
+
 export class OpenAPI {
   private readonly v3 = new Map<string, { body: string; hash: string }>();
   private v2Body: string | undefined;
@@ -249,7 +271,7 @@ export class OpenAPI {
   /** Swagger 2.0, the same content with v2's shapes. */
   v2(): string {
     if (this.v2Body) return this.v2Body;
-    const toV2 = (s: unknown): unknown => refsForSwagger2(s);
+    const toV2 = (s: Record<string, Schema>) => Object.fromEntries(Object.entries(refsForSwagger2(s)).map(([k, v]) => [k, preserveUnknownForV2(v)]));
     const definitions: Record<string, unknown> = {};
     const paths: Record<string, Schema> = {};
     for (const [, rs] of this.docs()) {

@@ -10,6 +10,7 @@ import { AGGREGATED_CONTENT_TYPE, aggregatedDiscovery, apiGroup, apiGroupList, a
 import { ApiError, forbidden, internal, notFound, pathNotFound, tooLarge, unauthorized, unsupportedMediaType } from './errors.js';
 import { negotiate } from './negotiate.js';
 import { OpenAPI } from './openapi.js';
+import { OpenAPIv2Server } from './openapi-proto.js';
 import { ResourceHandler, resolve } from './resource-routes.js';
 import { keyFor, ResourceRegistry } from './resources.js';
 import { GenericREST } from './rest.js';
@@ -83,6 +84,7 @@ export async function createApiServer(opts: ServerOptions): Promise<ApiServer> {
   const watches = new WatchHub(opts.store);
   const handler = new ResourceHandler(rest, watches);
   const openapi = new OpenAPI(registry);
+  const openapiV2 = new OpenAPIv2Server(() => openapi.v2()); // JSON or gnostic protobuf, by Accept
 
   const app = Fastify({
     https: { key: opts.tls.key, cert: opts.tls.cert, ca: opts.authn.trustedCAs(), requestCert: true, rejectUnauthorized: false },
@@ -176,7 +178,15 @@ export async function createApiServer(opts: ServerOptions): Promise<ApiServer> {
     },
   });
 
-  app.get('/openapi/v2', async (_req, reply) => reply.header('Content-Type', 'application/json').send(openapi.v2()));
+  app.get('/openapi/v2', async (req, reply) => {
+    const r = openapiV2.reply(req.headers.accept, req.headers['if-none-match']);
+    return reply.code(r.status).headers(r.headers).send(r.body);
+  });
+  // kubectl's validation, for a kind in neither OpenAPI document (a misspelt kind), lists CRDs to
+  // tell a CRD from a typo (cli-runtime QueryParamVerifier.HasSupport); this server has none.
+  app.get('/apis/apiextensions.k8s.io/v1/customresourcedefinitions', async (_req, reply) =>
+    reply.header('Content-Type', 'application/json').send(JSON.stringify({ kind: 'CustomResourceDefinitionList', apiVersion: 'apiextensions.k8s.io/v1', metadata: {}, items: [] })),
+  );
   app.get('/openapi/v3', async (_req, reply) => reply.header('Content-Type', 'application/json').send(JSON.stringify(openapi.v3Root())));
   app.get('/openapi/v3/*', async (req, reply) => {
     const doc = openapi.v3Doc((req.params as { '*': string })['*']);

@@ -134,7 +134,7 @@ async function startServer(): Promise<Server> {
   const dataDir = mkdtempSync(join(tmpdir(), 'ocm-apiserver-bench-'));
   const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
   const serverArgs = (process.env.BENCH_SERVER_ARGS ?? '').split(/\s+/).filter(Boolean);
-  const proc = spawn(process.execPath, [...nodeArgs, join(root, 'dist/cli/server.js'), '--data-dir', dataDir, '--port', '0', '--registry-port', '0', '--log-level', 'info', ...serverArgs], {
+  const proc = spawn(process.execPath, [...nodeArgs, join(root, 'dist/cli/server.js'), '--data-dir', dataDir, '--port', '0', '--registry-port', '0', '--reconcilers', 'none', '--log-level', 'info', ...serverArgs], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -14,6 +14,14 @@ import { coreKinds } from '../kinds/core/index.js';
 import { fluxKinds } from '../kinds/flux/index.js';
 import { ocmKinds } from '../kinds/index.js';
 import { ClusterControllers } from '../reconcilers/cluster-controllers.js';
+import type { ReconcilerContext } from '../reconcilers/context.js';
+import { ocmComponentController } from '../reconcilers/ocmcomponent.js';
+import { ControllerManager } from '../reconcilers/runtime/controller.js';
+import { EventRecorder } from '../reconcilers/runtime/events.js';
+import { StatusWriter } from '../reconcilers/runtime/status.js';
+import { sourceController } from '../reconcilers/source.js';
+import { OciClient } from '../registry/client.js';
+import { startRegistry } from '../registry/server.js';
 import { HostCluster } from '../reconcilers/runtime/host.js';
 import { LevelStore } from '../storage/leveldb.js';
 
@@ -30,6 +38,10 @@ const { values } = parseArgs({
     'history-size': { type: 'string', default: '10000' },
     'token-auth-file': { type: 'string' },
     'authorization-policy-file': { type: 'string' },
+    'registry-anonymous-pull': { type: 'boolean', default: false },
+    reconcilers: { type: 'string', default: 'all' },
+    'snapshot-history': { type: 'string', default: '5' },
+    'registry-gc-interval': { type: 'string', default: '600' },
   },
   strict: true,
 });
@@ -128,7 +140,53 @@ const url = `https://${hostname}:${actualPort}`;
 mkdirSync(join(dataDir, 'certs'), { recursive: true, mode: 0o700 });
 const kubeconfig = join(dataDir, 'certs', 'admin.kubeconfig');
 writeKubeconfig(kubeconfig, { server: url, caCertPem: certs.caCertPem, clientCertPem: certs.adminCertPem, clientKeyPem: certs.adminKeyPem });
-server.app.log.info({ url, kubeconfig, dataDir, mode, resourceVersion: store.currentRV() }, `ocm-apiserver ready at ${url}; export KUBECONFIG=${kubeconfig}`);
+
+// The snapshot registry, and the reconcilers that fill it.
+const registry = await startRegistry({
+  dataDir: join(dataDir, 'registry'),
+  port: Number(values['registry-port']),
+  host: bind,
+  tls: { key: certs.serverKeyPem, cert: certs.serverCertPem, clientCA: certs.caCertPem },
+  anonymousPull: values['registry-anonymous-pull'],
+  // `docker login`-style clients: the password is a bearer token this server accepts.
+  authenticateBasic: async (_user, pass) => (authnConfig.tokens ? authnConfig.tokens(pass) : undefined),
+  logLevel: values['log-level'],
+});
+const snapshotHistory = Number(values['snapshot-history']);
+const gcTimer = setInterval(() => {
+  registry.gc({ keepTags: snapshotHistory }).then(
+    (r) => r.blobsDeleted + r.manifestsDeleted > 0 && server.app.log.info(r, 'registry garbage collected'),
+    (err) => server.app.log.error({ err }, 'registry garbage collection failed'),
+  );
+}, Number(values['registry-gc-interval']) * 1000);
+gcTimer.unref();
+const registryHost = `${hostname}:${registry.port}`;
+host ??= HostCluster.load(kubeconfig);
+const log = server.app.log.child({ component: 'reconcilers' });
+const events = new EventRecorder(host);
+const ctx: ReconcilerContext = {
+  store,
+  rest: server.rest,
+  registry: server.registry,
+  host,
+  events,
+  log,
+  status: new StatusWriter(store, server.rest, events, log),
+  snapshots: { host: registryHost, history: snapshotHistory, client: new OciClient({ ca: certs.caCertPem, cert: certs.adminCertPem, key: certs.adminKeyPem, retries: 3 }) },
+};
+// `--reconcilers none` serves the API alone (API conformance tests and benchmarks).
+const manager = new ControllerManager(store, log);
+const enabled = values.reconcilers === 'all' ? undefined : new Set(values.reconcilers!.split(',').map((x) => x.trim()).filter((x) => x && x !== 'none'));
+for (const make of [ocmComponentController, sourceController]) {
+  const spec = make(ctx);
+  if (!enabled || enabled.has(spec.name)) manager.add(spec);
+}
+await manager.start();
+
+server.app.log.info(
+  { url, registry: registryHost, kubeconfig, dataDir, mode, resourceVersion: store.currentRV() },
+  `ocm-apiserver ready at ${url} (snapshot registry ${registryHost}); export KUBECONFIG=${kubeconfig}`,
+);
 
 let stopping = false;
 const stop = async (signal: string) => {
@@ -136,6 +194,9 @@ const stop = async (signal: string) => {
   stopping = true;
   server.app.log.info({ signal }, 'shutting down');
   controllers?.stop();
+  await manager.stop();
+  clearInterval(gcTimer);
+  await registry.close();
   await server.close();
   await store.close();
   process.exit(0);

@@ -41,9 +41,13 @@ export function tempDir(prefix = 'ocm-apiserver-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-export async function startServer(opts: { dataDir?: string; args?: string[]; keep?: boolean } = {}): Promise<TestServer> {
+/**
+ * Starts a server. Reconcilers are off unless asked for (`reconcilers: 'all'`): API tests set
+ * status by hand, and their objects name registries that must not be contacted.
+ */
+export async function startServer(opts: { dataDir?: string; args?: string[]; keep?: boolean; reconcilers?: string } = {}): Promise<TestServer> {
   const dataDir = opts.dataDir ?? tempDir();
-  const proc = spawn(process.execPath, [join(root, 'dist/cli/server.js'), '--data-dir', dataDir, '--port', '0', '--registry-port', '0', '--log-level', 'info', ...(opts.args ?? [])], {
+  const proc = spawn(process.execPath, [join(root, 'dist/cli/server.js'), '--data-dir', dataDir, '--port', '0', '--registry-port', '0', '--log-level', 'info', '--reconcilers', opts.reconcilers ?? 'none', ...(opts.args ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: string[] = [];

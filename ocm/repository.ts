@@ -1,0 +1,324 @@
+// An OCI-backed OCM repository, laid out as the OCM specification and the `ocm` tool do it:
+//   repository <base>/component-descriptors/<component name>, tag = version with `+` as `.build-`;
+//   an OCI image manifest whose config (application/vnd.ocm.software.component.config.v1+json) is
+//   {"componentDescriptorLayer": <descriptor>}; layer 0 the component descriptor (a tar holding
+//   component-descriptor.yaml, or plain YAML/JSON); a localBlob's localReference is the digest of a
+//   layer of the same manifest, annotated with the identities of the elements stored in it.
+import semver from 'semver';
+import { MEDIA_TYPES, OciClient, type OciClientOptions, OciError, type Reference, digestOf, formatReference, parseReference } from '../registry/client.js';
+import { readTar, singleFileTar } from './archive.js';
+import {
+  COMPONENT_DESCRIPTOR_FILE,
+  type ComponentDescriptor,
+  type Resource,
+  elementIdentity,
+  parseDescriptor,
+  serializeDescriptor,
+  tagToVersion,
+  versionToTag,
+} from './descriptor.js';
+import { descriptorDigest } from './normalise.js';
+import { OCI_ARTIFACT_DIGEST, verifyResourceDigest } from './signing.js';
+
+export const OCM_CONFIG_MEDIA_TYPE = 'application/vnd.ocm.software.component.config.v1+json';
+export const LEGACY_CONFIG_MEDIA_TYPE = 'application/vnd.gardener.cloud.cnudie.component.config.v1+json';
+export const DESCRIPTOR_TAR_MEDIA_TYPE = 'application/vnd.ocm.software.component-descriptor.v2+yaml+tar';
+const DESCRIPTOR_MEDIA_TYPES = [
+  DESCRIPTOR_TAR_MEDIA_TYPE,
+  'application/vnd.ocm.software.component-descriptor.v2+yaml',
+  'application/vnd.ocm.software.component-descriptor.v2+json',
+  'application/vnd.gardener.cloud.cnudie.component-descriptor.v2+yaml+tar',
+  'application/vnd.gardener.cloud.cnudie.component-descriptor.v2+json',
+  'application/vnd.gardener.cloud.cnudie.component-descriptor.v2+yaml',
+];
+export const ANNOTATION_COMPONENT_VERSION = 'software.ocm.componentversion';
+export const ANNOTATION_CREATOR = 'software.ocm.creator';
+export const ANNOTATION_ARTIFACT = 'software.ocm.artifact';
+const MAX_DESCRIPTOR_BYTES = 64 << 20;
+
+export class OcmRepositoryError extends Error {
+  override name = 'OcmRepositoryError';
+  constructor(
+    readonly code: 'NOT_FOUND' | 'NO_MATCH' | 'NOT_OCM' | 'INVALID' | 'DIGEST_MISMATCH' | 'UNSUPPORTED' | 'EXISTS',
+    message: string,
+    opts?: { cause?: unknown },
+  ) {
+    super(message, opts);
+  }
+}
+
+export interface ComponentVersion {
+  descriptor: ComponentDescriptor;
+  manifestDigest: string;
+  manifest: any;
+  /** The descriptor file as stored. */
+  raw: Buffer;
+}
+
+export interface ResourceContent {
+  data: Buffer;
+  mediaType: string;
+  /** For OCI artifacts (data is then the manifest). */
+  manifestDigest?: string;
+}
+
+const notFound = (e: unknown) => e instanceof OciError && (e.status === 404 || ['NAME_UNKNOWN', 'MANIFEST_UNKNOWN', 'NOT_FOUND'].includes(e.code));
+
+/** Go's encoding/json string escaping (HTML characters too), for manifests byte-equal to the library's. */
+const goJson = (v: unknown) => JSON.stringify(v).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+
+/** `localBlob`, `localBlob/v1` → `localblob`; the OCI access types all → `ociartifact`. */
+export function accessKind(type: string | undefined): string {
+  const t = String(type ?? '').replace(/\/v\d+$/, '').toLowerCase();
+  return ['ociartifact', 'ociregistry', 'ociimage'].includes(t) ? 'ociartifact' : t;
+}
+
+const digestRef = (s: unknown) => String(s ?? '').replace(/^(sha256|sha512)\./, '$1:');
+
+function compareVersions(a: string, b: string): number {
+  const va = semver.valid(a, { loose: true });
+  const vb = semver.valid(b, { loose: true });
+  if (va && vb) return semver.compare(va, vb, { loose: true }) || a.localeCompare(b);
+  return va ? -1 : vb ? 1 : a.localeCompare(b);
+}
+
+export class OcmRepository {
+  readonly host: string;
+  /** Repository path prefix in the registry ('' for the registry root). */
+  readonly prefix: string;
+
+  constructor(
+    readonly client: OciClient,
+    baseUrl: string,
+  ) {
+    const s = baseUrl.trim().replace(/^(?:oci|https?):\/\//i, '').replace(/\/+$/, '');
+    const slash = s.indexOf('/');
+    this.host = (slash < 0 ? s : s.slice(0, slash)).toLowerCase();
+    this.prefix = slash < 0 ? '' : s.slice(slash + 1);
+    if (!this.host) throw new OcmRepositoryError('INVALID', `invalid OCM repository URL "${baseUrl}"`);
+  }
+
+  /** A repository with its own client; `http://` URLs talk plain HTTP. */
+  static forUrl(baseUrl: string, opts: OciClientOptions = {}): OcmRepository {
+    return new OcmRepository(new OciClient({ ...opts, insecureHttp: opts.insecureHttp ?? /^http:\/\//i.test(baseUrl) }), baseUrl);
+  }
+
+  get baseUrl(): string {
+    return this.prefix ? `${this.host}/${this.prefix}` : this.host;
+  }
+
+  /** The OCI reference of a component (and version). */
+  refOf(component: string, version?: string): Reference {
+    const repository = `${this.prefix ? `${this.prefix}/` : ''}component-descriptors/${component}`;
+    try {
+      parseReference(`${this.host}/${repository}`);
+    } catch {
+      throw new OcmRepositoryError('INVALID', `component name "${component}" cannot be stored in an OCI registry (lower-case DNS-like names only)`);
+    }
+    return { host: this.host, repository, ...(version !== undefined && { tag: versionToTag(version) }) };
+  }
+
+  async listVersions(component: string): Promise<string[]> {
+    try {
+      const tags = await this.client.listTags(this.refOf(component));
+      return tags.filter((t) => !/^sha(256|512)-/.test(t)).map(tagToVersion).sort(compareVersions);
+    } catch (e) {
+      if (notFound(e)) throw new OcmRepositoryError('NOT_FOUND', `component ${component} is not in ${this.baseUrl}`, { cause: e });
+      throw e;
+    }
+  }
+
+  /** An exact version, or the newest version matching a semver constraint (`v0.9.x`, `>=1.2 <2`). */
+  async resolveVersion(component: string, constraint: string): Promise<string> {
+    const c = constraint.trim();
+    let versions: string[];
+    try {
+      versions = await this.listVersions(component);
+    } catch (e) {
+      // a registry that does not list tags can still serve an exact version
+      if (semver.valid(c, { loose: true }) && !(e instanceof OcmRepositoryError)) return c;
+      throw e;
+    }
+    if (versions.includes(c)) return c;
+    const range = semver.validRange(c, { loose: true });
+    if (range === null) throw new OcmRepositoryError('NO_MATCH', `"${c}" is neither a version of component ${component} in ${this.baseUrl} nor a semver constraint`);
+    const match = versions.filter((v) => semver.valid(v, { loose: true }) && semver.satisfies(v, range, { loose: true })).sort(compareVersions).pop();
+    if (!match) {
+      const have = versions.length ? versions.join(', ') : 'none';
+      throw new OcmRepositoryError('NO_MATCH', `no version of component ${component} in ${this.baseUrl} matches "${c}" (versions: ${have})`);
+    }
+    return match;
+  }
+
+  async getComponentVersion(component: string, version: string): Promise<ComponentVersion> {
+    const ref = this.refOf(component, version);
+    const what = `component version ${component}:${version} in ${this.baseUrl}`;
+    let m;
+    try {
+      m = await this.client.getManifest(ref, [MEDIA_TYPES.ociManifest, MEDIA_TYPES.dockerManifest]);
+    } catch (e) {
+      if (notFound(e)) throw new OcmRepositoryError('NOT_FOUND', `${what} does not exist`, { cause: e });
+      throw e;
+    }
+    const manifest = m.manifest;
+    const configType = manifest?.config?.mediaType;
+    if (configType !== OCM_CONFIG_MEDIA_TYPE && configType !== LEGACY_CONFIG_MEDIA_TYPE) {
+      throw new OcmRepositoryError('NOT_OCM', `${what} is not an OCM component version: its config media type is "${configType ?? m.mediaType}", not ${OCM_CONFIG_MEDIA_TYPE}`);
+    }
+    let layer: any;
+    try {
+      layer = JSON.parse((await this.client.getBlobBuffer(ref, manifest.config.digest, 1 << 20)).toString('utf8'))?.componentDescriptorLayer;
+    } catch (e) {
+      if (e instanceof OciError) throw e;
+      throw new OcmRepositoryError('INVALID', `${what}: the OCM config is not JSON`);
+    }
+    layer ??= (manifest.layers ?? []).find((l: any) => DESCRIPTOR_MEDIA_TYPES.includes(l?.mediaType));
+    if (!layer?.digest) throw new OcmRepositoryError('INVALID', `${what} has no component descriptor layer`);
+    const blob = await this.client.getBlobBuffer(ref, layer.digest, MAX_DESCRIPTOR_BYTES);
+    let raw = blob;
+    if (String(layer.mediaType).endsWith('+tar') || blob.toString('latin1', 257, 262) === 'ustar') {
+      const file = (await readTar(blob, MAX_DESCRIPTOR_BYTES)).get(COMPONENT_DESCRIPTOR_FILE);
+      if (!file) throw new OcmRepositoryError('INVALID', `${what}: the descriptor layer holds no ${COMPONENT_DESCRIPTOR_FILE}`);
+      raw = file;
+    }
+    let descriptor: ComponentDescriptor;
+    try {
+      descriptor = parseDescriptor(raw);
+    } catch (e) {
+      throw new OcmRepositoryError('INVALID', `${what}: ${(e as Error).message}`, { cause: e });
+    }
+    const c = descriptor.component;
+    if (c.name !== component || versionToTag(c.version) !== versionToTag(version)) {
+      throw new OcmRepositoryError('INVALID', `${what} holds the descriptor of ${c.name}:${c.version}`);
+    }
+    return { descriptor, manifestDigest: m.digest, manifest, raw };
+  }
+
+  /**
+   * The content of a resource: a localBlob's layer, an ociBlob, or an OCI artifact's manifest (with
+   * its digest). Checked against resource.digest when the descriptor has one (always, with requireDigest).
+   */
+  async getResourceContent(
+    cv: { descriptor: ComponentDescriptor; manifest: any },
+    resource: Resource,
+    opts: { requireDigest?: boolean; maxBytes?: number } = {},
+  ): Promise<ResourceContent> {
+    const what = `resource "${resource.name}" of ${cv.descriptor.component.name}:${cv.descriptor.component.version}`;
+    const content = await this.fetchAccess(cv, resource.access, what, opts.maxBytes);
+    if (resource.digest) {
+      const check = resource.digest.normalisationAlgorithm === OCI_ARTIFACT_DIGEST && content.manifestDigest ? { manifestDigest: content.manifestDigest } : content.data;
+      const r = await verifyResourceDigest(resource, check);
+      if (!r.ok) throw new OcmRepositoryError('DIGEST_MISMATCH', `${what}: ${r.reason}`);
+    } else if (opts.requireDigest) {
+      throw new OcmRepositoryError('DIGEST_MISMATCH', `${what} has no digest, so its content cannot be verified`);
+    }
+    return content;
+  }
+
+  private async fetchAccess(cv: { descriptor: ComponentDescriptor; manifest: any }, access: any, what: string, maxBytes = 1 << 30): Promise<ResourceContent> {
+    const kind = accessKind(access?.type);
+    if (kind === 'localblob') {
+      const digest = digestRef(access.localReference);
+      const layer = (cv.manifest?.layers ?? []).find((l: any) => l?.digest === digest);
+      if (!layer && access.globalAccess) return this.fetchAccess(cv, access.globalAccess, what, maxBytes);
+      if (!/^sha(256|512):[a-f0-9]+$/.test(digest)) throw new OcmRepositoryError('INVALID', `${what}: localReference "${access.localReference}" is not a blob digest`);
+      const data = await this.client.getBlobBuffer(this.refOf(cv.descriptor.component.name), digest, maxBytes);
+      return { data, mediaType: access.mediaType || layer?.mediaType || 'application/octet-stream' };
+    }
+    if (kind === 'ociblob') {
+      const data = await this.client.getBlobBuffer(String(access.ref), String(access.digest), maxBytes);
+      return { data, mediaType: access.mediaType || 'application/octet-stream' };
+    }
+    if (kind === 'ociartifact') {
+      const m = await this.client.getManifest(String(access.imageReference));
+      return { data: m.body, mediaType: m.mediaType, manifestDigest: m.digest };
+    }
+    if (kind === 'none') throw new OcmRepositoryError('UNSUPPORTED', `${what} has no content (access type none)`);
+    throw new OcmRepositoryError('UNSUPPORTED', `${what}: access type "${access?.type}" is not supported (localBlob, ociBlob, ociArtifact, ociRegistry)`);
+  }
+
+  /**
+   * Every component version reachable through componentReferences (not the root), breadth first, each
+   * once; a reference's digest, when present, is checked against the referenced descriptor.
+   */
+  async resolveReferences(cv: { descriptor: ComponentDescriptor }, opts: { maxDepth?: number } = {}): Promise<ComponentVersion[]> {
+    const maxDepth = opts.maxDepth ?? 10;
+    const key = (n: string, v: string) => `${n}:${versionToTag(v)}`;
+    const seen = new Set([key(cv.descriptor.component.name, cv.descriptor.component.version)]);
+    const out: ComponentVersion[] = [];
+    let level = [cv.descriptor];
+    for (let depth = 1; level.length; depth++) {
+      const next: ComponentDescriptor[] = [];
+      for (const parent of level) {
+        for (const ref of parent.component.componentReferences ?? []) {
+          if (seen.has(key(ref.componentName, ref.version))) continue;
+          if (depth > maxDepth) throw new OcmRepositoryError('INVALID', `component references of ${cv.descriptor.component.name} nest deeper than ${maxDepth} levels`);
+          seen.add(key(ref.componentName, ref.version));
+          const child = await this.getComponentVersion(ref.componentName, ref.version);
+          if (ref.digest) {
+            const alg = ref.digest.normalisationAlgorithm;
+            const forms = [descriptorDigest(child.descriptor, alg, ref.digest.hashAlgorithm).value];
+            if (alg === 'jsonNormalisation/v1') forms.push(descriptorDigest(child.descriptor, alg, ref.digest.hashAlgorithm, { legacyV1: true }).value);
+            if (!forms.includes(ref.digest.value)) {
+              throw new OcmRepositoryError('DIGEST_MISMATCH', `digest mismatch: ${parent.component.name}:${parent.component.version} references ${ref.componentName}:${ref.version} with ${alg} digest ${ref.digest.value}, the stored descriptor's is ${forms[0]}`);
+            }
+          }
+          out.push(child);
+          next.push(child.descriptor);
+        }
+      }
+      level = next;
+    }
+    return out;
+  }
+
+  /**
+   * Pushes a component version as the OCM Go library lays it out: blobs of localBlob resources and
+   * sources (keyed by localReference), the descriptor tar, the config, then the manifest under the
+   * version's tag. An existing version is kept unless `overwrite`.
+   */
+  async pushComponentVersion(
+    cd: ComponentDescriptor,
+    blobs: Map<string, { data: Buffer; mediaType: string }>,
+    opts: { creator?: string; overwrite?: boolean } = {},
+  ): Promise<{ manifestDigest: string; ref: string }> {
+    const c = cd.component;
+    const ref = this.refOf(c.name, c.version);
+    if (!opts.overwrite && (await this.client.headManifest(ref))) {
+      throw new OcmRepositoryError('EXISTS', `component version ${c.name}:${c.version} already exists in ${this.baseUrl}`);
+    }
+    const layers: Array<{ mediaType: string; digest: string; size: number; data: Buffer; artifacts: Array<{ kind: string; identity: Record<string, string> }> }> = [];
+    const add = (kind: string, e: { name: string; version: string; extraIdentity?: Record<string, string> | null; access: any }, all: Array<typeof e>) => {
+      if (accessKind(e.access?.type) !== 'localblob') return;
+      const digest = digestRef(e.access.localReference);
+      const blob = blobs.get(digest) ?? blobs.get(String(e.access.localReference));
+      if (!blob) {
+        throw new OcmRepositoryError('INVALID', `${kind} "${e.name}" refers to local blob ${e.access.localReference}, which is not among the blobs to push`);
+      }
+      if (digestOf(blob.data, digest.split(':')[0]) !== digest) throw new OcmRepositoryError('DIGEST_MISMATCH', `the blob given for ${digest} has another digest`);
+      const id = elementIdentity(e, all);
+      const identity = Object.fromEntries(Object.keys(id).sort().map((k) => [k, id[k]]));
+      let layer = layers.find((l) => l.digest === digest);
+      if (!layer) layers.push((layer = { mediaType: e.access.mediaType || blob.mediaType || 'application/octet-stream', digest, size: blob.data.length, data: blob.data, artifacts: [] }));
+      layer.artifacts.push({ kind, identity });
+    };
+    for (const r of c.resources) add('resource', r, c.resources);
+    for (const s of c.sources ?? []) add('source', s, c.sources);
+    for (const l of layers) await this.client.pushBlob(ref, l.data, l.digest, l.size);
+
+    const descriptorTar = singleFileTar(COMPONENT_DESCRIPTOR_FILE, Buffer.from(serializeDescriptor(cd)));
+    const descriptorLayer = { mediaType: DESCRIPTOR_TAR_MEDIA_TYPE, digest: digestOf(descriptorTar), size: descriptorTar.length };
+    const config = Buffer.from(goJson({ componentDescriptorLayer: descriptorLayer }));
+    await this.client.pushBlob(ref, descriptorTar, descriptorLayer.digest, descriptorLayer.size);
+    await this.client.pushBlob(ref, config, digestOf(config), config.length);
+    const manifest = {
+      schemaVersion: 2,
+      mediaType: MEDIA_TYPES.ociManifest,
+      config: { mediaType: OCM_CONFIG_MEDIA_TYPE, digest: digestOf(config), size: config.length },
+      layers: [descriptorLayer, ...layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, annotations: { [ANNOTATION_ARTIFACT]: goJson(l.artifacts) } }))],
+      annotations: { [ANNOTATION_COMPONENT_VERSION]: `${c.name}:${c.version}`, [ANNOTATION_CREATOR]: opts.creator ?? 'ocm-apiserver' },
+    };
+    const { digest } = await this.client.putManifest(ref, Buffer.from(goJson(manifest)), MEDIA_TYPES.ociManifest);
+    return { manifestDigest: digest, ref: formatReference(ref) };
+  }
+}

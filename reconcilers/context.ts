@@ -1,0 +1,123 @@
+// What every reconciler gets: the store (its cache), the generic REST path for our own kinds, the
+// host-cluster client for Secrets/Events/Flux objects, the status writer, and the snapshot registry.
+import { ApiError } from '../apiserver/errors.js';
+import { keyFor, type Resource, type ResourceRegistry } from '../apiserver/resources.js';
+import type { GenericREST, RequestOptions } from '../apiserver/rest.js';
+import type { KubeObject, OwnerReference } from '../kinds/types.js';
+import { credentialsFromDockerConfig, OciClient, type Credentials } from '../registry/client.js';
+import type { Store } from '../storage/store.js';
+import type { Logger } from './runtime/controller.js';
+import type { EventRecorder } from './runtime/events.js';
+import type { HostCluster } from './runtime/host.js';
+import type { StatusWriter } from './runtime/status.js';
+
+export interface SnapshotStore {
+  /** `host:port` of the registry that holds snapshots, as clients reach it. */
+  host: string;
+  client: OciClient;
+  /** Snapshots kept per Source/Action (objects and registry tags). */
+  history: number;
+}
+
+export interface ReconcilerContext {
+  store: Store;
+  rest: GenericREST;
+  registry: ResourceRegistry;
+  host: HostCluster;
+  status: StatusWriter;
+  events?: EventRecorder;
+  log: Logger;
+  snapshots: SnapshotStore;
+}
+
+export const GROUP = 'delivery.ocm.software';
+export const API_VERSION = `${GROUP}/v1alpha1`;
+
+/** A failure with a condition reason; `retry: false` means wait for a change (or the interval). */
+export class ReconcileError extends Error {
+  constructor(
+    readonly reason: string,
+    message: string,
+    readonly retry = true,
+  ) {
+    super(message);
+  }
+}
+
+export const internalOpts = (): RequestOptions => ({ dryRun: false, fieldValidation: 'Ignore', warnings: [] });
+
+export function resourceOf(ctx: ReconcilerContext, kind: string, group = GROUP, version = 'v1alpha1'): Resource {
+  const r = ctx.registry.all.find((x) => x.def.group === group && x.def.version === version && x.def.kind === kind);
+  if (!r) throw new Error(`${group}/${version} ${kind} is not served`);
+  return r;
+}
+
+export async function getObject(ctx: ReconcilerContext, r: Resource, namespace: string | undefined, name: string): Promise<KubeObject | undefined> {
+  return (await ctx.store.get(keyFor(r, namespace, name)))?.obj;
+}
+
+export async function listObjects(ctx: ReconcilerContext, r: Resource, namespace?: string): Promise<KubeObject[]> {
+  return (await ctx.store.list(keyFor(r, namespace))).items.map((i) => i.obj);
+}
+
+export const ownerRef = (owner: KubeObject): OwnerReference => ({
+  apiVersion: owner.apiVersion,
+  kind: owner.kind,
+  name: owner.metadata.name!,
+  uid: owner.metadata.uid!,
+  controller: true,
+  blockOwnerDeletion: true,
+});
+
+/**
+ * Creates the object or brings its spec, labels, annotations and owners up to date (a no-op
+ * when nothing differs). Returns the stored object.
+ */
+export async function applyObject(ctx: ReconcilerContext, r: Resource, desired: KubeObject): Promise<KubeObject> {
+  const ns = desired.metadata.namespace;
+  const name = desired.metadata.name!;
+  const cur = await getObject(ctx, r, ns, name);
+  if (!cur) {
+    try {
+      return (await ctx.rest.create(r, ns, structuredClone(desired), internalOpts())).obj;
+    } catch (err) {
+      if (!(err instanceof ApiError && err.status.reason === 'AlreadyExists')) throw err;
+      return applyObject(ctx, r, desired);
+    }
+  }
+  const next = structuredClone(cur);
+  for (const [k, v] of Object.entries(desired)) if (k !== 'metadata' && k !== 'status' && k !== 'apiVersion' && k !== 'kind') next[k] = v;
+  for (const f of ['labels', 'annotations', 'ownerReferences'] as const) if (desired.metadata[f]) next.metadata[f] = desired.metadata[f] as never;
+  return (await ctx.rest.update(r, ns, name, next, false, internalOpts())).obj;
+}
+
+/** Reads one value of a Secret from the host cluster (decoded). */
+export async function secretData(ctx: ReconcilerContext, namespace: string, name: string): Promise<Record<string, Buffer>> {
+  let secret;
+  try {
+    secret = await ctx.host.core.readNamespacedSecret({ name, namespace });
+  } catch (err) {
+    const code = (err as { code?: number }).code;
+    throw new ReconcileError('SecretNotFound', code === 404 ? `Secret ${namespace}/${name} not found` : `reading Secret ${namespace}/${name}: ${(err as Error).message}`, code !== 404);
+  }
+  const out: Record<string, Buffer> = {};
+  for (const [k, v] of Object.entries(secret.data ?? {})) out[k] = Buffer.from(v, 'base64');
+  return out;
+}
+
+/** An OCI client for a user's repository: plain HTTP for `http://` URLs, credentials from a Secret. */
+export async function repositoryClient(ctx: ReconcilerContext, namespace: string, url: string, secretRef?: { name: string }): Promise<OciClient> {
+  let credentials: ((host: string) => Credentials | undefined) | undefined;
+  if (secretRef) {
+    const data = await secretData(ctx, namespace, secretRef.name);
+    if (data['.dockerconfigjson']) credentials = credentialsFromDockerConfig(data['.dockerconfigjson'].toString('utf8'));
+    else if (data.username && data.password) {
+      const c = { username: data.username.toString('utf8'), password: data.password.toString('utf8') };
+      credentials = () => c;
+    } else throw new ReconcileError('InvalidSecret', `Secret ${namespace}/${secretRef.name} has neither .dockerconfigjson nor username/password`, false);
+  }
+  return new OciClient({ insecureHttp: url.startsWith('http://'), credentials, retries: 3 });
+}
+
+/** `oci://host/base`, `http://host/base`, `host/base` → `host/base` (what OcmRepository takes). */
+export const repositoryBase = (url: string) => url;

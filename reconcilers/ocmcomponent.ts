@@ -1,0 +1,153 @@
+// OCMComponent: resolve the version, fetch the component version, verify its signatures, and
+// expose it (and every component it references) as ComponentDescriptor objects; the deploy
+// package goes into a ConfigMap. A version that does not verify produces nothing downstream.
+import { parseDuration } from '../kinds/common.js';
+import { componentDescriptorName } from '../kinds/componentdescriptor.js';
+import type { OCMComponentSpec } from '../kinds/ocmcomponent.js';
+import type { KubeObject } from '../kinds/types.js';
+import type { ComponentDescriptor } from '../ocm/descriptor.js';
+import { OcmRepository } from '../ocm/repository.js';
+import { verifyDescriptor } from '../ocm/signing.js';
+import {
+  API_VERSION,
+  applyObject,
+  ReconcileError,
+  type ReconcilerContext,
+  repositoryClient,
+  resourceOf,
+  secretData,
+} from './context.js';
+import type { ControllerSpec, Result } from './runtime/controller.js';
+import { setCondition } from './runtime/status.js';
+
+/** Resource types that carry a Flux deploy package (the design's "flux media type"). */
+const DEPLOY_PACKAGE_TYPES = ['package.ocm.fluxcd.io', 'flux.package.ocm.software'];
+
+/** The ComponentDescriptor object's spec: the descriptor with `provider` as `{name}`. */
+export function descriptorSpec(cd: ComponentDescriptor): Record<string, unknown> {
+  const c = cd.component;
+  return {
+    schemaVersion: cd.meta?.schemaVersion ?? 'v2',
+    name: c.name,
+    version: c.version,
+    provider: typeof c.provider === 'string' ? { name: c.provider } : c.provider,
+    ...(c.creationTime ? { creationTime: c.creationTime } : {}),
+    ...(c.labels?.length ? { labels: c.labels } : {}),
+    ...(c.repositoryContexts?.length ? { repositoryContexts: c.repositoryContexts } : {}),
+    resources: c.resources ?? [],
+    sources: c.sources ?? [],
+    componentReferences: c.componentReferences ?? [],
+    ...(cd.signatures?.length ? { signatures: cd.signatures } : {}),
+  };
+}
+
+export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
+  const R = resourceOf(ctx, 'OCMComponent');
+  const CD = resourceOf(ctx, 'ComponentDescriptor');
+  const CM = ctx.registry.lookup('', 'v1', 'configmaps');
+
+  async function reconcile(obj: KubeObject): Promise<Result> {
+    const ns = obj.metadata.namespace!;
+    const spec = obj.spec as OCMComponentSpec;
+    const interval = parseDuration(spec.interval ?? '10m') ?? 600_000;
+    const client = await repositoryClient(ctx, ns, spec.repository.url, spec.repository.secretRef);
+    try {
+      const repo = new OcmRepository(client, spec.repository.url);
+      let version: string;
+      try {
+        version = await repo.resolveVersion(spec.name, spec.version);
+      } catch (err) {
+        throw new ReconcileError('VersionNotFound', `resolving ${spec.name} ${spec.version} in ${spec.repository.url}: ${(err as Error).message}`);
+      }
+      let cv;
+      try {
+        cv = await repo.getComponentVersion(spec.name, version);
+      } catch (err) {
+        throw new ReconcileError('FetchFailed', `fetching ${spec.name}:${version} from ${spec.repository.url}: ${(err as Error).message}`);
+      }
+      for (const v of spec.verify ?? []) {
+        const data = await secretData(ctx, ns, v.secretRef.name);
+        const key = v.key ?? v.signature;
+        const pem = data[key];
+        if (!pem) throw new ReconcileError('VerificationFailed', `Secret ${ns}/${v.secretRef.name} has no key "${key}" with the public key for signature ${v.signature}`, false);
+        const r = verifyDescriptor(cv.descriptor, { name: v.signature, publicKeyPem: pem.toString('utf8') });
+        if (!r.ok) throw new ReconcileError('VerificationFailed', `${spec.name}:${version}: signature ${v.signature} does not verify: ${r.reason}`, false);
+      }
+
+      const owner = { apiVersion: obj.apiVersion, kind: obj.kind, name: obj.metadata.name!, uid: obj.metadata.uid!, controller: true, blockOwnerDeletion: true };
+      const write = (cd: ComponentDescriptor) =>
+        applyObject(ctx, CD, {
+          apiVersion: API_VERSION,
+          kind: 'ComponentDescriptor',
+          metadata: {
+            name: componentDescriptorName(cd.component.name, cd.component.version),
+            namespace: ns,
+            ownerReferences: [owner],
+            labels: { 'delivery.ocm.software/ocmcomponent': obj.metadata.name! },
+          },
+          spec: descriptorSpec(cd),
+        });
+      const main = await write(cv.descriptor);
+      const refs = await repo.resolveReferences(cv).catch((err: Error) => {
+        throw new ReconcileError('ReferenceFailed', `resolving the component references of ${spec.name}:${version}: ${err.message}`);
+      });
+      for (const ref of refs) await write(ref.descriptor);
+
+      let deployPackage: { name: string; namespace: string; kind: string; apiVersion: string } | undefined;
+      const pkg = cv.descriptor.component.resources.find((r) => DEPLOY_PACKAGE_TYPES.includes(r.type));
+      if (pkg && CM) {
+        const { data } = await repo.getResourceContent(cv, pkg);
+        const name = `${main.metadata.name!.slice(0, 230)}-deploy-package`;
+        await applyObject(ctx, CM, {
+          apiVersion: 'v1',
+          kind: 'ConfigMap',
+          metadata: { name, namespace: ns, ownerReferences: [owner], labels: { 'delivery.ocm.software/ocmcomponent': obj.metadata.name! } },
+          data: { [pkg.name.replace(/[^-._a-zA-Z0-9]/g, '-')]: data.toString('utf8') },
+        });
+        deployPackage = { apiVersion: 'v1', kind: 'ConfigMap', name, namespace: ns };
+      }
+
+      const verified = (spec.verify?.length ?? 0) > 0;
+      await ctx.status.update(R, { namespace: ns, name: obj.metadata.name! }, (st) => {
+        st.resolvedVersion = version;
+        st.componentDescriptor = { name: main.metadata.name, namespace: ns };
+        if (deployPackage) st.deployPackage = deployPackage;
+        else delete st.deployPackage;
+        st.verified = verified;
+        setCondition(
+          st,
+          {
+            type: 'Ready',
+            status: 'True',
+            reason: 'Succeeded',
+            message: `${spec.name}:${version} is available${verified ? `, signature${spec.verify!.length > 1 ? 's' : ''} ${spec.verify!.map((v) => v.signature).join(', ')} verified` : ''}`,
+          },
+          obj.metadata.generation,
+        );
+      });
+      return { requeueAfterMs: interval };
+    } finally {
+      client.close?.();
+    }
+  }
+
+  return {
+    name: 'ocmcomponent',
+    resource: R,
+    async reconcile(key) {
+      const obj = await ctx.status.get(R, key);
+      if (!obj || obj.metadata.deletionTimestamp || (obj.spec as OCMComponentSpec).suspend) return;
+      try {
+        return await reconcile(obj);
+      } catch (err) {
+        const e = err instanceof ReconcileError ? err : new ReconcileError('ReconcileFailed', (err as Error).message);
+        await ctx.status.update(R, key, (st) => {
+          if (e.reason === 'VerificationFailed') st.verified = false;
+          setCondition(st, { type: 'Ready', status: 'False', reason: e.reason, message: e.message }, obj.metadata.generation);
+        });
+        if (e.retry) throw e;
+        return { requeueAfterMs: parseDuration((obj.spec as OCMComponentSpec).interval ?? '10m') ?? 600_000 };
+      }
+    },
+  };
+}

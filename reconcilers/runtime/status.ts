@@ -1,0 +1,96 @@
+// Conditions (Flux style: Ready with reason and message, observedGeneration) and status writes
+// through the generic REST path's status subresource, with an Event on every Ready transition.
+import { ApiError } from '../../apiserver/errors.js';
+import { keyFor, type Resource } from '../../apiserver/resources.js';
+import type { GenericREST, RequestOptions } from '../../apiserver/rest.js';
+import type { Condition, KubeObject } from '../../kinds/types.js';
+import type { Store } from '../../storage/store.js';
+import type { ObjectKey, Logger } from './controller.js';
+import type { EventRecorder } from './events.js';
+
+export interface ConditionInput {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+}
+
+type Status = Record<string, unknown> & { conditions?: Condition[]; observedGeneration?: number };
+
+const now = () => new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+const internal = (): RequestOptions => ({ dryRun: false, fieldValidation: 'Ignore', warnings: [] });
+
+/** Sets a condition, keeping lastTransitionTime when the status did not change. */
+export function setCondition(status: Status, c: ConditionInput, generation: number | undefined) {
+  const list = (status.conditions ??= []);
+  const old = list.find((x) => x.type === c.type);
+  const next: Condition = {
+    type: c.type,
+    status: c.status,
+    reason: c.reason,
+    message: c.message.length > 32_000 ? c.message.slice(0, 32_000) + '…' : c.message,
+    lastTransitionTime: old && old.status === c.status ? old.lastTransitionTime : now(),
+    ...(generation !== undefined ? { observedGeneration: generation } : {}),
+  };
+  if (old) list.splice(list.indexOf(old), 1, next);
+  else list.push(next);
+}
+
+export function removeCondition(status: Status, type: string) {
+  if (status.conditions) status.conditions = status.conditions.filter((c) => c.type !== type);
+}
+
+export const condition = (obj: KubeObject | undefined, type = 'Ready'): Condition | undefined =>
+  ((obj?.status as Status | undefined)?.conditions ?? []).find((c) => c.type === type);
+
+export const isReady = (obj: KubeObject | undefined) => condition(obj)?.status === 'True';
+
+export class StatusWriter {
+  constructor(
+    private readonly store: Store,
+    private readonly rest: GenericREST,
+    private readonly events: EventRecorder | undefined,
+    private readonly log: Logger,
+  ) {}
+
+  async get(r: Resource, key: ObjectKey): Promise<KubeObject | undefined> {
+    return (await this.store.get(keyFor(r, key.namespace, key.name)))?.obj;
+  }
+
+  /**
+   * Re-reads the object, lets `mutate` change a copy of its status (observedGeneration is set to
+   * the generation seen), writes it through /status, retrying on conflicts. Returns the result.
+   */
+  async update(r: Resource, key: ObjectKey, mutate: (status: Status, obj: KubeObject) => void): Promise<KubeObject | undefined> {
+    for (let attempt = 0; ; attempt++) {
+      const cur = await this.get(r, key);
+      if (!cur) return undefined;
+      const next = structuredClone(cur);
+      const status = ((next.status as Status | undefined) ?? {}) as Status;
+      mutate(status, cur);
+      status.observedGeneration = cur.metadata.generation;
+      next.status = status;
+      try {
+        const written = (await this.rest.update(r, key.namespace, key.name, next, true, internal())).obj;
+        await this.announce(cur, written);
+        return written;
+      } catch (err) {
+        if (err instanceof ApiError && err.status.code === 409 && attempt < 5) continue;
+        if (err instanceof ApiError && err.status.code === 404) return undefined;
+        throw err;
+      }
+    }
+  }
+
+  /** An Event when Ready changes its status or reason (Flux's rule: events on transitions). */
+  private async announce(before: KubeObject, after: KubeObject) {
+    const a = condition(before);
+    const b = condition(after);
+    if (!this.events || !b || (a && a.status === b.status && a.reason === b.reason)) return;
+    try {
+      await this.events.record(after, b.status === 'False' ? 'Warning' : 'Normal', b.reason, b.message);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, object: `${after.kind}/${after.metadata.namespace}/${after.metadata.name}` }, 'recording an event failed');
+    }
+  }
+}

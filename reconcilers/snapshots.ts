@@ -1,0 +1,132 @@
+// Storing a snapshot: pack the files deterministically, push them to the snapshot registry as
+// layer 0 of an OCI artifact, check what the registry holds, and record a Snapshot object (owned
+// by the Source or Action that made it) whose status tells where it came from. Unchanged
+// content gives no new snapshot.
+import type { Files } from '../providers/types.js';
+import type { KubeObject } from '../kinds/types.js';
+import { packSnapshot, pushSnapshot } from '../registry/snapshot.js';
+import { API_VERSION, applyObject, listObjects, ownerRef, type ReconcilerContext, resourceOf } from './context.js';
+import { setCondition } from './runtime/status.js';
+
+export const CONTENT_DIGEST = 'delivery.ocm.software/content-digest';
+export const PRODUCER_LABEL = 'delivery.ocm.software/producer';
+
+export interface ChainLink {
+  kind: string;
+  name: string;
+  componentVersion?: string;
+  provider?: string;
+  providerGeneration?: number;
+  digest?: string;
+}
+
+export interface StoreSnapshotInput {
+  producer: KubeObject;
+  provider: { apiVersion: string; kind: string; name: string; generation?: number };
+  component: KubeObject;
+  componentVersion: string;
+  identity: { resourceName?: string; extraIdentity?: Record<string, string> };
+  files: Files;
+  input?: { snapshot: string; digest?: string };
+  /** Links before this producer's own (component, upstream steps). */
+  chain: ChainLink[];
+  /** The producer's current snapshot, if any. */
+  current?: KubeObject;
+}
+
+function summary(files: { path: string; size: number }[]): string {
+  const names = files.map((f) => f.path);
+  const shown = names.slice(0, 20).join(', ');
+  return `${files.length} file${files.length === 1 ? '' : 's'}: ${shown}${names.length > 20 ? ', …' : ''}`;
+}
+
+export async function storeSnapshot(ctx: ReconcilerContext, s: StoreSnapshotInput): Promise<{ snapshot: KubeObject; created: boolean }> {
+  const SNAP = resourceOf(ctx, 'Snapshot');
+  const ns = s.producer.metadata.namespace!;
+  const packed = await packSnapshot({ files: s.files });
+  const cur = s.current;
+  const curStatus = (cur?.status ?? {}) as { tag?: string; digest?: string };
+  const sameInput = (cur?.spec as { input?: { digest?: string } } | undefined)?.input?.digest === s.input?.digest;
+  if (cur && cur.metadata.annotations?.[CONTENT_DIGEST] === packed.digest && sameInput && curStatus.digest) return { snapshot: cur, created: false };
+
+  const componentName = s.component.metadata.name!;
+  const timestamp = Math.max(Math.floor(Date.now() / 1000), curStatus.tag && /^\d+$/.test(curStatus.tag) ? Number(curStatus.tag) + 1 : 0);
+  const pushed = await pushSnapshot(ctx.snapshots.client, {
+    registry: ctx.snapshots.host,
+    namespace: ns,
+    component: componentName,
+    name: s.producer.metadata.name!,
+    provider: s.provider.name,
+    timestamp,
+    tgz: packed.tgz,
+    annotations: { 'delivery.ocm.software/producer': `${s.producer.kind}/${s.producer.metadata.name}` },
+  });
+  // What the registry now serves under the tag must be what was pushed.
+  const head = await ctx.snapshots.client.headManifest(`${ctx.snapshots.host}/${pushed.repository}:${pushed.tag}`);
+  const verified = head?.digest === pushed.digest;
+
+  const name = `${s.producer.metadata.name!.slice(0, 240)}-${pushed.tag}`;
+  const snapshot = await applyObject(ctx, SNAP, {
+    apiVersion: API_VERSION,
+    kind: 'Snapshot',
+    metadata: {
+      name,
+      namespace: ns,
+      ownerReferences: [ownerRef(s.producer)],
+      labels: { [PRODUCER_LABEL]: `${s.producer.kind.toLowerCase()}.${s.producer.metadata.name}`.slice(0, 63).replace(/[^-_.a-zA-Z0-9]+/g, '-').replace(/[-_.]+$/, '') },
+      annotations: { [CONTENT_DIGEST]: packed.digest, 'delivery.ocm.software/files': summary(packed.files) },
+    },
+    spec: {
+      identity: { componentName: (s.component.spec as { name: string }).name, componentVersion: s.componentVersion, ...s.identity },
+      producerRef: { kind: s.producer.kind, name: s.producer.metadata.name },
+      providerRef: { apiVersion: s.provider.apiVersion, kind: s.provider.kind, name: s.provider.name },
+      ...(s.input ? { input: s.input } : {}),
+    },
+  });
+  const chain: ChainLink[] = [
+    ...s.chain,
+    {
+      kind: s.producer.kind,
+      name: s.producer.metadata.name!,
+      provider: `${s.provider.kind}/${s.provider.name}`,
+      ...(s.provider.generation !== undefined ? { providerGeneration: s.provider.generation } : {}),
+      digest: pushed.digest,
+    },
+  ];
+  const written = await ctx.status.update(SNAP, { namespace: ns, name }, (st) => {
+    st.repositoryURL = `${ctx.snapshots.host}/${pushed.repository}`;
+    st.tag = pushed.tag;
+    st.digest = pushed.digest;
+    st.size = pushed.size;
+    st.createdAt = new Date(timestamp * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+    st.chain = chain;
+    setCondition(
+      st,
+      verified
+        ? { type: 'Verified', status: 'True', reason: 'DigestVerified', message: `the registry serves ${pushed.repository}:${pushed.tag} as ${pushed.digest}` }
+        : { type: 'Verified', status: 'False', reason: 'DigestMismatch', message: `the registry serves ${head?.digest ?? 'nothing'} for ${pushed.repository}:${pushed.tag}, expected ${pushed.digest}` },
+      snapshot.metadata.generation,
+    );
+    setCondition(
+      st,
+      verified
+        ? { type: 'Ready', status: 'True', reason: 'Stored', message: `${summary(packed.files)}; ${pushed.size} bytes at ${ctx.snapshots.host}/${pushed.repository}:${pushed.tag}` }
+        : { type: 'Ready', status: 'False', reason: 'DigestMismatch', message: 'the stored snapshot does not match what was pushed' },
+      snapshot.metadata.generation,
+    );
+  });
+  await pruneSnapshots(ctx, s.producer);
+  return { snapshot: written ?? snapshot, created: true };
+}
+
+/** Keeps the newest `history` Snapshot objects of a producer. */
+async function pruneSnapshots(ctx: ReconcilerContext, producer: KubeObject) {
+  const SNAP = resourceOf(ctx, 'Snapshot');
+  const mine = (await listObjects(ctx, SNAP, producer.metadata.namespace)).filter((o) =>
+    o.metadata.ownerReferences?.some((r) => r.uid === producer.metadata.uid),
+  );
+  const byTag = mine.sort((a, b) => Number((b.status as { tag?: string })?.tag ?? 0) - Number((a.status as { tag?: string })?.tag ?? 0));
+  for (const old of byTag.slice(Math.max(1, ctx.snapshots.history))) {
+    await ctx.rest.delete(SNAP, old.metadata.namespace, old.metadata.name!, {}, { dryRun: false, fieldValidation: 'Ignore', warnings: [] }).catch(() => undefined);
+  }
+}

@@ -1,0 +1,140 @@
+// Source: runs its provider (built-in OCMResource) on the verified component version of its
+// OCMComponent, stores the result as a snapshot, and sets the provider contract fields (ready,
+// snapshot, digest) on both the provider object and the Source. A new component version flows
+// through by itself: the Source is re-queued whenever its OCMComponent or provider changes.
+import { parseDuration } from '../kinds/common.js';
+import type { SourceSpec } from '../kinds/source.js';
+import type { KubeObject } from '../kinds/types.js';
+import { OcmRepository } from '../ocm/repository.js';
+import { ocmResourceProvider, ResourceNotFound } from '../providers/ocmresource.js';
+import type { SourceProvider } from '../providers/types.js';
+import { API_VERSION, getObject, listObjects, ReconcileError, type ReconcilerContext, repositoryClient, resourceOf } from './context.js';
+import type { ControllerSpec, ObjectKey, Result } from './runtime/controller.js';
+import { condition, isReady, setCondition } from './runtime/status.js';
+import { storeSnapshot } from './snapshots.js';
+
+const builtIn: Record<string, SourceProvider> = { OCMResource: ocmResourceProvider };
+
+/** Caches component versions by repository, name, version: a Source run must not refetch the descriptor. */
+const componentVersions = new Map<string, { at: number; value: Promise<Awaited<ReturnType<OcmRepository['getComponentVersion']>>> }>();
+
+export function sourceController(ctx: ReconcilerContext): ControllerSpec {
+  const SRC = resourceOf(ctx, 'Source');
+  const COMP = resourceOf(ctx, 'OCMComponent');
+  const SNAP = resourceOf(ctx, 'Snapshot');
+  const providerResources = Object.keys(builtIn).map((k) => resourceOf(ctx, k));
+
+  const sourcesWhere = async (pred: (s: SourceSpec, src: KubeObject) => boolean): Promise<ObjectKey[]> =>
+    (await listObjects(ctx, SRC)).filter((s) => pred(s.spec as SourceSpec, s)).map((s) => ({ namespace: s.metadata.namespace, name: s.metadata.name! }));
+  /** What the last successful run was made from, so status echoes don't refetch the resource. */
+  const done = new Map<string, string>();
+
+  async function reconcile(src: KubeObject): Promise<Result | void> {
+    const ns = src.metadata.namespace!;
+    const spec = src.spec as SourceSpec;
+    const pref = spec.providerRef;
+    const provider = pref.apiVersion === API_VERSION ? builtIn[pref.kind] : undefined;
+    if (!provider) throw new ReconcileError('UnsupportedProvider', `provider ${pref.apiVersion} ${pref.kind} is not a built-in Source provider`, false);
+    const PR = resourceOf(ctx, pref.kind);
+    const providerObj = await getObject(ctx, PR, ns, pref.name);
+    if (!providerObj) throw new ReconcileError('ProviderNotFound', `${pref.kind} ${ns}/${pref.name} not found`, false);
+
+    const compNs = spec.componentRef.namespace ?? ns;
+    const comp = await getObject(ctx, COMP, compNs, spec.componentRef.name);
+    if (!comp) throw new ReconcileError('ComponentNotFound', `OCMComponent ${compNs}/${spec.componentRef.name} not found`, false);
+    if (!isReady(comp)) {
+      const c = condition(comp);
+      throw new ReconcileError('ComponentNotReady', `OCMComponent ${compNs}/${spec.componentRef.name} is not ready${c ? `: ${c.message}` : ''}`, false);
+    }
+    const cstatus = comp.status as { resolvedVersion: string };
+    const cspec = comp.spec as { name: string; repository: { url: string; secretRef?: { name: string } } };
+    const inputs = [src.metadata.generation, providerObj.metadata.uid, providerObj.metadata.generation, comp.metadata.uid, cstatus.resolvedVersion].join('|');
+    const every = spec.interval ? parseDuration(spec.interval) : undefined;
+    if (done.get(src.metadata.uid!) === inputs && isReady(src) && !every) return;
+    const client = await repositoryClient(ctx, compNs, cspec.repository.url, cspec.repository.secretRef);
+    try {
+      const repo = new OcmRepository(client, cspec.repository.url);
+      const cacheKey = `${cspec.repository.url}|${cspec.name}|${cstatus.resolvedVersion}`;
+      let hit = componentVersions.get(cacheKey);
+      if (!hit || Date.now() - hit.at > 60_000) {
+        hit = { at: Date.now(), value: repo.getComponentVersion(cspec.name, cstatus.resolvedVersion) };
+        componentVersions.set(cacheKey, hit);
+        hit.value.catch(() => componentVersions.delete(cacheKey));
+      }
+      const cv = await hit.value;
+      let out;
+      try {
+        out = await provider.produce({ source: src, provider: providerObj, component: comp, descriptor: cv.descriptor, repository: repo, componentVersion: cv });
+      } catch (err) {
+        if (err instanceof ResourceNotFound) throw new ReconcileError('ResourceNotFound', err.message, false);
+        const msg = (err as Error).message;
+        if (/digest/i.test(msg)) throw new ReconcileError('DigestMismatch', msg, false);
+        throw new ReconcileError('ProviderFailed', `${pref.kind}/${pref.name}: ${msg}`);
+      }
+      const status = (src.status ?? {}) as { snapshot?: string };
+      const current = status.snapshot ? await getObject(ctx, SNAP, ns, status.snapshot) : undefined;
+      const { snapshot } = await storeSnapshot(ctx, {
+        producer: src,
+        provider: { apiVersion: pref.apiVersion, kind: pref.kind, name: pref.name, generation: providerObj.metadata.generation },
+        component: comp,
+        componentVersion: cstatus.resolvedVersion,
+        identity: out.identity,
+        files: out.files,
+        chain: [{ kind: 'OCMComponent', name: comp.metadata.name!, componentVersion: `${cspec.name}:${cstatus.resolvedVersion}` }],
+        current,
+      });
+      const snap = snapshot.status as { digest: string; tag: string };
+      const contract = (st: Record<string, unknown>, generation: number | undefined, what: string) => {
+        st.ready = true;
+        st.snapshot = snapshot.metadata.name;
+        st.digest = snap.digest;
+        setCondition(st, { type: 'Ready', status: 'True', reason: 'Succeeded', message: `snapshot ${snapshot.metadata.name} (${snap.digest.slice(0, 19)}) of ${what}` }, generation);
+      };
+      const what = `${out.identity.resourceName ?? 'the resource'} from ${cspec.name}:${cstatus.resolvedVersion}`;
+      await ctx.status.update(PR, { namespace: ns, name: pref.name }, (st, o) => contract(st, o.metadata.generation, what));
+      await ctx.status.update(SRC, { namespace: ns, name: src.metadata.name! }, (st, o) => {
+        contract(st, o.metadata.generation, what);
+        st.componentVersion = cstatus.resolvedVersion;
+      });
+      done.set(src.metadata.uid!, inputs);
+      return every ? { requeueAfterMs: every } : undefined;
+    } finally {
+      client.close?.();
+    }
+  }
+
+  return {
+    name: 'source',
+    resource: SRC,
+    watches: [
+      {
+        resource: COMP,
+        map: (c) => sourcesWhere((s, src) => s.componentRef.name === c.metadata.name && (s.componentRef.namespace ?? src.metadata.namespace) === c.metadata.namespace),
+      },
+      ...providerResources.map((r) => ({
+        resource: r,
+        map: (p: KubeObject) =>
+          sourcesWhere((s, src) => s.providerRef.kind === p.kind && s.providerRef.name === p.metadata.name && src.metadata.namespace === p.metadata.namespace),
+      })),
+    ],
+    async reconcile(key) {
+      const src = await ctx.status.get(SRC, key);
+      if (!src || src.metadata.deletionTimestamp || (src.spec as SourceSpec).suspend) return;
+      try {
+        return await reconcile(src);
+      } catch (err) {
+        const e = err instanceof ReconcileError ? err : new ReconcileError('ReconcileFailed', (err as Error).message);
+        done.delete(src.metadata.uid!);
+        const fail = (st: Record<string, unknown>, generation: number | undefined) => {
+          st.ready = false;
+          setCondition(st, { type: 'Ready', status: 'False', reason: e.reason, message: e.message }, generation);
+        };
+        await ctx.status.update(SRC, key, (st, o) => fail(st, o.metadata.generation));
+        const pref = (src.spec as SourceSpec).providerRef;
+        if (pref.apiVersion === API_VERSION && builtIn[pref.kind])
+          await ctx.status.update(resourceOf(ctx, pref.kind), { namespace: key.namespace, name: pref.name }, (st, o) => fail(st, o.metadata.generation));
+        if (e.retry) throw e;
+      }
+    },
+  };
+}
