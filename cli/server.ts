@@ -9,7 +9,7 @@ import YAML from 'yaml';
 import { Authenticator, type AuthnConfig, type Authorizer, CachingAuthorizer, parsePemBundle, type PolicyRule, StaticAuthorizer, type UserInfo } from '../apiserver/auth.js';
 import { authenticationConfigMap, ensureObject, STANDARD_NAMESPACES } from '../apiserver/bootstrap.js';
 import { createApiServer } from '../apiserver/server.js';
-import { ensureCerts, writeKubeconfig } from '../certs/index.js';
+import { ensureCerts, issueClientCert, writeKubeconfig } from '../certs/index.js';
 import { coreKinds } from '../kinds/core/index.js';
 import { fluxKinds } from '../kinds/flux/index.js';
 import { ocmKinds } from '../kinds/index.js';
@@ -40,6 +40,7 @@ const { values } = parseArgs({
     'authorization-policy-file': { type: 'string' },
     'registry-anonymous-pull': { type: 'boolean', default: false },
     reconcilers: { type: 'string', default: 'all' },
+    'registry-external-host': { type: 'string' },
     'snapshot-history': { type: 'string', default: '5' },
     'registry-gc-interval': { type: 'string', default: '600' },
   },
@@ -161,6 +162,7 @@ const gcTimer = setInterval(() => {
 }, Number(values['registry-gc-interval']) * 1000);
 gcTimer.unref();
 const registryHost = `${hostname}:${registry.port}`;
+const snapshotReader = issueClientCert({ certPem: certs.caCertPem, keyPem: certs.caKeyPem }, { commonName: 'ocm-snapshot-reader' });
 host ??= HostCluster.load(kubeconfig);
 const log = server.app.log.child({ component: 'reconcilers' });
 const events = new EventRecorder(host);
@@ -172,7 +174,15 @@ const ctx: ReconcilerContext = {
   events,
   log,
   status: new StatusWriter(store, server.rest, events, log),
-  snapshots: { host: registryHost, history: snapshotHistory, client: new OciClient({ ca: certs.caCertPem, cert: certs.adminCertPem, key: certs.adminKeyPem, retries: 3 }) },
+  snapshots: {
+    host: registryHost,
+    history: snapshotHistory,
+    client: new OciClient({ ca: certs.caCertPem, cert: certs.adminCertPem, key: certs.adminKeyPem, retries: 3 }),
+    // Where Flux reaches the registry: the Service in a cluster, this address standalone.
+    externalHost: values['registry-external-host'] ?? (mode === 'aggregated' ? `ocm-apiserver.ocm-system.svc:${values['registry-port']}` : registryHost),
+    tlsSecretName: 'ocm-registry-tls',
+    tlsSecretData: { 'ca.crt': certs.caCertPem, 'tls.crt': snapshotReader.certPem, 'tls.key': snapshotReader.keyPem },
+  },
 };
 // `--reconcilers none` serves the API alone (API conformance tests and benchmarks).
 const manager = new ControllerManager(store, log);

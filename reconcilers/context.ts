@@ -17,6 +17,11 @@ export interface SnapshotStore {
   client: OciClient;
   /** Snapshots kept per Source/Action (objects and registry tags). */
   history: number;
+  /** `host:port` of the registry as clients in the cluster (Flux) reach it. */
+  externalHost: string;
+  /** Secret (created in each namespace that deploys) with ca.crt, tls.crt, tls.key for pulling. */
+  tlsSecretName: string;
+  tlsSecretData: Record<string, string>;
 }
 
 export interface ReconcilerContext {
@@ -121,3 +126,22 @@ export async function repositoryClient(ctx: ReconcilerContext, namespace: string
 
 /** `oci://host/base`, `http://host/base`, `host/base` → `host/base` (what OcmRepository takes). */
 export const repositoryBase = (url: string) => url;
+
+const tlsSecretsEnsured = new Set<string>();
+
+/** Keeps the Secret that lets Flux pull snapshots (CA + a client certificate) in a namespace. */
+export async function ensureRegistryTlsSecret(ctx: ReconcilerContext, namespace: string): Promise<void> {
+  const name = ctx.snapshots.tlsSecretName;
+  if (tlsSecretsEnsured.has(namespace)) return;
+  const data = Object.fromEntries(Object.entries(ctx.snapshots.tlsSecretData).map(([k, v]) => [k, Buffer.from(v).toString('base64')]));
+  const body = { apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/tls', metadata: { name, namespace, labels: { 'app.kubernetes.io/managed-by': 'ocm-apiserver' } }, data };
+  try {
+    const cur = await ctx.host.core.readNamespacedSecret({ name, namespace });
+    const same = Object.entries(data).every(([k, v]) => cur.data?.[k] === v);
+    if (!same) await ctx.host.core.replaceNamespacedSecret({ name, namespace, body: { ...body, metadata: { ...body.metadata, resourceVersion: cur.metadata?.resourceVersion } } });
+  } catch (err) {
+    if ((err as { code?: number }).code !== 404) throw err;
+    await ctx.host.core.createNamespacedSecret({ namespace, body });
+  }
+  tlsSecretsEnsured.add(namespace);
+}

@@ -5,18 +5,16 @@
 import { parseDuration } from '../kinds/common.js';
 import type { SourceSpec } from '../kinds/source.js';
 import type { KubeObject } from '../kinds/types.js';
-import { OcmRepository } from '../ocm/repository.js';
 import { ocmResourceProvider, ResourceNotFound } from '../providers/ocmresource.js';
 import type { SourceProvider } from '../providers/types.js';
-import { API_VERSION, getObject, listObjects, ReconcileError, type ReconcilerContext, repositoryClient, resourceOf } from './context.js';
+import { readyComponent, withComponentVersion } from './components.js';
+import { runExternalProvider } from './external.js';
+import { API_VERSION, getObject, listObjects, ReconcileError, type ReconcilerContext, resourceOf } from './context.js';
 import type { ControllerSpec, ObjectKey, Result } from './runtime/controller.js';
-import { condition, isReady, setCondition } from './runtime/status.js';
+import { isReady, setCondition } from './runtime/status.js';
 import { storeSnapshot } from './snapshots.js';
 
 const builtIn: Record<string, SourceProvider> = { OCMResource: ocmResourceProvider };
-
-/** Caches component versions by repository, name, version: a Source run must not refetch the descriptor. */
-const componentVersions = new Map<string, { at: number; value: Promise<Awaited<ReturnType<OcmRepository['getComponentVersion']>>> }>();
 
 export function sourceController(ctx: ReconcilerContext): ControllerSpec {
   const SRC = resourceOf(ctx, 'Source');
@@ -34,34 +32,20 @@ export function sourceController(ctx: ReconcilerContext): ControllerSpec {
     const spec = src.spec as SourceSpec;
     const pref = spec.providerRef;
     const provider = pref.apiVersion === API_VERSION ? builtIn[pref.kind] : undefined;
-    if (!provider) throw new ReconcileError('UnsupportedProvider', `provider ${pref.apiVersion} ${pref.kind} is not a built-in Source provider`, false);
+    if (!provider && pref.apiVersion === API_VERSION) throw new ReconcileError('UnsupportedProvider', `${pref.kind} is not a Source provider`, false);
+    if (!provider) return external(src);
     const PR = resourceOf(ctx, pref.kind);
     const providerObj = await getObject(ctx, PR, ns, pref.name);
     if (!providerObj) throw new ReconcileError('ProviderNotFound', `${pref.kind} ${ns}/${pref.name} not found`, false);
 
-    const compNs = spec.componentRef.namespace ?? ns;
-    const comp = await getObject(ctx, COMP, compNs, spec.componentRef.name);
-    if (!comp) throw new ReconcileError('ComponentNotFound', `OCMComponent ${compNs}/${spec.componentRef.name} not found`, false);
-    if (!isReady(comp)) {
-      const c = condition(comp);
-      throw new ReconcileError('ComponentNotReady', `OCMComponent ${compNs}/${spec.componentRef.name} is not ready${c ? `: ${c.message}` : ''}`, false);
-    }
-    const cstatus = comp.status as { resolvedVersion: string };
-    const cspec = comp.spec as { name: string; repository: { url: string; secretRef?: { name: string } } };
-    const inputs = [src.metadata.generation, providerObj.metadata.uid, providerObj.metadata.generation, comp.metadata.uid, cstatus.resolvedVersion].join('|');
+    const rc = await readyComponent(ctx, spec.componentRef, ns);
+    const comp = rc.component;
+    const cstatus = { resolvedVersion: rc.version };
+    const cspec = { name: rc.name };
+    const inputs = [src.metadata.generation, providerObj.metadata.uid, providerObj.metadata.generation, comp.metadata.uid, rc.version].join('|');
     const every = spec.interval ? parseDuration(spec.interval) : undefined;
     if (done.get(src.metadata.uid!) === inputs && isReady(src) && !every) return;
-    const client = await repositoryClient(ctx, compNs, cspec.repository.url, cspec.repository.secretRef);
-    try {
-      const repo = new OcmRepository(client, cspec.repository.url);
-      const cacheKey = `${cspec.repository.url}|${cspec.name}|${cstatus.resolvedVersion}`;
-      let hit = componentVersions.get(cacheKey);
-      if (!hit || Date.now() - hit.at > 60_000) {
-        hit = { at: Date.now(), value: repo.getComponentVersion(cspec.name, cstatus.resolvedVersion) };
-        componentVersions.set(cacheKey, hit);
-        hit.value.catch(() => componentVersions.delete(cacheKey));
-      }
-      const cv = await hit.value;
+    return withComponentVersion(ctx, rc, async (repo, cv) => {
       let out;
       try {
         out = await provider.produce({ source: src, provider: providerObj, component: comp, descriptor: cv.descriptor, repository: repo, componentVersion: cv });
@@ -98,9 +82,37 @@ export function sourceController(ctx: ReconcilerContext): ControllerSpec {
       });
       done.set(src.metadata.uid!, inputs);
       return every ? { requeueAfterMs: every } : undefined;
-    } finally {
-      client.close?.();
-    }
+    });
+  }
+
+  /** A provider of another API group: validate its contract status, pull and verify its snapshot. */
+  async function external(src: KubeObject): Promise<Result> {
+    const ns = src.metadata.namespace!;
+    const spec = src.spec as SourceSpec;
+    const rc = await readyComponent(ctx, spec.componentRef, ns);
+    const ext = await runExternalProvider(ctx, spec.providerRef, ns, 'Source');
+    if (!ext.ready) throw new ReconcileError('ProviderNotReady', ext.message, false);
+    const cur = (src.status as { snapshot?: string } | undefined)?.snapshot;
+    const { snapshot } = await storeSnapshot(ctx, {
+      producer: src,
+      provider: { ...spec.providerRef, generation: ext.provider.metadata.generation },
+      component: rc.component,
+      componentVersion: rc.version,
+      identity: {},
+      files: ext.files!,
+      chain: [{ kind: 'OCMComponent', name: rc.component.metadata.name!, componentVersion: `${rc.name}:${rc.version}` }],
+      current: cur ? await getObject(ctx, SNAP, ns, cur) : undefined,
+    });
+    const digest = (snapshot.status as { digest: string }).digest;
+    await ctx.status.update(SRC, { namespace: ns, name: src.metadata.name! }, (st, o) => {
+      st.ready = true;
+      st.snapshot = snapshot.metadata.name;
+      st.digest = digest;
+      st.componentVersion = rc.version;
+      setCondition(st, { type: 'Ready', status: 'True', reason: 'Succeeded', message: `snapshot ${snapshot.metadata.name} from ${spec.providerRef.kind} ${spec.providerRef.name} (${ext.snapshot}, digest verified)` }, o.metadata.generation);
+    });
+    // External objects live in the host cluster, outside this server's watch: look again soon.
+    return { requeueAfterMs: spec.interval ? (parseDuration(spec.interval) ?? 30_000) : 30_000 };
   }
 
   return {
@@ -134,6 +146,7 @@ export function sourceController(ctx: ReconcilerContext): ControllerSpec {
         if (pref.apiVersion === API_VERSION && builtIn[pref.kind])
           await ctx.status.update(resourceOf(ctx, pref.kind), { namespace: key.namespace, name: pref.name }, (st, o) => fail(st, o.metadata.generation));
         if (e.retry) throw e;
+        if (e.reason === 'ProviderNotReady') return { requeueAfterMs: 5_000 };
       }
     },
   };

@@ -1,0 +1,208 @@
+// Action: consumes the snapshot of a Source or another Action, runs its provider on it, and
+// either stores the result as a new snapshot (transformers) or reports what it deployed
+// (deployers). A chain re-runs by itself when anything upstream changes, and only then: an
+// unchanged input gives no new snapshot. A cycle or a missing upstream is a condition.
+import { actionInputRef, type ActionSpec } from '../kinds/action.js';
+import { parseDuration } from '../kinds/common.js';
+import type { KubeObject } from '../kinds/types.js';
+import { archiveToFiles } from '../providers/content.js';
+import type { ActionOutput, ActionProvider, Files } from '../providers/types.js';
+import { pullSnapshot } from '../registry/snapshot.js';
+import { readyComponent, withComponentVersion } from './components.js';
+import { API_VERSION, ensureRegistryTlsSecret, getObject, listObjects, ReconcileError, type ReconcilerContext, resourceOf } from './context.js';
+import { runExternalProvider } from './external.js';
+import type { ControllerSpec, ObjectKey, Result } from './runtime/controller.js';
+import { isReady, setCondition } from './runtime/status.js';
+import { type ChainLink, storeSnapshot } from './snapshots.js';
+
+const NOT_READY_RETRY_MS = 5_000;
+
+export function actionController(ctx: ReconcilerContext, providers: ActionProvider[]): ControllerSpec {
+  const ACT = resourceOf(ctx, 'Action');
+  const SRC = resourceOf(ctx, 'Source');
+  const SNAP = resourceOf(ctx, 'Snapshot');
+  const COMP = resourceOf(ctx, 'OCMComponent');
+  const builtIn = new Map(providers.map((p) => [p.kind, p]));
+  const providerResources = providers.map((p) => resourceOf(ctx, p.kind));
+  const done = new Map<string, string>();
+
+  const actionsWhere = async (pred: (a: KubeObject) => boolean): Promise<ObjectKey[]> =>
+    (await listObjects(ctx, ACT)).filter(pred).map((a) => ({ namespace: a.metadata.namespace, name: a.metadata.name! }));
+
+  /** Follows the input chain; a ReconcileError when it comes back to `self`. */
+  async function checkCycle(self: KubeObject) {
+    const seen = [self.metadata.name!];
+    let ref = actionInputRef(self);
+    while (ref?.kind === 'Action') {
+      if (seen.includes(ref.name)) throw new ReconcileError('DependencyCycle', `input chain ${[...seen, ref.name].join(' → ')} is a cycle`, false);
+      seen.push(ref.name);
+      const next = await getObject(ctx, ACT, self.metadata.namespace, ref.name);
+      ref = next && actionInputRef(next);
+    }
+  }
+
+  async function input(action: KubeObject) {
+    const ns = action.metadata.namespace!;
+    const ref = actionInputRef(action)!;
+    const upstream = await getObject(ctx, ref.kind === 'Source' ? SRC : ACT, ns, ref.name);
+    if (!upstream) throw new ReconcileError('InputNotFound', `${ref.kind} ${ns}/${ref.name} not found`, false);
+    const st = (upstream.status ?? {}) as { ready?: boolean; snapshot?: string; digest?: string };
+    if (!st.ready || !st.snapshot) throw new ReconcileError('InputNotReady', `${ref.kind} ${ns}/${ref.name} has no ready snapshot yet`, false);
+    const snapshot = await getObject(ctx, SNAP, ns, st.snapshot);
+    const ss = (snapshot?.status ?? {}) as { repositoryURL?: string; tag?: string; digest?: string; chain?: ChainLink[] };
+    if (!snapshot || !ss.repositoryURL || !ss.tag || !ss.digest) throw new ReconcileError('InputNotReady', `Snapshot ${ns}/${st.snapshot} of ${ref.kind} ${ref.name} is not stored yet`, false);
+    if (ss.digest !== st.digest) throw new ReconcileError('InputNotReady', `${ref.kind} ${ref.name} names digest ${st.digest} but its Snapshot holds ${ss.digest}`, false);
+    return { upstream, snapshot, repositoryURL: ss.repositoryURL, tag: ss.tag, digest: ss.digest, chain: ss.chain ?? [] };
+  }
+
+  async function pullInput(i: Awaited<ReturnType<typeof input>>): Promise<Files> {
+    try {
+      return await archiveToFiles(await pullSnapshot(ctx.snapshots.client, `${i.repositoryURL}:${i.tag}`, { expectedDigest: i.digest }));
+    } catch (err) {
+      const msg = (err as Error).message;
+      throw new ReconcileError(/digest/i.test(msg) ? 'InputDigestMismatch' : 'InputUnavailable', `input snapshot ${i.snapshot.metadata.name}: ${msg}`, !/digest/i.test(msg));
+    }
+  }
+
+  async function readValue(ns: string, kind: 'ConfigMap' | 'Secret', name: string, key: string): Promise<string | undefined> {
+    try {
+      if (kind === 'ConfigMap') return (await ctx.host.core.readNamespacedConfigMap({ name, namespace: ns })).data?.[key];
+      const v = (await ctx.host.core.readNamespacedSecret({ name, namespace: ns })).data?.[key];
+      return v === undefined ? undefined : Buffer.from(v, 'base64').toString('utf8');
+    } catch (err) {
+      if ((err as { code?: number }).code === 404) return undefined;
+      throw err;
+    }
+  }
+
+  async function reconcile(action: KubeObject): Promise<Result | void> {
+    const ns = action.metadata.namespace!;
+    const spec = action.spec as ActionSpec;
+    const every = spec.interval ? parseDuration(spec.interval) : undefined;
+    await checkCycle(action);
+    const i = await input(action);
+    const rc = await readyComponent(ctx, spec.componentRef, ns);
+    const pref = spec.providerRef;
+    const provider = pref.apiVersion === API_VERSION ? builtIn.get(pref.kind) : undefined;
+    if (pref.apiVersion === API_VERSION && !provider) throw new ReconcileError('UnsupportedProvider', `${pref.kind} is not an Action provider`, false);
+
+    let out: ActionOutput;
+    let providerObj: KubeObject;
+    if (provider) {
+      const found = await getObject(ctx, resourceOf(ctx, pref.kind), ns, pref.name);
+      if (!found) throw new ReconcileError('ProviderNotFound', `${pref.kind} ${ns}/${pref.name} not found`, false);
+      providerObj = found;
+      const inputs = [action.metadata.generation, providerObj.metadata.uid, providerObj.metadata.generation, i.digest, rc.version].join('|');
+      if (done.get(action.metadata.uid!) === inputs && isReady(action) && !every) return;
+      const files = await pullInput(i);
+      await ensureRegistryTlsSecret(ctx, ns);
+      try {
+        out = await withComponentVersion(ctx, rc, (repo, cv) =>
+          provider.run({
+            action,
+            provider: providerObj,
+            component: rc.component,
+            descriptor: cv.descriptor,
+            repository: repo,
+            componentVersion: cv,
+            input: { files, snapshot: i.snapshot, repositoryURL: i.repositoryURL, tag: i.tag, digest: i.digest },
+            readValue: (kind, name, key) => readValue(ns, kind, name, key),
+            host: ctx.host,
+            snapshotRegistry: { url: ctx.snapshots.externalHost, tlsSecretName: ctx.snapshots.tlsSecretName },
+            snapshotClient: ctx.snapshots.client,
+            snapshotHost: ctx.snapshots.host,
+          }),
+        );
+      } catch (err) {
+        if (err instanceof ReconcileError) throw err;
+        throw new ReconcileError('ProviderFailed', `${pref.kind}/${pref.name}: ${(err as Error).message}`, false);
+      }
+      if (out.ready !== false) done.set(action.metadata.uid!, inputs);
+    } else {
+      const ext = await runExternalProvider(ctx, pref, ns, 'Action');
+      providerObj = ext.provider;
+      if (!ext.ready) throw new ReconcileError('ProviderNotReady', ext.message, false);
+      out = { files: ext.files, ready: true };
+    }
+
+    let snapshot: KubeObject | undefined;
+    if (out.files) {
+      const cur = (action.status as { snapshot?: string } | undefined)?.snapshot;
+      snapshot = (
+        await storeSnapshot(ctx, {
+          producer: action,
+          provider: { apiVersion: pref.apiVersion, kind: pref.kind, name: pref.name, generation: providerObj.metadata.generation },
+          component: rc.component,
+          componentVersion: rc.version,
+          identity: (i.snapshot.spec as { identity?: { resourceName?: string; extraIdentity?: Record<string, string> } }).identity ?? {},
+          files: out.files,
+          input: { snapshot: i.snapshot.metadata.name!, digest: i.digest },
+          chain: i.chain,
+          current: cur ? await getObject(ctx, SNAP, ns, cur) : undefined,
+        })
+      ).snapshot;
+    }
+    const ready = out.ready !== false;
+    const digest = (snapshot?.status as { digest?: string } | undefined)?.digest;
+    const message = !ready
+      ? (out.message ?? 'waiting for what was deployed to become ready')
+      : snapshot
+        ? `snapshot ${snapshot.metadata.name} (${digest!.slice(0, 19)}) from ${i.snapshot.metadata.name}`
+        : `${out.message ?? `deployed ${i.snapshot.metadata.name}`}${out.wrote?.length ? `: ${out.wrote.join(', ')}` : ''}`;
+    const contract = (st: Record<string, unknown>, generation: number | undefined) => {
+      st.ready = ready;
+      if (snapshot) {
+        st.snapshot = snapshot.metadata.name;
+        st.digest = digest;
+      }
+      setCondition(st, { type: 'Ready', status: ready ? 'True' : 'False', reason: ready ? 'Succeeded' : 'Progressing', message }, generation);
+    };
+    if (provider) await ctx.status.update(resourceOf(ctx, pref.kind), { namespace: ns, name: pref.name }, (st, o) => contract(st, o.metadata.generation));
+    await ctx.status.update(ACT, { namespace: ns, name: action.metadata.name! }, (st, o) => {
+      contract(st, o.metadata.generation);
+      st.inputSnapshot = i.snapshot.metadata.name;
+      st.inputDigest = i.digest;
+    });
+    if (!ready || !provider) return { requeueAfterMs: every ?? NOT_READY_RETRY_MS };
+    return every ? { requeueAfterMs: every } : undefined;
+  }
+
+  return {
+    name: 'action',
+    resource: ACT,
+    watches: [
+      { resource: SRC, map: (s) => actionsWhere((a) => a.metadata.namespace === s.metadata.namespace && actionInputRef(a)?.kind === 'Source' && actionInputRef(a)?.name === s.metadata.name) },
+      { resource: ACT, map: (u) => actionsWhere((a) => a.metadata.namespace === u.metadata.namespace && actionInputRef(a)?.kind === 'Action' && actionInputRef(a)?.name === u.metadata.name) },
+      {
+        resource: COMP,
+        map: (c) => actionsWhere((a) => ((a.spec as ActionSpec).componentRef.namespace ?? a.metadata.namespace) === c.metadata.namespace && (a.spec as ActionSpec).componentRef.name === c.metadata.name),
+      },
+      ...providerResources.map((r) => ({
+        resource: r,
+        map: (p: KubeObject) =>
+          actionsWhere((a) => a.metadata.namespace === p.metadata.namespace && (a.spec as ActionSpec).providerRef.kind === p.kind && (a.spec as ActionSpec).providerRef.name === p.metadata.name),
+      })),
+    ],
+    async reconcile(key) {
+      const action = await ctx.status.get(ACT, key);
+      if (!action || (action.spec as ActionSpec).suspend) return;
+      const pref = (action.spec as ActionSpec).providerRef;
+      if (action.metadata.deletionTimestamp) return;
+      try {
+        return await reconcile(action);
+      } catch (err) {
+        const e = err instanceof ReconcileError ? err : new ReconcileError('ReconcileFailed', (err as Error).message);
+        done.delete(action.metadata.uid!);
+        const fail = (st: Record<string, unknown>, generation: number | undefined) => {
+          st.ready = false;
+          setCondition(st, { type: 'Ready', status: 'False', reason: e.reason, message: e.message }, generation);
+        };
+        await ctx.status.update(ACT, key, (st, o) => fail(st, o.metadata.generation));
+        if (pref.apiVersion === API_VERSION && builtIn.has(pref.kind))
+          await ctx.status.update(resourceOf(ctx, pref.kind), { namespace: key.namespace, name: pref.name }, (st, o) => fail(st, o.metadata.generation));
+        if (e.retry) throw e;
+        if (e.reason === 'ProviderNotReady') return { requeueAfterMs: NOT_READY_RETRY_MS };
+      }
+    },
+  };
+}
