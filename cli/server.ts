@@ -3,6 +3,7 @@
 //   [--port N] [--registry-port N] [--bind ADDR] [--log-level L] [--history-size N]
 //   [--token-auth-file FILE] [--authorization-policy-file FILE]`
 import { mkdirSync, readFileSync } from 'node:fs';
+import { hostname as osHostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import YAML from 'yaml';
@@ -17,6 +18,7 @@ import { ClusterControllers } from '../reconcilers/cluster-controllers.js';
 import type { ReconcilerContext } from '../reconcilers/context.js';
 import { ocmComponentController } from '../reconcilers/ocmcomponent.js';
 import { ControllerManager } from '../reconcilers/runtime/controller.js';
+import { AlwaysLeader, type LeaderElector, LeaseElector } from '../reconcilers/runtime/leader.js';
 import { EventRecorder } from '../reconcilers/runtime/events.js';
 import { StatusWriter } from '../reconcilers/runtime/status.js';
 import { sourceController } from '../reconcilers/source.js';
@@ -41,6 +43,8 @@ const { values } = parseArgs({
     'registry-anonymous-pull': { type: 'boolean', default: false },
     reconcilers: { type: 'string', default: 'all' },
     'registry-external-host': { type: 'string' },
+    'leader-elect': { type: 'boolean' },
+    'leader-election-namespace': { type: 'string', default: 'ocm-system' },
     'snapshot-history': { type: 'string', default: '5' },
     'registry-gc-interval': { type: 'string', default: '600' },
   },
@@ -129,7 +133,6 @@ if (mode === 'standalone') {
   for (const name of STANDARD_NAMESPACES) await ensureObject(server.rest, server.registry, { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
   await ensureObject(server.rest, server.registry, authenticationConfigMap(certs.caCertPem, certs.frontProxyCACertPem, ['front-proxy-client']), ['data']);
   controllers = new ClusterControllers(store, server.rest, server.registry, server.app.log);
-  await controllers.start();
 }
 
 await server.app.listen({ port, host: bind });
@@ -182,6 +185,8 @@ const ctx: ReconcilerContext = {
     externalHost: values['registry-external-host'] ?? (mode === 'aggregated' ? `ocm-apiserver.ocm-system.svc:${values['registry-port']}` : registryHost),
     tlsSecretName: 'ocm-registry-tls',
     tlsSecretData: { 'ca.crt': certs.caCertPem, 'tls.crt': snapshotReader.certPem, 'tls.key': snapshotReader.keyPem },
+    attestationKeyPem: certs.serverKeyPem,
+    attestationCertPem: certs.serverCertPem,
   },
 };
 // `--reconcilers none` serves the API alone (API conformance tests and benchmarks).
@@ -191,7 +196,21 @@ for (const make of [ocmComponentController, sourceController]) {
   const spec = make(ctx);
   if (!enabled || enabled.has(spec.name)) manager.add(spec);
 }
-await manager.start();
+// Only the leader reconciles; a single embedded replica always is one.
+const elector: LeaderElector =
+  values['leader-elect'] ?? mode === 'aggregated'
+    ? new LeaseElector(host, values['leader-election-namespace']!, 'ocm-apiserver-reconcilers', `${osHostname()}_${process.pid}`, log)
+    : new AlwaysLeader();
+await elector.start(
+  async () => {
+    await controllers?.start();
+    await manager.start();
+  },
+  async () => {
+    controllers?.stop();
+    await manager.stop();
+  },
+);
 
 server.app.log.info(
   { url, registry: registryHost, kubeconfig, dataDir, mode, resourceVersion: store.currentRV() },
@@ -203,8 +222,7 @@ const stop = async (signal: string) => {
   if (stopping) return;
   stopping = true;
   server.app.log.info({ signal }, 'shutting down');
-  controllers?.stop();
-  await manager.stop();
+  await elector.stop();
   clearInterval(gcTimer);
   await registry.close();
   await server.close();

@@ -13,7 +13,7 @@ import { API_VERSION, ensureRegistryTlsSecret, getObject, listObjects, Reconcile
 import { runExternalProvider } from './external.js';
 import type { ControllerSpec, ObjectKey, Result } from './runtime/controller.js';
 import { isReady, setCondition } from './runtime/status.js';
-import { type ChainLink, storeSnapshot } from './snapshots.js';
+import { type ChainLink, checkAttestation, storeSnapshot } from './snapshots.js';
 
 const NOT_READY_RETRY_MS = 5_000;
 
@@ -56,6 +56,8 @@ export function actionController(ctx: ReconcilerContext, providers: ActionProvid
   }
 
   async function pullInput(i: Awaited<ReturnType<typeof input>>): Promise<Files> {
+    const bad = await checkAttestation(ctx, i.repositoryURL, i.digest);
+    if (bad) throw new ReconcileError('AttestationInvalid', `input snapshot ${i.snapshot.metadata.name} is not attested by this server: ${bad}`, false);
     try {
       return await archiveToFiles(await pullSnapshot(ctx.snapshots.client, `${i.repositoryURL}:${i.tag}`, { expectedDigest: i.digest }));
     } catch (err) {

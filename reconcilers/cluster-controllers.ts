@@ -66,22 +66,22 @@ class Queue {
 
 export class ClusterControllers {
   private handles: WatchHandle[] = [];
-  private readonly nsQueue: Queue;
-  private readonly gcQueue: Queue;
+  private nsQueue!: Queue;
+  private gcQueue!: Queue;
   private readonly stored: Resource[];
 
   constructor(
     private readonly store: Store,
     private readonly rest: GenericREST,
     private readonly registry: ResourceRegistry,
-    log: Log,
+    private readonly log: Log,
   ) {
     this.stored = registry.all.filter((r) => !r.create);
-    this.nsQueue = new Queue((ns) => this.finalizeNamespace(ns), log);
-    this.gcQueue = new Queue((ns) => this.collect(ns === '' ? undefined : ns), log);
   }
 
   async start() {
+    this.nsQueue = new Queue((ns) => this.finalizeNamespace(ns), this.log);
+    this.gcQueue = new Queue((ns) => this.collect(ns === '' ? undefined : ns), this.log);
     const nsRes = this.registry.lookup('', 'v1', 'namespaces');
     const rv = this.store.currentRV();
     if (nsRes) {
@@ -105,6 +105,7 @@ export class ClusterControllers {
 
   stop() {
     for (const h of this.handles) h.stop();
+    this.handles = [];
     this.nsQueue.stop();
     this.gcQueue.stop();
   }

@@ -22,6 +22,9 @@ export interface SnapshotStore {
   /** Secret (created in each namespace that deploys) with ca.crt, tls.crt, tls.key for pulling. */
   tlsSecretName: string;
   tlsSecretData: Record<string, string>;
+  /** The server's key that signs snapshot attestations, and the certificate that verifies them. */
+  attestationKeyPem: string;
+  attestationCertPem: string;
 }
 
 export interface ReconcilerContext {

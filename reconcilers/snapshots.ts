@@ -4,6 +4,8 @@
 // content gives no new snapshot.
 import type { Files } from '../providers/types.js';
 import type { KubeObject } from '../kinds/types.js';
+import { attachAttestation, verifyAttestation } from '../registry/attestation.js';
+import { MEDIA_TYPES } from '../registry/client.js';
 import { packSnapshot, pushSnapshot } from '../registry/snapshot.js';
 import { API_VERSION, applyObject, listObjects, ownerRef, type ReconcilerContext, resourceOf } from './context.js';
 import { setCondition } from './runtime/status.js';
@@ -64,6 +66,20 @@ export async function storeSnapshot(ctx: ReconcilerContext, s: StoreSnapshotInpu
   // What the registry now serves under the tag must be what was pushed.
   const head = await ctx.snapshots.client.headManifest(`${ctx.snapshots.host}/${pushed.repository}:${pushed.tag}`);
   const verified = head?.digest === pushed.digest;
+  // The core attests every snapshot: a signed in-toto statement as an OCI referrer of it.
+  const repositoryRef = `${ctx.snapshots.host}/${pushed.repository}`;
+  const attestation = await attachAttestation(ctx.snapshots.client, {
+    repositoryRef,
+    subject: { digest: pushed.digest, size: head?.size ?? 0, mediaType: MEDIA_TYPES.ociManifest },
+    predicate: {
+      component: { name: (s.component.spec as { name: string }).name, version: s.componentVersion },
+      producer: { kind: s.producer.kind, name: s.producer.metadata.name!, namespace: ns },
+      provider: { apiVersion: s.provider.apiVersion, kind: s.provider.kind, name: s.provider.name, ...(s.provider.generation !== undefined ? { generation: s.provider.generation } : {}) },
+      ...(s.input?.digest ? { input: { digest: s.input.digest } } : {}),
+      createdAt: new Date(timestamp * 1000).toISOString(),
+    },
+    signingKeyPem: ctx.snapshots.attestationKeyPem,
+  });
 
   const name = `${s.producer.metadata.name!.slice(0, 240)}-${pushed.tag}`;
   const snapshot = await applyObject(ctx, SNAP, {
@@ -100,6 +116,7 @@ export async function storeSnapshot(ctx: ReconcilerContext, s: StoreSnapshotInpu
     st.size = pushed.size;
     st.createdAt = new Date(timestamp * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
     st.chain = chain;
+    st.attestation = { digest: attestation.digest, verified: true };
     setCondition(
       st,
       verified
@@ -129,4 +146,10 @@ async function pruneSnapshots(ctx: ReconcilerContext, producer: KubeObject) {
   for (const old of byTag.slice(Math.max(1, ctx.snapshots.history))) {
     await ctx.rest.delete(SNAP, old.metadata.namespace, old.metadata.name!, {}, { dryRun: false, fieldValidation: 'Ignore', warnings: [] }).catch(() => undefined);
   }
+}
+
+/** Checks the attestation of a snapshot before it is consumed; a reason when it does not hold. */
+export async function checkAttestation(ctx: ReconcilerContext, repositoryURL: string, digest: string): Promise<string | undefined> {
+  const r = await verifyAttestation(ctx.snapshots.client, { repositoryRef: repositoryURL, subjectDigest: digest, publicKeyPem: ctx.snapshots.attestationCertPem });
+  return r.ok ? undefined : r.reason;
 }

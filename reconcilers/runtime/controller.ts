@@ -180,25 +180,27 @@ export class Controller {
   }
 }
 
+/** Runs a set of controllers; start() after stop() starts fresh ones (a regained leadership). */
 export class ControllerManager {
-  readonly controllers: Controller[] = [];
+  private readonly specs: ControllerSpec[] = [];
+  controllers: Controller[] = [];
 
   constructor(
     private readonly store: Store,
     private readonly log: Logger,
   ) {}
 
-  add(spec: ControllerSpec): Controller {
-    const c = new Controller(spec, this.store, this.log);
-    this.controllers.push(c);
-    return c;
+  add(spec: ControllerSpec) {
+    this.specs.push(spec);
   }
 
   async start() {
+    this.controllers = this.specs.map((s) => new Controller(s, this.store, this.log));
     for (const c of this.controllers) await c.start();
   }
 
   async stop() {
     await Promise.all(this.controllers.map((c) => c.stop()));
+    this.controllers = [];
   }
 }

@@ -46,12 +46,14 @@ export class HostCluster {
   readonly authn: k8s.AuthenticationV1Api;
   readonly authz: k8s.AuthorizationV1Api;
   readonly objects: k8s.KubernetesObjectApi;
+  readonly coordination: k8s.CoordinationV1Api;
 
   constructor(readonly kubeconfig: k8s.KubeConfig) {
     this.core = kubeconfig.makeApiClient(k8s.CoreV1Api);
     this.authn = kubeconfig.makeApiClient(k8s.AuthenticationV1Api);
     this.authz = kubeconfig.makeApiClient(k8s.AuthorizationV1Api);
     this.objects = k8s.KubernetesObjectApi.makeApiClient(kubeconfig);
+    this.coordination = kubeconfig.makeApiClient(k8s.CoordinationV1Api);
   }
 
   /** From a kubeconfig file, or the pod's service account when none is given. */
