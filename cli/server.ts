@@ -14,6 +14,11 @@ import { ensureCerts, issueClientCert, writeKubeconfig } from '../certs/index.js
 import { coreKinds } from '../kinds/core/index.js';
 import { fluxKinds } from '../kinds/flux/index.js';
 import { ocmKinds } from '../kinds/index.js';
+import { configuratorProvider } from '../providers/configurator.js';
+import { helmReleaseTemplateProvider } from '../providers/helmreleasetemplate.js';
+import { kustomizationTemplateProvider } from '../providers/kustomizationtemplate.js';
+import { localizationProvider } from '../providers/localization.js';
+import { actionController } from '../reconcilers/action.js';
 import { ClusterControllers } from '../reconcilers/cluster-controllers.js';
 import type { ReconcilerContext } from '../reconcilers/context.js';
 import { ocmComponentController } from '../reconcilers/ocmcomponent.js';
@@ -26,6 +31,11 @@ import { OciClient } from '../registry/client.js';
 import { startRegistry } from '../registry/server.js';
 import { HostCluster } from '../reconcilers/runtime/host.js';
 import { LevelStore } from '../storage/leveldb.js';
+import { LIMIT_DEFAULTS, parseDuration } from '../apiserver/limits.js';
+import { Metrics } from '../apiserver/metrics.js';
+import { MeteredStore } from '../storage/metered.js';
+import type { FastifyInstance } from 'fastify';
+import { isWatchUrl, RequestTracker, shutdown } from './shutdown.js';
 
 const { values } = parseArgs({
   options: {
@@ -47,6 +57,10 @@ const { values } = parseArgs({
     'leader-election-namespace': { type: 'string', default: 'ocm-system' },
     'snapshot-history': { type: 'string', default: '5' },
     'registry-gc-interval': { type: 'string', default: '600' },
+    'max-requests-inflight': { type: 'string', default: String(LIMIT_DEFAULTS.maxRequestsInflight) },
+    'max-mutating-requests-inflight': { type: 'string', default: String(LIMIT_DEFAULTS.maxMutatingRequestsInflight) },
+    'request-timeout': { type: 'string', default: '1m0s' },
+    'max-watches-per-user': { type: 'string', default: String(LIMIT_DEFAULTS.maxWatchesPerUser) },
   },
   strict: true,
 });
@@ -59,7 +73,17 @@ const bind = values.bind!;
 mkdirSync(dataDir, { recursive: true });
 
 const certs = await ensureCerts(resolve(values['cert-dir'] ?? join(dataDir, 'certs')), { hosts: bind === '0.0.0.0' || bind === '::' ? [] : [bind] });
-const store = await LevelStore.open(join(dataDir, 'db'), { historySize: Number(values['history-size']) });
+const metrics = new Metrics();
+const store = new MeteredStore(await LevelStore.open(join(dataDir, 'db'), { historySize: Number(values['history-size']) }), metrics.storageDuration);
+const requestTimeoutMs = /^\d+$/.test(values['request-timeout']!) ? Number(values['request-timeout']) * 1000 : parseDuration(values['request-timeout']!); // seconds, or a Go duration like kube's
+const limits = {
+  maxRequestsInflight: Number(values['max-requests-inflight']),
+  maxMutatingRequestsInflight: Number(values['max-mutating-requests-inflight']),
+  requestTimeoutMs,
+  maxWatchesPerUser: Number(values['max-watches-per-user']),
+};
+for (const [k, v] of Object.entries(limits)) if (!Number.isFinite(v) || v < 0) throw new Error(`invalid value for ${k}: ${v}`);
+if (requestTimeoutMs <= 0) throw new Error('--request-timeout must be positive');
 
 /** kube's static token file: `token,user,uid,"group1,group2"` per line. */
 function readTokenFile(file: string): Map<string, UserInfo> {
@@ -126,7 +150,10 @@ const server = await createApiServer({
   authz,
   serveReviews: mode === 'standalone',
   logLevel: values['log-level'],
+  metrics,
+  limits,
 });
+const apiRequests = new RequestTracker(server.app.server, isWatchUrl); // for draining at shutdown
 
 let controllers: ClusterControllers | undefined;
 if (mode === 'standalone') {
@@ -146,6 +173,7 @@ const kubeconfig = join(dataDir, 'certs', 'admin.kubeconfig');
 writeKubeconfig(kubeconfig, { server: url, caCertPem: certs.caCertPem, clientCertPem: certs.adminCertPem, clientKeyPem: certs.adminKeyPem });
 
 // The snapshot registry, and the reconcilers that fill it.
+const registryHttp: { app?: FastifyInstance; tracker?: RequestTracker } = {};
 const registry = await startRegistry({
   dataDir: join(dataDir, 'registry'),
   port: Number(values['registry-port']),
@@ -155,6 +183,11 @@ const registry = await startRegistry({
   // `docker login`-style clients: the password is a bearer token this server accepts.
   authenticateBasic: async (_user, pass) => (authnConfig.tokens ? authnConfig.tokens(pass) : undefined),
   logLevel: values['log-level'],
+  instrument: (app, blobs) => {
+    metrics.instrumentRegistry(app, blobs);
+    registryHttp.app = app;
+    registryHttp.tracker = new RequestTracker(app.server);
+  },
 });
 const snapshotHistory = Number(values['snapshot-history']);
 const gcTimer = setInterval(() => {
@@ -165,6 +198,10 @@ const gcTimer = setInterval(() => {
 }, Number(values['registry-gc-interval']) * 1000);
 gcTimer.unref();
 const registryHost = `${hostname}:${registry.port}`;
+if (mode === 'standalone') {
+  // Where the snapshot registry is, for tools (npm run example) that only have a kubeconfig.
+  await ensureObject(server.rest, server.registry, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'ocm-apiserver', namespace: 'kube-public' }, data: { registry: registryHost } }, ['data']);
+}
 const snapshotReader = issueClientCert({ certPem: certs.caCertPem, keyPem: certs.caKeyPem }, { commonName: 'ocm-snapshot-reader' });
 host ??= HostCluster.load(kubeconfig);
 const log = server.app.log.child({ component: 'reconcilers' });
@@ -192,10 +229,12 @@ const ctx: ReconcilerContext = {
 // `--reconcilers none` serves the API alone (API conformance tests and benchmarks).
 const manager = new ControllerManager(store, log);
 const enabled = values.reconcilers === 'all' ? undefined : new Set(values.reconcilers!.split(',').map((x) => x.trim()).filter((x) => x && x !== 'none'));
-for (const make of [ocmComponentController, sourceController]) {
+const actionProviders = [localizationProvider, configuratorProvider, kustomizationTemplateProvider, helmReleaseTemplateProvider];
+for (const make of [ocmComponentController, sourceController, (c: ReconcilerContext) => actionController(c, actionProviders)]) {
   const spec = make(ctx);
-  if (!enabled || enabled.has(spec.name)) manager.add(spec);
+  if (!enabled || enabled.has(spec.name)) manager.add(metrics.timeReconciles(spec));
 }
+metrics.trackControllers(() => manager.controllers);
 // Only the leader reconciles; a single embedded replica always is one.
 const elector: LeaderElector =
   values['leader-elect'] ?? mode === 'aggregated'
@@ -218,15 +257,20 @@ server.app.log.info(
 );
 
 let stopping = false;
+// Graceful shutdown (cli/shutdown.ts): reconcilers, then stop accepting, end watches, drain
+// in-flight requests (bounded), flush storage; within the pod's 30 s terminationGracePeriodSeconds.
 const stop = async (signal: string) => {
   if (stopping) return;
   stopping = true;
   server.app.log.info({ signal }, 'shutting down');
-  await elector.stop();
   clearInterval(gcTimer);
-  await registry.close();
-  await server.close();
-  await store.close();
+  setTimeout(() => {
+    server.app.log.error({}, 'shutdown did not finish in 28s; exiting');
+    process.exit(1);
+  }, 28_000).unref();
+  const http = [{ name: 'api', server: server.app.server, tracker: apiRequests, endLongRunning: () => server.watches.closeAll(), close: () => server.close() }];
+  if (registryHttp.app && registryHttp.tracker) http.push({ name: 'registry', server: registryHttp.app.server, tracker: registryHttp.tracker, endLongRunning: () => {}, close: () => registry.close() });
+  await shutdown({ log: server.app.log, stopReconcilers: () => elector.stop(), http, closeStorage: () => store.close(), reconcilersTimeoutMs: 5000, drainTimeoutMs: Math.min(requestTimeoutMs, 15_000) });
   process.exit(0);
 };
 process.on('SIGTERM', () => void stop('SIGTERM'));

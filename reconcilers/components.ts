@@ -41,6 +41,6 @@ export async function withComponentVersion<T>(ctx: ReconcilerContext, c: ReadyCo
     }
     return await fn(repo, await hit.value);
   } finally {
-    client.close?.();
+    if (client !== ctx.snapshots.client) client.close?.();
   }
 }

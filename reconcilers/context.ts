@@ -115,6 +115,9 @@ export async function secretData(ctx: ReconcilerContext, namespace: string, name
 
 /** An OCI client for a user's repository: plain HTTP for `http://` URLs, credentials from a Secret. */
 export async function repositoryClient(ctx: ReconcilerContext, namespace: string, url: string, secretRef?: { name: string }): Promise<OciClient> {
+  // The embedded registry can hold OCM repositories too; this process reaches it with its own certificate.
+  const host = url.replace(/^(?:oci|https?):\/\//, '').split('/')[0].replace(/^localhost(?=:)/, '127.0.0.1');
+  if (!secretRef && [ctx.snapshots.host, ctx.snapshots.externalHost].map((h) => h.replace(/^localhost(?=:)/, '127.0.0.1')).includes(host)) return ctx.snapshots.client;
   let credentials: ((host: string) => Credentials | undefined) | undefined;
   if (secretRef) {
     const data = await secretData(ctx, namespace, secretRef.name);

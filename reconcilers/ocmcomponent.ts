@@ -127,7 +127,7 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
       });
       return { requeueAfterMs: interval };
     } finally {
-      client.close?.();
+      if (client !== ctx.snapshots.client) client.close?.();
     }
   }
 
