@@ -26,6 +26,7 @@ import { type BodyType, parseBody, parseMediaType, parseProtobufBody } from './n
 import { keyFor, type Resource } from './resources.js';
 import { type Matcher, parseFieldSelector, parseLabelSelector } from './selectors.js';
 import { validateObjectMeta } from './validation.js';
+import { assertObjectDepth } from './limits.js';
 
 export type FieldValidation = 'Strict' | 'Warn' | 'Ignore';
 
@@ -162,6 +163,7 @@ export class GenericREST {
 
   /** Validates a body's apiVersion/kind/namespace/name against the request. */
   private checkIdentity(r: Resource, body: unknown, ns: string | undefined, name?: string): KubeObject {
+    assertObjectDepth(body); // before anything walks it recursively (apiserver/limits.ts)
     if (body === null || typeof body !== 'object' || Array.isArray(body)) throw badRequest(`expected a JSON object of kind ${r.def.kind}, got ${Array.isArray(body) ? 'an array' : typeof body}`);
     const obj = body as KubeObject;
     if (obj.kind === undefined || obj.kind === '') throw badRequest(`Object 'Kind' is missing in the request body`);

@@ -13,6 +13,8 @@ import { OpenAPI } from './openapi.js';
 import { OpenAPIv2Server } from './openapi-proto.js';
 import { ResourceHandler, resolve } from './resource-routes.js';
 import { keyFor, ResourceRegistry } from './resources.js';
+import { type LimitOptions, nodeServerOptions, RequestLimiter, requestLimits } from './limits.js';
+import { type Metrics, observeRequests } from './metrics.js';
 import { GenericREST } from './rest.js';
 import { WatchHub } from './watch.js';
 
@@ -34,6 +36,10 @@ export interface ServerOptions {
   /** Largest accepted request body (kube-apiserver's limit is 3 MiB). */
   bodyLimit?: number;
   version?: string;
+  /** Prometheus metrics (served on /metrics); none when absent. */
+  metrics?: Metrics;
+  /** In-flight, timeout, watch and header limits (apiserver/limits.ts); kube's defaults when absent. */
+  limits?: LimitOptions;
 }
 
 export interface ApiServer {
@@ -42,6 +48,7 @@ export interface ApiServer {
   reloadTrust(): void;
   rest: GenericREST;
   watches: WatchHub;
+  limiter: RequestLimiter;
   close(): Promise<void>;
 }
 
@@ -87,7 +94,7 @@ export async function createApiServer(opts: ServerOptions): Promise<ApiServer> {
   const openapiV2 = new OpenAPIv2Server(() => openapi.v2()); // JSON or gnostic protobuf, by Accept
 
   const app = Fastify({
-    https: { key: opts.tls.key, cert: opts.tls.cert, ca: opts.authn.trustedCAs(), requestCert: true, rejectUnauthorized: false },
+    https: { key: opts.tls.key, cert: opts.tls.cert, ca: opts.authn.trustedCAs(), requestCert: true, rejectUnauthorized: false, ...nodeServerOptions(opts.limits) },
     logger: { level: opts.logLevel ?? 'info' },
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: opts.bodyLimit ?? 3 * 1024 * 1024,
@@ -107,6 +114,7 @@ export async function createApiServer(opts: ServerOptions): Promise<ApiServer> {
   });
   app.setNotFoundHandler((req, reply) => sendError(reply, pathNotFound(req.url.split('?')[0])));
 
+  await app.register(observeRequests, { registry, metrics: opts.metrics }); // before authn: counts and logs 401s too
   app.addHook('onRequest', async (req) => {
     const path = req.url.split('?')[0];
     if (PUBLIC_PATHS.test(path)) return;
@@ -117,6 +125,8 @@ export async function createApiServer(opts: ServerOptions): Promise<ApiServer> {
     const d = await opts.authz.authorize(attrs);
     if (!d.allowed) throw forbiddenError(attrs, d.reason);
   });
+  const limiter = new RequestLimiter(opts.limits);
+  await app.register(requestLimits, { limiter, metrics: opts.metrics }); // after authn: needs the user
 
   for (const p of ['/healthz', '/livez', '/readyz']) {
     app.get(p, async (_req, reply) => reply.type('text/plain').send('ok'));
@@ -207,6 +217,7 @@ export async function createApiServer(opts: ServerOptions): Promise<ApiServer> {
     },
     rest,
     watches,
+    limiter,
     async close() {
       watches.closeAll();
       await app.close();

@@ -465,6 +465,20 @@ interface DocState {
   scalars: Map<Scalar, boolean>;
   /** Pairs added to block maps of the source. */
   inserts: Array<{ map: YAMLMap; pair: Pair }>;
+  /** Values replaced by collections (or collections by values): the source range and how to write the new value there. */
+  replaces: Replace[];
+}
+
+interface Replace {
+  start: number;
+  end: number;
+  /** `block`: a map entry's value, written after the `:` (a block collection on the following lines); `flow`: written in place, on one line. */
+  mode: 'block' | 'flow';
+  keyCol: number;
+  inFlow: boolean;
+  pair?: Pair;
+  seq?: YAMLSeq;
+  index?: number;
 }
 
 interface FileState {
@@ -646,7 +660,7 @@ export class SnapshotEditor {
     st = {
       name,
       src,
-      docs: docs.map((doc) => ({ doc, structural: false, scalars: new Map(), inserts: [] })),
+      docs: docs.map((doc) => ({ doc, structural: false, scalars: new Map(), inserts: [], replaces: [] })),
       style: detectStyle(src),
       json: /\.json$/i.test(name),
       changed: false,
@@ -670,11 +684,16 @@ export class SnapshotEditor {
         else if (node.range) d.scalars.set(node, w.inFlow);
         return true;
       }
+      if (!isScalarValue(value) && isCollectionNode(node) && sameValue(JSON.stringify(node.toJSON()), JSON.stringify(value))) return false;
       const fresh = createNode(doc, value);
       if (w.pair) w.pair.value = fresh;
       else if (w.seq && w.index !== undefined) w.seq.items[w.index] = fresh;
-      if ((w.pair && !(w.pair.key as Node)?.range) || (w.seq && !w.seq.range)) return true; // inside an added subtree
-      d.structural = true;
+      const slot = (r: Replace) => (w.pair ? r.pair === w.pair : r.seq === w.seq && r.index === w.index);
+      if (d.replaces.some(slot)) return true; // replaced before: written from the model
+      if (isNodeObject(node) && !node.range) return true; // inside an added subtree: written with it
+      const plan = planReplace(st.src, w, node);
+      if (plan) d.replaces.push({ ...plan, inFlow: w.inFlow, pair: w.pair, seq: w.seq, index: w.index });
+      else d.structural = true;
       return true;
     }
     if (w.parentMap && w.key !== undefined) {
@@ -696,6 +715,54 @@ export class SnapshotEditor {
   }
 }
 
+const isNodeObject = (n: unknown): n is Node => isScalar(n) || isMap(n) || isSeq(n) || isAlias(n);
+const isCollectionNode = (n: unknown): n is YAMLMap | YAMLSeq => isMap(n) || isSeq(n);
+
+/** Where and how a value replaced by a collection (or a flow collection replaced by anything) is written. */
+function planReplace(src: string, w: Extract<Walk, { ok: true }>, old: unknown): Omit<Replace, 'inFlow' | 'pair' | 'seq' | 'index'> | undefined {
+  if (!isNodeObject(old) || !old.range) return undefined;
+  const blockScalar = isScalar(old) && (old.type === Scalar.BLOCK_FOLDED || old.type === Scalar.BLOCK_LITERAL);
+  if (blockScalar || isAlias(old) || (isCollectionNode(old) && !old.flow)) return undefined;
+  const key = w.pair?.key as Node | undefined;
+  if (isScalar(old) && !w.inFlow && key?.range) {
+    let start = old.range[0];
+    while (start > 0 && (src[start - 1] === ' ' || src[start - 1] === '\t')) start--;
+    if (src[start - 1] !== ':') return undefined;
+    return { start, end: old.range[1], mode: 'block', keyCol: col(src, key.range[0]) };
+  }
+  return { start: old.range[0], end: old.range[1], mode: 'flow', keyCol: 0 };
+}
+
+/** The text of a Replace, from the model's current value; undefined when it cannot be written in place. */
+function replaceText(st: FileState, r: Replace): string | undefined {
+  const cur = r.pair ? r.pair.value : r.seq!.items[r.index!];
+  const sep = r.mode === 'block' ? ' ' : '';
+  if (isScalar(cur)) {
+    const text = isScalarValue(cur.value) ? inlineScalar(cur.value, cur, r.inFlow) : undefined;
+    return text === undefined ? undefined : sep + text;
+  }
+  if (!isCollectionNode(cur)) return undefined;
+  if (r.mode === 'flow' || cur.items.length === 0) {
+    const flow = cur.clone() as YAMLMap | YAMLSeq;
+    YAML.visit(flow, {
+      Map(_, n) {
+        n.flow = true;
+      },
+      Seq(_, n) {
+        n.flow = true;
+      },
+    });
+    const text = new YAML.Document(flow).toString({ lineWidth: 0, minContentWidth: 0, flowCollectionPadding: false }).replace(/\n$/, '');
+    return text.includes('\n') ? undefined : sep + text;
+  }
+  const indent = r.keyCol + (isSeq(cur) && !st.style.indentSeq ? 0 : st.style.indent);
+  const body = new YAML.Document(cur).toString(stringifyOptions(st.style)).replace(/\n$/, '');
+  return `\n${body
+    .split('\n')
+    .map((l) => (l ? ' '.repeat(indent) + l : l))
+    .join('\n')}`;
+}
+
 const normalizeFile = (f: string) => f.replace(/\\/g, '/').replace(/^(\.\/)+/, '').replace(/\/{2,}/g, '/');
 
 function renderDocStructural(st: FileState, d: DocState): string {
@@ -709,44 +776,15 @@ function renderDocStructural(st: FileState, d: DocState): string {
 
 function render(st: FileState): string {
   const { src } = st;
-  const edits: Array<{ start: number; end: number; text: string; order: number }> = [];
+  type Edit = { start: number; end: number; text: string; order: number };
+  const edits: Edit[] = [];
   let order = 0;
   st.docs.forEach((d, i) => {
-    if (d.structural) {
-      const start = i === 0 ? 0 : st.docs[i - 1].doc.range[2];
-      const end = i === st.docs.length - 1 ? src.length : d.doc.range[2];
-      let text = renderDocStructural(st, d);
-      if (i === 0 && st.docs.length > 1 && st.json) text = text.replace(/\n$/, '');
-      edits.push({ start, end, text, order: order++ });
-      return;
-    }
-    for (const [s, inFlow] of d.scalars) {
-      const text = inlineScalar(s.value as Scalarish, s, inFlow);
-      edits.push({ start: s.range![0], end: s.range![1], text: text!, order: order++ });
-    }
-    for (const { map, pair } of d.inserts) {
-      const anchor = (map.items as Pair[]).filter((p) => (p.key as Node | null)?.range).pop()!;
-      const first = (map.items as Pair[])[0];
-      const indent = col(src, (first.key as Node).range![0]);
-      let at = Math.max((anchor.key as Node).range![2], (anchor.value as Node | null)?.range?.[2] ?? 0);
-      let prefix = '';
-      if (src[at - 1] !== '\n') {
-        const nl = src.indexOf('\n', at);
-        if (nl < 0) {
-          at = src.length;
-          prefix = '\n';
-        } else at = nl + 1;
-      }
-      const tmp = new YAML.Document(new YAMLMap());
-      (tmp.contents as YAMLMap).items.push(pair);
-      const body = tmp
-        .toString(stringifyOptions(st.style))
-        .replace(/\n$/, '')
-        .split('\n')
-        .map((l) => (l ? ' '.repeat(indent) + l : l))
-        .join('\n');
-      edits.push({ start: at, end: at, text: `${prefix}${body}\n`, order: order++ - indent * 1e6 });
-    }
+    const mine = d.structural ? undefined : docEdits(st, d, () => order++);
+    if (mine) return void edits.push(...mine);
+    const start = i === 0 ? 0 : st.docs[i - 1].doc.range[2];
+    const end = i === st.docs.length - 1 ? src.length : d.doc.range[2];
+    edits.push({ start, end, text: renderDocStructural(st, d), order: order++ });
   });
   edits.sort((a, b) => a.start - b.start || a.order - b.order);
   let out = '';
@@ -758,6 +796,46 @@ function render(st: FileState): string {
   }
   out += src.slice(pos);
   return checked(st, out) ? out : renderAll(st);
+}
+
+/** The in-place edits of one document; undefined when one cannot be written in place. */
+function docEdits(st: FileState, d: DocState, next: () => number): Array<{ start: number; end: number; text: string; order: number }> | undefined {
+  const { src } = st;
+  const edits: Array<{ start: number; end: number; text: string; order: number }> = [];
+  for (const [s, inFlow] of d.scalars) {
+    const text = inlineScalar(s.value as Scalarish, s, inFlow);
+    if (text === undefined) return undefined;
+    edits.push({ start: s.range![0], end: s.range![1], text, order: next() });
+  }
+  for (const r of d.replaces) {
+    const text = replaceText(st, r);
+    if (text === undefined) return undefined;
+    edits.push({ start: r.start, end: r.end, text, order: next() });
+  }
+  for (const { map, pair } of d.inserts) {
+    const anchor = (map.items as Pair[]).filter((p) => (p.key as Node | null)?.range).pop()!;
+    const first = (map.items as Pair[])[0];
+    const indent = col(src, (first.key as Node).range![0]);
+    let at = Math.max((anchor.key as Node).range![2], (anchor.value as Node | null)?.range?.[2] ?? 0);
+    let prefix = '';
+    if (src[at - 1] !== '\n') {
+      const nl = src.indexOf('\n', at);
+      if (nl < 0) {
+        at = src.length;
+        prefix = '\n';
+      } else at = nl + 1;
+    }
+    const tmp = new YAML.Document(new YAMLMap());
+    (tmp.contents as YAMLMap).items.push(pair);
+    const body = tmp
+      .toString(stringifyOptions(st.style))
+      .replace(/\n$/, '')
+      .split('\n')
+      .map((l) => (l ? ' '.repeat(indent) + l : l))
+      .join('\n');
+    edits.push({ start: at, end: at, text: `${prefix}${body}\n`, order: next() - indent * 1e6 });
+  }
+  return edits;
 }
 
 function renderAll(st: FileState): string {

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { BlobStore, digestHex, isDigest, sha256 } from './blobstore.js';
 import { SERVICE, Tokens, allowed, certPrincipal, grant, parseScopes, type Principal } from './server-auth.js';
 import { RegistryError, regError, storageError } from './server-errors.js';
@@ -21,6 +21,8 @@ export interface RegistryOptions {
   tokenSecret?: Buffer;
   authenticateBasic?: (user: string, pass: string) => Promise<{ name: string; groups: string[] } | undefined>;
   logLevel?: string;
+  /** Called with the fastify app before it listens (metrics hooks) and the blob store (blob count). */
+  instrument?: (app: FastifyInstance, blobs: BlobStore) => void;
 }
 
 export interface Registry {
@@ -104,6 +106,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
     return503OnClosing: true,
     forceCloseConnections: true,
   });
+  opts.instrument?.(app, store);
 
   // Bodies are never parsed by fastify: handlers stream req.raw themselves.
   app.removeAllContentTypeParsers();

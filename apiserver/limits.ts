@@ -1,0 +1,268 @@
+// Load shedding and hostile-client limits, as kube-apiserver has them:
+//  - max in-flight requests, read-only and mutating counted separately (--max-requests-inflight,
+//    --max-mutating-requests-inflight); watches are long-running and not counted. Over the limit: 429
+//    with `Retry-After: 1`, except for system:masters ("a system:master is so powerful that they
+//    should always get an answer", k8s.io/apiserver's maxinflight filter);
+//  - a deadline for every non-watch request (--request-timeout, lowered by a `timeout` query
+//    parameter): 504 when it passes;
+//  - a bound on the watches one user holds open at once: 429;
+//  - on the Node server: header size, and how long a client may take to send its headers and its
+//    whole request (a client that sends a byte a second is cut off).
+// Register the plugin after the authentication hook: it needs the user.
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { ApiError, badRequest, timeout as timeoutError } from './errors.js';
+import { requestAttributes, type UserInfo } from './auth.js';
+import { globalPlugin, type InflightKind, type Metrics } from './metrics.js';
+
+export interface LimitOptions {
+  /** Non-mutating requests in flight at once; 0: no limit. kube's default is 400. */
+  maxRequestsInflight?: number;
+  /** Mutating requests in flight at once; 0: no limit. kube's default is 200. */
+  maxMutatingRequestsInflight?: number;
+  /** Deadline of non-watch requests, and the time a client gets to send a whole request (ms). */
+  requestTimeoutMs?: number;
+  /** Watches one user may hold open at once; 0: no limit. */
+  maxWatchesPerUser?: number;
+  /** Largest request head (request line and headers) in bytes. */
+  maxHeaderSize?: number;
+}
+
+export const LIMIT_DEFAULTS: Required<LimitOptions> = {
+  maxRequestsInflight: 400,
+  maxMutatingRequestsInflight: 200,
+  requestTimeoutMs: 60_000,
+  maxWatchesPerUser: 100,
+  maxHeaderSize: 64 * 1024,
+};
+
+/** Go's http.Server ReadHeaderTimeout in kube-apiserver. */
+const MAX_HEADERS_TIMEOUT_MS = 32_000;
+
+const PUBLIC_PATHS = /^\/(healthz|livez|readyz)(\/.*)?$/;
+const READ_ONLY = new Set(['get', 'list', 'watch']);
+
+const resolved = (o?: LimitOptions): Required<LimitOptions> => ({ ...LIMIT_DEFAULTS, ...Object.fromEntries(Object.entries(o ?? {}).filter(([, v]) => v !== undefined)) });
+
+/**
+ * Options for Node's HTTP(S) server, passed where it is created (the `https` options of fastify):
+ * the head size limit, and the slow-client cutoffs. `connectionsCheckingInterval` is how often Node
+ * looks for connections over their time; its default (30 s) would make the cutoff that much late.
+ */
+export function nodeServerOptions(o?: LimitOptions) {
+  const l = resolved(o);
+  const requestTimeout = l.requestTimeoutMs;
+  const headersTimeout = Math.min(requestTimeout, MAX_HEADERS_TIMEOUT_MS);
+  return {
+    maxHeaderSize: l.maxHeaderSize,
+    requestTimeout,
+    headersTimeout,
+    connectionsCheckingInterval: Math.max(250, Math.min(1000, Math.floor(headersTimeout / 4))),
+  };
+}
+
+/** Go's time.ParseDuration, for `?timeout=` and `--request-timeout` ("1m0s", "30s", "1.5h", "500ms"). */
+export function parseDuration(s: string): number {
+  if (s === '0') return 0;
+  const units: Record<string, number> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, 'μs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  const re = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)/y;
+  let sign = 1;
+  let i = 0;
+  if (s[0] === '-' || s[0] === '+') {
+    sign = s[0] === '-' ? -1 : 1;
+    i = 1;
+  }
+  if (i >= s.length) throw new Error(`time: invalid duration ${JSON.stringify(s)}`);
+  let ms = 0;
+  while (i < s.length) {
+    re.lastIndex = i;
+    const m = re.exec(s);
+    if (!m) throw new Error(m === null && /^[\d.]+$/.test(s.slice(i)) ? `time: missing unit in duration ${JSON.stringify(s)}` : `time: invalid duration ${JSON.stringify(s)}`);
+    ms += Number(m[1]) * units[m[2]];
+    i = re.lastIndex;
+  }
+  return sign * ms;
+}
+
+/** Go's Duration.String() for whole milliseconds: 60000 -> "1m0s", 1500 -> "1.5s", 250 -> "250ms". */
+export function formatDuration(ms: number): string {
+  if (ms === 0) return '0s';
+  if (ms < 1000) return `${ms}ms`;
+  const h = Math.floor(ms / 3_600_000);
+  const m = Math.floor((ms % 3_600_000) / 60_000);
+  const s = (ms % 60_000) / 1000;
+  return `${h ? `${h}h` : ''}${h || m ? `${m}m` : ''}${Number(s.toFixed(3))}s`;
+}
+
+/**
+ * Deepest nesting accepted in an object. Kubernetes objects nest a few dozen levels; the
+ * recursive code paths (validation, pruning, patching) overflow the stack somewhere past 3000.
+ */
+export const MAX_OBJECT_DEPTH = 512;
+
+const depthError = () => badRequest(`the object nests deeper than the limit of ${MAX_OBJECT_DEPTH} levels`);
+
+/** Nesting depth of a JSON text (arrays and objects), without parsing it; stops past `limit`. */
+export function jsonTextDepth(buf: Buffer, limit = Infinity): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < buf.length; i++) {
+    const c = buf[i];
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped byte
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max && (max = depth) > limit) return max;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return max;
+}
+
+/** Nesting depth of a parsed value (iterative: a deep value must not overflow the check itself); stops past `limit`. */
+export function valueDepth(v: unknown, limit = Infinity): number {
+  let max = 0;
+  const stack: [unknown, number][] = [[v, 0]];
+  while (stack.length) {
+    const [x, d] = stack.pop()!;
+    if (x === null || typeof x !== 'object') continue;
+    if (d + 1 > max && (max = d + 1) > limit) return max;
+    for (const c of Array.isArray(x) ? x : Object.values(x)) if (c !== null && typeof c === 'object') stack.push([c, d + 1]);
+  }
+  return max;
+}
+
+/** Throws 400 when an object (a request body after decoding, or the result of a patch) nests too deep. */
+export function assertObjectDepth(v: unknown) {
+  if (valueDepth(v, MAX_OBJECT_DEPTH) > MAX_OBJECT_DEPTH) throw depthError();
+}
+
+export function tooManyRequests(message: string): ApiError {
+  const e = new ApiError(429, 'TooManyRequests', message, { retryAfterSeconds: 1 });
+  e.headers['Retry-After'] = '1';
+  return e;
+}
+
+/** In-flight and watch counts, read by the metrics and by graceful shutdown. */
+export class RequestLimiter {
+  readonly limits: Required<LimitOptions>;
+  readonly inflight: Record<InflightKind, number> = { readOnly: 0, mutating: 0 };
+  readonly watches = new Map<string, number>();
+
+  constructor(o?: LimitOptions) {
+    this.limits = resolved(o);
+  }
+
+  get watchCount(): number {
+    let n = 0;
+    for (const v of this.watches.values()) n += v;
+    return n;
+  }
+
+  /** Admits a watch of `user` or throws 429; returns the release function. */
+  admitWatch(user: UserInfo): () => void {
+    const max = this.limits.maxWatchesPerUser;
+    const n = this.watches.get(user.name) ?? 0;
+    if (max > 0 && n >= max) throw tooManyRequests(`Too many watches: user "${user.name}" has ${n} open (limit ${max}), please try again later.`);
+    this.watches.set(user.name, n + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.watches.get(user.name) ?? 1) - 1;
+      if (left > 0) this.watches.set(user.name, left);
+      else this.watches.delete(user.name);
+    };
+  }
+
+  /** Admits a non-watch request or throws 429; returns the release function. */
+  admit(kind: InflightKind, user: UserInfo, metrics?: Metrics): () => void {
+    const max = kind === 'mutating' ? this.limits.maxMutatingRequestsInflight : this.limits.maxRequestsInflight;
+    if (max > 0 && this.inflight[kind] >= max && !user.groups.includes('system:masters')) {
+      metrics?.dropped.inc({ request_kind: kind });
+      throw tooManyRequests('Too many requests, please try again later.');
+    }
+    this.inflight[kind]++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.inflight[kind]--;
+    };
+  }
+
+  /** The deadline of a request: --request-timeout, or a shorter `timeout` query parameter. */
+  deadlineMs(q: Record<string, unknown>): number {
+    const max = this.limits.requestTimeoutMs;
+    let raw = q.timeout;
+    if (Array.isArray(raw)) raw = raw[0];
+    if (raw === undefined || raw === '') return max;
+    let ms: number;
+    try {
+      ms = parseDuration(String(raw));
+    } catch (e) {
+      throw badRequest(`invalid timeout specified in the request URL - ${(e as Error).message}`);
+    }
+    return ms > 0 && ms < max ? ms : max;
+  }
+}
+
+export interface LimitPluginOptions {
+  limiter: RequestLimiter;
+  metrics?: Metrics;
+}
+
+export const requestLimits = globalPlugin<LimitPluginOptions>(async (app, o) => {
+  const { limiter, metrics } = o;
+  metrics?.trackInflight(() => limiter.inflight);
+  // Node's own HTTP server settings, in case the server was created without nodeServerOptions():
+  // fastify sets requestTimeout itself (0, "none", by default).
+  const server = app.server as unknown as { requestTimeout: number; headersTimeout: number };
+  const node = nodeServerOptions(limiter.limits);
+  server.requestTimeout = node.requestTimeout;
+  server.headersTimeout = node.headersTimeout;
+
+  app.addHook('onRequest', (req: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => {
+    const path = req.url.split('?')[0];
+    const user = req.user as UserInfo | undefined;
+    if (!user || PUBLIC_PATHS.test(path)) return done(); // probes are never shed
+    const q = req.query as Record<string, unknown>;
+    const a = requestAttributes(user, req.method, path, q);
+    try {
+      if (a.resourceRequest && a.verb === 'watch') {
+        reply.raw.once('close', limiter.admitWatch(user));
+        return done();
+      }
+      const ms = limiter.deadlineMs(q);
+      const release = limiter.admit(READ_ONLY.has(a.verb) ? 'readOnly' : 'mutating', user, metrics);
+      const timer = setTimeout(() => {
+        const res = reply.raw;
+        if (res.writableFinished || res.destroyed) return;
+        if (res.headersSent || reply.sent) {
+          // A response already under way (a client not reading it): kube's timeout filter aborts
+          // the connection, which also frees the in-flight slot the slow reader holds.
+          req.log.warn({ url: req.url, timeoutMs: ms }, 'request timed out while sending its response; closing the connection');
+          res.destroy();
+          return;
+        }
+        req.log.warn({ url: req.url, timeoutMs: ms }, 'request timed out');
+        reply.send(timeoutError(`Timeout: request did not complete within ${formatDuration(ms)}`));
+      }, ms);
+      reply.raw.once('close', () => {
+        clearTimeout(timer);
+        release();
+      });
+      done();
+    } catch (err) {
+      done(err as Error);
+    }
+  });
+
+  // JSON bodies are checked before any code walks them (JSON.parse is iterative, the rest is not);
+  // decoded YAML and protobuf bodies, and patch results, by assertObjectDepth in the REST layer.
+  app.addHook('preHandler', (req: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void) => {
+    const ct = req.headers['content-type'];
+    if (Buffer.isBuffer(req.body) && (ct === undefined || /json/i.test(ct)) && jsonTextDepth(req.body, MAX_OBJECT_DEPTH) > MAX_OBJECT_DEPTH) return done(depthError());
+    done();
+  });
+}, 'request-limits');

@@ -1,0 +1,330 @@
+// Hostile and malformed input against the REST layer (fast-check): random and malformed JSON and
+// YAML, deep nesting, huge strings, wrong types, unknown fields, invalid names and labels, against
+// create, update, patch and the status subresource. Every answer must be a well-formed Status with
+// a 4xx (or an object with a 2xx for valid input), never a 5xx; a rejected request changes nothing
+// (the store's resourceVersion, one counter across all objects, stays put); the server stays up.
+import { readFileSync } from 'node:fs';
+import { Agent, request as httpsRequest } from 'node:https';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import t from 'tap';
+import YAML from 'yaml';
+import { startServer, type TestServer } from './helpers/server.js';
+
+let s: TestServer;
+let agent: Agent;
+const NS = 'fuzz';
+const CM = `/api/v1/namespaces/${NS}/configmaps`;
+const OCM = `/apis/delivery.ocm.software/v1alpha1/namespaces/${NS}/ocmcomponents`;
+const RUNS = Number(process.env.FUZZ_RUNS ?? 200);
+
+interface Res {
+  status: number;
+  text: string;
+}
+
+function send(method: string, path: string, body?: Buffer | string, contentType = 'application/json'): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    const buf = body === undefined ? undefined : Buffer.isBuffer(body) ? body : Buffer.from(body, 'utf8');
+    const req = httpsRequest(
+      {
+        host: '127.0.0.1',
+        port: s.port,
+        method,
+        path,
+        agent,
+        servername: 'localhost',
+        headers: buf ? { 'Content-Type': contentType, 'Content-Length': String(buf.length) } : {},
+      },
+      (r) => {
+        const chunks: Buffer[] = [];
+        r.on('data', (c: Buffer) => chunks.push(c));
+        r.on('end', () => resolve({ status: r.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+        r.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(buf);
+  });
+}
+
+/** What is wrong with an answer, or undefined. */
+function problem(r: Res): string | undefined {
+  if (r.status >= 500) return `${r.status}: ${r.text.slice(0, 300)}`;
+  let body: Record<string, unknown>;
+  try {
+    body = JSON.parse(r.text);
+  } catch {
+    return `${r.status} with a body that is not JSON: ${r.text.slice(0, 200)}`;
+  }
+  if (r.status >= 400 && r.status < 500) {
+    if (body.kind !== 'Status' || body.apiVersion !== 'v1' || body.status !== 'Failure' || body.code !== r.status || typeof body.message !== 'string' || typeof body.reason !== 'string' || !body.reason)
+      return `${r.status} without a well-formed Status: ${r.text.slice(0, 300)}`;
+    return undefined;
+  }
+  if (r.status >= 200 && r.status < 300) {
+    if (typeof body.kind !== 'string' || typeof body.metadata !== 'object') return `${r.status} without an object: ${r.text.slice(0, 200)}`;
+    return undefined;
+  }
+  return `unexpected status ${r.status}`;
+}
+
+const storeRV = async () => {
+  const r = await send('GET', `${CM}?limit=1`);
+  return JSON.parse(r.text).metadata.resourceVersion as string;
+};
+
+const failures: string[] = [];
+let tried = 0;
+/** Sends one request and checks the answer and, for a rejection, that nothing was written. */
+async function probe(method: string, path: string, body: Buffer | string | undefined, contentType: string): Promise<boolean> {
+  tried++;
+  const before = await storeRV();
+  const r = await send(method, path, body, contentType);
+  const p = problem(r);
+  const after = await storeRV();
+  const shown = body === undefined ? '' : (Buffer.isBuffer(body) ? body.toString('latin1') : body).slice(0, 200);
+  if (p) failures.push(`${method} ${path} [${contentType}] ${shown}: ${p}`);
+  else if (r.status >= 400 && after !== before) failures.push(`${method} ${path} [${contentType}] ${shown}: rejected with ${r.status} but the store moved from ${before} to ${after}`);
+  else return true;
+  return false;
+}
+
+// ---- arbitraries ----------------------------------------------------------------------------
+
+const dnsName = fc.stringMatching(/^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$/);
+const weird = fc.oneof(
+  fc.string({ maxLength: 40 }),
+  fc.string({ unit: 'grapheme', maxLength: 20 }),
+  fc.constantFrom('', ' ', '-', '-a', 'a-', 'a..b', 'UPPER', 'a'.repeat(254), 'a'.repeat(64), 'ä', '../x', 'x/y', '%2F', '\u0000', 'a b', '__proto__', 'constructor', 'prototype'),
+  fc.integer(),
+  fc.double(),
+  fc.boolean(),
+  fc.constant(null),
+  fc.array(fc.string({ maxLength: 5 }), { maxLength: 3 }),
+  fc.dictionary(fc.string({ maxLength: 5 }), fc.string({ maxLength: 5 }), { maxKeys: 3 }),
+);
+const name = fc.oneof({ weight: 3, arbitrary: dnsName }, { weight: 2, arbitrary: weird });
+const labelKey = fc.oneof(fc.stringMatching(/^([a-z0-9]([-a-z0-9.]{0,10}[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,20}[A-Za-z0-9])?$/), fc.string({ maxLength: 70 }), fc.constant('a'.repeat(64)));
+const labelValue = fc.oneof(fc.stringMatching(/^([A-Za-z0-9]([-A-Za-z0-9_.]{0,20}[A-Za-z0-9])?)?$/), weird);
+const labels = fc.oneof({ weight: 3, arbitrary: fc.dictionary(labelKey, labelValue, { maxKeys: 4 }) }, { weight: 1, arbitrary: weird });
+const unknownFields = fc.dictionary(fc.string({ maxLength: 12 }), fc.jsonValue({ maxDepth: 3 }), { maxKeys: 3 });
+const metadata = (fixedName?: string) =>
+  fc.oneof(
+    { weight: 5, arbitrary: fc.record({ name: fixedName ? fc.oneof({ weight: 4, arbitrary: fc.constant(fixedName) }, { weight: 1, arbitrary: name }) : name, generateName: weird, labels, annotations: labels, namespace: fc.oneof(fc.constant(NS), weird), resourceVersion: weird, uid: weird, finalizers: weird, ownerReferences: weird, extra: fc.jsonValue({ maxDepth: 2 }) }, { requiredKeys: [] }) },
+    { weight: 1, arbitrary: weird },
+  );
+
+const configMap = (fixedName?: string) =>
+  fc
+    .tuple(
+      fc.record(
+        {
+          apiVersion: fc.oneof({ weight: 5, arbitrary: fc.constant('v1') }, { weight: 1, arbitrary: weird }),
+          kind: fc.oneof({ weight: 5, arbitrary: fc.constant('ConfigMap') }, { weight: 1, arbitrary: weird }),
+          metadata: metadata(fixedName),
+          data: fc.oneof(fc.dictionary(fc.oneof(fc.stringMatching(/^[-._a-zA-Z0-9]{1,20}$/), fc.string({ maxLength: 10 })), fc.oneof(fc.string({ maxLength: 30 }), weird), { maxKeys: 4 }), weird),
+          binaryData: fc.oneof(fc.dictionary(fc.stringMatching(/^[a-z]{1,5}$/), fc.oneof(fc.base64String({ maxLength: 12 }), weird), { maxKeys: 2 }), weird),
+          immutable: fc.oneof(fc.boolean(), weird),
+        },
+        { requiredKeys: ['apiVersion', 'kind'] },
+      ),
+      fc.oneof({ weight: 3, arbitrary: fc.constant({}) }, { weight: 1, arbitrary: unknownFields }),
+    )
+    .map(([o, extra]) => ({ ...extra, ...o }));
+
+const component = (fixedName?: string) =>
+  fc
+    .tuple(
+      fc.record(
+        {
+          apiVersion: fc.oneof({ weight: 5, arbitrary: fc.constant('delivery.ocm.software/v1alpha1') }, { weight: 1, arbitrary: weird }),
+          kind: fc.oneof({ weight: 5, arbitrary: fc.constant('OCMComponent') }, { weight: 1, arbitrary: weird }),
+          metadata: metadata(fixedName),
+          spec: fc.oneof(
+            {
+              weight: 4,
+              arbitrary: fc.record(
+                {
+                  name: fc.oneof(fc.constant('github.com/acme/app'), weird),
+                  version: fc.oneof(fc.constantFrom('1.0.0', '>=1.0.0', '~1.2', 'latest'), weird),
+                  repository: fc.oneof(fc.record({ url: fc.oneof(fc.constant('ghcr.io/acme'), weird), secretRef: weird }, { requiredKeys: [] }), weird),
+                  interval: fc.oneof(fc.constantFrom('10m', '1h', '0s', '-1s', '10x'), weird),
+                  suspend: fc.oneof(fc.boolean(), weird),
+                  verify: weird,
+                  unknownSpecField: fc.jsonValue({ maxDepth: 2 }),
+                },
+                { requiredKeys: [] },
+              ),
+            },
+            { weight: 1, arbitrary: weird },
+          ),
+          status: fc.oneof(fc.record({ conditions: fc.oneof(fc.array(fc.record({ type: weird, status: fc.constantFrom('True', 'False', 'Maybe'), reason: weird, message: weird, lastTransitionTime: weird }, { requiredKeys: [] }), { maxLength: 2 }), weird), observedGeneration: weird }, { requiredKeys: [] }), weird),
+        },
+        { requiredKeys: ['apiVersion', 'kind'] },
+      ),
+      fc.oneof({ weight: 3, arbitrary: fc.constant({}) }, { weight: 1, arbitrary: unknownFields }),
+    )
+    .map(([o, extra]) => ({ ...extra, ...o }));
+
+/** An encoded body: mostly a structured object, also malformed text, random JSON, YAML, bytes. */
+const encoded = (obj: fc.Arbitrary<unknown>) =>
+  fc.oneof(
+    { weight: 5, arbitrary: obj.map((o) => ({ body: JSON.stringify(o) as string | Buffer, ct: 'application/json' })) },
+    { weight: 2, arbitrary: obj.map((o) => ({ body: YAML.stringify(o) as string | Buffer, ct: 'application/yaml' })) },
+    {
+      weight: 2,
+      arbitrary: fc.tuple(obj, fc.nat(), fc.integer({ min: 0, max: 255 })).map(([o, at, byte]) => {
+        const b = Buffer.from(JSON.stringify(o)); // one byte changed: mostly malformed JSON
+        if (b.length) b[at % b.length] = byte;
+        return { body: b as string | Buffer, ct: 'application/json' };
+      }),
+    },
+    { weight: 1, arbitrary: fc.tuple(obj, fc.nat()).map(([o, n]) => ({ body: JSON.stringify(o).slice(0, n % 60) as string | Buffer, ct: 'application/json' })) },
+    { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 4 }).map((v) => ({ body: JSON.stringify(v) as string | Buffer, ct: 'application/json' })) },
+    { weight: 1, arbitrary: fc.string({ maxLength: 200 }).map((x) => ({ body: x as string | Buffer, ct: 'application/yaml' })) },
+    { weight: 1, arbitrary: fc.uint8Array({ maxLength: 200 }).map((x) => ({ body: Buffer.from(x) as string | Buffer, ct: 'application/json' })) },
+    { weight: 1, arbitrary: fc.tuple(obj, fc.constantFrom('text/plain', 'application/xml', 'application/vnd.kubernetes.protobuf', 'application/json;charset=latin1', '', 'application/apply-patch+yaml')).map(([o, ct]) => ({ body: JSON.stringify(o) as string | Buffer, ct })) },
+  );
+
+const jsonPatch = fc.array(
+  fc.record(
+    {
+      op: fc.oneof({ weight: 5, arbitrary: fc.constantFrom('add', 'remove', 'replace', 'move', 'copy', 'test') }, { weight: 1, arbitrary: weird }),
+      path: fc.oneof(fc.constantFrom('/data/a', '/data', '/metadata/name', '/metadata/labels/x', '/metadata/labels', '/kind', '/apiVersion', '/metadata/uid', '/metadata/resourceVersion', '/spec', '/spec/version', '/status', '/metadata/finalizers/-', '/metadata/__proto__/x', '/__proto__/polluted', ''), fc.string({ maxLength: 20 }), weird),
+      from: fc.oneof(fc.constantFrom('/data/a', '/metadata', '/spec', ''), weird),
+      value: fc.oneof(fc.jsonValue({ maxDepth: 3 }), weird),
+    },
+    { requiredKeys: ['op'] },
+  ),
+  { maxLength: 4 },
+);
+const mergePatch = fc.oneof(
+  fc.record({ metadata: fc.oneof(fc.record({ labels, annotations: labels, name: name, finalizers: weird, resourceVersion: weird }, { requiredKeys: [] }), weird), data: weird, spec: weird, status: weird, kind: weird, apiVersion: weird }, { requiredKeys: [] }),
+  fc.jsonValue({ maxDepth: 3 }),
+  fc.constant({ __proto__: { polluted: 'yes' } }).map(() => JSON.parse('{"__proto__":{"polluted":"yes"},"metadata":{"labels":{"__proto__":"x"}}}') as unknown),
+);
+const patchBody = fc.oneof(
+  { weight: 3, arbitrary: fc.tuple(jsonPatch, fc.constant('application/json-patch+json')).map(([p, ct]) => ({ body: JSON.stringify(p) as string | Buffer, ct })) },
+  { weight: 3, arbitrary: fc.tuple(mergePatch, fc.constantFrom('application/merge-patch+json', 'application/strategic-merge-patch+json')).map(([p, ct]) => ({ body: JSON.stringify(p) as string | Buffer, ct })) },
+  { weight: 1, arbitrary: fc.tuple(fc.string({ maxLength: 100 }), fc.constantFrom('application/json-patch+json', 'application/merge-patch+json', 'application/apply-patch+yaml', 'application/json', 'text/plain')).map(([p, ct]) => ({ body: p as string | Buffer, ct })) },
+);
+
+// ---- hostile inputs, each tried once --------------------------------------------------------
+
+const deep = (n: number) => '['.repeat(n) + ']'.repeat(n);
+const cm = (extra: string) => `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"hostile"},${extra}}`;
+const HOSTILE: { name: string; method: string; path: string; body: string | Buffer; ct: string }[] = [
+  { name: 'JSON nested 100000 deep', method: 'POST', path: CM, body: cm(`"data":{"a":${deep(100_000)}}`), ct: 'application/json' },
+  { name: 'JSON nested 5000 deep', method: 'POST', path: CM, body: cm(`"data":{"a":${deep(5000)}}`), ct: 'application/json' },
+  { name: 'JSON nested 600 deep in an unknown field', method: 'POST', path: CM, body: cm(`"x":${deep(600)}`), ct: 'application/json' },
+  { name: 'YAML flow nested 100000 deep', method: 'POST', path: CM, body: `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: hostile}\ndata: {a: ${deep(100_000)}}\n`, ct: 'application/yaml' },
+  { name: 'YAML block nested 1500 deep', method: 'POST', path: CM, body: `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: hostile}\nx:\n${Array.from({ length: 1500 }, (_, i) => `${' '.repeat(i + 1)}k:`).join('\n')} 1\n`, ct: 'application/yaml' },
+  { name: 'YAML sequence of sequences 3000 deep on one line', method: 'POST', path: CM, body: `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: hostile}\nx: ${'- '.repeat(3000)}1\n`, ct: 'application/yaml' },
+  {
+    name: 'YAML billion laughs',
+    method: 'POST',
+    path: CM,
+    body: `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: hostile}\na: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\n`,
+    ct: 'application/yaml',
+  },
+  { name: 'body over the 3 MiB limit', method: 'POST', path: CM, body: cm(`"data":{"a":"${'x'.repeat(4 * 1024 * 1024)}"}`), ct: 'application/json' },
+  { name: 'a 1 MiB label value', method: 'POST', path: CM, body: `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"hostile","labels":{"a":"${'x'.repeat(1 << 20)}"}}}`, ct: 'application/json' },
+  { name: 'a 1 MiB name', method: 'POST', path: CM, body: `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"${'a'.repeat(1 << 20)}"}}`, ct: 'application/json' },
+  { name: '100000 labels', method: 'POST', path: CM, body: `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"hostile","labels":{${Array.from({ length: 100_000 }, (_, i) => `"k${i}":"v"`).join(',')}}}}`, ct: 'application/json' },
+  { name: 'invalid UTF-8', method: 'POST', path: CM, body: Buffer.concat([Buffer.from(cm('"data":{"a":"')), Buffer.from([0xff, 0xfe, 0xc3, 0x28]), Buffer.from('"}')]), ct: 'application/json' },
+  { name: 'NUL bytes in a name', method: 'POST', path: CM, body: `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a\\u0000b"}}`, ct: 'application/json' },
+  { name: 'duplicate keys', method: 'POST', path: `${CM}?fieldValidation=Strict`, body: `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"hostile","name":"other"}}`, ct: 'application/json' },
+  { name: '__proto__ in a body', method: 'POST', path: CM, body: `{"apiVersion":"v1","kind":"ConfigMap","__proto__":{"kind":"Secret"},"metadata":{"name":"Hostile","__proto__":{"name":"x"}}}`, ct: 'application/json' },
+  { name: 'a JSON patch 600 deep', method: 'PATCH', path: `${CM}/target`, body: `[{"op":"add","path":"/data/x","value":${deep(600)}}]`, ct: 'application/json-patch+json' },
+  { name: 'a merge patch 100000 deep', method: 'PATCH', path: `${CM}/target`, body: `{"data":{"x":${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}}}`, ct: 'application/merge-patch+json' },
+  { name: 'a JSON patch with 10000 operations', method: 'PATCH', path: `${CM}/target`, body: JSON.stringify(Array.from({ length: 10_000 }, () => ({ op: 'test', path: '/kind', value: 'Nope' }))), ct: 'application/json-patch+json' },
+  { name: 'an update 600 deep', method: 'PUT', path: `${OCM}/target`, body: `{"apiVersion":"delivery.ocm.software/v1alpha1","kind":"OCMComponent","metadata":{"name":"target"},"spec":${deep(600)}}`, ct: 'application/json' },
+  { name: 'status 100000 deep', method: 'PUT', path: `${OCM}/target/status`, body: `{"apiVersion":"delivery.ocm.software/v1alpha1","kind":"OCMComponent","metadata":{"name":"target"},"status":{"x":${deep(100_000)}}}`, ct: 'application/json' },
+  { name: 'protobuf garbage', method: 'POST', path: CM, body: Buffer.from([0x6b, 0x38, 0x73, 0x00, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x12]), ct: 'application/vnd.kubernetes.protobuf' },
+  { name: 'an empty body', method: 'POST', path: CM, body: '', ct: 'application/json' },
+  { name: 'whitespace', method: 'PUT', path: `${CM}/target`, body: ' \n\t ', ct: 'application/yaml' },
+  { name: 'a YAML stream of two documents', method: 'POST', path: CM, body: 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n', ct: 'application/yaml' },
+  { name: 'a list where an object goes', method: 'POST', path: CM, body: '[{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"}}]', ct: 'application/json' },
+  { name: 'deletecollection with a garbage body', method: 'DELETE', path: `${CM}?labelSelector=nothing%3Dhere`, body: '{"kind":', ct: 'application/json' },
+  { name: 'delete with a deep body', method: 'DELETE', path: `${CM}/nonexistent`, body: `{"kind":"DeleteOptions","x":${deep(100_000)}}`, ct: 'application/json' },
+];
+
+t.before(async () => {
+  s = await startServer();
+  const certs = join(s.dataDir, 'certs');
+  agent = new Agent({ keepAlive: true, maxSockets: 4, ca: readFileSync(join(certs, 'ca.crt')), cert: readFileSync(join(certs, 'admin.crt')), key: readFileSync(join(certs, 'admin.key')) });
+  const mk = async (path: string, body: unknown) => {
+    const r = await send('POST', path, JSON.stringify(body));
+    if (r.status !== 201) throw new Error(`setup ${path}: ${r.status} ${r.text}`);
+  };
+  await mk('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
+  await mk(CM, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'target' }, data: { a: '1' } });
+  await mk(OCM, { apiVersion: 'delivery.ocm.software/v1alpha1', kind: 'OCMComponent', metadata: { name: 'target' }, spec: { name: 'github.com/acme/app', version: '1.0.0', repository: { url: 'ghcr.io/acme' } } });
+});
+t.teardown(async () => {
+  agent?.destroy();
+  await s?.stop();
+});
+
+/** The bad answers collected since the last call (the first ten, and how many). */
+const collected = () => {
+  const mine = failures.splice(0);
+  return { first: mine.slice(0, 10), n: mine.length };
+};
+
+t.test('hostile inputs: deep nesting, huge strings, YAML bombs, bad bytes', async (t) => {
+  for (const h of HOSTILE) {
+    const ok = await probe(h.method, h.path, h.body, h.ct);
+    t.ok(ok, h.name);
+  }
+  const bad = collected();
+  t.same(bad.first, [], `hostile: ${bad.n} bad answers`);
+});
+
+t.test('create with random bodies (ConfigMap, OCMComponent)', async (t) => {
+  await fc.assert(
+    fc.asyncProperty(fc.oneof(encoded(configMap()).map((b) => ({ ...b, path: CM })), encoded(component()).map((b) => ({ ...b, path: OCM }))), async (b) => probe('POST', b.path, b.body, b.ct)),
+    { numRuns: RUNS, endOnFailure: true },
+  ).catch(() => {});
+  const bad = collected();
+  t.same(bad.first, [], `create: ${bad.n} bad answers`);
+});
+
+t.test('update and status update with random bodies', async (t) => {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.oneof(
+        encoded(configMap('target')).map((b) => ({ ...b, path: `${CM}/target` })),
+        encoded(component('target')).map((b) => ({ ...b, path: `${OCM}/target` })),
+        encoded(component('target')).map((b) => ({ ...b, path: `${OCM}/target/status` })),
+      ),
+      async (b) => probe('PUT', b.path, b.body, b.ct),
+    ),
+    { numRuns: RUNS, endOnFailure: true },
+  ).catch(() => {});
+  const bad = collected();
+  t.same(bad.first, [], `update: ${bad.n} bad answers`);
+});
+
+t.test('patch with random JSON, merge and strategic patches', async (t) => {
+  await fc.assert(
+    fc.asyncProperty(fc.constantFrom(`${CM}/target`, `${OCM}/target`, `${OCM}/target/status`, `${CM}/missing`), patchBody, async (path, b) => probe('PATCH', path, b.body, b.ct)),
+    { numRuns: RUNS, endOnFailure: true },
+  ).catch(() => {});
+  const bad = collected();
+  t.same(bad.first, [], `patch: ${bad.n} bad answers`);
+});
+
+t.test('the server is still up and its objects are intact', async (t) => {
+  t.equal(s.proc.exitCode, null, 'the server process is running');
+  t.equal((await send('GET', '/healthz')).status, 200);
+  const list = await send('GET', CM);
+  t.equal(list.status, 200);
+  t.ok(JSON.parse(list.text).items.some((i: { metadata: { name: string } }) => i.metadata.name === 'target'), 'the target ConfigMap is still listed');
+  // No prototype pollution reached the objects the server answers with.
+  const fresh = JSON.parse((await send('POST', CM, JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { generateName: 'after-' } }))).text);
+  t.equal(fresh.polluted, undefined, 'no polluted prototype');
+  t.equal(fresh.kind, 'ConfigMap');
+  t.comment(`${tried} requests tried, every answer checked`);
+});
