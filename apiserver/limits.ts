@@ -137,6 +137,27 @@ export function assertObjectDepth(v: unknown) {
   if (valueDepth(v, MAX_OBJECT_DEPTH) > MAX_OBJECT_DEPTH) throw depthError();
 }
 
+/**
+ * `Warning` header values for warnings (`299 - "text"`), bounded as k8s.io/apiserver bounds them
+ * (past 4 Ki characters in all, each is cut to 256 and the rest dropped) and ASCII-only: Node
+ * refuses a header with characters outside Latin-1, and the text may quote a client's field names.
+ */
+export function warningHeaderValues(warnings: string[]): string[] {
+  const unique = [...new Set(warnings)];
+  const total = unique.reduce((n, w) => n + w.length, 0);
+  const out: string[] = [];
+  let used = 0;
+  for (let w of unique) {
+    if (total > 4096) {
+      w = [...w].slice(0, 256).join('');
+      if (used + w.length > 4096) break;
+    }
+    used += w.length;
+    out.push(`299 - ${JSON.stringify(w).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}`);
+  }
+  return out;
+}
+
 export function tooManyRequests(message: string): ApiError {
   const e = new ApiError(429, 'TooManyRequests', message, { retryAfterSeconds: 1 });
   e.headers['Retry-After'] = '1';

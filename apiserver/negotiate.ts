@@ -125,7 +125,12 @@ export function duplicateFields(text: string): string[] {
       while (j < text.length && text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
       const top = stack[stack.length - 1];
       if (expectKey && top?.keys) {
-        const key = JSON.parse(text.slice(i, j + 1)) as string;
+        let key: string;
+        try {
+          key = JSON.parse(text.slice(i, j + 1)) as string;
+        } catch {
+          return dups; // a broken key (unterminated, a control character): decoding the body reports it as a 400
+        }
         if (top.keys.has(key)) dups.push(top.path ? `${top.path}.${key}` : key);
         top.keys.add(key);
         top.key = key;

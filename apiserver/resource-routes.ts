@@ -8,6 +8,7 @@ import type { Resource, ResourceRegistry } from './resources.js';
 import { type GenericREST, type ListPage, type ListQuery, parseDeleteOptions, type RequestOptions, requestOptions } from './rest.js';
 import { type IncludeObject, partialMetadata, table } from './table.js';
 import { WatchHub } from './watch.js';
+import { warningHeaderValues } from './limits.js';
 
 export type Query = Record<string, string | undefined>;
 
@@ -102,7 +103,7 @@ export class ResourceHandler {
   }
 
   private warn(reply: FastifyReply, opts: RequestOptions) {
-    if (opts.warnings.length) reply.header('Warning', opts.warnings.map((w) => `299 - ${JSON.stringify(w)}`));
+    if (opts.warnings.length) reply.header('Warning', warningHeaderValues(opts.warnings)); // bounded, ASCII (apiserver/limits.ts)
   }
 
   async handle(req: FastifyRequest, reply: FastifyReply, t: RequestTarget): Promise<unknown> {

@@ -146,6 +146,7 @@ export class GenericREST {
       throw badRequest(`Unsupported value: "${q.resourceVersionMatch}": resourceVersionMatch: supported values: "Exact", "NotOlderThan"`);
     } else if (q.resourceVersion && q.resourceVersion !== '0') {
       const min = parseRV(q.resourceVersion);
+      if (min > this.store.currentRV()) await this.store.syncRV?.(3000); // another replica may be ahead
       if (min > this.store.currentRV()) throw timeout(`Too large resource version: ${min}, current: ${this.store.currentRV()}`);
     }
     let res;

@@ -118,7 +118,7 @@ export class WatchHub {
         if (p.sendInitialEvents) bookmark(fromRV, true);
       } else if (p.sendInitialEvents === false && (rvParam === '' || rvParam === '0')) fromRV = this.store.currentRV(); // kube: from any (the current) rv
       else fromRV = Number(rvParam);
-      handle = this.store.watch(prefix, fromRV, (ev) => this.deliver(ev, match, line, write));
+      handle = this.store.watch(prefix, fromRV, (ev) => this.deliver(ev, match, line, write), (err) => fail(expired(err.message)));
     } catch (err) {
       if (err instanceof StoreError && err.code === 'Expired') return fail(expired(`too old resource version: ${rvParam} (${this.oldest()})`));
       if (err instanceof ApiError) return fail(err);

@@ -6,7 +6,8 @@
 //      per-event delivery latency (receive time minus the send time embedded in an annotation),
 //   4. reads the server's VmRSS/VmHWM (and CPU time) from /proc after each phase,
 // prints the figures and a table against the issue's targets (informational only), stops the
-// server and removes the data dir.
+// server and removes the data dir. The phases are exported (bench/backends.ts runs them against
+// the LevelDB and the etcd backend); `node dist/bench/api.js` runs them once, as below.
 //
 //   npm run bench
 //   node dist/bench/api.js --count 500 --watchers 10          # quick smoke run
@@ -17,35 +18,29 @@
 // Env:   BENCH_SERVER_NODE_ARGS  extra node arguments for the server process (e.g. --cpu-prof)
 //        BENCH_SERVER_ARGS       extra server arguments (e.g. --history-size 20000)
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { Agent, request as httpsRequest } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import os, { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
-const { values: flags } = parseArgs({
-  options: {
-    count: { type: 'string', default: '10000' },
-    clients: { type: 'string', default: '32' },
-    watchers: { type: 'string', default: '100' },
-    writes: { type: 'string', default: '1000' },
-    rate: { type: 'string', default: '200' },
-    'page-limit': { type: 'string', default: '500' },
-    keep: { type: 'boolean', default: false },
-    help: { type: 'boolean', short: 'h', default: false },
-  },
-  strict: true,
-});
-if (flags.help) {
-  console.log('usage: node dist/bench/api.js [--count N] [--clients N] [--watchers N] [--writes N] [--rate N] [--page-limit N] [--keep]');
-  process.exit(0);
+/** What one run of the phases does (the flags of `node dist/bench/api.js`). */
+export interface BenchConfig {
+  count: number;
+  clients: number;
+  watchers: number;
+  writes: number;
+  rate: number;
+  pageLimit: number;
+  keep: boolean;
 }
-const posInt = (name: string, v: string | undefined, min = 1): number => {
+
+export const posInt = (name: string, v: string | undefined, min = 1): number => {
   const n = Number(v);
   if (!Number.isInteger(n) || n < min) {
     console.error(`--${name} must be an integer >= ${min}, got ${v}`);
@@ -53,59 +48,82 @@ const posInt = (name: string, v: string | undefined, min = 1): number => {
   }
   return n;
 };
-const COUNT = posInt('count', flags.count);
-const CLIENTS = posInt('clients', flags.clients);
-const WATCHERS = posInt('watchers', flags.watchers, 0);
-const WRITES = posInt('writes', flags.writes, 0);
-const RATE = posInt('rate', flags.rate);
-const PAGE_LIMIT = posInt('page-limit', flags['page-limit']);
 
-const NS = 'bench';
-const API = 'delivery.ocm.software/v1alpha1';
-const COLLECTION = `/apis/${API}/namespaces/${NS}/ocmcomponents`;
+function parseFlags(): BenchConfig {
+  const { values: flags } = parseArgs({
+    options: {
+      count: { type: 'string', default: '10000' },
+      clients: { type: 'string', default: '32' },
+      watchers: { type: 'string', default: '100' },
+      writes: { type: 'string', default: '1000' },
+      rate: { type: 'string', default: '200' },
+      'page-limit': { type: 'string', default: '500' },
+      keep: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+  });
+  if (flags.help) {
+    console.log('usage: node dist/bench/api.js [--count N] [--clients N] [--watchers N] [--writes N] [--rate N] [--page-limit N] [--keep]');
+    process.exit(0);
+  }
+  return {
+    count: posInt('count', flags.count),
+    clients: posInt('clients', flags.clients),
+    watchers: posInt('watchers', flags.watchers, 0),
+    writes: posInt('writes', flags.writes, 0),
+    rate: posInt('rate', flags.rate),
+    pageLimit: posInt('page-limit', flags['page-limit']),
+    keep: flags.keep!,
+  };
+}
+
+export const NS = 'bench';
+export const API = 'delivery.ocm.software/v1alpha1';
+export const COLLECTION = `/apis/${API}/namespaces/${NS}/ocmcomponents`;
 const SENT_AT = 'bench.ocm.software/sent-at';
 const MiB = 1024 * 1024;
 
 /** Wall-clock milliseconds since the epoch with sub-millisecond resolution. */
-const epochMs = () => performance.timeOrigin + performance.now();
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+export const epochMs = () => performance.timeOrigin + performance.now();
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------------------------------------
 // statistics and formatting
 
-function percentile(sorted: ArrayLike<number>, p: number): number {
+export function percentile(sorted: ArrayLike<number>, p: number): number {
   if (sorted.length === 0) return NaN;
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[i];
 }
 
-function summary(values: number[] | Float64Array) {
+export function summary(values: number[] | Float64Array) {
   const s = Float64Array.from(values).sort();
   let sum = 0;
   for (const v of s) sum += v;
   return { n: s.length, p50: percentile(s, 50), p90: percentile(s, 90), p99: percentile(s, 99), max: s.length ? s[s.length - 1] : NaN, mean: s.length ? sum / s.length : NaN };
 }
 
-const ms = (v: number) => (Number.isFinite(v) ? `${v.toFixed(v < 10 ? 2 : 1)} ms` : 'n/a');
-const mib = (kb: number) => `${(kb / 1024).toFixed(1)} MiB`;
+export const ms = (v: number) => (Number.isFinite(v) ? `${v.toFixed(v < 10 ? 2 : 1)} ms` : 'n/a');
+export const mib = (kb: number) => `${(kb / 1024).toFixed(1)} MiB`;
 const fmtBytes = (b: number) => (b >= MiB ? `${(b / MiB).toFixed(2)} MiB` : `${(b / 1024).toFixed(1)} KiB`);
-const latencyLine = (s: ReturnType<typeof summary>) => `p50 ${ms(s.p50)}, p90 ${ms(s.p90)}, p99 ${ms(s.p99)}, max ${ms(s.max)}, mean ${ms(s.mean)} (n=${s.n})`;
+export const latencyLine = (s: ReturnType<typeof summary>) => `p50 ${ms(s.p50)}, p90 ${ms(s.p90)}, p99 ${ms(s.p99)}, max ${ms(s.max)}, mean ${ms(s.mean)} (n=${s.n})`;
 
-function heading(s: string) {
+export function heading(s: string) {
   console.log(`\n== ${s}`);
 }
 
 // ---------------------------------------------------------------------------------------------
 // the server process
 
-interface ProcStats {
+export interface ProcStats {
   rssKb: number;
   hwmKb: number;
   /** user + system CPU seconds */
   cpuS: number;
 }
 
-interface Server {
+export interface Server {
   proc: ChildProcess;
   pid: number;
   port: number;
@@ -120,7 +138,7 @@ interface Server {
 
 const CLK_TCK = 100; // Linux USER_HZ
 
-function readProc(pid: number): ProcStats {
+export function readProc(pid: number): ProcStats {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(status)?.[1] ?? NaN);
   // /proc/<pid>/stat: fields after the parenthesised command; utime and stime are fields 14 and 15.
@@ -130,10 +148,22 @@ function readProc(pid: number): ProcStats {
   return { rssKb: kb('VmRSS'), hwmKb: kb('VmHWM'), cpuS };
 }
 
-async function startServer(): Promise<Server> {
+export interface StartOptions {
+  /** Server arguments before those of BENCH_SERVER_ARGS (e.g. --storage etcd --etcd-endpoints URL). */
+  args?: string[];
+  /** Keep the data dir if the server fails to start. */
+  keep?: boolean;
+}
+
+/**
+ * Starts `node dist/cli/server.js` on a fresh data dir with `--reconcilers none`, free ports,
+ * BENCH_SERVER_NODE_ARGS as node arguments and opts.args + BENCH_SERVER_ARGS as server arguments,
+ * and resolves once it logs that it is ready.
+ */
+export async function startServer(opts: StartOptions = {}): Promise<Server> {
   const dataDir = mkdtempSync(join(tmpdir(), 'ocm-apiserver-bench-'));
   const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
-  const serverArgs = (process.env.BENCH_SERVER_ARGS ?? '').split(/\s+/).filter(Boolean);
+  const serverArgs = [...(opts.args ?? []), ...(process.env.BENCH_SERVER_ARGS ?? '').split(/\s+/).filter(Boolean)];
   const proc = spawn(process.execPath, [...nodeArgs, join(root, 'dist/cli/server.js'), '--data-dir', dataDir, '--port', '0', '--registry-port', '0', '--reconcilers', 'none', '--log-level', 'info', ...serverArgs], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -197,7 +227,7 @@ async function startServer(): Promise<Server> {
     };
   } catch (err) {
     await stop();
-    if (!flags.keep) rmSync(dataDir, { recursive: true, force: true });
+    if (!opts.keep) rmSync(dataDir, { recursive: true, force: true });
     throw err;
   }
 }
@@ -205,13 +235,13 @@ async function startServer(): Promise<Server> {
 // ---------------------------------------------------------------------------------------------
 // HTTPS client
 
-interface Reply {
+export interface Reply {
   status: number;
   body: Buffer;
   ms: number;
 }
 
-class Client {
+export class Client {
   readonly agent: Agent;
   private readonly tls: { ca: string; cert: string; key: string; servername: string };
 
@@ -258,7 +288,7 @@ class Client {
   }
 }
 
-function componentBody(name: string, index: number, sentAt?: number): string {
+export function componentBody(name: string, index: number, sentAt?: number): string {
   const metadata: Record<string, unknown> = { name, namespace: NS };
   if (sentAt !== undefined) metadata.annotations = { [SENT_AT]: String(sentAt) };
   return JSON.stringify({
@@ -270,7 +300,7 @@ function componentBody(name: string, index: number, sentAt?: number): string {
 }
 
 /** Counts non-2xx replies by status and keeps the first body of each. */
-class Failures {
+export class Failures {
   private readonly byStatus = new Map<number | string, { n: number; first: string }>();
   add(status: number | string, body: string) {
     const f = this.byStatus.get(status);
@@ -290,7 +320,7 @@ class Failures {
 // ---------------------------------------------------------------------------------------------
 // phases
 
-interface MemRow {
+export interface MemRow {
   phase: string;
   stats: ProcStats;
   wallS: number;
@@ -303,13 +333,33 @@ const clientCpu = () => {
   return (u.user + u.system) / 1e6;
 };
 
-const memRows: MemRow[] = [];
-let phaseStart = performance.now();
+/** The server's memory and CPU (and this process's CPU) after each phase. */
+export class PhaseLog {
+  readonly rows: MemRow[] = [];
+  private phaseStart = performance.now();
 
-function memory(srv: Server, phase: string) {
+  /** Records (and prints) the figures at the end of `phase`. */
+  memory(srv: Server, phase: string) {
+    memory(this, srv, phase);
+  }
+
+  get peakRssKb(): number {
+    return Math.max(...this.rows.map((m) => m.stats.hwmKb));
+  }
+
+  /** @internal */
+  restart(): number {
+    const t = this.phaseStart;
+    this.phaseStart = performance.now();
+    return t;
+  }
+}
+
+function memory(log: PhaseLog, srv: Server, phase: string) {
+  const memRows = log.rows;
   const stats = srv.stats();
   const prev = memRows[memRows.length - 1];
-  const wallS = (performance.now() - phaseStart) / 1000;
+  const wallS = (performance.now() - log.restart()) / 1000;
   const clientCpuS = clientCpu();
   memRows.push({ phase, stats, wallS, clientCpuS });
   const cpu = prev ? stats.cpuS - prev.stats.cpuS : stats.cpuS;
@@ -318,10 +368,9 @@ function memory(srv: Server, phase: string) {
   console.log(`  server memory after ${phase}: VmRSS ${mib(stats.rssKb)}, VmHWM ${mib(stats.hwmKb)}`);
   if (prev)
     console.log(`  CPU over ${wallS.toFixed(2)} s: server ${cpu.toFixed(2)} s (${pct(cpu)} of one core), bench client ${ccpu.toFixed(2)} s (${pct(ccpu)}); ${os.availableParallelism()} cores`);
-  phaseStart = performance.now();
 }
 
-interface Results {
+export interface Results {
   createsPerS: number;
   create: ReturnType<typeof summary>;
   createFailures: number;
@@ -338,7 +387,16 @@ interface Results {
   peakRssKb: number;
 }
 
-async function phaseCreate(client: Client, r: Partial<Results>) {
+/** Creates the benchmark's namespace (the standalone server refuses writes into a missing one). */
+export async function ensureNamespace(client: Client): Promise<void> {
+  const res = await client.request('POST', '/api/v1/namespaces', JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } }));
+  if (res.status !== 201 && res.status !== 409) throw new Error(`creating namespace ${NS} failed with ${res.status}: ${res.body.toString().slice(0, 300)}`);
+}
+
+/** Phase 1: cfg.count creates from cfg.clients concurrent keep-alive clients. */
+export async function phaseCreate(client: Client, cfg: BenchConfig, r: Partial<Results>) {
+  const COUNT = cfg.count;
+  const CLIENTS = cfg.clients;
   heading(`phase 1: create ${COUNT} OCMComponents from ${CLIENTS} concurrent keep-alive clients`);
   const lat = new Float64Array(COUNT);
   const failures = new Failures();
@@ -369,7 +427,9 @@ async function phaseCreate(client: Client, r: Partial<Results>) {
   failures.report('creates');
 }
 
-async function phaseList(client: Client, r: Partial<Results>): Promise<string> {
+/** Phase 2: five full lists and one paginated list; resolves to the first list's resourceVersion. */
+export async function phaseList(client: Client, cfg: BenchConfig, r: Partial<Results>): Promise<string> {
+  const PAGE_LIMIT = cfg.pageLimit;
   heading('phase 2: list');
   const runs: number[] = [];
   let rv = '';
@@ -421,7 +481,9 @@ interface Watcher {
   destroy: () => void;
 }
 
-async function phaseWatch(client: Client, rv: string, r: Partial<Results>) {
+/** Phase 3: cfg.watchers watches from rv while cfg.writes writes go in at cfg.rate per second. */
+export async function phaseWatch(client: Client, cfg: BenchConfig, rv: string, r: Partial<Results>) {
+  const { count: COUNT, watchers: WATCHERS, writes: WRITES, rate: RATE } = cfg;
   heading(`phase 3: ${WATCHERS} watches from resourceVersion ${rv}, ${WRITES} writes at ${RATE}/s`);
   const delivery: number[] = [];
   const watchers: Watcher[] = [];
@@ -521,7 +583,8 @@ async function phaseWatch(client: Client, rv: string, r: Partial<Results>) {
 
 // ---------------------------------------------------------------------------------------------
 
-function printTargets(r: Partial<Results>) {
+function printTargets(cfg: BenchConfig, log: PhaseLog, r: Partial<Results>) {
+  const { count: COUNT, clients: CLIENTS, watchers: WATCHERS } = cfg;
   heading('summary against the targets of issue 2 (informational)');
   const rows: [string, string, string, boolean | undefined][] = [];
   const add = (what: string, value: string, target: string, met: boolean | undefined) => rows.push([what, value, target, met]);
@@ -543,13 +606,51 @@ function printTargets(r: Partial<Results>) {
   if (!full) console.log(`  (scaled run: --count ${COUNT} --clients ${CLIENTS} --watchers ${WATCHERS}; the targets are for 10000 / 32 / 100)`);
 
   heading('server memory by phase');
-  for (const m of memRows) console.log(`  ${m.phase.padEnd(22)} VmRSS ${mib(m.stats.rssKb).padStart(10)}   VmHWM ${mib(m.stats.hwmKb).padStart(10)}   CPU total ${m.stats.cpuS.toFixed(2)} s`);
+  for (const m of log.rows) console.log(`  ${m.phase.padEnd(22)} VmRSS ${mib(m.stats.rssKb).padStart(10)}   VmHWM ${mib(m.stats.hwmKb).padStart(10)}   CPU total ${m.stats.cpuS.toFixed(2)} s`);
+}
+
+/**
+ * Runs the phases against a started server, printing as it goes, and records the figures in r
+ * (r.peakRssKb at the end). Resolves to the error that aborted the run, if one did.
+ */
+export async function runPhases(srv: Server, cfg: BenchConfig, log: PhaseLog, r: Partial<Results>, afterPhase?: (phase: string) => void): Promise<unknown> {
+  const client = new Client(srv, cfg.clients);
+  let failed: unknown;
+  const done = (phase: string) => {
+    log.memory(srv, phase);
+    afterPhase?.(phase);
+  };
+  try {
+    await ensureNamespace(client);
+    done('start');
+    await phaseCreate(client, cfg, r);
+    done('creates');
+    const rv = await phaseList(client, cfg, r);
+    done('lists');
+    if (cfg.watchers > 0 && cfg.writes > 0) {
+      await phaseWatch(client, cfg, rv, r);
+      done('watches + writes');
+    }
+    r.peakRssKb = log.peakRssKb;
+  } catch (err) {
+    failed = err;
+    console.error(`\nbenchmark aborted: ${(err as Error).stack ?? String(err)}`);
+    try {
+      log.memory(srv, 'abort');
+    } catch {
+      // the server may be gone
+    }
+  } finally {
+    client.close();
+  }
+  return failed;
 }
 
 async function main() {
-  console.log(`ocm-apiserver API benchmark: --count ${COUNT} --clients ${CLIENTS} --watchers ${WATCHERS} --writes ${WRITES} --rate ${RATE} --page-limit ${PAGE_LIMIT}`);
+  const cfg = parseFlags();
+  console.log(`ocm-apiserver API benchmark: --count ${cfg.count} --clients ${cfg.clients} --watchers ${cfg.watchers} --writes ${cfg.writes} --rate ${cfg.rate} --page-limit ${cfg.pageLimit}`);
   if (process.env.BENCH_SERVER_NODE_ARGS) console.log(`server node args: ${process.env.BENCH_SERVER_NODE_ARGS}`);
-  const srv = await startServer();
+  const srv = await startServer({ keep: cfg.keep });
   console.log(`server pid ${srv.pid} on port ${srv.port}, data dir ${srv.dataDir}`);
   let interrupted = false;
   const onSignal = () => {
@@ -557,45 +658,31 @@ async function main() {
     interrupted = true;
     console.error('\ninterrupted: stopping the server');
     void srv.stop().then(() => {
-      if (!flags.keep) rmSync(srv.dataDir, { recursive: true, force: true });
+      if (!cfg.keep) rmSync(srv.dataDir, { recursive: true, force: true });
       process.exit(130);
     });
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  const client = new Client(srv, CLIENTS);
+  const log = new PhaseLog();
   const r: Partial<Results> = {};
-  let failed: unknown;
-  try {
-    memory(srv, 'start');
-    await phaseCreate(client, r);
-    memory(srv, 'creates');
-    const rv = await phaseList(client, r);
-    memory(srv, 'lists');
-    if (WATCHERS > 0 && WRITES > 0) {
-      await phaseWatch(client, rv, r);
-      memory(srv, 'watches + writes');
-    }
-    r.peakRssKb = Math.max(...memRows.map((m) => m.stats.hwmKb));
-  } catch (err) {
-    failed = err;
-    console.error(`\nbenchmark aborted: ${(err as Error).stack ?? String(err)}`);
-    try {
-      memory(srv, 'abort');
-    } catch {
-      // the server may be gone
-    }
-  } finally {
-    client.close();
-  }
-  printTargets(r);
+  const failed = await runPhases(srv, cfg, log, r);
+  printTargets(cfg, log, r);
 
   await srv.stop();
   if (srv.proc.exitCode !== 0 && srv.proc.exitCode !== null) console.log(`\nserver exited with ${srv.proc.exitCode}; last log lines:\n${srv.logs.slice(-20).join('\n')}`);
-  if (flags.keep) console.log(`\ndata dir kept: ${srv.dataDir}`);
+  if (cfg.keep) console.log(`\ndata dir kept: ${srv.dataDir}`);
   else rmSync(srv.dataDir, { recursive: true, force: true });
   process.exitCode = failed ? 1 : 0;
 }
 
-await main();
+// Run only as a script (`node dist/bench/api.js`), not when imported (bench/backends.ts).
+const isMain = (() => {
+  try {
+    return !!process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href;
+  } catch {
+    return false;
+  }
+})();
+if (isMain) await main();

@@ -14,7 +14,11 @@
 // reading the registry process's VmRSS/VmHWM from /proc during the transfers (VmHWM is reset through
 // /proc/<pid>/clear_refs before each phase where the kernel allows it, and RSS is sampled every
 // 20 ms as well), and prints a side-by-side table with the ratio ours/distribution for each figure
-// and the issue's targets (informational only).
+// and the issue's targets (informational only): throughput within 1.2x of distribution (ours/dist >=
+// 0.83), and memory that does not grow with blob size (the peak RSS of the big transfers exceeds that
+// of the reference transfers by less than max(0.25 x the size difference, 16 MiB)). An unmeasured
+// warm-up with other blobs runs first; with --repeat N the phases run N times, interleaved between
+// the two registries, each run into fresh repositories.
 //
 //   npm run bench:registry
 //   node dist/bench/registry.js --big-mb 50 --small 200          # quick run
@@ -339,7 +343,6 @@ const PHASES: PhaseName[] = ['refPush', 'refPull', 'bigPush', 'bigPull', 'smallP
 interface Results {
   baselineKb: number;
   phases: Partial<Record<PhaseName, Measure[]>>;
-  finalHwmKb: number;
   finalRssKb: number;
 }
 
@@ -405,10 +408,11 @@ function printTable(rows: Row[], notes: string[]) {
   const cells = rows.map((r) => {
     const ratio = r.ours > 0 && r.dist > 0 ? r.ours / r.dist : NaN;
     let result = '';
-    if (r.target === 'throughput') result = ratio >= 1 / THROUGHPUT_TARGET ? 'met' : 'NOT MET';
-    return [r.figure, `${fmt(r.ours, r.digits)} ${r.unit}`, `${fmt(r.dist, r.digits)} ${r.unit}`, Number.isFinite(ratio) ? `${fmt(ratio, 2)}x` : "n/a", result];
+    // "within 1.2x": distribution may be at most 1.2 times as fast as ours
+    if (r.target === 'throughput') result = `${r.dist / r.ours <= THROUGHPUT_TARGET ? 'met' : 'NOT MET'} (distribution ${fmt(r.dist / r.ours, 2)}x as fast)`;
+    return [r.figure, `${fmt(r.ours, r.digits)} ${r.unit}`, `${fmt(r.dist, r.digits)} ${r.unit}`, Number.isFinite(ratio) ? `${fmt(ratio, 2)}x` : 'n/a', result];
   });
-  const head = ['figure', 'ours', 'distribution', 'ours/dist', 'target (>= 0.83x)'];
+  const head = ['figure', 'ours', 'distribution', 'ours/dist', `target (within ${THROUGHPUT_TARGET}x)`];
   const w = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
   const line = (c: string[]) => `  ${c[0].padEnd(w[0])}  ${c[1].padStart(w[1])}  ${c[2].padStart(w[2])}  ${c[3].padStart(w[3])}  ${c[4]}`;
   console.log(line(head));
@@ -457,8 +461,8 @@ async function main() {
     console.log(`  --big-mb ${BIG_MB} --small ${SMALL} --small-kb ${SMALL_KB} --concurrency ${CONCURRENCY} --repeat ${REPEAT}; reference blob ${REF_MB} MiB`);
     const load0 = os.loadavg()[0];
     console.log(`  machine: ${os.availableParallelism()} cores (${os.cpus()[0]?.model ?? '?'}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, node ${process.version}, ${os.tmpdir()} for storage`);
-    console.log(`  ours:         registry/server.ts in its own node process (pid ${ours.pid}, port ${ours.host.split(':')[1]}), HTTPS (${await tlsInfo(Number(ours.host.split(':')[1]), dir)}), client authenticated by the admin certificate (mTLS)`);
     console.log(`  load average at start: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}${load0 > os.availableParallelism() / 2 ? '  (WARNING: the machine is busy; figures will be noisy, consider --repeat N)' : ''}`);
+    console.log(`  ours:         registry/server.ts in its own node process (pid ${ours.pid}, port ${ours.host.split(':')[1]}), HTTPS (${await tlsInfo(Number(ours.host.split(':')[1]), dir)}), client authenticated by the admin certificate (mTLS)`);
     if (process.env.BENCH_REGISTRY_NODE_ARGS) console.log(`                node args: ${process.env.BENCH_REGISTRY_NODE_ARGS}`);
     console.log(`  distribution: ${await registryVersion()} (pid ${dist.pid}, ${dist.host}), plain HTTP, no auth, filesystem storage`);
     console.log('  NOTE: ours is measured over TLS and distribution over plain HTTP (ours has no plain-HTTP mode): ours pays for');
@@ -481,7 +485,7 @@ async function main() {
       });
     }
 
-    for (const t of targets) results.set(t.name, { baselineKb: readProc(t.pid).rssKb, phases: {}, finalHwmKb: NaN, finalRssKb: NaN });
+    for (const t of targets) results.set(t.name, { baselineKb: readProc(t.pid).rssKb, phases: {}, finalRssKb: NaN });
     heading('runs (after an unmeasured warm-up; phases interleaved: each phase on ours, then on distribution)');
     for (let run = 0; run < REPEAT; run++) {
       for (const phase of PHASES) {
@@ -495,7 +499,6 @@ async function main() {
     for (const t of targets) {
       const s = readProc(t.pid);
       const r = results.get(t.name)!;
-      r.finalHwmKb = s.hwmKb;
       r.finalRssKb = s.rssKb;
     }
 
@@ -545,8 +548,8 @@ async function main() {
     const memoryMet = (r: Results) => growth(r) < Math.max(SLOPE_TARGET * (BIG_MB - REF_MB), MEM_NOISE_MIB);
     printTable(rows, [
       '',
-      `throughput target (issue 4): ours within ${THROUGHPUT_TARGET}x of distribution, i.e. ours/dist >= ${(1 / THROUGHPUT_TARGET).toFixed(2)} for each throughput figure:`,
-      `  ${rows.filter((r) => r.target).every((r) => r.ours / r.dist >= 1 / THROUGHPUT_TARGET) ? 'met' : 'NOT MET'} (${rows
+      `throughput target (issue 4): ours within ${THROUGHPUT_TARGET}x of distribution (distribution/ours <= ${THROUGHPUT_TARGET}) for each throughput figure:`,
+      `  ${rows.filter((r) => r.target).every((r) => r.dist / r.ours <= THROUGHPUT_TARGET) ? 'met' : 'NOT MET'} (ours/dist: ${rows
         .filter((r) => r.target)
         .map((r) => `${r.figure.split(' (')[0]} ${fmt(r.ours / r.dist, 2)}x`)
         .join(', ')})`,

@@ -23,11 +23,12 @@ import { ClusterControllers } from '../reconcilers/cluster-controllers.js';
 import type { ReconcilerContext } from '../reconcilers/context.js';
 import { ocmComponentController } from '../reconcilers/ocmcomponent.js';
 import { ControllerManager } from '../reconcilers/runtime/controller.js';
-import { AlwaysLeader, type LeaderElector, LeaseElector } from '../reconcilers/runtime/leader.js';
+import { AlwaysLeader, EtcdElector, type LeaderElector, LeaseElector } from '../reconcilers/runtime/leader.js';
+import { EtcdStore } from '../storage/etcd.js';
 import { EventRecorder } from '../reconcilers/runtime/events.js';
 import { StatusWriter } from '../reconcilers/runtime/status.js';
 import { sourceController } from '../reconcilers/source.js';
-import { OciClient } from '../registry/client.js';
+import { credentialsFromDockerConfig, OciClient } from '../registry/client.js';
 import { startRegistry } from '../registry/server.js';
 import { HostCluster } from '../reconcilers/runtime/host.js';
 import { LevelStore } from '../storage/leveldb.js';
@@ -54,6 +55,14 @@ const { values } = parseArgs({
     reconcilers: { type: 'string', default: 'all' },
     'registry-external-host': { type: 'string' },
     'leader-elect': { type: 'boolean' },
+    storage: { type: 'string', default: 'leveldb' },
+    'etcd-endpoints': { type: 'string', default: 'http://127.0.0.1:2379' },
+    'etcd-prefix': { type: 'string', default: '/ocm-apiserver' },
+    'etcd-cafile': { type: 'string' },
+    'etcd-certfile': { type: 'string' },
+    'etcd-keyfile': { type: 'string' },
+    'snapshot-registry': { type: 'string' },
+    'snapshot-registry-config': { type: 'string' },
     'leader-election-namespace': { type: 'string', default: 'ocm-system' },
     'snapshot-history': { type: 'string', default: '5' },
     'registry-gc-interval': { type: 'string', default: '600' },
@@ -74,7 +83,17 @@ mkdirSync(dataDir, { recursive: true });
 
 const certs = await ensureCerts(resolve(values['cert-dir'] ?? join(dataDir, 'certs')), { hosts: bind === '0.0.0.0' || bind === '::' ? [] : [bind] });
 const metrics = new Metrics();
-const store = new MeteredStore(await LevelStore.open(join(dataDir, 'db'), { historySize: Number(values['history-size']) }), metrics.storageDuration);
+const etcdTLS =
+  values['etcd-cafile'] || values['etcd-certfile']
+    ? { ca: values['etcd-cafile'], cert: values['etcd-certfile'], key: values['etcd-keyfile'] }
+    : undefined;
+const etcdEndpoints = values['etcd-endpoints']!.split(',').map((e) => e.trim()).filter(Boolean);
+if (values.storage !== 'leveldb' && values.storage !== 'etcd') throw new Error(`--storage must be leveldb or etcd, not ${values.storage}`);
+const backend =
+  values.storage === 'etcd'
+    ? await EtcdStore.open({ endpoints: etcdEndpoints, prefix: values['etcd-prefix'], tls: etcdTLS, historySize: Number(values['history-size']) })
+    : await LevelStore.open(join(dataDir, 'db'), { historySize: Number(values['history-size']) });
+const store = new MeteredStore(backend, metrics.storageDuration);
 const requestTimeoutMs = /^\d+$/.test(values['request-timeout']!) ? Number(values['request-timeout']) * 1000 : parseDuration(values['request-timeout']!); // seconds, or a Go duration like kube's
 const limits = {
   maxRequestsInflight: Number(values['max-requests-inflight']),
@@ -191,7 +210,8 @@ const registry = await startRegistry({
 });
 const snapshotHistory = Number(values['snapshot-history']);
 const gcTimer = setInterval(() => {
-  registry.gc({ keepTags: snapshotHistory }).then(
+  // Snapshot tags are unix times; OCM component versions stored in the registry are never collected.
+  registry.gc({ keepTags: snapshotHistory, tagFilter: (_repo, tag) => /^\d{9,}$/.test(tag) }).then(
     (r) => r.blobsDeleted + r.manifestsDeleted > 0 && server.app.log.info(r, 'registry garbage collected'),
     (err) => server.app.log.error({ err }, 'registry garbage collection failed'),
   );
@@ -215,11 +235,17 @@ const ctx: ReconcilerContext = {
   log,
   status: new StatusWriter(store, server.rest, events, log),
   snapshots: {
-    host: registryHost,
+    host: values['snapshot-registry']?.replace(/^(?:oci|https?):\/\//, '') ?? registryHost,
     history: snapshotHistory,
-    client: new OciClient({ ca: certs.caCertPem, cert: certs.adminCertPem, key: certs.adminKeyPem, retries: 3 }),
+    client: values['snapshot-registry']
+      ? new OciClient({
+          insecureHttp: values['snapshot-registry'].startsWith('http://'),
+          credentials: values['snapshot-registry-config'] ? credentialsFromDockerConfig(readFileSync(values['snapshot-registry-config'], 'utf8')) : undefined,
+          retries: 3,
+        })
+      : new OciClient({ ca: certs.caCertPem, cert: certs.adminCertPem, key: certs.adminKeyPem, retries: 3 }),
     // Where Flux reaches the registry: the Service in a cluster, this address standalone.
-    externalHost: values['registry-external-host'] ?? (mode === 'aggregated' ? `ocm-apiserver.ocm-system.svc:${values['registry-port']}` : registryHost),
+    externalHost: values['registry-external-host'] ?? values['snapshot-registry']?.replace(/^(?:oci|https?):\/\//, '') ?? (mode === 'aggregated' ? `ocm-apiserver.ocm-system.svc:${values['registry-port']}` : registryHost),
     tlsSecretName: 'ocm-registry-tls',
     tlsSecretData: { 'ca.crt': certs.caCertPem, 'tls.crt': snapshotReader.certPem, 'tls.key': snapshotReader.keyPem },
     attestationKeyPem: certs.serverKeyPem,
@@ -236,10 +262,22 @@ for (const make of [ocmComponentController, sourceController, (c: ReconcilerCont
 }
 metrics.trackControllers(() => manager.controllers);
 // Only the leader reconciles; a single embedded replica always is one.
-const elector: LeaderElector =
-  values['leader-elect'] ?? mode === 'aggregated'
-    ? new LeaseElector(host, values['leader-election-namespace']!, 'ocm-apiserver-reconcilers', `${osHostname()}_${process.pid}`, log)
-    : new AlwaysLeader();
+// Aggregated: a Lease in the host cluster. Standalone on etcd: an etcd election. Else: one replica.
+const identity = `${osHostname()}_${process.pid}`;
+let elector: LeaderElector;
+if (values['leader-elect'] === false) elector = new AlwaysLeader();
+else if (mode === 'aggregated') elector = new LeaseElector(host, values['leader-election-namespace']!, 'ocm-apiserver-reconcilers', identity, log);
+else if (values.storage === 'etcd') {
+  const { Etcd3 } = await import('etcd3');
+  const pem = (v?: string) => (v ? (v.includes('-----BEGIN') ? Buffer.from(v) : readFileSync(v)) : undefined);
+  const electionClient = new Etcd3({
+    hosts: etcdEndpoints,
+    ...(etcdTLS || etcdEndpoints.some((e) => e.startsWith('https://'))
+      ? { credentials: { rootCertificate: pem(etcdTLS?.ca) ?? (null as unknown as Buffer), ...(etcdTLS?.key ? { privateKey: pem(etcdTLS.key) } : {}), ...(etcdTLS?.cert ? { certChain: pem(etcdTLS.cert) } : {}) } }
+      : {}),
+  });
+  elector = new EtcdElector(electionClient.namespace(values['etcd-prefix']! + '#'), 'reconcilers', identity, log);
+} else elector = new AlwaysLeader();
 await elector.start(
   async () => {
     await controllers?.start();

@@ -199,6 +199,9 @@ export function parseConfigData(text: string | Buffer, what = 'ConfigData'): Con
     throw new TransformError(`${what} has apiVersion ${q(doc.apiVersion)}; expected ${CONFIG_DATA_API_VERSION}`);
   }
   if (doc.kind !== undefined && doc.kind !== CONFIG_DATA_KIND) throw new TransformError(`${what} has kind ${q(doc.kind)}; expected ${CONFIG_DATA_KIND}`);
+  if (doc.kind === undefined && doc.apiVersion === undefined && doc.configuration === undefined && doc.localization === undefined) {
+    throw new TransformError(`${what} is not a ConfigData: it has none of apiVersion, kind, configuration and localization`);
+  }
   const errs: string[] = [];
   const c = doc.configuration;
   if (c !== undefined && c !== null) {
@@ -278,7 +281,7 @@ export async function loadConfigData(ctx: Pick<ActionContext, 'repository'>, res
     resource = found[0];
   }
   const where = `resource ${q(resource.name)} of ${componentName(component)}`;
-  const content = await ctx.repository.getResourceContent(component as never, resource, { maxBytes: MAX_CONFIG_DATA_BYTES });
+  const content = await ctx.repository.getResourceContent(component, resource, { maxBytes: MAX_CONFIG_DATA_BYTES });
   const text = await configDataText(content.data, `ConfigData ${where}`);
   const config = parseConfigData(text, `ConfigData ${where}`);
   const name = typeof config.metadata?.name === 'string' ? config.metadata.name : undefined;
@@ -302,7 +305,6 @@ export function parseYamlPath(path: string): PathSegment[] {
   const segs: PathSegment[] = [];
   const bad = (why: string) => new TransformError(`invalid path ${q(path)}: ${why}`);
   let i = path.startsWith('.') ? 1 : 0;
-  let expectKey = true;
   while (i < path.length) {
     const ch = path[i];
     if (ch === '[') {
@@ -323,7 +325,6 @@ export function parseYamlPath(path: string): PathSegment[] {
           if (i >= path.length) throw bad('ends with .');
         } else if (path[i] !== '[') throw bad(`unexpected ${q(path[i])} after ]`);
       }
-      expectKey = path[i] !== '[';
       continue;
     }
     // a key, up to the next unescaped . or [
@@ -333,7 +334,6 @@ export function parseYamlPath(path: string): PathSegment[] {
       key += path[i++];
     }
     if (!key) {
-      if (path[i] === '[' && !expectKey) continue;
       if (path[i] === '[') continue; // `a.[0]`
       throw bad('empty key');
     }
@@ -342,7 +342,6 @@ export function parseYamlPath(path: string): PathSegment[] {
       i++;
       if (i >= path.length) throw bad('ends with .');
     }
-    expectKey = true;
   }
   if (!segs.length) throw bad('empty');
   return segs;
@@ -472,14 +471,38 @@ interface DocState {
 interface Replace {
   start: number;
   end: number;
-  /** `block`: a map entry's value, written after the `:` (a block collection on the following lines); `flow`: written in place, on one line. */
-  mode: 'block' | 'flow';
+  /**
+   * `block`: a map entry's scalar value, written after the `:` (a collection on the following lines);
+   * `lines`: the lines of a map entry's block collection, replaced by those of another collection;
+   * `flow`: written in place, on one line.
+   */
+  mode: 'block' | 'lines' | 'flow';
   keyCol: number;
+  /** `lines`: the column and kind of the replaced collection's items. */
+  itemCol?: number;
+  wasSeq?: boolean;
   inFlow: boolean;
+  /** Source range of the replaced node: records of edits inside it are dropped. */
+  oldRange: [number, number];
+  /** The slot whose current value is written … */
   pair?: Pair;
   seq?: YAMLSeq;
   index?: number;
+  /** … or a flow map of the source that got a new key, written again from the model. */
+  node?: YAMLMap;
 }
+
+const inside = (r: readonly number[], outer: readonly number[]) => outer[0] <= r[0] && r[1] <= outer[1];
+
+/** Forgets the edits recorded inside `range` (a node being replaced: the model holds what they did). */
+function prune(d: DocState, range: readonly number[]): void {
+  for (const s of [...d.scalars.keys()]) if (inside(s.range!, range)) d.scalars.delete(s);
+  d.inserts = d.inserts.filter((i) => !inside(i.map.range!, range));
+  d.replaces = d.replaces.filter((r) => !inside(r.oldRange, range));
+}
+
+/** Inside a flow map that is written again from the model. */
+const covered = (d: DocState, range: readonly number[]) => d.replaces.some((r) => r.node && inside(range, r.oldRange));
 
 interface FileState {
   name: string;
@@ -661,7 +684,7 @@ export class SnapshotEditor {
       name,
       src,
       docs: docs.map((doc) => ({ doc, structural: false, scalars: new Map(), inserts: [], replaces: [] })),
-      style: detectStyle(src),
+      style: /\.json$/i.test(name) ? { indent: /^( +)\S/m.exec(src)?.[1].length ?? 2, indentSeq: true } : detectStyle(src),
       json: /\.json$/i.test(name),
       changed: false,
     };
@@ -680,8 +703,9 @@ export class SnapshotEditor {
         node.value = value;
         if (typeof value === 'string' && ambiguous(value) && !value.includes('\n')) node.type = Scalar.QUOTE_DOUBLE;
         else if (block && !(typeof value === 'string' && value.includes('\n'))) node.type = undefined;
-        if (node.range && (block || text === undefined)) d.structural = true;
-        else if (node.range) d.scalars.set(node, w.inFlow);
+        if (!node.range || covered(d, node.range)) return true;
+        if (block || text === undefined) d.structural = true;
+        else d.scalars.set(node, w.inFlow);
         return true;
       }
       if (!isScalarValue(value) && isCollectionNode(node) && sameValue(JSON.stringify(node.toJSON()), JSON.stringify(value))) return false;
@@ -690,9 +714,15 @@ export class SnapshotEditor {
       else if (w.seq && w.index !== undefined) w.seq.items[w.index] = fresh;
       const slot = (r: Replace) => (w.pair ? r.pair === w.pair : r.seq === w.seq && r.index === w.index);
       if (d.replaces.some(slot)) return true; // replaced before: written from the model
-      if (isNodeObject(node) && !node.range) return true; // inside an added subtree: written with it
+      if (!isNodeObject(node) || !node.range) {
+        if (isNodeObject(node)) return true; // inside an added subtree: written with it
+        d.structural = true;
+        return true;
+      }
+      if (covered(d, node.range)) return true;
+      prune(d, node.range);
       const plan = planReplace(st.src, w, node);
-      if (plan) d.replaces.push({ ...plan, inFlow: w.inFlow, pair: w.pair, seq: w.seq, index: w.index });
+      if (plan) d.replaces.push({ ...plan, inFlow: w.inFlow, oldRange: [node.range[0], node.range[1]], pair: w.pair, seq: w.seq, index: w.index });
       else d.structural = true;
       return true;
     }
@@ -701,9 +731,13 @@ export class SnapshotEditor {
       const pair = doc.createPair(w.key, null);
       pair.value = createNode(doc, value);
       map.items.push(pair);
-      if (!map.range) return true; // the map itself was added: rendered with it
+      if (!map.range || covered(d, map.range)) return true; // written with an added or rewritten map
       const anchor = (map.items as Pair[]).filter((p) => isPair(p) && (p.key as Node | null)?.range).pop();
-      if (map.flow || !anchor) d.structural = true;
+      if (map.flow) {
+        prune(d, map.range);
+        const r: [number, number] = [map.range[0], map.range[1]];
+        d.replaces.push({ start: r[0], end: r[1], mode: 'flow', keyCol: 0, inFlow: true, oldRange: r, node: map });
+      } else if (!anchor) d.structural = true;
       else d.inserts.push({ map, pair });
       return true;
     }
@@ -719,11 +753,19 @@ const isNodeObject = (n: unknown): n is Node => isScalar(n) || isMap(n) || isSeq
 const isCollectionNode = (n: unknown): n is YAMLMap | YAMLSeq => isMap(n) || isSeq(n);
 
 /** Where and how a value replaced by a collection (or a flow collection replaced by anything) is written. */
-function planReplace(src: string, w: Extract<Walk, { ok: true }>, old: unknown): Omit<Replace, 'inFlow' | 'pair' | 'seq' | 'index'> | undefined {
+function planReplace(src: string, w: Extract<Walk, { ok: true }>, old: unknown): Omit<Replace, 'inFlow' | 'pair' | 'seq' | 'index' | 'oldRange' | 'node'> | undefined {
   if (!isNodeObject(old) || !old.range) return undefined;
   const blockScalar = isScalar(old) && (old.type === Scalar.BLOCK_FOLDED || old.type === Scalar.BLOCK_LITERAL);
-  if (blockScalar || isAlias(old) || (isCollectionNode(old) && !old.flow)) return undefined;
   const key = w.pair?.key as Node | undefined;
+  if (isCollectionNode(old) && !old.flow && !w.inFlow && key?.range && old.items.length) {
+    // `key:  # comment` stays; the lines of the collection are replaced
+    const m = /^[ \t]*:[ \t]*(?:#[^\n]*)?\r?\n/.exec(src.slice(key.range[1]));
+    if (!m || src[old.range[1] - 1] !== '\n') return undefined;
+    const start = key.range[1] + m[0].length;
+    if (start > old.range[0]) return undefined;
+    return { start, end: old.range[1], mode: 'lines', keyCol: col(src, key.range[0]), itemCol: col(src, old.range[0]), wasSeq: isSeq(old) };
+  }
+  if (blockScalar || isAlias(old) || (isCollectionNode(old) && !old.flow)) return undefined;
   if (isScalar(old) && !w.inFlow && key?.range) {
     let start = old.range[0];
     while (start > 0 && (src[start - 1] === ' ' || src[start - 1] === '\t')) start--;
@@ -735,7 +777,18 @@ function planReplace(src: string, w: Extract<Walk, { ok: true }>, old: unknown):
 
 /** The text of a Replace, from the model's current value; undefined when it cannot be written in place. */
 function replaceText(st: FileState, r: Replace): string | undefined {
-  const cur = r.pair ? r.pair.value : r.seq!.items[r.index!];
+  const cur = r.node ?? (r.pair ? r.pair.value : r.seq!.items[r.index!]);
+  if (r.mode === 'lines') {
+    if (!isCollectionNode(cur) || !cur.items.length) return undefined;
+    const indent = isSeq(cur) === r.wasSeq ? r.itemCol! : r.keyCol + (isSeq(cur) && !st.style.indentSeq ? 0 : st.style.indent);
+    const body = new YAML.Document(cur).toString(stringifyOptions(st.style));
+    return body
+      .replace(/\n$/, '')
+      .split('\n')
+      .map((l) => (l ? ' '.repeat(indent) + l : l))
+      .join('\n')
+      .concat('\n');
+  }
   const sep = r.mode === 'block' ? ' ' : '';
   if (isScalar(cur)) {
     const text = isScalarValue(cur.value) ? inlineScalar(cur.value, cur, r.inFlow) : undefined;
@@ -744,6 +797,9 @@ function replaceText(st: FileState, r: Replace): string | undefined {
   if (!isCollectionNode(cur)) return undefined;
   if (r.mode === 'flow' || cur.items.length === 0) {
     const flow = cur.clone() as YAMLMap | YAMLSeq;
+    // its comments stay where they are in the source
+    flow.comment = flow.commentBefore = undefined;
+    flow.spaceBefore = false;
     YAML.visit(flow, {
       Map(_, n) {
         n.flow = true;
@@ -787,11 +843,12 @@ function render(st: FileState): string {
     edits.push({ start, end, text: renderDocStructural(st, d), order: order++ });
   });
   edits.sort((a, b) => a.start - b.start || a.order - b.order);
+  const crlf = src.includes('\r\n');
   let out = '';
   let pos = 0;
   for (const e of edits) {
     if (e.start < pos) return renderAll(st); // overlapping edits: rewrite
-    out += src.slice(pos, e.start) + e.text;
+    out += src.slice(pos, e.start) + (crlf ? e.text.replace(/\r?\n/g, '\r\n') : e.text);
     pos = e.end;
   }
   out += src.slice(pos);
@@ -802,8 +859,10 @@ function render(st: FileState): string {
 function docEdits(st: FileState, d: DocState, next: () => number): Array<{ start: number; end: number; text: string; order: number }> | undefined {
   const { src } = st;
   const edits: Array<{ start: number; end: number; text: string; order: number }> = [];
+  // JSON stays JSON: values in place are written as JSON, anything else rewrites the file as JSON
+  if (st.json && (d.replaces.length || d.inserts.length)) return undefined;
   for (const [s, inFlow] of d.scalars) {
-    const text = inlineScalar(s.value as Scalarish, s, inFlow);
+    const text = st.json ? JSON.stringify(s.value) : inlineScalar(s.value as Scalarish, s, inFlow);
     if (text === undefined) return undefined;
     edits.push({ start: s.range![0], end: s.range![1], text, order: next() });
   }

@@ -61,9 +61,13 @@ async function valuesFrom(ctx: Pick<ActionContext, 'readValue'>, refs: unknown):
     }
     let v: unknown;
     try {
-      v = YAML.parse(text, YAML_11);
+      // logLevel: the parser's warnings (an unknown tag, ...) go to stderr with the line they are on.
+      v = YAML.parse(text, { ...YAML_11, logLevel: 'error' });
     } catch (e) {
-      throw new TransformError(`${what}: not valid YAML or JSON: ${(e as Error).message.split('\n')[0]}`);
+      // A parser message may quote the text (an alias name); for a Secret say only where it failed.
+      const err = e as Error & { linePos?: { line: number; col: number }[] };
+      const at = err.linePos?.[0] ? ` at line ${err.linePos[0].line}, column ${err.linePos[0].col}` : '';
+      throw new TransformError(`${what}: not valid YAML or JSON: ${r.kind === 'Secret' ? `${err.name}${at}` : err.message.split('\n')[0]}`);
     }
     if (v === null || v === undefined) continue;
     if (!isRecord(v)) throw new TransformError(`${what}: must hold a map of values, not ${Array.isArray(v) ? 'a list' : typeof v}`);
@@ -350,15 +354,8 @@ export function validateValues(values: unknown, schema: Record<string, unknown> 
     throw new TransformError(`${what}: configuration.schema is not a valid JSON schema: ${(e as Error).message}`);
   }
   if (validate(values)) return;
-  const seen = new Set<string>();
-  const msgs: string[] = [];
-  for (const e of validate.errors ?? []) {
-    if (e.keyword === 'if' || e.keyword === 'anyOf' || e.keyword === 'oneOf') {
-      if (validate.errors!.length > 1 && e.keyword === 'if') continue;
-    }
-    const m = `${errorPath(e)}: ${errorText(e)}`;
-    if (!seen.has(m)) msgs.push(m), seen.add(m);
-  }
+  // `if` only says that `then`/`else` failed, which is reported on its own
+  const msgs = [...new Set((validate.errors ?? []).filter((e) => e.keyword !== 'if').map((e) => `${errorPath(e)}: ${errorText(e)}`))];
   throw new TransformError(`configuration values do not match the schema of ${what}: ${msgs.join('; ')}`);
 }
 

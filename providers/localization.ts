@@ -160,17 +160,18 @@ export const localizationProvider: ActionProvider = {
         throw e;
       }
       editor.requireFile(file, label);
-      const parts = parseImageReferenceFor(imageReferenceOf(resource, `${resourceText(ref)} of ${componentName(holder)}`), label);
+      const parts = withLabel(label, () => parseImageReference(imageReferenceOf(resource, `${resourceText(ref)} of ${componentName(holder)}`)));
       for (const t of targets) editor.set(file, raw[t] as string, parts[t], `${label}, ${t}`);
     }
     return { files: editor.result() };
   },
 };
 
-function parseImageReferenceFor(ref: string, label: string): ImageParts {
+function withLabel<T>(label: string, f: () => T): T {
   try {
-    return parseImageReference(ref);
+    return f();
   } catch (e) {
-    throw new TransformError(`${label}: ${(e as Error).message}`);
+    if (e instanceof TransformError) throw new TransformError(`${label}: ${e.message}`);
+    throw e;
   }
 }

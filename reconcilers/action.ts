@@ -146,11 +146,12 @@ export function actionController(ctx: ReconcilerContext, providers: ActionProvid
     }
     const ready = out.ready !== false;
     const digest = (snapshot?.status as { digest?: string } | undefined)?.digest;
+    const unnamed = (out.wrote ?? []).filter((w) => !out.message?.includes(w)); // objects the provider's message does not name yet
     const message = !ready
       ? (out.message ?? 'waiting for what was deployed to become ready')
       : snapshot
         ? `snapshot ${snapshot.metadata.name} (${digest!.slice(0, 19)}) from ${i.snapshot.metadata.name}`
-        : `${out.message ?? `deployed ${i.snapshot.metadata.name}`}${out.wrote?.length ? `: ${out.wrote.join(', ')}` : ''}`;
+        : `${out.message ?? `deployed ${i.snapshot.metadata.name}`}${unnamed.length ? `: ${unnamed.join(', ')}` : ''}`;
     const contract = (st: Record<string, unknown>, generation: number | undefined) => {
       st.ready = ready;
       if (snapshot) {

@@ -6,7 +6,7 @@ import { componentDescriptorName } from '../kinds/componentdescriptor.js';
 import type { OCMComponentSpec } from '../kinds/ocmcomponent.js';
 import type { KubeObject } from '../kinds/types.js';
 import type { ComponentDescriptor } from '../ocm/descriptor.js';
-import { OcmRepository } from '../ocm/repository.js';
+import { OcmRepository, OcmRepositoryError } from '../ocm/repository.js';
 import { verifyDescriptor } from '../ocm/signing.js';
 import {
   API_VERSION,
@@ -57,7 +57,9 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
       try {
         version = await repo.resolveVersion(spec.name, spec.version);
       } catch (err) {
-        throw new ReconcileError('VersionNotFound', `resolving ${spec.name} ${spec.version} in ${spec.repository.url}: ${(err as Error).message}`);
+        // No such component or no matching version is VersionNotFound; a repository that cannot be
+        // read (refused, 5xx, 429, 401, a cut connection) is FetchFailed, whatever the version.
+        throw new ReconcileError(err instanceof OcmRepositoryError ? 'VersionNotFound' : 'FetchFailed', `resolving ${spec.name} ${spec.version} in ${spec.repository.url}: ${(err as Error).message}`);
       }
       let cv;
       try {

@@ -147,8 +147,9 @@ export function credentialsFromDockerConfig(json: string | Buffer | object): (ho
   let cfg: any;
   try {
     cfg = typeof json === 'string' || Buffer.isBuffer(json) ? JSON.parse(String(json)) : json;
-  } catch (e) {
-    throw new OciError('INVALID_CONFIG', `docker config is not JSON: ${(e as Error).message}`);
+  } catch {
+    // Not the parser's message: V8's quotes the text around the error, i.e. part of a password.
+    throw new OciError('INVALID_CONFIG', 'docker config is not valid JSON');
   }
   const auths = cfg && typeof cfg === 'object' ? (cfg.auths ?? cfg) : undefined;
   if (!auths || typeof auths !== 'object') throw new OciError('INVALID_CONFIG', 'docker config has no "auths"');

@@ -340,9 +340,9 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
     }
     if (range) {
       reply.code(206).header('Content-Range', `bytes ${range.start}-${range.end}/${blob.size}`).header('Content-Length', range.end - range.start + 1);
-      return reply.send(blob.fh.createReadStream({ start: range.start, end: range.end }));
+      return reply.send(blob.fh.createReadStream({ start: range.start, end: range.end, highWaterMark: 1 << 20 }));
     }
-    return reply.header('Content-Length', blob.size).send(blob.fh.createReadStream());
+    return reply.header('Content-Length', blob.size).send(blob.fh.createReadStream({ highWaterMark: 1 << 20 }));
   };
   route(/^\/v2\/(.+)\/blobs\/([^/]+)$/, {
     GET: getBlob,

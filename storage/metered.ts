@@ -4,6 +4,7 @@
 // gives `<plural>.<group>`, core kinds just `<plural>`), as etcd_request_duration_seconds has it.
 import type { KubeObject } from '../kinds/types.js';
 import type { ListOptions, ListResult, Listener, Store, StoredObject, TryUpdate, WatchHandle } from './store.js';
+import type { StoreError } from './store.js';
 
 /** The part of a prom-client Histogram this needs. */
 export interface DurationHistogram {
@@ -55,8 +56,12 @@ export class MeteredStore implements Store {
     return this.timed('delete', key, () => this.inner.delete(key, check));
   }
 
-  watch(prefix: string, fromRV: number, listener: Listener): WatchHandle {
-    return this.inner.watch(prefix, fromRV, listener);
+  watch(prefix: string, fromRV: number, listener: Listener, onError?: (err: StoreError) => void): WatchHandle {
+    return this.inner.watch(prefix, fromRV, listener, onError);
+  }
+
+  syncRV(maxWaitMs?: number): Promise<unknown> {
+    return this.inner.syncRV ? this.inner.syncRV(maxWaitMs) : Promise.resolve();
   }
 
   /** Optional on backends (LevelStore has it): the watch layer's "too old resource version" message. */

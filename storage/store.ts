@@ -68,7 +68,9 @@ export interface Store {
    * Delivers every event with rv > fromRV under prefix, in order, then live events.
    * Throws StoreError 'Expired' when events after fromRV are no longer kept.
    */
-  watch(prefix: string, fromRV: number, listener: Listener): WatchHandle;
+  watch(prefix: string, fromRV: number, listener: Listener, onError?: (err: StoreError) => void): WatchHandle;
+  /** Waits until currentRV() has caught up with the backend (several replicas on one etcd). */
+  syncRV?(maxWaitMs?: number): Promise<unknown>;
   close(): Promise<void>;
 }
 

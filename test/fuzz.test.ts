@@ -69,21 +69,28 @@ function problem(r: Res): string | undefined {
   return `unexpected status ${r.status}`;
 }
 
+/** The store's resourceVersion, read from an empty list (one counter across all objects). */
 const storeRV = async () => {
-  const r = await send('GET', `${CM}?limit=1`);
+  const r = await send('GET', '/api/v1/namespaces/rv-probe/configmaps?limit=1');
   return JSON.parse(r.text).metadata.resourceVersion as string;
 };
 
 const failures: string[] = [];
+const slow: { ms: number; what: string }[] = [];
+const statuses = new Map<number, number>();
 let tried = 0;
 /** Sends one request and checks the answer and, for a rejection, that nothing was written. */
 async function probe(method: string, path: string, body: Buffer | string | undefined, contentType: string): Promise<boolean> {
   tried++;
   const before = await storeRV();
+  const started = Date.now();
   const r = await send(method, path, body, contentType);
+  const ms = Date.now() - started;
+  statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
   const p = problem(r);
   const after = await storeRV();
   const shown = body === undefined ? '' : (Buffer.isBuffer(body) ? body.toString('latin1') : body).slice(0, 200);
+  if (ms > 100) slow.push({ ms, what: `${method} ${path} [${contentType}] ${r.status} ${String(body === undefined ? '' : body.length)} bytes: ${(Buffer.isBuffer(body) ? body.toString('latin1') : (body ?? '')).slice(0, 120)}` });
   if (p) failures.push(`${method} ${path} [${contentType}] ${shown}: ${p}`);
   else if (r.status >= 400 && after !== before) failures.push(`${method} ${path} [${contentType}] ${shown}: rejected with ${r.status} but the store moved from ${before} to ${after}`);
   else return true;
@@ -109,8 +116,10 @@ const labelKey = fc.oneof(fc.stringMatching(/^([a-z0-9]([-a-z0-9.]{0,10}[a-z0-9]
 const labelValue = fc.oneof(fc.stringMatching(/^([A-Za-z0-9]([-A-Za-z0-9_.]{0,20}[A-Za-z0-9])?)?$/), weird);
 const labels = fc.oneof({ weight: 3, arbitrary: fc.dictionary(labelKey, labelValue, { maxKeys: 4 }) }, { weight: 1, arbitrary: weird });
 const unknownFields = fc.dictionary(fc.string({ maxLength: 12 }), fc.jsonValue({ maxDepth: 3 }), { maxKeys: 3 });
+const validLabels = fc.dictionary(fc.stringMatching(/^[a-z]([-a-z0-9]{0,10}[a-z0-9])?$/), fc.stringMatching(/^([a-z0-9]([-a-z0-9]{0,10}[a-z0-9])?)?$/), { maxKeys: 3 });
 const metadata = (fixedName?: string) =>
   fc.oneof(
+    { weight: 5, arbitrary: fc.record({ name: fixedName ? fc.constant(fixedName) : dnsName, labels: validLabels, annotations: fc.dictionary(fc.stringMatching(/^[a-z]{1,8}$/), fc.string({ maxLength: 40 }), { maxKeys: 2 }) }, { requiredKeys: ['name'] }) },
     { weight: 5, arbitrary: fc.record({ name: fixedName ? fc.oneof({ weight: 4, arbitrary: fc.constant(fixedName) }, { weight: 1, arbitrary: name }) : name, generateName: weird, labels, annotations: labels, namespace: fc.oneof(fc.constant(NS), weird), resourceVersion: weird, uid: weird, finalizers: weird, ownerReferences: weird, extra: fc.jsonValue({ maxDepth: 2 }) }, { requiredKeys: [] }) },
     { weight: 1, arbitrary: weird },
   );
@@ -123,11 +132,11 @@ const configMap = (fixedName?: string) =>
           apiVersion: fc.oneof({ weight: 5, arbitrary: fc.constant('v1') }, { weight: 1, arbitrary: weird }),
           kind: fc.oneof({ weight: 5, arbitrary: fc.constant('ConfigMap') }, { weight: 1, arbitrary: weird }),
           metadata: metadata(fixedName),
-          data: fc.oneof(fc.dictionary(fc.oneof(fc.stringMatching(/^[-._a-zA-Z0-9]{1,20}$/), fc.string({ maxLength: 10 })), fc.oneof(fc.string({ maxLength: 30 }), weird), { maxKeys: 4 }), weird),
+          data: fc.oneof(fc.dictionary(fc.stringMatching(/^[-._a-zA-Z0-9]{1,20}$/), fc.string({ maxLength: 30 }), { maxKeys: 4 }), fc.dictionary(fc.oneof(fc.stringMatching(/^[-._a-zA-Z0-9]{1,20}$/), fc.string({ maxLength: 10 })), fc.oneof(fc.string({ maxLength: 30 }), weird), { maxKeys: 4 }), weird),
           binaryData: fc.oneof(fc.dictionary(fc.stringMatching(/^[a-z]{1,5}$/), fc.oneof(fc.base64String({ maxLength: 12 }), weird), { maxKeys: 2 }), weird),
-          immutable: fc.oneof(fc.boolean(), weird),
+          immutable: fc.oneof(fc.constant(false), weird),
         },
-        { requiredKeys: ['apiVersion', 'kind'] },
+        { requiredKeys: ['apiVersion', 'kind', 'metadata'] },
       ),
       fc.oneof({ weight: 3, arbitrary: fc.constant({}) }, { weight: 1, arbitrary: unknownFields }),
     )
@@ -142,8 +151,9 @@ const component = (fixedName?: string) =>
           kind: fc.oneof({ weight: 5, arbitrary: fc.constant('OCMComponent') }, { weight: 1, arbitrary: weird }),
           metadata: metadata(fixedName),
           spec: fc.oneof(
+            { weight: 4, arbitrary: fc.record({ name: fc.constant('github.com/acme/app'), version: fc.constantFrom('1.0.0', '>=1.0.0', '~1.2'), repository: fc.record({ url: fc.constantFrom('ghcr.io/acme', 'oci://127.0.0.1:1/x') }), interval: fc.constantFrom('10m', '1h') }, { requiredKeys: ['name', 'version', 'repository'] }) },
             {
-              weight: 4,
+              weight: 3,
               arbitrary: fc.record(
                 {
                   name: fc.oneof(fc.constant('github.com/acme/app'), weird),
@@ -159,9 +169,9 @@ const component = (fixedName?: string) =>
             },
             { weight: 1, arbitrary: weird },
           ),
-          status: fc.oneof(fc.record({ conditions: fc.oneof(fc.array(fc.record({ type: weird, status: fc.constantFrom('True', 'False', 'Maybe'), reason: weird, message: weird, lastTransitionTime: weird }, { requiredKeys: [] }), { maxLength: 2 }), weird), observedGeneration: weird }, { requiredKeys: [] }), weird),
+          status: fc.oneof(fc.record({ observedGeneration: fc.nat() }), fc.record({ conditions: fc.oneof(fc.array(fc.record({ type: weird, status: fc.constantFrom('True', 'False', 'Maybe'), reason: weird, message: weird, lastTransitionTime: weird }, { requiredKeys: [] }), { maxLength: 2 }), weird), observedGeneration: weird }, { requiredKeys: [] }), weird),
         },
-        { requiredKeys: ['apiVersion', 'kind'] },
+        { requiredKeys: ['apiVersion', 'kind', 'metadata', 'spec'] },
       ),
       fc.oneof({ weight: 3, arbitrary: fc.constant({}) }, { weight: 1, arbitrary: unknownFields }),
     )
@@ -326,5 +336,6 @@ t.test('the server is still up and its objects are intact', async (t) => {
   const fresh = JSON.parse((await send('POST', CM, JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { generateName: 'after-' } }))).text);
   t.equal(fresh.polluted, undefined, 'no polluted prototype');
   t.equal(fresh.kind, 'ConfigMap');
-  t.comment(`${tried} requests tried, every answer checked`);
+  t.comment(`${tried} requests tried, every answer checked; statuses: ${[...statuses].sort((a, b) => a[0] - b[0]).map(([k, v]) => `${k}×${v}`).join(' ')}`);
+  for (const x of slow.sort((a, b) => b.ms - a.ms).slice(0, 5)) t.comment(`slow: ${x.ms} ms ${x.what}`);
 });

@@ -587,7 +587,19 @@ t.test('every bad input is a Status and changes nothing', async (t) => {
  * the body and close the connection). `chunked` uses Transfer-Encoding: chunked instead of a
  * Content-Length. Returns the parsed response.
  */
-function streamBody(method: string, path: string, body: Buffer, chunked: boolean): Promise<HttpResult> {
+async function streamBody(method: string, path: string, body: Buffer, chunked: boolean): Promise<HttpResult> {
+  // Known gap: on a loaded machine the server can close (RST) before the client read the 413;
+  // that is retried (at most twice) so the test checks the response whenever one arrives.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await streamBodyOnce(method, path, body, chunked);
+    } catch (err) {
+      if (attempt >= 2 || !/no HTTP response/.test((err as Error).message)) throw err;
+    }
+  }
+}
+
+function streamBodyOnce(method: string, path: string, body: Buffer, chunked: boolean): Promise<HttpResult> {
   const certs = `${server.dataDir}/certs/`;
   return new Promise((resolve, reject) => {
     let raw = Buffer.alloc(0);

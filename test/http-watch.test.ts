@@ -493,8 +493,13 @@ t.test('too old resourceVersion: ERROR event with 410 Expired; old continue toke
   ok.close();
 
   const next = await req('GET', col('w10', `?limit=3&continue=${encodeURIComponent(page.metadata.continue)}`));
-  const s = isStatus(t, next, 410, 'Expired', 'continue token older than the history');
-  t.match(s.message, /continue/);
+  if (process.env.TEST_STORAGE === 'etcd') {
+    // On etcd a page reads at the token's revision until etcd compacts it (as kube-apiserver on etcd).
+    t.equal(next.status, 200, 'on etcd an old continue token reads at its revision');
+  } else {
+    const s = isStatus(t, next, 410, 'Expired', 'continue token older than the history');
+    t.match(s.message, /continue/);
+  }
 });
 
 t.test('bookmarks with allowWatchBookmarks=true', async (t) => {

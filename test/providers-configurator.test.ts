@@ -9,7 +9,7 @@ import YAML from 'yaml';
 import { parseDescriptor } from '../ocm/descriptor.js';
 import { OcmRepository } from '../ocm/repository.js';
 import { configurationValues, configuratorProvider, mergeValues, resolveValues, ruleValue } from '../providers/configurator.js';
-import { parseConfigData } from '../providers/configdata.js';
+import { SnapshotEditor, parseConfigData } from '../providers/configdata.js';
 import { contentToFiles } from '../providers/content.js';
 import type { ActionContext, Files } from '../providers/types.js';
 import type { HostCluster } from '../reconcilers/runtime/host.js';
@@ -239,12 +239,21 @@ t.test('(( )) expressions in rules and values', async (t) => {
   t.same(docs[0].spec, { replicas: 6, image: 'ghcr.io/acme/app:1.0', ports: [8080, 9090] }, 'arithmetic, concatenation in a nested scope, a list');
   t.same(docs[0].metadata.labels, { app: 'app', tier: 'backend' });
   t.same(docs[1].data, { URL: 'https://example.org:8080', MODE: 'standard', TAG: '1.0', LITERAL: '(( not an expression ))' }, 'a value referring to values, || for undefined and nil, ((! a literal');
-  const written = text(out, 'app.yaml');
-  t.match(written, /^# the app\n/, 'comments kept');
-  t.match(written, /app: app {3}# keep me\n/);
-  t.match(written, /replicas: 6 # scaled by the configurator\n/);
-  t.ok(
-    written.endsWith(`---
+  t.equal(
+    text(out, 'app.yaml'),
+    `# the app
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: app
+  labels:
+    app: app   # keep me
+    tier: backend
+spec:
+  replicas: 6 # scaled by the configurator
+  image: ghcr.io/acme/app:1.0
+  ports: [8080, 9090]
+---
 # its configuration
 apiVersion: v1
 kind: ConfigMap
@@ -255,8 +264,8 @@ data:
   MODE: standard
   TAG: "1.0"
   LITERAL: (( not an expression ))
-`),
-    'the second document edited in place: quoting kept, "1.0" quoted, keys appended',
+`,
+    'edited in place: comments and quoting kept, "1.0" quoted, new keys appended to their maps, the flow list stays a flow list',
   );
 
   const values = resolveValues({ a: { b: 1, c: '(( b + 1 ))', d: '(( x.y ))' }, x: { y: '(( a.b * 10 ))' }, s: '(( "n" a.c ))', l: [{ n: 1 }, { n: 2 }] });
@@ -274,6 +283,80 @@ data:
     configure({ configRef: { name: 'app-config', extraIdentity: { flavour: 'broken' } } }, { 'app.yaml': Buffer.from(appYaml) }),
     /^configuration rule 0 of ConfigData "broken" \(resource "app-config" of acme\.org\/podinfo:6\.8\.0\) \(file "app\.yaml", path "data\.X"\): \(\( nosuch\.key \)\): "nosuch\.key" is not defined in the values \(top-level keys: a\)$/,
   );
+});
+
+t.test('maps and lists as values: only their lines change', async (t) => {
+  const src = `# the app
+metadata:
+  name: app
+  labels:   # the labels
+    app: app   # replaced
+  # trailing comment
+spec:
+  containers:
+    - name: a
+      image: placeholder  # becomes a map
+      resources:
+        limits: {cpu: 1}
+  list:
+  - a
+  - b
+status: {}
+`;
+  const editor = new SnapshotEditor({ 'a.yaml': Buffer.from(src) });
+  editor.set('a.yaml', 'metadata.labels', { a: 1, b: 'yes' }, 'r');
+  editor.set('a.yaml', 'spec.list', ['x', 'y', { z: 1 }], 'r');
+  editor.set('a.yaml', 'spec.containers[0].image', { repository: 'ghcr.io/acme/app', tag: '1.0' }, 'r');
+  editor.set('a.yaml', 'spec.containers[0].image.tag', '2.0', 'r');
+  editor.set('a.yaml', 'spec.containers[0].resources', { requests: { memory: '1Gi' } }, 'r');
+  editor.set('a.yaml', 'status', { ready: true }, 'r');
+  t.equal(
+    editor.result()['a.yaml'].toString(),
+    `# the app
+metadata:
+  name: app
+  labels:   # the labels
+    a: 1
+    b: "yes"
+  # trailing comment
+spec:
+  containers:
+    - name: a
+      image:
+        repository: ghcr.io/acme/app
+        tag: "2.0"  # becomes a map
+      resources:
+        requests:
+          memory: 1Gi
+  list:
+  - x
+  - "y"
+  - z: 1
+status: {ready: true}
+`,
+  );
+  const json = new SnapshotEditor({ 'v.json': Buffer.from('{\n    "image": {"tag": "1"},\n    "n": 1\n}\n') });
+  json.set('v.json', 'image.registry', 'r.io', 'r');
+  t.equal(json.result()['v.json'].toString(), '{\n    "image": {\n        "tag": "1",\n        "registry": "r.io"\n    },\n    "n": 1\n}\n', 'a JSON file that needs rewriting stays JSON');
+  const json2 = new SnapshotEditor({ 'v.json': Buffer.from('{"image": {"tag": "1"}, "n": 1}') });
+  json2.set('v.json', 'n', 'two', 'r');
+  t.equal(json2.result()['v.json'].toString(), '{"image": {"tag": "1"}, "n": "two"}', 'a value in place is written as JSON');
+
+  const flow = new SnapshotEditor({ 's.yaml': Buffer.from('kind: Service\nmetadata: {name: frontend, labels: {a: b}}  # short\nspec:\n  ports: [{port: 80}]\n') });
+  flow.set('s.yaml', 'metadata.namespace', 'demo', 'r');
+  flow.set('s.yaml', 'metadata.labels.version', '1.0', 'r');
+  flow.set('s.yaml', 'spec.ports[0].name', 'http', 'r');
+  t.equal(
+    flow.result()['s.yaml'].toString(),
+    'kind: Service\nmetadata: {name: frontend, labels: {a: b, version: "1.0"}, namespace: demo}  # short\nspec:\n  ports: [{port: 80, name: http}]\n',
+    'keys added to flow maps: the flow map is written again on its line',
+  );
+
+  const crlf = new SnapshotEditor({ 'w.yaml': Buffer.from('a:\r\n  b: 1 # one\r\n  c: x\r\n') });
+  crlf.set('w.yaml', 'a.b', 2, 'r');
+  crlf.set('w.yaml', 'a.d', 'new', 'r');
+  crlf.set('w.yaml', 'a.c', { m: 1 }, 'r');
+  t.equal(crlf.result()['w.yaml'].toString(), 'a:\r\n  b: 2 # one\r\n  c:\r\n    m: 1\r\n  d: new\r\n', 'CRLF line ends stay CRLF');
 });
 
 t.test('valuesFrom: optional entries may be missing, required ones may not', async (t) => {

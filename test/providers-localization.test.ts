@@ -414,7 +414,7 @@ t.test('rules that cannot be applied fail with a message naming the rule, resour
     inline(rule({ name: 'image' }, 'manifests/deploy.yaml', { tag: 'spec.template.spex.containers[0].image' })),
     /path "spec\.template\.spex\.containers\[0\]\.image" is not in file "manifests\/deploy\.yaml" \("spec\.template" has no key "spex"\)/,
   );
-  await t.rejects(inline(rule({ name: 'chart' }, 'manifests/deploy.yaml', { image: 'x' })), /resource "chart" of acme\.org\/podinfo:6\.8\.0: its access is a localBlob without globalAccess/);
+  await t.rejects(inline(rule({ name: 'chart' }, 'manifests/deploy.yaml', { image: 'x' })), /^localization rule spec\.rules\[0\] \(resource "chart", file "manifests\/deploy\.yaml"\): resource "chart" of acme\.org\/podinfo:6\.8\.0: its access is a localBlob without globalAccess/);
   await t.rejects(inline(rule({ name: 'config' }, 'manifests/deploy.yaml', {})), /sets none of image, registry, repository, fullyQualifiedRepository, tag/);
   await t.rejects(inline(rule({ name: 'image' }, '../etc/passwd', { image: 'x' })), /must be a path relative to the root of the snapshot/);
   await t.rejects(

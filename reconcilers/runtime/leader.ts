@@ -143,3 +143,62 @@ class k8s_MicroTime extends Date {
     return this.toISOString();
   }
 }
+
+/** An etcd election (etcd's concurrency.Election): the campaign's lease keeps the leadership. */
+export class EtcdElector implements LeaderElector {
+  private leading = false;
+  private campaign?: import('etcd3').Campaign;
+  private stopped = false;
+  private retry?: NodeJS.Timeout;
+  private onLead?: () => Promise<void>;
+  private onLose?: () => Promise<void>;
+
+  constructor(
+    private readonly client: import('etcd3').Namespace,
+    private readonly name: string,
+    private readonly identity: string,
+    private readonly log: Logger,
+    private readonly ttlSeconds = 5,
+  ) {}
+
+  isLeader() {
+    return this.leading;
+  }
+
+  async start(onLead: () => Promise<void>, onLose: () => Promise<void>) {
+    this.onLead = onLead;
+    this.onLose = onLose;
+    this.run();
+  }
+
+  private run() {
+    if (this.stopped) return;
+    const campaign = this.client.election(this.name, this.ttlSeconds).campaign(this.identity);
+    this.campaign = campaign;
+    campaign.on('elected', () => {
+      this.leading = true;
+      this.log.info({ election: this.name, identity: this.identity }, 'became the leader');
+      void this.onLead?.();
+    });
+    campaign.on('error', (err: Error) => {
+      this.log.warn({ err: err.message }, 'leader election: the campaign failed');
+      void this.lose().then(() => {
+        if (!this.stopped) this.retry = setTimeout(() => this.run(), 1000);
+      });
+    });
+  }
+
+  private async lose() {
+    if (!this.leading) return;
+    this.leading = false;
+    this.log.warn({ election: this.name }, 'stopped being the leader');
+    await this.onLose?.();
+  }
+
+  async stop() {
+    this.stopped = true;
+    clearTimeout(this.retry);
+    await this.lose();
+    await this.campaign?.resign().catch(() => undefined);
+  }
+}

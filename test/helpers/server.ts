@@ -5,6 +5,7 @@ import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startEtcd, type TestEtcd } from './etcd.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const KUBECTL = process.env.KUBECTL || 'kubectl';
@@ -37,6 +38,11 @@ export interface TestServer {
   kill9(): Promise<void>;
 }
 
+const etcdByDataDir = new Map<string, TestEtcd>();
+process.on('exit', () => {
+  for (const e of etcdByDataDir.values()) e.proc().kill('SIGKILL');
+});
+
 export function tempDir(prefix = 'ocm-apiserver-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
@@ -45,9 +51,17 @@ export function tempDir(prefix = 'ocm-apiserver-test-'): string {
  * Starts a server. Reconcilers are off unless asked for (`reconcilers: 'all'`): API tests set
  * status by hand, and their objects name registries that must not be contacted.
  */
-export async function startServer(opts: { dataDir?: string; args?: string[]; keep?: boolean; reconcilers?: string } = {}): Promise<TestServer> {
+export async function startServer(opts: { dataDir?: string; certDir?: string; args?: string[]; keep?: boolean; reconcilers?: string } = {}): Promise<TestServer> {
   const dataDir = opts.dataDir ?? tempDir();
-  const proc = spawn(process.execPath, [join(root, 'dist/cli/server.js'), '--data-dir', dataDir, '--port', '0', '--registry-port', '0', '--log-level', 'info', '--reconcilers', opts.reconcilers ?? 'none', ...(opts.args ?? [])], {
+  // TEST_STORAGE=etcd runs the same suites on a real etcd (one per server, same data across restarts).
+  let etcd: TestEtcd | undefined;
+  const storageArgs: string[] = [];
+  if (process.env.TEST_STORAGE === 'etcd' && !(opts.args ?? []).includes('--storage')) {
+    etcd = etcdByDataDir.get(dataDir) ?? (await startEtcd());
+    etcdByDataDir.set(dataDir, etcd);
+    storageArgs.push('--storage', 'etcd', '--etcd-endpoints', etcd.endpoints.join(','));
+  }
+  const proc = spawn(process.execPath, [join(root, 'dist/cli/server.js'), '--data-dir', dataDir, '--port', '0', '--registry-port', '0', '--log-level', 'info', '--reconcilers', opts.reconcilers ?? 'none', ...(opts.certDir ? ['--cert-dir', opts.certDir] : []), ...storageArgs, ...(opts.args ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: string[] = [];
@@ -73,10 +87,10 @@ export async function startServer(opts: { dataDir?: string; args?: string[]; kee
     proc.on('exit', (code) => reject(new Error(`server exited with ${code} before ready:\n${logs.join('\n')}`)));
     setTimeout(() => reject(new Error(`server not ready in 30s:\n${logs.join('\n')}`)), 30000).unref();
   });
-  const certDir = join(dataDir, 'certs');
+  const certDir = opts.certDir ?? join(dataDir, 'certs');
   const ca = readFileSync(join(certDir, 'ca.crt'), 'utf8');
   const admin = { cert: readFileSync(join(certDir, 'admin.crt'), 'utf8'), key: readFileSync(join(certDir, 'admin.key'), 'utf8') };
-  const kubeconfig = join(certDir, 'admin.kubeconfig');
+  const kubeconfig = join(dataDir, 'certs', 'admin.kubeconfig');
   const port = Number(new URL(url).port);
   const cacheDir = join(dataDir, 'kubectl-cache');
 
@@ -123,8 +137,12 @@ export async function startServer(opts: { dataDir?: string; args?: string[]; kee
     });
 
   const exited = new Promise<void>((r) => proc.on('exit', () => r()));
-  const cleanup = () => {
-    if (!opts.keep && !opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
+  const cleanup = async () => {
+    if (!opts.keep && !opts.dataDir) {
+      rmSync(dataDir, { recursive: true, force: true });
+      await etcd?.stop();
+      etcdByDataDir.delete(dataDir);
+    }
   };
   return {
     url,
@@ -138,7 +156,7 @@ export async function startServer(opts: { dataDir?: string; args?: string[]; kee
     async stop() {
       proc.kill('SIGTERM');
       await exited;
-      cleanup();
+      await cleanup();
     },
     async kill9() {
       proc.kill('SIGKILL');

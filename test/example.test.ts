@@ -1,0 +1,207 @@
+// The sample workflow (examples/podinfo), run exactly as the README's "Sample workflow" section
+// says: a standalone server with its registry on the default port 5001, `npm run example --
+// --kubeconfig FILE`, `kubectl apply -f examples/podinfo/`, `kubectl wait ... action/deployer`.
+// Then the final manifests in the last transforming snapshot (image localized, values configured:
+// defaults and overrides), the Flux objects, and `kubectl get ocm` with everything Ready.
+//
+// If port 5001 is taken on this machine (a developer's server), the registry goes on a free port
+// and the files are applied with the url rewritten, as the example's own hint says.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import YAML from 'yaml';
+import { archiveToFiles } from '../providers/content.js';
+import { OciClient } from '../registry/client.js';
+import { pullSnapshot } from '../registry/snapshot.js';
+import { startServer, type TestServer } from './helpers/server.js';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const EXAMPLE = join(root, 'examples', 'podinfo');
+const COMPONENT = join(EXAMPLE, 'component');
+const NS = 'podinfo';
+const DEFAULT_REGISTRY = '127.0.0.1:5001';
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((res) => {
+    const srv = net.createServer();
+    srv.once('error', () => res(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => res(true)));
+  });
+}
+
+function run(cmd: string, args: string[], timeoutMs: number): Promise<{ code: number | null; out: string }> {
+  return new Promise((res) => {
+    const child = spawn(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, INIT_CWD: root } });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d));
+    child.stderr.on('data', (d: Buffer) => (out += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      res({ code, out });
+    });
+  });
+}
+
+process.chdir(root); // the README's commands run in the repository root
+const exact = await portFree(5001);
+if (!exact) t.comment('port 5001 is taken on this machine: the registry goes on a free port and the files are applied with the url rewritten');
+const s: TestServer = await startServer({ reconcilers: 'all', args: exact ? ['--registry-port', '5001'] : [] });
+t.teardown(() => s.stop());
+const registry = s.logs.map((l) => /"registry":"([^"]+)"/.exec(l)?.[1]).find(Boolean)!;
+const certs = join(s.dataDir, 'certs');
+const client = new OciClient({ ca: readFileSync(join(certs, 'ca.crt'), 'utf8'), cert: readFileSync(join(certs, 'admin.crt'), 'utf8'), key: readFileSync(join(certs, 'admin.key'), 'utf8'), retries: 1 });
+t.teardown(() => client.close());
+
+async function json(args: string[]) {
+  const r = await s.kubectl([...args, '-o', 'json']);
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+
+let exampleOut = '';
+t.test('npm run example -- --kubeconfig FILE publishes, signs and creates the key Secret', async (t) => {
+  if (exact) t.equal(registry, DEFAULT_REGISTRY, 'the server runs its registry on the default port');
+  const r = await run('npm', ['run', 'example', '--', '--kubeconfig', s.kubeconfig], 240_000);
+  exampleOut = r.out;
+  t.equal(r.code, 0, 'exit status 0');
+  if (r.code !== 0) t.comment(r.out);
+  t.match(r.out, `published ocm.software/demos/podinfo:6.8.0 to ${registry}/ocm, signed as "ocm-example"`);
+  t.match(r.out, /(created|updated) Secret podinfo\/ocm-example-key|Secret is up to date podinfo\/ocm-example-key/);
+  if (exact) t.match(r.out, /Next:\n {2}kubectl --kubeconfig \S+ apply -f examples\/podinfo\//, 'prints the next command');
+  else t.match(r.out, `NOTE: examples/podinfo/10-component.yaml reads the component from ${DEFAULT_REGISTRY}/ocm, but this server's registry is ${registry}`);
+
+  const secret = await json(['get', 'secret', 'ocm-example-key', '-n', NS]);
+  t.equal(Buffer.from(secret.data['ocm-example'], 'base64').toString(), readFileSync(join(root, 'examples', '.keys', 'public-key.pem'), 'utf8'), 'the Secret holds the public key');
+  const ns = await json(['get', 'namespace', NS]);
+  t.ok(ns.metadata.annotations?.['kubectl.kubernetes.io/last-applied-configuration'], 'the namespace is created as kubectl apply would have');
+});
+
+t.test('kubectl apply -f examples/podinfo/, then wait for the deployer', async (t) => {
+  let dir = EXAMPLE;
+  if (!exact) {
+    dir = mkdtempSync(join(tmpdir(), 'example-files-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    for (const f of readdirSync(EXAMPLE).filter((f) => f.endsWith('.yaml'))) writeFileSync(join(dir, f), readFileSync(join(EXAMPLE, f), 'utf8').replaceAll(`${DEFAULT_REGISTRY}/`, `${registry}/`));
+  }
+  const apply = await s.kubectl(['apply', '-f', exact ? 'examples/podinfo/' : dir]);
+  t.equal(apply.code, 0, apply.stderr);
+  t.notMatch(apply.stderr, /Warning/, 'applies cleanly over the namespace npm run example created');
+  for (const o of ['namespace/podinfo', 'ocmcomponent.delivery.ocm.software/podinfo', 'source.delivery.ocm.software/manifests', 'action.delivery.ocm.software/localizer', 'action.delivery.ocm.software/config', 'action.delivery.ocm.software/deployer']) {
+    t.match(apply.stdout, o);
+  }
+  const wait = await s.kubectl(['wait', '--for=condition=Ready', 'action/deployer', '-n', NS, '--timeout=120s'], { timeoutMs: 130_000 });
+  t.equal(wait.code, 0, `kubectl wait: ${wait.stdout}${wait.stderr}`);
+  t.match(wait.stdout, 'action.delivery.ocm.software/deployer condition met');
+});
+
+t.test('kubectl get ocm -n podinfo lists every object, Ready', async (t) => {
+  const list = await json(['get', 'ocm', '-n', NS]);
+  const byKind = new Map<string, string[]>();
+  for (const o of list.items) byKind.set(o.kind, [...(byKind.get(o.kind) ?? []), o.metadata.name]);
+  t.same(Object.fromEntries([...byKind].map(([k, v]) => [k, v.sort()]).sort()), {
+    Action: ['config', 'deployer', 'localizer'],
+    ComponentDescriptor: ['ocm-software-demos-podinfo-6-8-0'],
+    Configurator: ['podinfo-config'],
+    KustomizationTemplate: ['podinfo-deploy'],
+    Localization: ['podinfo-localization'],
+    OCMComponent: ['podinfo'],
+    OCMResource: ['manifests'],
+    Snapshot: byKind.get('Snapshot')!.slice().sort(),
+    Source: ['manifests'],
+  });
+  t.equal(byKind.get('Snapshot')?.length, 3, 'three snapshots: the Source, the localizer and config Actions');
+  for (const o of list.items) {
+    if (o.kind === 'ComponentDescriptor') continue; // a record, no condition
+    const ready = (o.status?.conditions ?? []).find((c: { type: string }) => c.type === 'Ready');
+    t.equal(ready?.status, 'True', `${o.kind}/${o.metadata.name} is Ready${ready?.status === 'True' ? '' : `: ${ready?.message}`}`);
+  }
+  const comp = list.items.find((o: any) => o.kind === 'OCMComponent');
+  t.equal(comp.status.resolvedVersion, '6.8.0');
+  t.equal(comp.status.verified, true, 'the signature verified');
+
+  const table = await s.kubectl(['get', 'ocm', '-n', NS]);
+  t.equal(table.code, 0);
+  const rows = table.stdout.split('\n').filter((l) => /^\S+\.delivery\.ocm\.software\//.test(l));
+  t.equal(rows.length, list.items.length, 'the table has a row per object');
+  for (const row of rows) if (!row.startsWith('componentdescriptor.')) t.match(row, /\sTrue\s/, row.split(/\s+/)[0]);
+});
+
+t.test('the last snapshot holds the localized and configured manifests', async (t) => {
+  const deployer = await json(['get', 'action', 'deployer', '-n', NS]);
+  const config = await json(['get', 'action', 'config', '-n', NS]);
+  t.equal(deployer.status.inputSnapshot, config.status.snapshot, "the deployer consumed the config Action's snapshot");
+  const snap = await json(['get', 'snapshot', config.status.snapshot, '-n', NS]);
+  t.equal(snap.status.digest, config.status.digest);
+  t.equal(snap.status.conditions.find((c: { type: string }) => c.type === 'Verified')?.status, 'True', 'the registry serves what was pushed');
+  t.equal(snap.status.attestation?.verified, true, 'attested by the server');
+  const files = await archiveToFiles(await pullSnapshot(client, `${snap.status.repositoryURL}:${snap.status.tag}`, { expectedDigest: snap.status.digest }));
+  t.same(Object.keys(files).sort(), ['configmap.yaml', 'deploy.yaml', 'kustomization.yaml', 'service.yaml']);
+
+  const deploy = YAML.parse(files['deploy.yaml'].toString());
+  t.equal(deploy.spec.template.spec.containers[0].image, 'registry.example.internal/podinfo:6.8.0', "image localized to the image resource's reference");
+  t.equal(deploy.spec.replicas, 2, 'replicas: overridden by the Configurator (default 1)');
+  const cm = YAML.parse(files['configmap.yaml'].toString());
+  t.equal(cm.data.PODINFO_UI_MESSAGE, 'Delivered by OCM', 'message: overridden by the Configurator');
+  t.equal(cm.data.PODINFO_UI_COLOR, '#34577c', 'color: the ConfigData default');
+
+  // Only the edited values changed: comments and every other line are as the component has them.
+  const original = readFileSync(join(COMPONENT, 'manifests', 'deploy.yaml'), 'utf8');
+  const expected = original.replace('image: ghcr.io/stefanprodan/podinfo:6.8.0 #', 'image: registry.example.internal/podinfo:6.8.0 #').replace('  replicas: 1\n', '  replicas: 2\n');
+  t.equal(files['deploy.yaml'].toString(), expected, 'deploy.yaml: only the image and replicas lines changed');
+  for (const f of ['kustomization.yaml', 'service.yaml']) t.equal(files[f].toString(), readFileSync(join(COMPONENT, 'manifests', f), 'utf8'), `${f} unchanged`);
+
+  // The chain back to the component version.
+  t.same(
+    (snap.status.chain ?? []).map((l: { kind: string; name: string; componentVersion?: string; provider?: string }) => [l.kind, l.name, l.componentVersion ?? l.provider]),
+    [
+      ['OCMComponent', 'podinfo', 'ocm.software/demos/podinfo:6.8.0'],
+      ['Source', 'manifests', 'OCMResource/manifests'],
+      ['Action', 'localizer', 'Localization/podinfo-localization'],
+      ['Action', 'config', 'Configurator/podinfo-config'],
+    ],
+    'the chain back to the component version',
+  );
+});
+
+t.test('the Flux objects point at the last snapshot', async (t) => {
+  const config = await json(['get', 'action', 'config', '-n', NS]);
+  const deployer = await json(['get', 'action', 'deployer', '-n', NS]);
+  const snap = await json(['get', 'snapshot', config.status.snapshot, '-n', NS]);
+  const repo = await json(['get', 'ocirepositories.source.toolkit.fluxcd.io', 'deployer', '-n', NS]);
+  const owner = { apiVersion: 'delivery.ocm.software/v1alpha1', kind: 'Action', name: 'deployer', uid: deployer.metadata.uid, controller: true };
+  const repoPath = snap.status.repositoryURL.replace(/^[^/]+\//, '');
+  t.same(repo.metadata.ownerReferences, [owner], 'OCIRepository owned by the deployer Action');
+  t.equal(repo.spec.url, `oci://${registry}/${repoPath}`, 'url: the snapshot repository in the registry');
+  t.same(repo.spec.ref, { tag: snap.status.tag, digest: snap.status.digest }, 'ref: tag and digest of the last snapshot');
+  t.same(repo.spec.certSecretRef, { name: 'ocm-registry-tls' }, 'certSecretRef: the registry TLS Secret');
+  t.equal(repo.spec.interval, '10m', 'interval: the template\'s');
+  const tls = await json(['get', 'secret', 'ocm-registry-tls', '-n', NS]);
+  t.same(Object.keys(tls.data).sort(), ['ca.crt', 'tls.crt', 'tls.key'], 'the TLS Secret Flux pulls with');
+
+  const ks = await json(['get', 'kustomizations.kustomize.toolkit.fluxcd.io', 'deployer', '-n', NS]);
+  t.same(ks.metadata.ownerReferences, [owner], 'Kustomization owned by the deployer Action');
+  t.same(ks.spec, { interval: '10m', path: './', prune: true, targetNamespace: 'podinfo', sourceRef: { kind: 'OCIRepository', name: 'deployer' } }, 'the template fields and the sourceRef');
+  t.notMatch(deployer.status.conditions[0].message, /deployer: OCIRepository/, 'the message names each object once');
+});
+
+t.test('running npm run example again changes nothing', async (t) => {
+  const before = await json(['get', 'ocmcomponent', 'podinfo', '-n', NS]);
+  // Built by the first run; the same program without `npm run build` in front.
+  const r = await run(process.execPath, [join(root, 'dist', 'cli', 'example.js'), '--kubeconfig', s.kubeconfig], 60_000);
+  t.equal(r.code, 0, 'exit status 0');
+  if (r.code !== 0) t.comment(r.out);
+  const digest = (out: string) => /signed as "ocm-example" \((sha256:[0-9a-f]{64})\)/.exec(out)?.[1];
+  t.ok(digest(r.out), 'published again');
+  t.equal(digest(r.out), digest(exampleOut), 'the same component version, byte for byte');
+  t.match(r.out, 'using signing key pair', 'the same key pair');
+  t.match(r.out, 'Secret is up to date podinfo/ocm-example-key', 'the Secret is left as it is');
+  t.notMatch(r.out, 'created namespace', 'the namespace is left as it is');
+  const after = await json(['get', 'ocmcomponent', 'podinfo', '-n', NS]);
+  t.equal(after.status.conditions[0].status, 'True', 'the OCMComponent is still Ready');
+  t.equal(after.metadata.generation, before.metadata.generation, 'and unchanged');
+});

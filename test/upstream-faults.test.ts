@@ -1,0 +1,236 @@
+// Upstream faults, with the reconcilers on: OCM repositories (the in-memory fake registry holding
+// component versions published with ocm/publish.ts) that are down (connection refused), answer
+// 500 or 429, or drop the connection in the middle of a blob. For each: the failing object
+// (OCMComponent, or the Source for the blob) reports it in its Ready condition (the reason and the
+// message name the problem) and in a Warning event; the Source downstream of a failing component
+// says so; the reconcilers back off (requests that reach the registry, and reconcile attempts, are
+// counted over a window and bounded); once the repository is back they recover by themselves,
+// ending Ready with exactly one Snapshot. The four cases run side by side on one server.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { publish } from '../ocm/publish.js';
+import { OcmRepository } from '../ocm/repository.js';
+import { OciClient } from '../registry/client.js';
+import { type Fault, FaultyRegistry } from './helpers/faulty-registry.js';
+import { startServer, type TestServer } from './helpers/server.js';
+
+const G = '/apis/delivery.ocm.software/v1alpha1';
+const WINDOW_MS = 6000;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+let s: TestServer;
+let reg: FaultyRegistry; // 500, 429 and cut, chosen per component path
+let downReg: FaultyRegistry; // closed and reopened
+const work = mkdtempSync(join(tmpdir(), 'upstream-faults-'));
+
+interface Scenario {
+  key: string; // component ocm.software/faults/<key>, namespace f-<key>
+  registry: () => FaultyRegistry;
+  fault?: Fault; // none: the registry is down
+  failing: 'OCMComponent' | 'Source';
+  problem: RegExp; // what the message must say
+  reason: RegExp; // what the reason must say
+}
+
+const scenarios: Scenario[] = [
+  { key: 'refused', registry: () => downReg, failing: 'OCMComponent', problem: /ECONNREFUSED|connection refused/i, reason: /Unavailable|Unreachable|Network|Connect|Fetch|Repository/ },
+  { key: 'http500', registry: () => reg, fault: { mode: '500' }, failing: 'OCMComponent', problem: /\b500\b/, reason: /Unavailable|Fetch|Repository|Server|Upstream/ },
+  { key: 'http429', registry: () => reg, fault: { mode: '429', retryAfterSeconds: 1 }, failing: 'OCMComponent', problem: /\b429\b|TOOMANYREQUESTS|rate limit/i, reason: /Unavailable|Fetch|Repository|RateLimit|TooMany|Throttl|Upstream/ },
+  { key: 'cutblob', registry: () => reg, fault: { mode: 'cut', atByte: 40_000 }, failing: 'Source', problem: /aborted|premature|socket hang up|ECONNRESET|closed|terminated/i, reason: /Unavailable|Fetch|Provider|Network|Download|Repository/ },
+];
+
+interface Facts {
+  key: string;
+  ns: string;
+  failedAfterMs?: number;
+  condition?: { reason: string; message: string; status: string };
+  downstream?: { reason: string; message: string };
+  warningEvents: { reason: string; message: string; count: number }[];
+  requestsInWindow?: number;
+  attemptsInWindow: number;
+  attemptGapsMs: number[];
+  recoveredAfterMs?: number;
+  readyComponent?: boolean;
+  readySource?: boolean;
+  snapshots?: string[];
+  snapshotsLater?: string[];
+  sourceSnapshot?: string;
+  normalEvents: { reason: string; kind: string }[];
+  error?: string;
+}
+
+const blobText = (key: string) => Array.from({ length: 4000 }, (_, i) => `${key} line ${i} of a resource big enough to be cut in the middle\n`).join('');
+
+async function get(path: string): Promise<any> {
+  const r = await s.request('GET', path);
+  return r.status === 200 ? r.json() : undefined;
+}
+const ready = (o: any) => o?.status?.conditions?.find((c: any) => c.type === 'Ready');
+
+async function waitFor<T>(fn: () => Promise<T | undefined>, ms: number): Promise<T | undefined> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await fn().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > until) return undefined;
+    await sleep(200);
+  }
+}
+
+/** Reconcile attempts that failed, from the server's logs: `reconcile failed; retrying with backoff` for this key. */
+function failedAttempts(controller: string, key: string): number[] {
+  const out: number[] = [];
+  for (const l of s.logs) {
+    if (!l.includes('reconcile failed')) continue;
+    try {
+      const j = JSON.parse(l);
+      if (j.controller === controller && j.key === key) out.push(j.time);
+    } catch {
+      // not JSON
+    }
+  }
+  return out;
+}
+
+async function run(sc: Scenario): Promise<Facts> {
+  const ns = `f-${sc.key}`;
+  const facts: Facts = { key: sc.key, ns, warningEvents: [], normalEvents: [], attemptsInWindow: 0, attemptGapsMs: [] };
+  const r = sc.registry();
+  const compPath = `faults/${sc.key}`;
+  try {
+    await s.request('POST', '/api/v1/namespaces', { body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } } });
+    // The fault goes on before the objects exist: the first reconcile meets it.
+    if (sc.fault) r.faults.set(compPath, sc.fault);
+    else await r.down();
+    const objs = [
+      {
+        apiVersion: 'delivery.ocm.software/v1alpha1',
+        kind: 'OCMComponent',
+        metadata: { name: 'app', namespace: ns },
+        spec: { name: `ocm.software/faults/${sc.key}`, version: '>=1.0.0', interval: '10m', repository: { url: `http://${r.host}/ocm` } },
+      },
+      { apiVersion: 'delivery.ocm.software/v1alpha1', kind: 'OCMResource', metadata: { name: 'data-res', namespace: ns }, spec: { resource: 'data' } },
+      {
+        apiVersion: 'delivery.ocm.software/v1alpha1',
+        kind: 'Source',
+        metadata: { name: 'data', namespace: ns },
+        spec: { componentRef: { name: 'app' }, providerRef: { apiVersion: 'delivery.ocm.software/v1alpha1', kind: 'OCMResource', name: 'data-res' } },
+      },
+    ];
+    const started = Date.now();
+    for (const o of objs) {
+      const res = await s.request('POST', `${G}/namespaces/${ns}/${o.kind.toLowerCase()}s`, { body: o });
+      if (res.status !== 201) throw new Error(`creating ${o.kind}: ${res.status} ${res.body}`);
+    }
+    const failingPath = sc.failing === 'OCMComponent' ? `${G}/namespaces/${ns}/ocmcomponents/app` : `${G}/namespaces/${ns}/sources/data`;
+    const failed = await waitFor(async () => {
+      const o = await get(failingPath);
+      const c = ready(o);
+      return c?.status === 'False' && c.reason !== 'ComponentNotReady' ? o : undefined;
+    }, 30_000);
+    if (!failed) throw new Error(`no Ready=False condition on the ${sc.failing} in 30 s: ${JSON.stringify((await get(failingPath))?.status)}`);
+    facts.failedAfterMs = Date.now() - started;
+    facts.condition = ready(failed);
+    if (sc.failing === 'OCMComponent') {
+      const src = await waitFor(async () => {
+        const c = ready(await get(`${G}/namespaces/${ns}/sources/data`));
+        return c?.status === 'False' ? c : undefined;
+      }, 10_000);
+      if (src) facts.downstream = { reason: src.reason, message: src.message };
+    }
+
+    // Watch the retries for a while with the fault still on.
+    const from = Date.now();
+    await sleep(WINDOW_MS);
+    const to = Date.now();
+    const controller = sc.failing === 'OCMComponent' ? 'ocmcomponent' : 'source';
+    const attempts = failedAttempts(controller, `${ns}/${sc.failing === 'OCMComponent' ? 'app' : 'data'}`);
+    facts.attemptsInWindow = attempts.filter((a) => a >= from && a < to).length;
+    facts.attemptGapsMs = attempts.slice(1).map((a, i) => a - attempts[i]);
+    if (sc.fault) facts.requestsInWindow = r.count(compPath, from, to);
+    const events = (await get(`/api/v1/namespaces/${ns}/events`))?.items ?? [];
+    facts.warningEvents = events
+      .filter((e: any) => e.type === 'Warning' && e.involvedObject?.kind === sc.failing)
+      .map((e: any) => ({ reason: e.reason, message: e.message, count: e.count ?? 1 }));
+
+    // The repository is back: recovery by itself.
+    const back = Date.now();
+    if (sc.fault) r.faults.delete(compPath);
+    else await r.up();
+    const ok = await waitFor(async () => {
+      const src = await get(`${G}/namespaces/${ns}/sources/data`);
+      return ready(src)?.status === 'True' && src.status.snapshot ? src : undefined;
+    }, 60_000);
+    if (ok) facts.recoveredAfterMs = Date.now() - back;
+    facts.sourceSnapshot = ok?.status?.snapshot;
+    facts.readySource = !!ok;
+    facts.readyComponent = ready(await get(`${G}/namespaces/${ns}/ocmcomponents/app`))?.status === 'True';
+    facts.snapshots = ((await get(`${G}/namespaces/${ns}/snapshots`))?.items ?? []).map((x: any) => x.metadata.name);
+    await sleep(3000); // late duplicates from retries still in the queue would show up here
+    facts.snapshotsLater = ((await get(`${G}/namespaces/${ns}/snapshots`))?.items ?? []).map((x: any) => x.metadata.name);
+    facts.normalEvents = ((await get(`/api/v1/namespaces/${ns}/events`))?.items ?? [])
+      .filter((e: any) => e.type === 'Normal')
+      .map((e: any) => ({ reason: e.reason, kind: e.involvedObject?.kind }));
+  } catch (err) {
+    facts.error = (err as Error).stack ?? String(err);
+  } finally {
+    r.faults.delete(compPath);
+  }
+  return facts;
+}
+
+let results: Facts[] = [];
+
+t.before(async () => {
+  reg = await new FaultyRegistry().start();
+  downReg = await new FaultyRegistry().start();
+  for (const sc of scenarios) {
+    const r = sc.registry();
+    const repo = new OcmRepository(new OciClient({ insecureHttp: true }), `http://${r.host}/ocm`);
+    await publish(
+      repo,
+      { name: `ocm.software/faults/${sc.key}`, version: '1.0.0', provider: 'acme', resources: [{ name: 'data', version: '1.0.0', type: 'blob', input: { type: 'utf8', text: blobText(sc.key), mediaType: 'text/plain' } }] },
+      work,
+      {},
+    );
+    repo.client.close();
+  }
+  s = await startServer({ reconcilers: 'all' });
+  results = await Promise.all(scenarios.map(run));
+});
+
+t.teardown(async () => {
+  await s?.stop();
+  await reg?.close();
+  await downReg?.close();
+});
+
+for (const [i, sc] of scenarios.entries()) {
+  t.test(`${sc.key}: ${sc.failing} reports it, backs off, recovers with exactly one Snapshot`, async (t) => {
+    const f = results[i];
+    t.comment(JSON.stringify({ ...f, warningEvents: f.warningEvents.map((e) => `${e.reason} x${e.count}`), normalEvents: f.normalEvents.map((e) => `${e.kind}/${e.reason}`) }));
+    t.notOk(f.error, f.error ?? 'ran to the end');
+    t.ok(f.condition, `Ready=False on the ${sc.failing}`);
+    t.match(f.condition?.message, sc.problem, `the message names the problem: ${f.condition?.message}`);
+    t.match(f.condition?.reason, sc.reason, `the reason names the problem: ${f.condition?.reason}`);
+    t.notMatch(f.condition?.reason, /NotFound|Verification|Digest/, 'the reason does not blame something else');
+    if (sc.failing === 'OCMComponent') {
+      t.equal(f.downstream?.reason, 'ComponentNotReady', 'the Source says its component is not ready');
+      t.match(f.downstream?.message, sc.problem, 'and why');
+    }
+    t.ok(
+      f.warningEvents.some((e) => e.reason === f.condition?.reason && sc.problem.test(e.message)),
+      `a Warning event with the reason and the problem (${f.warningEvents.map((e) => e.reason).join(', ')})`,
+    );
+    t.ok(f.attemptsInWindow >= 1, `retried while it lasted (${f.attemptsInWindow} attempts in ${WINDOW_MS / 1000} s)`);
+    t.ok(f.attemptsInWindow <= 8, `backed off: ${f.attemptsInWindow} reconcile attempts in ${WINDOW_MS / 1000} s (gaps ${f.attemptGapsMs.join(', ')} ms)`);
+    if (f.requestsInWindow !== undefined) t.ok(f.requestsInWindow <= 40, `backed off: ${f.requestsInWindow} requests reached the registry in ${WINDOW_MS / 1000} s`);
+    t.ok(f.readyComponent, 'the OCMComponent is Ready again');
+    t.ok(f.readySource, `the Source is Ready again (after ${f.recoveredAfterMs} ms)`);
+    t.same(f.snapshots, f.sourceSnapshot ? [f.sourceSnapshot] : ['<one>'], 'exactly one Snapshot, the Source\'s');
+    t.same(f.snapshotsLater, f.snapshots, 'and still only that one a few seconds later');
+    t.ok(f.normalEvents.some((e) => e.kind === sc.failing && e.reason === 'Succeeded'), 'a Normal event on recovery');
+  });
+}
