@@ -28,7 +28,7 @@ const component = (name: string) => ({
   apiVersion: 'delivery.ocm.software/v1alpha1',
   kind: 'OCMComponent',
   metadata: { name },
-  spec: { name: 'github.com/acme/app', version: '1.0.0', repository: { url: 'ghcr.io/acme' } },
+  spec: { name: 'github.com/acme/app', version: '1.0.0', repository: { url: 'http://127.0.0.1:1/acme' } }, // nothing listens there
 });
 
 let A: TestServer;
@@ -40,7 +40,7 @@ t.before(async () => {
   writeFileSync(join(dir, 'policy.yaml'), policy);
   writeFileSync(join(dir, 'tokens.csv'), 'tok-bob,bob,uid-bob,"team,dev"\ntok-carol,carol,uid-carol,\n');
   A = await startServer({ args: ['--token-auth-file', join(dir, 'tokens.csv'), '--authorization-policy-file', join(dir, 'policy.yaml')] });
-  B = await startServer({ args: ['--mode', 'aggregated', '--kubeconfig', A.kubeconfig] });
+  B = await startServer({ args: ['--mode', 'aggregated', '--kubeconfig', A.kubeconfig], reconcilers: 'all' });
   const certs = join(A.dataDir, 'certs');
   frontProxy = { cert: readFileSync(join(certs, 'front-proxy-client.crt'), 'utf8'), key: readFileSync(join(certs, 'front-proxy-client.key'), 'utf8') };
   for (const ns of ['team-a', 'team-b']) await A.kubectl(['create', 'namespace', ns]);
@@ -161,4 +161,27 @@ t.test('kubectl auth can-i and whoami answer from the server', async (t) => {
   const u = JSON.parse(who.stdout).status.userInfo;
   t.equal(u.username, 'admin');
   t.ok(u.groups.includes('system:masters'));
+});
+
+t.test('B reads Secrets from, and writes Events to, the host cluster A', async (t) => {
+  t.equal((await A.kubectl(['create', 'secret', 'generic', 'creds', '-n', 'team-a', '--from-literal=username=u', '--from-literal=password=p'])).code, 0);
+  const withSecret = (name: string, secret: string) => ({ ...component(name), spec: { ...component(name).spec, repository: { url: 'http://127.0.0.1:1/acme', secretRef: { name: secret } } } });
+  for (const [name, secret] of [['uses-secret', 'creds'], ['missing-secret', 'nope']])
+    t.equal((await B.request('POST', `${GV}/namespaces/team-a/ocmcomponents`, { body: withSecret(name, secret) })).status, 201);
+  const reasonOf = async (name: string) => {
+    const o = (await B.request('GET', `${GV}/namespaces/team-a/ocmcomponents/${name}`)).json();
+    return o.status?.conditions?.find((c: { type: string }) => c.type === 'Ready') as { reason: string; message: string } | undefined;
+  };
+  let missing, found;
+  for (let i = 0; i < 100 && !(missing && found); i++) {
+    missing = await reasonOf('missing-secret');
+    found = await reasonOf('uses-secret');
+    if (!(missing && found)) await new Promise((r) => setTimeout(r, 200));
+  }
+  t.equal(missing?.reason, 'SecretNotFound', 'a Secret missing in A is reported');
+  t.match(missing?.message, 'team-a/nope');
+  t.equal(found?.reason, 'FetchFailed', 'the Secret was read from A; the repository itself is unreachable');
+  const ev = await A.kubectl(['get', 'events', '-n', 'team-a', '--field-selector', 'involvedObject.name=uses-secret', '-o', 'json']);
+  const reasons = JSON.parse(ev.stdout).items.map((e: { reason: string }) => e.reason);
+  t.ok(reasons.includes('FetchFailed'), `B recorded the transition as an Event in A (${reasons.join(', ')})`);
 });
