@@ -62,7 +62,8 @@ export function actionController(ctx: ReconcilerContext, providers: ActionProvid
       return await archiveToFiles(await pullSnapshot(ctx.snapshots.client, `${i.repositoryURL}:${i.tag}`, { expectedDigest: i.digest }));
     } catch (err) {
       const msg = (err as Error).message;
-      throw new ReconcileError(/digest/i.test(msg) ? 'InputDigestMismatch' : 'InputUnavailable', `input snapshot ${i.snapshot.metadata.name}: ${msg}`, !/digest/i.test(msg));
+      const mismatch = (err as { code?: string }).code === 'DIGEST_MISMATCH' || /digest/i.test(msg);
+      throw new ReconcileError(mismatch ? 'InputDigestMismatch' : 'InputUnavailable', `input snapshot ${i.snapshot.metadata.name}: ${msg}`, !mismatch);
     }
   }
 

@@ -42,7 +42,8 @@ export async function runExternalProvider(
     tgz = await pullSnapshot(ctx.snapshots.client, snapshot.replace(/^oci:\/\//, ''), { expectedDigest: digest as string });
   } catch (err) {
     const msg = (err as Error).message;
-    throw new ReconcileError(/DIGEST|digest/.test(msg) ? 'DigestMismatch' : 'SnapshotUnavailable', `${where}: snapshot ${snapshot}: ${msg}`, !/DIGEST|digest/.test(msg));
+    const mismatch = (err as { code?: string }).code === 'DIGEST_MISMATCH' || /digest/i.test(msg);
+    throw new ReconcileError(mismatch ? 'DigestMismatch' : 'SnapshotUnavailable', `${where}: snapshot ${snapshot}: ${msg}`, !mismatch);
   }
   return { ready: true, provider, files: await archiveToFiles(tgz), digest: digest as string, snapshot };
 }
