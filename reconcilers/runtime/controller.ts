@@ -149,7 +149,7 @@ export class Controller {
       );
     }
     for (const o of (await this.store.list(own.prefix)).items) this.enqueue({ namespace: o.obj.metadata.namespace, name: o.obj.metadata.name! });
-    for (let i = 0; i < (this.spec.workers ?? 2); i++) this.workers.push(this.work());
+    for (let i = 0; i < (this.spec.workers ?? 4); i++) this.workers.push(this.work());
   }
 
   private async work() {
