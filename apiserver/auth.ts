@@ -5,7 +5,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import { ApiError, forbidden, unauthorized } from './errors.js';
+import { ApiError, forbidden } from './errors.js';
 
 export interface UserInfo {
   name: string;
@@ -290,4 +290,3 @@ export async function impersonate(user: UserInfo, headers: IncomingHttpHeaders, 
   return withAuthenticated({ name, groups, ...(uid ? { uid } : {}), ...(Object.keys(extra).length ? { extra } : {}) });
 }
 
-export { unauthorized };

@@ -2,7 +2,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { KubeObject } from '../kinds/types.js';
 import type { StoredObject } from '../storage/store.js';
-import { badRequest, methodNotAllowed, notFound, pathNotFound } from './errors.js';
+import { badRequest, methodNotAllowed, pathNotFound } from './errors.js';
 import { bodyType, duplicateFields, negotiate, parseRequestBody, type Representation, serialize, type Target } from './negotiate.js';
 import type { Resource, ResourceRegistry } from './resources.js';
 import { type GenericREST, type ListPage, type ListQuery, parseDeleteOptions, type RequestOptions, requestOptions } from './rest.js';
@@ -213,4 +213,3 @@ export class ResourceHandler {
   }
 }
 
-export { notFound };

@@ -13,7 +13,6 @@ import {
   badRequest,
   conflict,
   expired,
-  forbidden,
   internal,
   invalid,
   notFound,
@@ -403,4 +402,3 @@ export function requestOptions(query: Record<string, string | undefined>, defaul
   return { dryRun: dryRun === 'All', fieldValidation: fv as FieldValidation, warnings: [] };
 }
 
-export { forbidden };

@@ -25,6 +25,7 @@ import { rmSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Etcd3, type IKeyValue, type IWatchResponse } from 'etcd3';
+import { prefixEnd } from '../storage/etcd.js';
 import { startEtcd, type TestEtcd } from '../test/helpers/etcd.js';
 import {
   type BenchConfig,
@@ -240,16 +241,6 @@ async function closedLoop(n: number, clients: number, op: (i: number) => Promise
   return { perS: ok / wall, lat: summary(lat.filter((v) => !Number.isNaN(v))), failures, firstError };
 }
 
-function prefixEnd(p: Buffer): Buffer {
-  const end = Buffer.from(p);
-  for (let i = end.length - 1; i >= 0; i--) {
-    if (end[i] < 0xff) {
-      end[i]++;
-      return end.subarray(0, i + 1);
-    }
-  }
-  return Buffer.from([0]);
-}
 
 /** A stand-in for a stored OCMComponent when the etcd API run did not give one. */
 function syntheticValue(): Buffer {

@@ -268,15 +268,7 @@ let elector: LeaderElector;
 if (values['leader-elect'] === false) elector = new AlwaysLeader();
 else if (mode === 'aggregated') elector = new LeaseElector(host, values['leader-election-namespace']!, 'ocm-apiserver-reconcilers', identity, log);
 else if (values.storage === 'etcd') {
-  const { Etcd3 } = await import('etcd3');
-  const pem = (v?: string) => (v ? (v.includes('-----BEGIN') ? Buffer.from(v) : readFileSync(v)) : undefined);
-  const electionClient = new Etcd3({
-    hosts: etcdEndpoints,
-    ...(etcdTLS || etcdEndpoints.some((e) => e.startsWith('https://'))
-      ? { credentials: { rootCertificate: pem(etcdTLS?.ca) ?? (null as unknown as Buffer), ...(etcdTLS?.key ? { privateKey: pem(etcdTLS.key) } : {}), ...(etcdTLS?.cert ? { certChain: pem(etcdTLS.cert) } : {}) } }
-      : {}),
-  });
-  elector = new EtcdElector(electionClient.namespace(values['etcd-prefix']! + '#'), 'reconcilers', identity, log);
+  elector = new EtcdElector((backend as EtcdStore).electionNamespace(), 'reconcilers', identity, log);
 } else elector = new AlwaysLeader();
 await elector.start(
   async () => {
@@ -284,7 +276,7 @@ await elector.start(
     await manager.start();
   },
   async () => {
-    controllers?.stop();
+    await controllers?.stop();
     await manager.stop();
   },
 );

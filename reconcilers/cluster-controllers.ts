@@ -6,6 +6,7 @@ import { keyFor, type Resource, type ResourceRegistry } from '../apiserver/resou
 import type { GenericREST, RequestOptions } from '../apiserver/rest.js';
 import type { KubeObject } from '../kinds/types.js';
 import type { Store, WatchHandle } from '../storage/store.js';
+import { WorkQueue } from './runtime/controller.js';
 
 const opts = (): RequestOptions => ({ dryRun: false, fieldValidation: 'Ignore', warnings: [] });
 const ignoreNotFound = (err: unknown) => {
@@ -17,50 +18,35 @@ interface Log {
   error(o: object, msg: string): void;
 }
 
-/** A deduplicating queue with one worker, retrying failed keys with backoff. */
+/** The runtime's work queue with one worker; `work` returning true means "look again later". */
 class Queue {
-  private readonly keys = new Set<string>();
-  private running = false;
-  private readonly retries = new Map<string, number>();
-  private stopped = false;
-  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly q = new WorkQueue(200, 10_000);
+  private readonly done: Promise<void>;
 
-  constructor(
-    private readonly work: (key: string) => Promise<boolean>,
-    private readonly log: Log,
-  ) {}
+  constructor(work: (key: string) => Promise<boolean>, log: Log) {
+    this.done = (async () => {
+      for (let key; (key = await this.q.get()) !== undefined; ) {
+        let again: boolean;
+        try {
+          again = await work(key);
+        } catch (err) {
+          log.error({ err, key }, 'controller work failed');
+          again = true;
+        }
+        if (again) this.q.addRateLimited(key);
+        else this.q.forget(key);
+        this.q.done(key);
+      }
+    })();
+  }
 
   add(key: string) {
-    if (this.stopped) return;
-    this.keys.add(key);
-    if (!this.running) void this.run();
+    this.q.add(key);
   }
 
-  private async run() {
-    this.running = true;
-    while (this.keys.size && !this.stopped) {
-      const key = this.keys.values().next().value as string;
-      this.keys.delete(key);
-      let again = false;
-      try {
-        again = await this.work(key);
-      } catch (err) {
-        this.log.error({ err, key }, 'controller work failed');
-        again = true;
-      }
-      if (again) {
-        const n = (this.retries.get(key) ?? 0) + 1;
-        this.retries.set(key, n);
-        const timer = setTimeout(() => (this.timers.delete(timer), this.add(key)), Math.min(200 * 2 ** n, 10_000));
-        this.timers.add(timer);
-      } else this.retries.delete(key);
-    }
-    this.running = false;
-  }
-
-  stop() {
-    this.stopped = true;
-    for (const t of this.timers) clearTimeout(t);
+  stop(): Promise<void> {
+    this.q.stop();
+    return this.done;
   }
 }
 
@@ -103,11 +89,10 @@ export class ClusterControllers {
     for (const ns of namespaces) this.gcQueue.add(ns);
   }
 
-  stop() {
+  async stop() {
     for (const h of this.handles) h.stop();
     this.handles = [];
-    this.nsQueue.stop();
-    this.gcQueue.stop();
+    await Promise.all([this.nsQueue.stop(), this.gcQueue.stop()]);
   }
 
   /** Deletes everything in the namespace; once nothing is left, drops the namespace's finalizer. */

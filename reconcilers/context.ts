@@ -130,8 +130,6 @@ export async function repositoryClient(ctx: ReconcilerContext, namespace: string
   return new OciClient({ insecureHttp: url.startsWith('http://'), credentials, retries: 3 });
 }
 
-/** `oci://host/base`, `http://host/base`, `host/base` → `host/base` (what OcmRepository takes). */
-export const repositoryBase = (url: string) => url;
 
 const tlsSecretsEnsured = new Set<string>();
 

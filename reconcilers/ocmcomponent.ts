@@ -11,6 +11,7 @@ import { verifyDescriptor } from '../ocm/signing.js';
 import {
   API_VERSION,
   applyObject,
+  ownerRef,
   ReconcileError,
   type ReconcilerContext,
   repositoryClient,
@@ -76,7 +77,7 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
         if (!r.ok) throw new ReconcileError('VerificationFailed', `${spec.name}:${version}: signature ${v.signature} does not verify: ${r.reason}`, false);
       }
 
-      const owner = { apiVersion: obj.apiVersion, kind: obj.kind, name: obj.metadata.name!, uid: obj.metadata.uid!, controller: true, blockOwnerDeletion: true };
+      const owner = ownerRef(obj);
       const write = (cd: ComponentDescriptor) =>
         applyObject(ctx, CD, {
           apiVersion: API_VERSION,

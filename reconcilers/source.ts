@@ -40,8 +40,6 @@ export function sourceController(ctx: ReconcilerContext): ControllerSpec {
 
     const rc = await readyComponent(ctx, spec.componentRef, ns);
     const comp = rc.component;
-    const cstatus = { resolvedVersion: rc.version };
-    const cspec = { name: rc.name };
     const inputs = [src.metadata.generation, providerObj.metadata.uid, providerObj.metadata.generation, comp.metadata.uid, rc.version].join('|');
     const every = spec.interval ? parseDuration(spec.interval) : undefined;
     if (done.get(src.metadata.uid!) === inputs && isReady(src) && !every) return;
@@ -61,10 +59,10 @@ export function sourceController(ctx: ReconcilerContext): ControllerSpec {
         producer: src,
         provider: { apiVersion: pref.apiVersion, kind: pref.kind, name: pref.name, generation: providerObj.metadata.generation },
         component: comp,
-        componentVersion: cstatus.resolvedVersion,
+        componentVersion: rc.version,
         identity: out.identity,
         files: out.files,
-        chain: [{ kind: 'OCMComponent', name: comp.metadata.name!, componentVersion: `${cspec.name}:${cstatus.resolvedVersion}` }],
+        chain: [{ kind: 'OCMComponent', name: comp.metadata.name!, componentVersion: `${rc.name}:${rc.version}` }],
         current,
       });
       const snap = snapshot.status as { digest: string; tag: string };
@@ -74,11 +72,11 @@ export function sourceController(ctx: ReconcilerContext): ControllerSpec {
         st.digest = snap.digest;
         setCondition(st, { type: 'Ready', status: 'True', reason: 'Succeeded', message: `snapshot ${snapshot.metadata.name} (${snap.digest.slice(0, 19)}) of ${what}` }, generation);
       };
-      const what = `${out.identity.resourceName ?? 'the resource'} from ${cspec.name}:${cstatus.resolvedVersion}`;
+      const what = `${out.identity.resourceName ?? 'the resource'} from ${rc.name}:${rc.version}`;
       await ctx.status.update(PR, { namespace: ns, name: pref.name }, (st, o) => contract(st, o.metadata.generation, what));
       await ctx.status.update(SRC, { namespace: ns, name: src.metadata.name! }, (st, o) => {
         contract(st, o.metadata.generation, what);
-        st.componentVersion = cstatus.resolvedVersion;
+        st.componentVersion = rc.version;
       });
       done.set(src.metadata.uid!, inputs);
       return every ? { requeueAfterMs: every } : undefined;

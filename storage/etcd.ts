@@ -84,7 +84,7 @@ function pem(v: string): Buffer {
 }
 
 /** The first key after every key that starts with `p` (etcd's prefix range_end). */
-function prefixEnd(p: Buffer): Buffer {
+export function prefixEnd(p: Buffer): Buffer {
   const end = Buffer.from(p);
   for (let i = end.length - 1; i >= 0; i--) {
     if (end[i] < 0xff) {
@@ -291,6 +291,11 @@ export class EtcdStore implements Store {
   }
 
   /** The oldest resourceVersion a watch can resume from. */
+  /** Keys for leader election on this store's connection, outside the objects' range (`<prefix>#`). */
+  electionNamespace(): import('etcd3').Namespace {
+    return this.client.namespace(this.root + '#');
+  }
+
   oldestWatchableRV(): number {
     return this.ringStart;
   }
