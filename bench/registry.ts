@@ -4,7 +4,7 @@
 //     HTTPS with certificates from ensureCerts() in a temp dir; the client authenticates with the
 //     admin client certificate (mTLS);
 //   - Debian's docker-registry (the CNCF distribution registry, test/helpers/distribution.ts) on
-//     loopback, plain HTTP, with its own temp storage;
+//     loopback, HTTPS with the same certificates and client-certificate auth, with its own temp storage;
 // then, for each registry and with the same OciClient (registry/client.ts):
 //   1. push + pull of a reference blob of --big-mb/10 MiB (for the memory slope),
 //   2. push + pull of a --big-mb MiB blob (random data generated once into a temp file, pushed as a
@@ -262,15 +262,21 @@ async function startOurs(dir: string): Promise<Target & { proc: ChildProcess; lo
   }
 }
 
-async function startDist(): Promise<Target & { dist: Distribution }> {
-  const dist = await startDistribution();
+// Distribution serves TLS with the same certificates and requires the same client certificate, so
+// both registries are measured doing the same work (TLS decryption alone costs the client about a
+// third of a core at these rates).
+async function startDist(certDir: string): Promise<Target & { dist: Distribution }> {
+  const certs = await ensureCerts(certDir);
+  const dist = await startDistribution({
+    tls: { cert: certs.serverCertPem, key: certs.serverKeyPem, clientCa: certs.caCertPem, probe: { cert: certs.adminCertPem, key: certs.adminKeyPem } },
+  });
   const pid = findChild(dist.dir);
   if (!pid) {
     await dist.stop();
     throw new Error('docker-registry started but its pid was not found under /proc');
   }
-  const client = new OciClient({ insecureHttp: true, retries: 0 });
-  return { name: 'distribution', label: 'distribution (HTTP)', host: dist.host, pid, client, dist, stop: () => dist.stop() };
+  const client = new OciClient({ ca: certs.caCertPem, cert: certs.adminCertPem, key: certs.adminKeyPem, retries: 0 });
+  return { name: 'distribution', label: 'distribution (HTTPS+mTLS)', host: dist.host, pid, client, dist, stop: () => dist.stop() };
 }
 
 async function registryVersion(): Promise<string> {
@@ -453,7 +459,7 @@ async function main() {
 
     const ours = await startOurs(dir);
     targets.push(ours);
-    const dist = await startDist();
+    const dist = await startDist(join(dir, 'certs'));
     targets.push(dist);
     for (const t of targets) await t.client.ping(t.host);
 
@@ -464,9 +470,9 @@ async function main() {
     console.log(`  load average at start: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}${load0 > os.availableParallelism() / 2 ? '  (WARNING: the machine is busy; figures will be noisy, consider --repeat N)' : ''}`);
     console.log(`  ours:         registry/server.ts in its own node process (pid ${ours.pid}, port ${ours.host.split(':')[1]}), HTTPS (${await tlsInfo(Number(ours.host.split(':')[1]), dir)}), client authenticated by the admin certificate (mTLS)`);
     if (process.env.BENCH_REGISTRY_NODE_ARGS) console.log(`                node args: ${process.env.BENCH_REGISTRY_NODE_ARGS}`);
-    console.log(`  distribution: ${await registryVersion()} (pid ${dist.pid}, ${dist.host}), plain HTTP, no auth, filesystem storage`);
-    console.log('  NOTE: ours is measured over TLS and distribution over plain HTTP (ours has no plain-HTTP mode): ours pays for');
-    console.log('        encryption on both ends, on the same cores. Ours also fsyncs every blob before it renames it in; distribution does not.');
+    console.log(`  distribution: ${await registryVersion()} (pid ${dist.pid}, ${dist.host}), HTTPS (${await tlsInfo(dist.dist.port, dir)}) with the same`);
+    console.log('                certificates, client certificate required (mTLS), filesystem storage');
+    console.log('  NOTE: ours fsyncs every blob before it renames it in; distribution does not.');
     console.log('  client: registry/client.ts OciClient for both; push = HEAD + POST + one streaming PUT (digest known), pull = one streaming GET');
     console.log('          with digest verification; the bench runs in one node process sharing the cores with the registry under test.');
 

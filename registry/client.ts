@@ -549,42 +549,82 @@ export class OciClient {
     const hash = hasherFor(digest);
     const what = `GET blob ${digest} from ${r.host}/${r.repository}`;
     const req: Req = { method: 'GET', url: this.url(r, `blobs/${digest}`), host: r.host, scope: scopes.pull(r.repository), expect: [200], retry: true, what };
-    const first = await this.call(req, async (res) => res);
-    const self = this;
-    async function* body(): AsyncGenerator<Buffer> {
-      let res = first;
-      let received = 0;
-      let skip = 0;
-      for (let attempt = 0; ; ) {
-        try {
-          for await (let chunk of res as AsyncIterable<Buffer>) {
-            if (skip) {
-              const n = Math.min(skip, chunk.length);
-              [chunk, skip] = [chunk.subarray(n), skip - n];
-              if (!chunk.length) continue;
-            }
-            hash.update(chunk);
-            received += chunk.length;
-            yield chunk;
-          }
-          break;
-        } catch (e) {
-          const err = toOciError(e, what);
-          if (!err.retryable || attempt++ >= self.retries) throw err;
-          await sleep(self.backoff(attempt));
-          res = await self.call({ ...req, headers: { range: `bytes=${received}-` }, expect: [200, 206] }, async (res) => res);
-          const start = res.statusCode === 206 ? Number(/bytes (\d+)-/.exec(String(res.headers['content-range']))?.[1]) : 0;
-          if (start > received) {
-            res.destroy();
-            throw new OciError('INVALID_RESPONSE', `${what}: resumed at byte ${start}, wanted ${received}`);
-          }
-          skip = received - start;
+    let res = await this.call(req, async (res) => res);
+    let received = 0;
+    let skip = 0;
+    let attempt = 0;
+    let finished = false;
+    // Response chunks are pushed straight through (no per-chunk promise or generator step):
+    // this is the hot path of every snapshot pull.
+    let mismatch: OciError | undefined;
+    const out = new Readable({
+      highWaterMark: 1 << 20,
+      read: () => {
+        if (!mismatch) return void res.resume();
+        // The error comes after every byte has been read, as a last "chunk"; the empty push keeps
+        // the stream asking until its buffer is empty.
+        if (out.readableLength === 0) out.destroy(mismatch);
+        else out.push(Buffer.alloc(0));
+      },
+      destroy: (err, cb) => {
+        finished = true;
+        res.destroy();
+        cb(err);
+      },
+    });
+    const fail = (e: unknown) => {
+      if (finished) return;
+      const err = toOciError(e, what);
+      if (!err.retryable || attempt++ >= this.retries) return out.destroy(err);
+      void (async () => {
+        await sleep(this.backoff(attempt));
+        if (finished) return;
+        const next = await this.call({ ...req, headers: { range: `bytes=${received}-` }, expect: [200, 206] }, async (res) => res);
+        const start = next.statusCode === 206 ? Number(/bytes (\d+)-/.exec(String(next.headers['content-range']))?.[1]) : 0;
+        if (start > received) {
+          next.destroy();
+          throw new OciError('INVALID_RESPONSE', `${what}: resumed at byte ${start}, wanted ${received}`);
         }
-      }
-      const actual = `${algOf(digest)}:${hash.digest('hex')}`;
-      if (actual !== digest) throw new OciError('DIGEST_MISMATCH', `${what}: received content has digest ${actual}`);
-    }
-    return Readable.from(body(), { objectMode: false });
+        skip = received - start;
+        attach(next);
+      })().catch((e) => {
+        if (!finished) out.destroy(toOciError(e, what));
+      });
+    };
+    const attach = (r: IncomingMessage) => {
+      res = r;
+      let settled = false; // this response has ended or failed (an error is followed by close)
+      const failed = (e: unknown) => {
+        if (settled) return;
+        settled = true;
+        fail(e);
+      };
+      r.on('data', (chunk: Buffer) => {
+        if (finished) return;
+        if (skip) {
+          const n = Math.min(skip, chunk.length);
+          [chunk, skip] = [chunk.subarray(n), skip - n];
+          if (!chunk.length) return;
+        }
+        hash.update(chunk);
+        received += chunk.length;
+        if (!out.push(chunk)) r.pause();
+      });
+      r.on('end', () => {
+        if (!r.complete) return failed(new Error('aborted'));
+        if (settled || finished) return;
+        settled = finished = true;
+        const actual = `${algOf(digest)}:${hash.digest('hex')}`;
+        if (actual === digest) return void out.push(null);
+        mismatch = new OciError('DIGEST_MISMATCH', `${what}: received content has digest ${actual}`);
+        if (out.readableLength === 0) out.destroy(mismatch);
+        else out.push(Buffer.alloc(0));
+      });
+      r.on('error', failed);
+      r.on('close', () => failed(new Error('premature close')));
+    };
+    attach(res);
+    return out;
   }
 
   /** The whole blob in memory (verified); TOO_LARGE past maxBytes (default 256 MiB). */

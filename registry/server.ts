@@ -1,9 +1,10 @@
 // The snapshot registry: an OCI Distribution Spec v1.1 registry over HTTPS (fastify), with mTLS or
 // bearer-token auth. Storage layout: see blobstore.ts and server-repos.ts.
 import { randomBytes } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+import type { FileHandle } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { TLSSocket } from 'node:tls';
+import tls, { type TLSSocket } from 'node:tls';
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { BlobStore, digestHex, isDigest, sha256 } from './blobstore.js';
 import { SERVICE, Tokens, allowed, certPrincipal, grant, parseScopes, type Principal } from './server-auth.js';
@@ -98,7 +99,17 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
   const anonymousPull = opts.anonymousPull ?? false;
 
   const app = Fastify({
-    https: { key: opts.tls.key, cert: opts.tls.cert, ca: opts.tls.clientCA, requestCert: true, rejectUnauthorized: false },
+    https: {
+      key: opts.tls.key,
+      cert: opts.tls.cert,
+      ca: opts.tls.clientCA,
+      requestCert: true,
+      rejectUnauthorized: false,
+      // Bulk blob traffic: prefer AES-128-GCM (as Go's TLS stack, and so distribution, does) over
+      // Node's default AES-256-GCM, about a third less cipher work per byte on both ends.
+      ciphers: ['TLS_AES_128_GCM_SHA256', ...tls.DEFAULT_CIPHERS.split(':').filter((c) => c !== 'TLS_AES_128_GCM_SHA256')].join(':'),
+      honorCipherOrder: true,
+    },
     logger: { level: opts.logLevel ?? 'info' },
     logController: new LogController({ disableRequestLogging: true }),
     routerOptions: { maxParamLength: 4096 },
@@ -338,11 +349,19 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
       await blob.fh.close();
       return reply.header('Content-Length', blob.size).send();
     }
-    if (range) {
-      reply.code(206).header('Content-Range', `bytes ${range.start}-${range.end}/${blob.size}`).header('Content-Length', range.end - range.start + 1);
-      return reply.send(blob.fh.createReadStream({ start: range.start, end: range.end, highWaterMark: 1 << 20 }));
+    const [start, end] = range ? [range.start, range.end] : [0, blob.size - 1];
+    if (range) reply.code(206).header('Content-Range', `bytes ${start}-${end}/${blob.size}`);
+    reply.header('Content-Length', end - start + 1);
+    reply.hijack();
+    reply.raw.writeHead(reply.statusCode, reply.getHeaders() as Record<string, string | number>);
+    try {
+      await sendRange(reply.raw, blob.fh, start, end);
+    } catch (e) {
+      req.log.debug({ err: e, digest }, 'blob download ended early');
+      reply.raw.destroy();
+    } finally {
+      await blob.fh.close();
     }
-    return reply.header('Content-Length', blob.size).send(blob.fh.createReadStream({ highWaterMark: 1 << 20 }));
   };
   route(/^\/v2\/(.+)\/blobs\/([^/]+)$/, {
     GET: getBlob,
@@ -465,4 +484,26 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
     close: () => app.close(),
     gc: (o) => gate.exclusive(() => collectGarbage(store, repos, o)),
   };
+}
+
+/** Writes bytes start..end (inclusive) of a file to the response through two reused buffers: the
+ * next read overlaps the previous write, and a 200 MB pull allocates nothing per chunk. */
+async function sendRange(res: ServerResponse, fh: FileHandle, start: number, end: number): Promise<void> {
+  const size = Math.min(1 << 20, end - start + 1);
+  const bufs = [Buffer.allocUnsafeSlow(size), Buffer.allocUnsafeSlow(size)];
+  const closed = new Promise<never>((_, reject) => res.once('close', () => reject(new Error('client went away'))));
+  closed.catch(() => {});
+  let writing: Promise<void> | undefined;
+  for (let pos = start, i = 0; pos <= end; i++) {
+    const buf = bufs[i & 1];
+    const { bytesRead } = await fh.read(buf, 0, Math.min(size, end - pos + 1), pos);
+    if (!bytesRead) throw new Error(`blob file shorter than expected at byte ${pos}`);
+    pos += bytesRead;
+    // The buffer read next round is the one this write frees.
+    if (writing) await Promise.race([writing, closed]);
+    writing = new Promise<void>((resolve, reject) => res.write(buf.subarray(0, bytesRead), (err) => (err ? reject(err) : resolve())));
+    writing.catch(() => {}); // a failed write also closes the response: `closed` reports it
+  }
+  if (writing) await Promise.race([writing, closed]);
+  await new Promise<void>((resolve) => res.end(resolve));
 }

@@ -301,6 +301,8 @@ t.test('blob: monolithic upload, HEAD, GET, Range, DELETE', async (t) => {
   r = await req('POST', `/v2/ns/empty/blobs/uploads/?digest=${sha('')}`);
   t.equal(r.status, 201, 'empty blob');
   t.equal((await req('HEAD', `/v2/ns/empty/blobs/${sha('')}`)).headers['content-length'], '0');
+  r = await req('GET', `/v2/ns/empty/blobs/${sha('')}`);
+  t.ok(r.status === 200 && r.body.length === 0 && r.headers['content-length'] === '0', 'GET of the empty blob');
 
   // DELETE unlinks the blob from the repository (the content goes with GC).
   await pushBlob('ns/del', 'to delete');
@@ -308,6 +310,43 @@ t.test('blob: monolithic upload, HEAD, GET, Range, DELETE', async (t) => {
   t.equal(r.status, 202);
   t.equal((await req('HEAD', `/v2/ns/del/blobs/${sha('to delete')}`)).status, 404);
   t.equal((await req('DELETE', `/v2/ns/del/blobs/${sha('to delete')}`)).code, 'BLOB_UNKNOWN');
+});
+
+t.test('a client that goes away mid-download: the blob file is closed, the server keeps serving', async (t) => {
+  const data = randomBytes(8 << 20);
+  const digest = sha(data);
+  await pushBlob('ns/big', data);
+  const openFiles = () => fs.readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return fs.readlinkSync(`/proc/self/fd/${fd}`).includes(digest.slice(7));
+    } catch {
+      return false;
+    }
+  }).length;
+  for (let i = 0; i < 3; i++) {
+    const got = await new Promise<number>((resolve, reject) => {
+      const r = https.get(
+        { host: '127.0.0.1', port: reg.port, path: `/v2/ns/big/blobs/${digest}`, ca: certs.caCertPem, cert: certs.adminCertPem, key: certs.adminKeyPem, agent: false },
+        (res) => {
+          let n = 0;
+          res.on('data', (c: Buffer) => {
+            n += c.length;
+            if (n >= 100_000) {
+              r.destroy();
+              resolve(n);
+            }
+          });
+          res.on('error', () => {});
+        },
+      );
+      r.on('error', (e) => (e.message.includes('socket hang up') ? undefined : reject(e)));
+    });
+    t.ok(got < data.length, `download ${i + 1} cut after ${got} of ${data.length} bytes`);
+  }
+  await eventually(() => openFiles() === 0);
+  t.equal(openFiles(), 0, 'no blob file left open');
+  const r = await req('GET', `/v2/ns/big/blobs/${digest}`);
+  t.ok(r.status === 200 && r.body.equals(data), 'a whole download afterwards');
 });
 
 t.test('bad blob uploads are rejected and store nothing', async (t) => {

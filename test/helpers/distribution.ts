@@ -4,6 +4,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, createSign, generateKeyPairSync, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -40,7 +41,16 @@ export interface TokenAuth {
   rootCertBundle: string; // path
 }
 
-export async function startDistribution(opts: { htpasswd?: Record<string, string>; token?: TokenAuth } = {}): Promise<Distribution> {
+/** TLS for the registry (PEM texts); with clientCa, clients must present a certificate it signed (mTLS). */
+export interface DistributionTls {
+  cert: string;
+  key: string;
+  clientCa?: string;
+  /** What the readiness probe presents when clientCa is set. */
+  probe?: { cert: string; key: string };
+}
+
+export async function startDistribution(opts: { htpasswd?: Record<string, string>; token?: TokenAuth; tls?: DistributionTls } = {}): Promise<Distribution> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'distribution-'));
   const logs: string[] = [];
   let proc: ChildProcess | undefined;
@@ -57,6 +67,11 @@ export async function startDistribution(opts: { htpasswd?: Record<string, string
       fs.writeFileSync(path.join(dir, 'htpasswd'), htpasswd(opts.htpasswd));
       config.auth = { htpasswd: { realm: 'test-realm', path: path.join(dir, 'htpasswd') } };
     }
+    if (opts.tls) {
+      const file = (name: string, text: string) => (fs.writeFileSync(path.join(dir, name), text, { mode: 0o600 }), path.join(dir, name));
+      config.http.tls = { certificate: file('tls.crt', opts.tls.cert), key: file('tls.key', opts.tls.key) };
+      if (opts.tls.clientCa) config.http.tls.clientcas = [file('client-ca.crt', opts.tls.clientCa)];
+    }
     if (opts.token) {
       const { realm, service, issuer, rootCertBundle } = opts.token;
       config.auth = { token: { realm, service, issuer, rootcertbundle: rootCertBundle } };
@@ -71,7 +86,9 @@ export async function startDistribution(opts: { htpasswd?: Record<string, string
     const deadline = Date.now() + 15_000;
     while (!exited && Date.now() < deadline) {
       const status = await new Promise<number>((resolve) => {
-        http.get(`http://127.0.0.1:${port}/v2/`, (res) => (res.resume(), resolve(res.statusCode ?? 0))).on('error', () => resolve(0));
+        const done = (res: http.IncomingMessage) => (res.resume(), resolve(res.statusCode ?? 0));
+        if (!opts.tls) http.get(`http://127.0.0.1:${port}/v2/`, done).on('error', () => resolve(0));
+        else https.get(`https://127.0.0.1:${port}/v2/`, { rejectUnauthorized: false, ...opts.tls.probe }, done).on('error', () => resolve(0));
       });
       if (status === 200 || status === 401) break;
       await new Promise((r) => setTimeout(r, 100));
