@@ -72,7 +72,8 @@ try {
   // keep 100
 }
 
-const s = await startServer({ reconcilers: 'all' });
+// BENCH_NODE_ARGS: extra node options for the server (e.g. '--cpu-prof --cpu-prof-dir=/tmp/prof').
+const s = await startServer({ reconcilers: 'all', nodeArgs: (process.env.BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean) });
 let stopped = false;
 const stop = async () => {
   if (!stopped) {
@@ -180,14 +181,17 @@ try {
   names.forEach((n, i) => chunks[i % PARALLEL].push(n));
   const inputs = chunks.filter((c) => c.length).map((c) => c.map(pipelineYaml).join('---\n'));
   t0 = performance.now();
+  const cpuBefore = cpuTicks(s.proc.pid!);
   const allSeen = Promise.all(names.map((n) => waitFor(n, 600_000)));
   const applies = await Promise.all(inputs.map((input) => s.kubectl(['apply', '-f', '-'], { input, timeoutMs: 600_000 })));
   const appliedAt = performance.now() - t0;
   for (const a of applies) if (a.code !== 0) throw new Error(`kubectl apply: ${a.stderr}`);
   const seenAt = (await allSeen).map((t) => t - t0).sort((a, b) => a - b);
   const manyTotal = seenAt[seenAt.length - 1];
+  const manyCpuS = (cpuTicks(s.proc.pid!) - cpuBefore) / CLK_TCK;
   console.log(`  kubectl applies done after ${ms(appliedAt)}`);
   console.log(`  Kustomizations: first ${ms(seenAt[0])}, half ${ms(percentile(seenAt, 50))}, all ${MANY} ${ms(manyTotal)}`);
+  console.log(`  server CPU in this phase ${manyCpuS.toFixed(1)} s (${((1000 * manyCpuS) / MANY).toFixed(0)} ms per pipeline)`);
   watch.close();
 
   // ---- 3. idle CPU ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@
 // resolved from the innermost enclosing map outwards, as spiff does), string literals ("…"),
 // numbers, true/false/nil, juxtaposition to concatenate (`(( "v" version ))`), + - * / % on
 // numbers, parentheses, and `a || b` (b when a is undefined or nil). `((! …))` is a literal.
-import { Ajv, type AnySchema, type ErrorObject } from 'ajv';
+import { Ajv, type AnySchema, type ErrorObject, type ValidateFunction } from 'ajv';
 import { Ajv2019 } from 'ajv/dist/2019.js';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
@@ -334,6 +334,11 @@ function errorText(e: ErrorObject): string {
   }
 }
 
+// Compiled validators by dialect and schema text: compiling (a new Ajv with its meta-schemas, then
+// code generation) costs far more than validating, and every pipeline run of a component version
+// sees the same schema.
+const compiled = new Map<string, ValidateFunction>();
+
 /** Validates values against a ConfigData's JSON schema; throws naming each offending path. */
 export function validateValues(values: unknown, schema: Record<string, unknown> | boolean, what: string): void {
   let s: AnySchema = schema;
@@ -347,11 +352,16 @@ export function validateValues(values: unknown, schema: Record<string, unknown> 
       s = rest;
     }
   }
-  let validate;
-  try {
-    validate = addFormats(new AjvClass({ strict: false, allErrors: true })).compile(s);
-  } catch (e) {
-    throw new TransformError(`${what}: configuration.schema is not a valid JSON schema: ${(e as Error).message}`);
+  const cacheKey = `${AjvClass.name}\0${JSON.stringify(s)}`;
+  let validate = compiled.get(cacheKey);
+  if (!validate) {
+    try {
+      validate = addFormats(new AjvClass({ strict: false, allErrors: true })).compile(s);
+    } catch (e) {
+      throw new TransformError(`${what}: configuration.schema is not a valid JSON schema: ${(e as Error).message}`);
+    }
+    if (compiled.size >= 100) compiled.clear();
+    compiled.set(cacheKey, validate);
   }
   if (validate(values)) return;
   // `if` only says that `then`/`else` failed, which is reported on its own

@@ -26,8 +26,9 @@ export function actionController(ctx: ReconcilerContext, providers: ActionProvid
   const providerResources = providers.map((p) => resourceOf(ctx, p.kind));
   const done = new Map<string, string>();
 
-  const actionsWhere = async (pred: (a: KubeObject) => boolean): Promise<ObjectKey[]> =>
-    (await listObjects(ctx, ACT)).filter(pred).map((a) => ({ namespace: a.metadata.namespace, name: a.metadata.name! }));
+  /** Actions matching pred, in one namespace (inputs and providers are namespace-local) or in all (components may be referenced across). */
+  const actionsWhere = async (pred: (a: KubeObject) => boolean, namespace?: string): Promise<ObjectKey[]> =>
+    (await listObjects(ctx, ACT, namespace)).filter(pred).map((a) => ({ namespace: a.metadata.namespace, name: a.metadata.name! }));
 
   /** Follows the input chain; a ReconcileError when it comes back to `self`. */
   async function checkCycle(self: KubeObject) {
@@ -175,8 +176,8 @@ export function actionController(ctx: ReconcilerContext, providers: ActionProvid
     name: 'action',
     resource: ACT,
     watches: [
-      { resource: SRC, map: (s) => actionsWhere((a) => a.metadata.namespace === s.metadata.namespace && actionInputRef(a)?.kind === 'Source' && actionInputRef(a)?.name === s.metadata.name) },
-      { resource: ACT, map: (u) => actionsWhere((a) => a.metadata.namespace === u.metadata.namespace && actionInputRef(a)?.kind === 'Action' && actionInputRef(a)?.name === u.metadata.name) },
+      { resource: SRC, map: (s) => actionsWhere((a) => actionInputRef(a)?.kind === 'Source' && actionInputRef(a)?.name === s.metadata.name, s.metadata.namespace) },
+      { resource: ACT, map: (u) => actionsWhere((a) => actionInputRef(a)?.kind === 'Action' && actionInputRef(a)?.name === u.metadata.name, u.metadata.namespace) },
       {
         resource: COMP,
         map: (c) => actionsWhere((a) => ((a.spec as ActionSpec).componentRef.namespace ?? a.metadata.namespace) === c.metadata.namespace && (a.spec as ActionSpec).componentRef.name === c.metadata.name),
@@ -184,7 +185,7 @@ export function actionController(ctx: ReconcilerContext, providers: ActionProvid
       ...providerResources.map((r) => ({
         resource: r,
         map: (p: KubeObject) =>
-          actionsWhere((a) => a.metadata.namespace === p.metadata.namespace && (a.spec as ActionSpec).providerRef.kind === p.kind && (a.spec as ActionSpec).providerRef.name === p.metadata.name),
+          actionsWhere((a) => (a.spec as ActionSpec).providerRef.kind === p.kind && (a.spec as ActionSpec).providerRef.name === p.metadata.name, p.metadata.namespace),
       })),
     ],
     async reconcile(key) {

@@ -22,8 +22,8 @@ export function sourceController(ctx: ReconcilerContext): ControllerSpec {
   const SNAP = resourceOf(ctx, 'Snapshot');
   const providerResources = Object.keys(builtIn).map((k) => resourceOf(ctx, k));
 
-  const sourcesWhere = async (pred: (s: SourceSpec, src: KubeObject) => boolean): Promise<ObjectKey[]> =>
-    (await listObjects(ctx, SRC)).filter((s) => pred(s.spec as SourceSpec, s)).map((s) => ({ namespace: s.metadata.namespace, name: s.metadata.name! }));
+  const sourcesWhere = async (pred: (s: SourceSpec, src: KubeObject) => boolean, namespace?: string): Promise<ObjectKey[]> =>
+    (await listObjects(ctx, SRC, namespace)).filter((s) => pred(s.spec as SourceSpec, s)).map((s) => ({ namespace: s.metadata.namespace, name: s.metadata.name! }));
   /** What the last successful run was made from, so status echoes don't refetch the resource. */
   const done = new Map<string, string>();
 
@@ -124,7 +124,7 @@ export function sourceController(ctx: ReconcilerContext): ControllerSpec {
       ...providerResources.map((r) => ({
         resource: r,
         map: (p: KubeObject) =>
-          sourcesWhere((s, src) => s.providerRef.kind === p.kind && s.providerRef.name === p.metadata.name && src.metadata.namespace === p.metadata.namespace),
+          sourcesWhere((s) => s.providerRef.kind === p.kind && s.providerRef.name === p.metadata.name, p.metadata.namespace),
       })),
     ],
     async reconcile(key) {

@@ -96,7 +96,25 @@ export function decodeBase64(s: unknown): Buffer | undefined {
   return Buffer.from(s.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
 }
 
+// Parsed keys by PEM: the same server key signs and verifies every snapshot, and parsing a PEM
+// costs about as much as the RSA operation.
+const parsedKeys = new Map<string, KeyObject | string>();
+function cachedKey<T extends KeyObject | string>(kind: string, pem: string, parse: () => T): T {
+  const k = `${kind}\0${pem}`;
+  let v = parsedKeys.get(k) as T | undefined;
+  if (v === undefined) {
+    if (parsedKeys.size >= 64) parsedKeys.clear();
+    v = parse();
+    parsedKeys.set(k, v);
+  }
+  return v;
+}
+
 function privateRsaKey(pem: string): KeyObject {
+  return cachedKey('private', pem, () => parsePrivateRsaKey(pem));
+}
+
+function parsePrivateRsaKey(pem: string): KeyObject {
   let key: KeyObject;
   try {
     key = crypto.createPrivateKey(pem);
@@ -109,6 +127,10 @@ function privateRsaKey(pem: string): KeyObject {
 
 /** A public key from a PEM public key, certificate or private key; a reason string if unusable. */
 function publicRsaKey(pem: string): KeyObject | string {
+  return cachedKey('public', pem, () => parsePublicRsaKey(pem));
+}
+
+function parsePublicRsaKey(pem: string): KeyObject | string {
   let key: KeyObject;
   try {
     key = crypto.createPublicKey(pem);
@@ -121,8 +143,10 @@ function publicRsaKey(pem: string): KeyObject | string {
 
 /** The default keyid: lowercase hex SHA-256 of the DER SubjectPublicKeyInfo of the key (public, private or certificate PEM). */
 export function attestationKeyId(keyPem: string): string {
-  const pub = crypto.createPublicKey(keyPem);
-  return crypto.createHash('sha256').update(pub.export({ type: 'spki', format: 'der' })).digest('hex');
+  return cachedKey('keyid', keyPem, () => {
+    const pub = crypto.createPublicKey(keyPem);
+    return crypto.createHash('sha256').update(pub.export({ type: 'spki', format: 'der' })).digest('hex');
+  });
 }
 
 /** Signs `payload` into a DSSE envelope (RSASSA-PSS SHA-256, salt 32). keyId '' omits the keyid. */

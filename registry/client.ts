@@ -363,7 +363,11 @@ export class OciClient {
     this.timeoutMs = opts.timeoutMs ?? 60_000;
     this.userAgent = opts.userAgent ?? 'ocm-apiserver-oci-client/0.1';
     const ca = opts.ca === undefined ? undefined : [...tls.rootCertificates, ...[opts.ca].flat()];
-    this.httpsAgent = new https.Agent({ keepAlive: true, ca, cert: opts.cert, key: opts.key });
+    // One secure context for every connection: built per connection from ~150 CA certificates it
+    // costs more than the request, and passing `ca` to the agent makes each request's pool key
+    // the concatenation of all of them.
+    const secureContext = ca || opts.cert || opts.key ? tls.createSecureContext({ ca, cert: opts.cert, key: opts.key }) : undefined;
+    this.httpsAgent = new https.Agent({ keepAlive: true, secureContext });
   }
 
   /** Closes idle keep-alive connections. */

@@ -50,11 +50,19 @@ export function parseScopes(scopes: string[]): Access[] {
   return out;
 }
 
+const principals = new WeakMap<TLSSocket, Principal>();
+
+/** The client certificate's identity, read once per TLS connection. */
 export function certPrincipal(sock: TLSSocket): Principal | undefined {
   if (!sock.authorized) return undefined;
-  const subject = (sock.getPeerCertificate()?.subject ?? {}) as Record<string, string | string[] | undefined>;
-  const o = subject.O;
-  return { name: String(subject.CN ?? ''), groups: o === undefined ? [] : Array.isArray(o) ? o : [o], via: 'cert' };
+  let p = principals.get(sock);
+  if (!p) {
+    const subject = (sock.getPeerCertificate()?.subject ?? {}) as Record<string, string | string[] | undefined>;
+    const o = subject.O;
+    p = { name: String(subject.CN ?? ''), groups: o === undefined ? [] : Array.isArray(o) ? o : [o], via: 'cert' };
+    principals.set(sock, p);
+  }
+  return p;
 }
 
 export class Tokens {

@@ -1,5 +1,7 @@
 // The one client to "the cluster": the real kube-apiserver in aggregated mode, this same server
 // over HTTPS in standalone mode. Reconcilers and the delegated authn/authz go through it.
+import { createHash } from 'node:crypto';
+import https from 'node:https';
 import * as k8s from '@kubernetes/client-node';
 
 export interface HostUser {
@@ -41,6 +43,31 @@ const list = (v: string | undefined): string[] => {
   }
 };
 
+type RequestContext = Parameters<k8s.KubeConfig['applySecurityAuthentication']>[0];
+
+/** @kubernetes/client-node 1.x gives every request a new https.Agent: a new TLS connection, secure
+ * context and handshake each time (most of the reconcilers' CPU under load). This keeps one
+ * keep-alive agent per distinct TLS setting instead. */
+class PooledKubeConfig extends k8s.KubeConfig {
+  private readonly agents = new Map<string, https.Agent>();
+
+  override async applySecurityAuthentication(context: RequestContext): Promise<void> {
+    await super.applySecurityAuthentication(context);
+    const fresh = context.getAgent();
+    if (!(fresh instanceof https.Agent)) return;
+    const o = fresh.options;
+    const h = createHash('sha256');
+    for (const v of [o.ca, o.cert, o.key, o.pfx, o.passphrase, o.rejectUnauthorized, o.servername].flat()) h.update(Buffer.isBuffer(v) ? v : `${JSON.stringify(v ?? null)}`).update('\0');
+    const key = h.digest('hex');
+    let agent = this.agents.get(key);
+    if (!agent) {
+      agent = new https.Agent({ ...o, keepAlive: true });
+      this.agents.set(key, agent);
+    }
+    context.setAgent(agent);
+  }
+}
+
 export class HostCluster {
   readonly core: k8s.CoreV1Api;
   readonly authn: k8s.AuthenticationV1Api;
@@ -58,7 +85,7 @@ export class HostCluster {
 
   /** From a kubeconfig file, or the pod's service account when none is given. */
   static load(file?: string): HostCluster {
-    const kc = new k8s.KubeConfig();
+    const kc = new PooledKubeConfig();
     if (file) kc.loadFromFile(file);
     else kc.loadFromCluster();
     return new HostCluster(kc);

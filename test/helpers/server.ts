@@ -51,7 +51,8 @@ export function tempDir(prefix = 'ocm-apiserver-test-'): string {
  * Starts a server. Reconcilers are off unless asked for (`reconcilers: 'all'`): API tests set
  * status by hand, and their objects name registries that must not be contacted.
  */
-export async function startServer(opts: { dataDir?: string; certDir?: string; args?: string[]; keep?: boolean; reconcilers?: string } = {}): Promise<TestServer> {
+/** nodeArgs: extra node options for the server process (benchmarks: --cpu-prof and the like). */
+export async function startServer(opts: { dataDir?: string; certDir?: string; args?: string[]; nodeArgs?: string[]; keep?: boolean; reconcilers?: string } = {}): Promise<TestServer> {
   const dataDir = opts.dataDir ?? tempDir();
   // TEST_STORAGE=etcd runs the same suites on a real etcd (one per server, same data across restarts).
   let etcd: TestEtcd | undefined;
@@ -61,7 +62,7 @@ export async function startServer(opts: { dataDir?: string; certDir?: string; ar
     etcdByDataDir.set(dataDir, etcd);
     storageArgs.push('--storage', 'etcd', '--etcd-endpoints', etcd.endpoints.join(','));
   }
-  const proc = spawn(process.execPath, [join(root, 'dist/cli/server.js'), '--data-dir', dataDir, '--port', '0', '--registry-port', '0', '--log-level', 'info', '--reconcilers', opts.reconcilers ?? 'none', ...(opts.certDir ? ['--cert-dir', opts.certDir] : []), ...storageArgs, ...(opts.args ?? [])], {
+  const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), join(root, 'dist/cli/server.js'), '--data-dir', dataDir, '--port', '0', '--registry-port', '0', '--log-level', 'info', '--reconcilers', opts.reconcilers ?? 'none', ...(opts.certDir ? ['--cert-dir', opts.certDir] : []), ...storageArgs, ...(opts.args ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: string[] = [];
