@@ -179,6 +179,12 @@ function v3Param(p: Param) {
   return { name: p.name, in: p.in, description: p.description, ...(p.required ? { required: true } : {}), schema: { type: p.type, uniqueItems: true } };
 }
 
+// Parameters are declared once under components/parameters and referenced: kubectl parses the
+// whole group-version document again for every object it applies, so its size is kubectl's CPU.
+// fieldValidation stays inline: kubectl looks for it by name on the PATCH operations.
+const paramKey = new Map(Object.entries(P).map(([k, p]) => [p, k]));
+const v3ParamRef = (p: Param) => (p === P.fieldValidation ? v3Param(p) : { $ref: `#/components/parameters/${paramKey.get(p)}` });
+
 const JSON_TYPES = ['application/json', 'application/yaml'];
 
 function v3Document(title: string, resources: Resource[]) {
@@ -187,13 +193,13 @@ function v3Document(title: string, resources: Resource[]) {
   for (const r of resources) {
     Object.assign(schemas, kindSchemas(r));
     for (const item of pathsFor(r)) {
-      const pi: Schema = { parameters: item.params.map(v3Param) };
+      const pi: Schema = { parameters: item.params.map(v3ParamRef) };
       for (const op of item.ops) {
         const o: Schema = {
           tags: [tagOf(r)],
           description: op.description,
           operationId: op.id,
-          parameters: op.params.map(v3Param),
+          parameters: op.params.map(v3ParamRef),
           responses: {
             '200': { description: 'OK', content: Object.fromEntries(JSON_TYPES.map((t) => [t, { schema: ref3(op.response) }])) },
             ...(op.created ? { '201': { description: 'Created', content: Object.fromEntries(JSON_TYPES.map((t) => [t, { schema: ref3(op.response) }])) } } : {}),
@@ -210,7 +216,8 @@ function v3Document(title: string, resources: Resource[]) {
       paths[item.path] = pi;
     }
   }
-  return { openapi: '3.0.0', info: { title, version: 'v1alpha1' }, paths, components: { schemas } };
+  const parameters = Object.fromEntries(Object.entries(P).filter(([, p]) => p !== P.fieldValidation).map(([k, p]) => [k, v3Param(p)]));
+  return { openapi: '3.0.0', info: { title, version: 'v1alpha1' }, paths, components: { schemas, parameters } };
 }
 
 /**

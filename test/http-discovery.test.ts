@@ -233,22 +233,24 @@ t.test('/openapi/v3 root and group-version document', async (t) => {
   const ids = ops.map((o) => o.op.operationId);
   t.equal(new Set(ids).size, ids.length, 'operationIds are unique');
 
+  // Parameters are inline or $refs into components/parameters.
+  const param = (x: Obj): Obj => (x.$ref ? (resolvePointer(doc, x.$ref) as Obj) : x);
+  const paramsOf = (o: { path: string; op: Obj }) => [...(o.op.parameters ?? []), ...(doc.paths[o.path].parameters ?? [])].map(param);
   const patches = ops.filter((o) => o.method === 'patch');
   t.equal(patches.length, kinds.length * 2, 'PATCH on every object and its status');
   for (const p of patches) {
-    const params = [...(p.op.parameters ?? []), ...(doc.paths[p.path].parameters ?? [])].map((x: Obj) => x.name);
-    t.ok(params.includes('fieldValidation'), `${p.path} PATCH declares fieldValidation`);
+    const params = paramsOf(p).map((x: Obj) => x?.name);
+    t.ok((p.op.parameters ?? []).some((x: Obj) => x.name === 'fieldValidation' && x.in === 'query'), `${p.path} PATCH declares fieldValidation inline (kubectl looks for it there)`);
     t.ok(params.includes('dryRun'), `${p.path} PATCH declares dryRun`);
     t.same(Object.keys(p.op.requestBody?.content ?? {}).sort(), PATCH_TYPES, `${p.path} PATCH media types`);
   }
   for (const o of ops.filter((x) => x.method === 'put' || x.method === 'post')) {
-    const params = (o.op.parameters ?? []).map((x: Obj) => x.name);
-    t.ok(params.includes('fieldValidation'), `${o.method} ${o.path} declares fieldValidation`);
+    t.ok(paramsOf(o).some((x: Obj) => x?.name === 'fieldValidation'), `${o.method} ${o.path} declares fieldValidation`);
   }
   const list = doc.paths?.[`/apis/${GV}/namespaces/{namespace}/ocmcomponents`]?.get;
   t.ok(list, 'list path');
   for (const q of ['labelSelector', 'fieldSelector', 'limit', 'continue', 'watch', 'resourceVersion', 'allowWatchBookmarks', 'sendInitialEvents'])
-    t.ok((list?.parameters ?? []).some((x: Obj) => x.name === q), `list declares ${q}`);
+    t.ok((list?.parameters ?? []).map(param).some((x: Obj) => x?.name === q), `list declares ${q}`);
   t.ok(doc.paths?.[`/apis/${GV}/ocmcomponents`]?.get, 'list across all namespaces');
   t.ok(doc.paths?.[`/apis/${GV}/namespaces/{namespace}/ocmcomponents/{name}/status`]?.put, 'status subresource path');
 
@@ -258,9 +260,9 @@ t.test('/openapi/v3 root and group-version document', async (t) => {
   const bad = all.filter((r) => resolvePointer(doc, r.ref) === undefined);
   t.same(bad, [], 'every $ref resolves within the document');
   t.same(
-    all.filter((r) => !r.ref.startsWith('#/components/schemas/')).map((r) => r.ref),
+    all.filter((r) => !r.ref.startsWith('#/components/schemas/') && !r.ref.startsWith('#/components/parameters/')).map((r) => r.ref),
     [],
-    'refs point at components/schemas',
+    'refs point at components/schemas or components/parameters',
   );
   for (const name of ['io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta', 'io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta', 'io.k8s.apimachinery.pkg.apis.meta.v1.Patch', 'io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions'])
     t.ok(schemas[name], `${name} included`);
