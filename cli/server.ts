@@ -36,6 +36,8 @@ import { LIMIT_DEFAULTS, parseDuration } from '../apiserver/limits.js';
 import { Metrics } from '../apiserver/metrics.js';
 import { MeteredStore } from '../storage/metered.js';
 import type { FastifyInstance } from 'fastify';
+
+const SNAPSHOT_CLIENT_TUNING = { contentCacheBytes: 32 << 20, singlePostMaxBytes: 1 << 20 };
 import { isWatchUrl, RequestTracker, shutdown } from './shutdown.js';
 
 const { values } = parseArgs({
@@ -237,13 +239,16 @@ const ctx: ReconcilerContext = {
   snapshots: {
     host: values['snapshot-registry']?.replace(/^(?:oci|https?):\/\//, '') ?? registryHost,
     history: snapshotHistory,
+    // The server owns the snapshots: what it wrote or verified is read again from memory, and small
+    // blobs go up in one request.
     client: values['snapshot-registry']
       ? new OciClient({
           insecureHttp: values['snapshot-registry'].startsWith('http://'),
           credentials: values['snapshot-registry-config'] ? credentialsFromDockerConfig(readFileSync(values['snapshot-registry-config'], 'utf8')) : undefined,
           retries: 3,
+          ...SNAPSHOT_CLIENT_TUNING,
         })
-      : new OciClient({ ca: certs.caCertPem, cert: certs.adminCertPem, key: certs.adminKeyPem, retries: 3 }),
+      : new OciClient({ ca: certs.caCertPem, cert: certs.adminCertPem, key: certs.adminKeyPem, retries: 3, ...SNAPSHOT_CLIENT_TUNING }),
     // Where Flux reaches the registry: the Service in a cluster, this address standalone.
     externalHost: values['registry-external-host'] ?? values['snapshot-registry']?.replace(/^(?:oci|https?):\/\//, '') ?? (mode === 'aggregated' ? `ocm-apiserver.ocm-system.svc:${values['registry-port']}` : registryHost),
     tlsSecretName: 'ocm-registry-tls',

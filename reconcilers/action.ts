@@ -60,7 +60,7 @@ export function actionController(ctx: ReconcilerContext, providers: ActionProvid
     const bad = await checkAttestation(ctx, i.repositoryURL, i.digest);
     if (bad) throw new ReconcileError('AttestationInvalid', `input snapshot ${i.snapshot.metadata.name} is not attested by this server: ${bad}`, false);
     try {
-      return await archiveToFiles(await pullSnapshot(ctx.snapshots.client, `${i.repositoryURL}:${i.tag}`, { expectedDigest: i.digest }));
+      return await archiveToFiles(await pullSnapshot(ctx.snapshots.client, `${i.repositoryURL}@${i.digest}`, { expectedDigest: i.digest }));
     } catch (err) {
       const msg = (err as Error).message;
       const mismatch = (err as { code?: string }).code === 'DIGEST_MISMATCH' || /digest/i.test(msg);

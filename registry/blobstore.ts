@@ -134,10 +134,12 @@ export class BlobStore {
     }
   }
 
-  /** Stores small content (a manifest) as a blob; returns its hex digest. */
+  /** Stores small content (a manifest, a small blob) as a blob; returns its hex digest. Content
+   * already stored is only touched: the name is its hash. */
   async putBytes(data: Buffer): Promise<string> {
     const hex = sha256(data);
-    await this.writeAtomic(this.blobPath(hex), data);
+    if (await this.stat(hex)) await this.touch(hex);
+    else await this.writeAtomic(this.blobPath(hex), data);
     return hex;
   }
 

@@ -30,6 +30,13 @@ export interface OciClientOptions {
   userAgent?: string;
   /** Socket idle timeout; default 60 s. */
   timeoutMs?: number;
+  /** Memory for content this client wrote or verified, served again when read by digest (default
+   * 0: none). Content a registry deleted since is still served: for clients of a registry whose
+   * content they own, such as the server's own snapshot client. */
+  contentCacheBytes?: number;
+  /** Push blobs up to this size with one POST carrying digest and content instead of HEAD, POST and
+   * PUT (default 0: never). A registry that opens a session instead gets the PUT. */
+  singlePostMaxBytes?: number;
 }
 
 export interface Reference {
@@ -321,6 +328,48 @@ function withQuery(u: URL, key: string, value: string): URL {
   return out;
 }
 
+/** Content addressed by digest (so immutable) that this client has written or verified: reading
+ * it again is served from memory. Least recently used out first, bounded in bytes. Keys name the
+ * registry and repository, so content is only ever served for the repository it was seen in. */
+class ContentCache {
+  private readonly items = new Map<string, { body: Buffer; mediaType?: string }>();
+  private bytes = 0;
+  constructor(
+    private readonly maxBytes: number,
+    private readonly maxItem = 1 << 20,
+  ) {}
+  get(key: string) {
+    const v = this.items.get(key);
+    if (v) {
+      this.items.delete(key);
+      this.items.set(key, v);
+    }
+    return v;
+  }
+  delete(key: string) {
+    const old = this.items.get(key);
+    if (old) this.bytes -= old.body.length;
+    this.items.delete(key);
+  }
+  accepts(bytes: number) {
+    return bytes <= Math.min(this.maxItem, this.maxBytes);
+  }
+  set(key: string, v: { body: Buffer; mediaType?: string }) {
+    if (!this.accepts(v.body.length)) return;
+    const old = this.items.get(key);
+    if (old) this.bytes -= old.body.length;
+    this.items.delete(key);
+    this.items.set(key, v);
+    this.bytes += v.body.length;
+    for (const [k, o] of this.items) {
+      if (this.bytes <= this.maxBytes) break;
+      this.items.delete(k);
+      this.bytes -= o.body.length;
+    }
+  }
+}
+const contentKey = (kind: 'blob' | 'manifest', r: Reference, digest: string) => `${kind} ${r.host}/${r.repository}@${digest}`;
+
 // ---- the client ---------------------------------------------------------------------------
 
 type Body = Buffer | Readable | (() => Readable) | undefined;
@@ -354,6 +403,9 @@ export class OciClient {
   private readonly httpAgent = new http.Agent({ keepAlive: true });
   private readonly httpsAgent: https.Agent;
   private readonly challenges = new Map<string, Challenge>();
+  private readonly content: ContentCache;
+  /** Registries that answered a POST with digest and content by opening an upload session instead. */
+  private readonly noSinglePost = new Set<string>();
   private readonly tokens = new Map<string, { header: string; expires: number }>();
 
   constructor(opts: OciClientOptions = {}) {
@@ -362,6 +414,7 @@ export class OciClient {
     this.retryBaseMs = opts.retryBaseMs ?? 250;
     this.timeoutMs = opts.timeoutMs ?? 60_000;
     this.userAgent = opts.userAgent ?? 'ocm-apiserver-oci-client/0.1';
+    this.content = new ContentCache(opts.contentCacheBytes ?? 0);
     const ca = opts.ca === undefined ? undefined : [...tls.rootCertificates, ...[opts.ca].flat()];
     // One secure context for every connection: built per connection from ~150 CA certificates it
     // costs more than the request, and passing `ca` to the agent makes each request's pool key
@@ -633,7 +686,13 @@ export class OciClient {
 
   /** The whole blob in memory (verified); TOO_LARGE past maxBytes (default 256 MiB). */
   async getBlobBuffer(ref: Ref, digest: string, maxBytes = 256 << 20): Promise<Buffer> {
-    const stream = await this.getBlob(ref, digest);
+    const r = parseReference(ref);
+    const cached = this.content.get(contentKey('blob', r, digest));
+    if (cached) {
+      if (cached.body.length > maxBytes) throw new OciError('TOO_LARGE', `blob ${digest} is larger than ${maxBytes} bytes`);
+      return cached.body;
+    }
+    const stream = await this.getBlob(r, digest);
     const chunks: Buffer[] = [];
     let n = 0;
     try {
@@ -645,7 +704,9 @@ export class OciClient {
     } catch (e) {
       throw toOciError(e, `GET blob ${digest}`);
     }
-    return Buffer.concat(chunks, n);
+    const body = Buffer.concat(chunks, n);
+    this.content.set(contentKey('blob', r, digest), { body });
+    return body;
   }
 
   /**
@@ -663,6 +724,18 @@ export class OciClient {
     opts: { mountFrom?: Ref; chunkSize?: number } = {},
   ): Promise<{ digest: string; size: number }> {
     const r = parseReference(ref);
+    const pushed = await this.pushBlobUncached(r, data, digest, size, opts);
+    if (Buffer.isBuffer(data) && this.content.accepts(data.length)) this.content.set(contentKey('blob', r, pushed.digest), { body: Buffer.from(data) }); // a copy: the caller keeps its buffer
+    return pushed;
+  }
+
+  private async pushBlobUncached(
+    r: Reference,
+    data: Buffer | Readable | (() => Readable),
+    digest: string | undefined,
+    size: number | undefined,
+    opts: { mountFrom?: Ref; chunkSize?: number },
+  ): Promise<{ digest: string; size: number }> {
     if (digest) hasherFor(digest);
     if (Buffer.isBuffer(data)) {
       const actual = digestOf(data, algOf(digest));
@@ -671,6 +744,20 @@ export class OciClient {
       [digest, size] = [actual, data.length];
     }
     const what = `push blob ${digest ?? ''} to ${r.host}/${r.repository}`;
+    if (Buffer.isBuffer(data) && digest && data.length <= (this.opts.singlePostMaxBytes ?? 0) && !opts.mountFrom && !this.noSinglePost.has(r.host)) {
+      // One request instead of HEAD + POST + PUT; a registry that only opens a session gets the PUT.
+      const body = data;
+      const url = withQuery(this.url(r, 'blobs/uploads/'), 'digest', digest);
+      const headers = { 'content-type': 'application/octet-stream' };
+      const session = await this.call({ method: 'POST', url, host: r.host, scope: scopes.push(r.repository), headers, body, expect: [201, 202], retry: true, what }, async (res) => {
+        drain(res);
+        if (res.statusCode === 201) return checkDigestHeader(res, digest, what);
+        this.noSinglePost.add(r.host);
+        return sessionOf(res, url, what);
+      });
+      if (session) await this.putMonolithic(r, session.location, body, digest, body.length, what);
+      return { digest, size: body.length };
+    }
     if (digest) {
       const have = await this.statBlob(r, digest);
       if (have !== undefined) return { digest, size: Number.isNaN(have) ? (size ?? have) : have };
@@ -786,6 +873,10 @@ export class OciClient {
     const r = parseReference(ref);
     const id = r.digest ?? r.tag ?? 'latest';
     const what = `GET manifest ${formatReference(r)}`;
+    const cached = r.digest ? this.content.get(contentKey('manifest', r, r.digest)) : undefined;
+    if (cached && (!cached.mediaType || accept.includes(cached.mediaType))) {
+      return { mediaType: cached.mediaType ?? '', digest: r.digest!, body: cached.body, manifest: JSON.parse(cached.body.toString('utf8')) };
+    }
     return this.call({ method: 'GET', url: this.url(r, `manifests/${id}`), host: r.host, scope: scopes.pull(r.repository), headers: { accept: accept.join(', ') }, expect: [200], retry: true, what }, async (res) => {
       const body = await readBody(res, MAX_MANIFEST_BYTES, what);
       const header = res.headers['docker-content-digest'];
@@ -802,6 +893,7 @@ export class OciClient {
         throw new OciError('MANIFEST_INVALID', `${what}: manifest is not JSON`);
       }
       const mediaType = manifest?.mediaType || String(res.headers['content-type'] ?? '').split(';')[0].trim();
+      if (expected) this.content.set(contentKey('manifest', r, digest), { body, mediaType });
       return { mediaType, digest, body, manifest };
     });
   }
@@ -833,6 +925,7 @@ export class OciClient {
       drain(res);
       checkDigestHeader(res, digest, what);
     });
+    this.content.set(contentKey('manifest', r, digest), { body, mediaType });
     return { digest };
   }
 
@@ -845,6 +938,7 @@ export class OciClient {
       if (!digest) throw new OciError('MANIFEST_UNKNOWN', `DELETE manifest ${formatReference(r)}: no such manifest`, { status: 404 });
     }
     const what = `DELETE manifest ${r.host}/${r.repository}@${digest}`;
+    this.content.delete(contentKey('manifest', r, digest));
     await this.call({ method: 'DELETE', url: this.url(r, `manifests/${digest}`), host: r.host, scope: scopes.delete(r.repository), expect: [200, 202, 204], retry: true, what }, async (res) => drain(res));
   }
 

@@ -61,6 +61,8 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
+const SMALL_BLOB = 1 << 20;
+
 const hasBody = (req: FastifyRequest) => req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
 
 /** `n`/`last` pagination over a sorted list; returns the page and the `last` for the next page, if any. */
@@ -266,7 +268,13 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
       const digest = first(q.digest);
       if (digest !== undefined) {
         const hex = digestHex(digest);
-        await store.ingest(req.raw, hex);
+        const length = Number(req.headers['content-length']);
+        if (req.headers['transfer-encoding'] === undefined && length <= SMALL_BLOB) {
+          // Small content in memory: no temp-file stream, and nothing written when it is stored already.
+          const body = await readBody(req.raw, SMALL_BLOB);
+          if (sha256(body) !== hex) throw regError('DIGEST_INVALID', 'provided digest did not match uploaded content', { expected: digest, actual: `sha256:${sha256(body)}` });
+          await store.putBytes(body);
+        } else await store.ingest(req.raw, hex);
         await gate.run(() => repos.linkBlob(name, hex));
         return blobCreated(reply, name, hex);
       }

@@ -641,3 +641,94 @@ t.test('referrers API with pages, filtered on the client when the registry did n
   t.same((await c.referrers(`${f.host}/r@${subject}`, 'a/sig')).manifests, [refs[0], refs[2]]);
   t.ok(f.log.some((l) => l.includes('artifactType=a%2Fsig')), 'filter passed to the registry');
 });
+
+// ---- the snapshot client's tuning: single-POST uploads, content cache ---------------------------
+
+t.test('single-POST uploads: one request on a registry that supports them, POST + PUT on one that does not', async (t) => {
+  const { startRegistry } = await import('../registry/server.js');
+  const { ensureCerts } = await import('../certs/index.js');
+  const certs = await ensureCerts(path.join(tmp, 'single-post-certs'));
+  const seen: string[] = [];
+  const reg = await startRegistry({
+    dataDir: path.join(tmp, 'single-post-data'),
+    port: 0,
+    host: '127.0.0.1',
+    tls: { key: certs.serverKeyPem, cert: certs.serverCertPem, clientCA: certs.caCertPem },
+    tokenSecret: randomBytes(32),
+    logLevel: 'silent',
+    instrument: (app) => app.addHook('onRequest', async (req) => void seen.push(`${req.method} ${req.url.split('?')[0]}`)),
+  });
+  t.teardown(() => reg.close());
+  const ours = new OciClient({ ca: certs.caCertPem, cert: certs.adminCertPem, key: certs.adminKeyPem, singlePostMaxBytes: 1 << 20 });
+  t.teardown(() => ours.close());
+  const host = `127.0.0.1:${reg.port}`;
+  const small = randomBytes(10_000);
+  const pushed = await ours.pushBlob(`${host}/sp/a`, small);
+  t.same(seen, ['POST /v2/sp/a/blobs/uploads/'], 'one POST with digest and content');
+  t.same(pushed, { digest: sha256(small), size: small.length });
+  t.same(await ours.getBlobBuffer(`${host}/sp/a`, pushed.digest), small, 'stored and readable');
+  seen.length = 0;
+  await ours.pushBlob(`${host}/sp/a`, small);
+  t.same(seen, ['POST /v2/sp/a/blobs/uploads/'], 'a repeat push is one request too');
+  seen.length = 0;
+  const big = randomBytes((1 << 20) + 1);
+  await ours.pushBlob(`${host}/sp/a`, big);
+  t.same(seen, ['HEAD /v2/sp/a/blobs/' + sha256(big), 'POST /v2/sp/a/blobs/uploads/', 'PUT /v2/sp/a/blobs/uploads/' + seen[2]?.split('/').pop()], 'above the limit: HEAD, POST, PUT');
+  await rejectsCode(t, ours.pushBlob(`${host}/sp/a`, small, sha256(Buffer.from('other'))), 'DIGEST_MISMATCH', 'a wrong digest is still refused before sending');
+
+  const f = await fake(t);
+  const c = client(t, { singlePostMaxBytes: 1 << 20 });
+  await c.pushBlob(`${f.host}/a/b`, Buffer.from('one'));
+  t.equal(f.count('POST /v2/a/b/blobs/uploads/'), 1);
+  t.equal(f.count('PUT /v2/a/b/blobs/uploads/'), 1, 'a 202 answer gets the content with PUT');
+  t.same(f.blobs.get(sha256(Buffer.from('one'))), Buffer.from('one'));
+  f.log.length = 0;
+  await c.pushBlob(`${f.host}/a/b`, Buffer.from('two'));
+  t.equal(f.log[0], `HEAD /v2/a/b/blobs/${sha256(Buffer.from('two'))}`, 'and that registry is not asked again: the usual HEAD first');
+});
+
+t.test('content cache: content read or written by digest is served from memory, within its budget', async (t) => {
+  const f = await fake(t);
+  const c = client(t, { contentCacheBytes: 64 << 10 });
+  const data = randomBytes(1000);
+  const { digest } = await c.pushBlob(`${f.host}/a/b`, data);
+  f.log.length = 0;
+  t.same(await c.getBlobBuffer(`${f.host}/a/b`, digest), data, 'a blob it pushed');
+  t.same(f.log, [], 'without a request');
+  await c.getBlobBuffer(`${f.host}/other/repo`, digest);
+  t.same(f.log, [`GET /v2/other/repo/blobs/${digest}`], 'never for another repository');
+
+  const other = randomBytes(2000);
+  f.blobs.set(sha256(other), other);
+  f.log.length = 0;
+  t.same(await c.getBlobBuffer(`${f.host}/a/b`, sha256(other)), other);
+  t.same(await c.getBlobBuffer(`${f.host}/a/b`, sha256(other)), other);
+  t.equal(f.log.length, 1, 'a blob it read: fetched once');
+
+  const manifest = imageManifest(await c.pushBlob(`${f.host}/a/b`, Buffer.from('{}')), [{ digest, size: data.length }]);
+  const { digest: md } = await c.putManifest(`${f.host}/a/b:v1`, manifest, OCI_MANIFEST);
+  f.log.length = 0;
+  t.same((await c.getManifest(`${f.host}/a/b@${md}`)).manifest, manifest, 'a manifest by digest');
+  t.same(f.log, [], 'without a request');
+  await c.getManifest(`${f.host}/a/b:v1`);
+  t.equal(f.log.length, 1, 'by tag always asks the registry');
+  await c.deleteManifest(`${f.host}/a/b@${md}`);
+  await rejectsCode(t, c.getManifest(`${f.host}/a/b@${md}`), 'MANIFEST_UNKNOWN', 'a manifest it deleted is gone');
+
+  const huge = randomBytes(70 << 10);
+  f.blobs.set(sha256(huge), huge);
+  await c.getBlobBuffer(`${f.host}/a/b`, sha256(huge));
+  f.log.length = 0;
+  await c.getBlobBuffer(`${f.host}/a/b`, sha256(huge));
+  t.equal(f.log.length, 1, 'more than the budget: not kept');
+  for (let i = 0; i < 80; i++) await c.pushBlob(`${f.host}/a/b`, randomBytes(1000));
+  f.log.length = 0;
+  await c.getBlobBuffer(`${f.host}/a/b`, digest);
+  t.equal(f.log.length, 1, 'the least recently used go first when the budget is spent');
+
+  const plain = client(t);
+  await plain.pushBlob(`${f.host}/a/b`, data);
+  f.log.length = 0;
+  await plain.getBlobBuffer(`${f.host}/a/b`, digest);
+  t.equal(f.log.length, 1, 'off by default');
+});
