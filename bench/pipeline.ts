@@ -66,6 +66,12 @@ function cpuTicks(pid: number | 'self', children = false): number {
   // fields 14/15: utime/stime; 16/17: of waited-for children (here: the kubectl processes)
   return children ? Number(f[13]) + Number(f[14]) : Number(f[11]) + Number(f[12]);
 }
+/** Busy and total jiffies of the whole machine (/proc/stat, first line). */
+function machineTicks(): { busy: number; total: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - f[3] - (f[4] ?? 0), total }; // minus idle and iowait
+}
 let CLK_TCK = 100;
 try {
   CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
@@ -184,6 +190,7 @@ try {
   t0 = performance.now();
   const cpuBefore = cpuTicks(s.proc.pid!);
   const kubectlBefore = cpuTicks('self', true);
+  const machineBefore = machineTicks();
   const allSeen = Promise.all(names.map((n) => waitFor(n, 600_000)));
   const applies = await Promise.all(inputs.map((input) => s.kubectl(['apply', '-f', '-'], { input, timeoutMs: 600_000 })));
   const appliedAt = performance.now() - t0;
@@ -194,7 +201,9 @@ try {
   console.log(`  kubectl applies done after ${ms(appliedAt)}`);
   console.log(`  Kustomizations: first ${ms(seenAt[0])}, half ${ms(percentile(seenAt, 50))}, all ${MANY} ${ms(manyTotal)}`);
   const kubectlCpuS = (cpuTicks('self', true) - kubectlBefore) / CLK_TCK;
-  console.log(`  CPU in this phase: server ${manyCpuS.toFixed(1)} s (${((1000 * manyCpuS) / MANY).toFixed(0)} ms per pipeline), kubectl ${kubectlCpuS.toFixed(1)} s`);
+  const machineAfter = machineTicks();
+  const busyPct = (100 * (machineAfter.busy - machineBefore.busy)) / (machineAfter.total - machineBefore.total);
+  console.log(`  CPU in this phase: server ${manyCpuS.toFixed(1)} s (${((1000 * manyCpuS) / MANY).toFixed(0)} ms per pipeline), kubectl ${kubectlCpuS.toFixed(1)} s; the machine's cores ${busyPct.toFixed(0)} % busy`);
   watch.close();
 
   // ---- 3. idle CPU ---------------------------------------------------------------------------

@@ -25,7 +25,8 @@ import { ocmComponentController } from '../reconcilers/ocmcomponent.js';
 import { ControllerManager } from '../reconcilers/runtime/controller.js';
 import { AlwaysLeader, EtcdElector, type LeaderElector, LeaseElector } from '../reconcilers/runtime/leader.js';
 import { EtcdStore } from '../storage/etcd.js';
-import { EventRecorder } from '../reconcilers/runtime/events.js';
+import { EventRecorder, plainEvent } from '../reconcilers/runtime/events.js';
+import type * as k8s from '@kubernetes/client-node';
 import { StatusWriter } from '../reconcilers/runtime/status.js';
 import { sourceController } from '../reconcilers/source.js';
 import { credentialsFromDockerConfig, OciClient } from '../registry/client.js';
@@ -37,6 +38,7 @@ import { Metrics } from '../apiserver/metrics.js';
 import { MeteredStore } from '../storage/metered.js';
 import type { FastifyInstance } from 'fastify';
 
+const localWrite = () => ({ dryRun: false, fieldValidation: 'Strict' as const, warnings: [] as string[] });
 const SNAPSHOT_CLIENT_TUNING = { contentCacheBytes: 32 << 20, singlePostMaxBytes: 1 << 20 };
 import { isWatchUrl, RequestTracker, shutdown } from './shutdown.js';
 
@@ -227,7 +229,16 @@ if (mode === 'standalone') {
 const snapshotReader = issueClientCert({ certPem: certs.caCertPem, keyPem: certs.caKeyPem }, { commonName: 'ocm-snapshot-reader' });
 host ??= HostCluster.load(kubeconfig);
 const log = server.app.log.child({ component: 'reconcilers' });
-const events = new EventRecorder(host);
+// Standalone, the host cluster is this server: its Events skip the HTTPS round trip to itself.
+const eventResource = server.registry.all.find((r) => r.def.group === '' && r.def.kind === 'Event');
+const events = new EventRecorder(
+  mode === 'standalone' && eventResource
+    ? {
+        create: async (ns, ev) => (await server.rest.create(eventResource, ns, plainEvent(ev), localWrite())).obj as unknown as k8s.CoreV1Event,
+        replace: async (ns, name, ev) => (await server.rest.update(eventResource, ns, name, plainEvent(ev), false, localWrite())).obj as unknown as k8s.CoreV1Event,
+      }
+    : host,
+);
 const ctx: ReconcilerContext = {
   store,
   rest: server.rest,

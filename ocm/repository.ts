@@ -36,6 +36,19 @@ export const ANNOTATION_CREATOR = 'software.ocm.creator';
 export const ANNOTATION_ARTIFACT = 'software.ocm.artifact';
 const MAX_DESCRIPTOR_BYTES = 64 << 20;
 
+// Parsed descriptors by the digest of the layer they came from (content addressed): every
+// namespace with an OCMComponent of the same version parses the same YAML otherwise.
+const parsed = new Map<string, ComponentDescriptor>();
+function parsedDescriptor(layerDigest: string, raw: Buffer): ComponentDescriptor {
+  let d = parsed.get(layerDigest);
+  if (!d) {
+    d = parseDescriptor(raw);
+    if (parsed.size >= 256) parsed.clear();
+    parsed.set(layerDigest, d);
+  }
+  return structuredClone(d);
+}
+
 export class OcmRepositoryError extends Error {
   override name = 'OcmRepositoryError';
   constructor(
@@ -183,7 +196,7 @@ export class OcmRepository {
     }
     let descriptor: ComponentDescriptor;
     try {
-      descriptor = parseDescriptor(raw);
+      descriptor = parsedDescriptor(layer.digest, raw);
     } catch (e) {
       throw new OcmRepositoryError('INVALID', `${what}: ${(e as Error).message}`, { cause: e });
     }

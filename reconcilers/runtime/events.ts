@@ -9,14 +9,32 @@ export type EventType = 'Normal' | 'Warning';
 
 const REPEAT_WINDOW_MS = 10 * 60 * 1000;
 
+/** Where Events go: the host cluster's API, or (standalone) straight into this server's store. */
+export interface EventSink {
+  create(namespace: string, event: k8s.CoreV1Event): Promise<k8s.CoreV1Event>;
+  replace(namespace: string, name: string, event: k8s.CoreV1Event): Promise<k8s.CoreV1Event>;
+}
+
+export const hostEventSink = (host: HostCluster): EventSink => ({
+  create: (namespace, body) => host.core.createNamespacedEvent({ namespace, body }),
+  replace: (namespace, name, body) => host.core.replaceNamespacedEvent({ name, namespace, body }),
+});
+
+/** An Event as stored JSON: times in RFC 3339 to the second, as kube writes metav1.Time. */
+export const plainEvent = (ev: k8s.CoreV1Event): Record<string, unknown> =>
+  JSON.parse(JSON.stringify(ev), (k, v) => (typeof v === 'string' && /Timestamp$/.test(k) ? v.replace(/\.\d+Z$/, 'Z') : v));
+
 export class EventRecorder {
   private readonly recent = new Map<string, { event: k8s.CoreV1Event; at: number }>();
+  private readonly sink: EventSink;
 
   constructor(
-    private readonly host: HostCluster,
+    to: HostCluster | EventSink,
     private readonly component = 'ocm-apiserver',
     private readonly instance = process.env.HOSTNAME ?? 'local',
-  ) {}
+  ) {
+    this.sink = 'core' in to ? hostEventSink(to) : to;
+  }
 
   async record(obj: KubeObject, type: EventType, reason: string, message: string): Promise<void> {
     const m = obj.metadata;
@@ -27,7 +45,7 @@ export class EventRecorder {
     if (hit && Date.now() - hit.at < REPEAT_WINDOW_MS) {
       const ev = { ...hit.event, count: (hit.event.count ?? 1) + 1, lastTimestamp: ts };
       try {
-        const updated = await this.host.core.replaceNamespacedEvent({ name: ev.metadata!.name!, namespace, body: ev });
+        const updated = await this.sink.replace(namespace, ev.metadata!.name!, ev);
         this.recent.set(key, { event: updated, at: Date.now() });
         return;
       } catch {
@@ -49,7 +67,7 @@ export class EventRecorder {
       reportingComponent: this.component,
       reportingInstance: this.instance,
     } as unknown as k8s.CoreV1Event;
-    const created = await this.host.core.createNamespacedEvent({ namespace, body });
+    const created = await this.sink.create(namespace, body);
     if (this.recent.size > 5000) this.recent.clear();
     this.recent.set(key, { event: created, at: Date.now() });
   }
