@@ -190,8 +190,20 @@ const JSON_TYPES = ['application/json', 'application/yaml'];
 function v3Document(title: string, resources: Resource[]) {
   const schemas: Record<string, Schema> = { ...structuredClone(metaSchemas) } as Record<string, Schema>;
   const paths: Record<string, Schema> = {};
+  // Responses and request bodies, like parameters, are declared once and referenced (see v3ParamRef).
+  const responses: Record<string, Schema> = { unauthorized: { description: 'Unauthorized' } };
+  const requestBodies: Record<string, Schema> = {
+    patch: { content: Object.fromEntries(PATCH_TYPES.map((t) => [t, { schema: ref3(`${META}.Patch`) }])), required: true },
+    deleteOptions: { content: { '*/*': { schema: ref3(`${META}.DeleteOptions`) } } },
+  };
+  const response = (key: string, description: string, schema: string) => {
+    responses[key] ??= { description, content: Object.fromEntries(JSON_TYPES.map((t) => [t, { schema: ref3(schema) }])) };
+    return { $ref: `#/components/responses/${key}` };
+  };
   for (const r of resources) {
     Object.assign(schemas, kindSchemas(r));
+    const obj = definitionName(r);
+    requestBodies[obj] = { content: { '*/*': { schema: ref3(obj) } }, required: true };
     for (const item of pathsFor(r)) {
       const pi: Schema = { parameters: item.params.map(v3ParamRef) };
       for (const op of item.ops) {
@@ -201,23 +213,21 @@ function v3Document(title: string, resources: Resource[]) {
           operationId: op.id,
           parameters: op.params.map(v3ParamRef),
           responses: {
-            '200': { description: 'OK', content: Object.fromEntries(JSON_TYPES.map((t) => [t, { schema: ref3(op.response) }])) },
-            ...(op.created ? { '201': { description: 'Created', content: Object.fromEntries(JSON_TYPES.map((t) => [t, { schema: ref3(op.response) }])) } } : {}),
-            '401': { description: 'Unauthorized' },
+            '200': response(`${op.response}.ok`, 'OK', op.response),
+            ...(op.created ? { '201': response(`${op.response}.created`, 'Created', op.response) } : {}),
+            '401': { $ref: '#/components/responses/unauthorized' },
           },
           'x-kubernetes-action': op.action,
           'x-kubernetes-group-version-kind': { group: r.def.group, version: r.def.version, kind: op.kind },
         };
-        if (op.body === 'object') o.requestBody = { content: { '*/*': { schema: ref3(definitionName(r)) } }, required: true };
-        if (op.body === 'patch') o.requestBody = { content: Object.fromEntries(PATCH_TYPES.map((t) => [t, { schema: ref3(`${META}.Patch`) }])), required: true };
-        if (op.body === 'deleteOptions') o.requestBody = { content: { '*/*': { schema: ref3(`${META}.DeleteOptions`) } } };
+        if (op.body) o.requestBody = { $ref: `#/components/requestBodies/${op.body === 'object' ? obj : op.body}` };
         pi[op.method] = o;
       }
       paths[item.path] = pi;
     }
   }
   const parameters = Object.fromEntries(Object.entries(P).filter(([, p]) => p !== P.fieldValidation).map(([k, p]) => [k, v3Param(p)]));
-  return { openapi: '3.0.0', info: { title, version: 'v1alpha1' }, paths, components: { schemas, parameters } };
+  return { openapi: '3.0.0', info: { title, version: 'v1alpha1' }, paths, components: { schemas, parameters, responses, requestBodies } };
 }
 
 /**

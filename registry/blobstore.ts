@@ -86,6 +86,9 @@ export class BlobStore {
   readonly tmpDir: string;
   private uploads = new Map<string, Upload>();
 
+  /** Directories known to exist, so writes skip their mkdir. */
+  private readonly knownDirs = new Set<string>();
+
   constructor(readonly root: string) {
     this.blobsDir = path.join(root, 'blobs', 'sha256');
     this.uploadsDir = path.join(root, 'uploads');
@@ -126,8 +129,19 @@ export class BlobStore {
     const tmp = this.tmpPath();
     try {
       await fsp.writeFile(tmp, data, { flush: data.length > 0 });
-      await fsp.mkdir(path.dirname(file), { recursive: true });
-      await fsp.rename(tmp, file);
+      const dir = path.dirname(file);
+      if (!this.knownDirs.has(dir)) {
+        await fsp.mkdir(dir, { recursive: true });
+        if (this.knownDirs.size > 10_000) this.knownDirs.clear();
+        this.knownDirs.add(dir);
+      }
+      await fsp.rename(tmp, file).catch(async (e: NodeJS.ErrnoException) => {
+        if (e.code !== 'ENOENT') throw e;
+        // the directory went away (a repository's links removed by GC): make it again
+        this.knownDirs.delete(dir);
+        await fsp.mkdir(dir, { recursive: true });
+        await fsp.rename(tmp, file);
+      });
     } catch (e) {
       await fsp.rm(tmp, { force: true });
       throw storageError(e);

@@ -21,8 +21,10 @@ export const hostEventSink = (host: HostCluster): EventSink => ({
 });
 
 /** An Event as stored JSON: times in RFC 3339 to the second, as kube writes metav1.Time. */
-export const plainEvent = (ev: k8s.CoreV1Event): Record<string, unknown> =>
-  JSON.parse(JSON.stringify(ev), (k, v) => (typeof v === 'string' && /Timestamp$/.test(k) ? v.replace(/\.\d+Z$/, 'Z') : v));
+export function plainEvent(ev: k8s.CoreV1Event): Record<string, unknown> {
+  const time = (v: unknown) => (v instanceof Date ? v.toISOString().replace(/\.\d+Z$/, 'Z') : v);
+  return { ...ev, metadata: { ...ev.metadata }, involvedObject: { ...ev.involvedObject }, firstTimestamp: time(ev.firstTimestamp), lastTimestamp: time(ev.lastTimestamp) };
+}
 
 export class EventRecorder {
   private readonly recent = new Map<string, { event: k8s.CoreV1Event; at: number }>();
