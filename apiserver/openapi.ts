@@ -1,6 +1,7 @@
 // OpenAPI v3 (per group-version, what kubectl explain/validation/patch use) and v2 (what the
 // aggregator merges), generated from the kind definitions and kube's meta schemas.
 import { createHash } from 'node:crypto';
+import { Condition } from '../kinds/common.js';
 import { metaSchemas, refsForSwagger2 } from '../kinds/meta.js';
 import type { Resource, ResourceRegistry } from './resources.js';
 
@@ -16,8 +17,22 @@ export function definitionName(r: Resource, kind = r.def.kind): string {
 
 const gvk = (r: Resource, kind = r.def.kind) => [{ group: r.def.group, version: r.def.version, kind }];
 
+// metav1.Condition, which every kind's status repeats: one definition, referenced (as kube's own
+// documents do), keeps the documents small, and kubectl parses one for every object it applies.
+const CONDITION = `${META}.Condition`;
+const conditionSchema = JSON.parse(JSON.stringify(Condition())) as Schema;
+const canonical = (v: unknown): string =>
+  JSON.stringify(v, (_k, x) => (x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => (a < b ? -1 : 1))) : x));
+const conditionKey = canonical(conditionSchema);
+function hoistConditions(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(hoistConditions);
+  if (!node || typeof node !== 'object') return node;
+  if ((node as Schema).type === 'object' && canonical(node) === conditionKey) return ref3(CONDITION);
+  return Object.fromEntries(Object.entries(node).map(([k, v]) => [k, hoistConditions(v)]));
+}
+
 function kindSchemas(r: Resource): Record<string, Schema> {
-  const own = JSON.parse(JSON.stringify(r.def.schema)) as Schema; // drops TypeBox's symbols
+  const own = hoistConditions(JSON.parse(JSON.stringify(r.def.schema))) as Schema; // (the JSON copy drops TypeBox's symbols)
   const name = definitionName(r);
   return {
     [name]: {
@@ -188,7 +203,7 @@ const v3ParamRef = (p: Param) => (p === P.fieldValidation ? v3Param(p) : { $ref:
 const JSON_TYPES = ['application/json', 'application/yaml'];
 
 function v3Document(title: string, resources: Resource[]) {
-  const schemas: Record<string, Schema> = { ...structuredClone(metaSchemas) } as Record<string, Schema>;
+  const schemas: Record<string, Schema> = { ...structuredClone(metaSchemas), [CONDITION]: conditionSchema } as Record<string, Schema>;
   const paths: Record<string, Schema> = {};
   // Responses and request bodies, like parameters, are declared once and referenced (see v3ParamRef).
   const responses: Record<string, Schema> = { unauthorized: { description: 'Unauthorized' } };
