@@ -7,6 +7,7 @@ import type { FastifyInstance, FastifyPluginAsync, FastifyPluginOptions, Fastify
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { requestAttributes, type UserInfo } from './auth.js';
 import type { ResourceRegistry } from './resources.js';
+import { countTraffic, type TrafficSink } from '../registry/traffic.js';
 
 /** kube-apiserver's buckets for apiserver_request_duration_seconds. */
 const REQUEST_BUCKETS = [0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 45, 60];
@@ -203,30 +204,16 @@ export class Metrics {
    */
   instrumentRegistry(app: FastifyInstance, blobs?: { listBlobs(): Promise<string[]> }) {
     if (blobs) this.blobSource = async () => (await blobs.listBlobs()).length;
-    const seen = Symbol('registry-bytes');
-    type Counted = { bytesRead: number; bytesWritten: number; [seen]?: { r: number; w: number } };
-    const account = (s: Counted) => {
-      const last = (s[seen] ??= { r: 0, w: 0 });
-      const r = s.bytesRead ?? 0;
-      const w = s.bytesWritten ?? 0;
-      if (r > last.r) this.registryBytes.inc({ direction: 'in' }, r - last.r);
-      if (w > last.w) this.registryBytes.inc({ direction: 'out' }, w - last.w);
-      last.r = Math.max(r, last.r);
-      last.w = Math.max(w, last.w);
+    countTraffic(app, this.registryTraffic());
+  }
+
+  /** Where a registry (in-process or on its worker thread) reports its traffic. */
+  registryTraffic(blobCount?: () => Promise<number>): TrafficSink {
+    if (blobCount) this.blobSource = blobCount;
+    return {
+      bytes: (direction, n) => this.registryBytes.inc({ direction }, n),
+      request: (method, code) => this.registryRequests.inc({ method, code: String(code) }),
     };
-    app.addHook('onRequest', (req, _reply, done) => {
-      const s = req.raw.socket as unknown as Counted & NodeJS.EventEmitter;
-      if (s && !s[seen]) {
-        s[seen] = { r: 0, w: 0 };
-        s.once('close', () => account(s)); // what a connection moved after its last response
-      }
-      done();
-    });
-    app.addHook('onResponse', (req, reply, done) => {
-      if (req.raw.socket) account(req.raw.socket as unknown as Counted);
-      this.registryRequests.inc({ method: req.method, code: String(reply.statusCode) });
-      done();
-    });
   }
 
   async text(): Promise<{ contentType: string; body: string }> {

@@ -30,13 +30,12 @@ import type * as k8s from '@kubernetes/client-node';
 import { StatusWriter } from '../reconcilers/runtime/status.js';
 import { sourceController } from '../reconcilers/source.js';
 import { credentialsFromDockerConfig, OciClient } from '../registry/client.js';
-import { startRegistry } from '../registry/server.js';
+import { startRegistryWorker } from '../registry/worker.js';
 import { HostCluster } from '../reconcilers/runtime/host.js';
 import { LevelStore } from '../storage/leveldb.js';
 import { LIMIT_DEFAULTS, parseDuration } from '../apiserver/limits.js';
 import { Metrics } from '../apiserver/metrics.js';
 import { MeteredStore } from '../storage/metered.js';
-import type { FastifyInstance } from 'fastify';
 
 const localWrite = () => ({ dryRun: false, fieldValidation: 'Strict' as const, warnings: [] as string[] });
 const SNAPSHOT_CLIENT_TUNING = { contentCacheBytes: 32 << 20, singlePostMaxBytes: 1 << 20 };
@@ -195,9 +194,8 @@ mkdirSync(join(dataDir, 'certs'), { recursive: true, mode: 0o700 });
 const kubeconfig = join(dataDir, 'certs', 'admin.kubeconfig');
 writeKubeconfig(kubeconfig, { server: url, caCertPem: certs.caCertPem, clientCertPem: certs.adminCertPem, clientKeyPem: certs.adminKeyPem });
 
-// The snapshot registry, and the reconcilers that fill it.
-const registryHttp: { app?: FastifyInstance; tracker?: RequestTracker } = {};
-const registry = await startRegistry({
+// The snapshot registry, on its own thread, and the reconcilers that fill it.
+const registry = await startRegistryWorker({
   dataDir: join(dataDir, 'registry'),
   port: Number(values['registry-port']),
   host: bind,
@@ -206,16 +204,16 @@ const registry = await startRegistry({
   // `docker login`-style clients: the password is a bearer token this server accepts.
   authenticateBasic: async (_user, pass) => (authnConfig.tokens ? authnConfig.tokens(pass) : undefined),
   logLevel: values['log-level'],
-  instrument: (app, blobs) => {
-    metrics.instrumentRegistry(app, blobs);
-    registryHttp.app = app;
-    registryHttp.tracker = new RequestTracker(app.server);
+  traffic: metrics.registryTraffic(() => registry.blobCount()),
+  onExit: (err) => {
+    server.app.log.fatal({ err }, 'the snapshot registry thread died; exiting');
+    process.exit(1);
   },
 });
 const snapshotHistory = Number(values['snapshot-history']);
 const gcTimer = setInterval(() => {
   // Snapshot tags are unix times; OCM component versions stored in the registry are never collected.
-  registry.gc({ keepTags: snapshotHistory, tagFilter: (_repo, tag) => /^\d{9,}$/.test(tag) }).then(
+  registry.gc({ keepTags: snapshotHistory, tagPattern: /^\d{9,}$/ }).then(
     (r) => r.blobsDeleted + r.manifestsDeleted > 0 && server.app.log.info(r, 'registry garbage collected'),
     (err) => server.app.log.error({ err }, 'registry garbage collection failed'),
   );
@@ -314,8 +312,10 @@ const stop = async (signal: string) => {
     server.app.log.error({}, 'shutdown did not finish in 28s; exiting');
     process.exit(1);
   }, 28_000).unref();
-  const http = [{ name: 'api', server: server.app.server, tracker: apiRequests, endLongRunning: () => server.watches.closeAll(), close: () => server.close() }];
-  if (registryHttp.app && registryHttp.tracker) http.push({ name: 'registry', server: registryHttp.app.server, tracker: registryHttp.tracker, endLongRunning: () => {}, close: () => registry.close() });
+  const http = [
+    { name: 'api', stopAccepting: () => void server.app.server.close(), idle: (ms: number) => apiRequests.idle(ms), endLongRunning: () => server.watches.closeAll(), close: () => server.close() },
+    { name: 'registry', stopAccepting: () => registry.stopAccepting(), idle: (ms: number) => registry.idle(ms), close: () => registry.close() },
+  ];
   await shutdown({ log: server.app.log, stopReconcilers: () => elector.stop(), http, closeStorage: () => store.close(), reconcilersTimeoutMs: 5000, drainTimeoutMs: Math.min(requestTimeoutMs, 15_000) });
   process.exit(0);
 };

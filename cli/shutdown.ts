@@ -55,9 +55,10 @@ export const isWatchUrl = (url: string) => /^\/apis?\//.test(url) && /[?&]watch=
 
 export interface HttpPart {
   name: string;
-  /** The Node server: closing it stops accepting connections (and closes idle keep-alive ones). */
-  server: Server;
-  tracker: RequestTracker;
+  /** Stops accepting connections (Node closes idle keep-alive ones). */
+  stopAccepting(): void | Promise<void>;
+  /** True when no request is in flight, false when `ms` passed first. */
+  idle(ms: number): Promise<boolean>;
   /** Ends long-running responses (watches) cleanly. */
   endLongRunning?(): void;
   /** Cuts what is left and releases the server (fastify's close). */
@@ -94,12 +95,12 @@ export async function shutdown(plan: ShutdownPlan): Promise<void> {
   }
 
   // Stop accepting; Node closes idle keep-alive connections at once.
-  for (const h of plan.http) h.server.close();
+  await Promise.all(plan.http.map((h) => Promise.resolve(h.stopAccepting()).catch((err) => log.error({ err, server: h.name }, 'shutdown: could not stop accepting'))));
   for (const h of plan.http) h.endLongRunning?.();
   const drained = await Promise.all(
     plan.http.map(async (h) => {
-      const ok = await h.tracker.idle(plan.drainTimeoutMs ?? 15_000);
-      if (!ok) log.warn({ server: h.name, inflight: h.tracker.inflight }, 'shutdown: requests still in flight after the drain timeout; cutting them');
+      const ok = await h.idle(plan.drainTimeoutMs ?? 15_000).catch(() => false);
+      if (!ok) log.warn({ server: h.name }, 'shutdown: requests still in flight after the drain timeout; cutting them');
       return ok;
     }),
   );
