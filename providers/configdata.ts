@@ -185,6 +185,20 @@ export const YAML_11: YAML.ParseOptions & YAML.DocumentOptions & YAML.SchemaOpti
   customTags: (tags) => tags.filter((t) => typeof t === 'string' || t.tag !== 'tag:yaml.org,2002:timestamp'),
 };
 
+// Parsed ConfigData by text: every Localization and Configurator run of a component version reads
+// the same one. Failures are not kept (their message names where the text came from).
+const parsedConfigs = new Map<string, ConfigData>();
+function parsedConfigData(text: string | Buffer, what: string): ConfigData {
+  const key = Buffer.isBuffer(text) ? text.toString('utf8') : text;
+  let c = parsedConfigs.get(key);
+  if (!c) {
+    c = parseConfigData(key, what);
+    if (parsedConfigs.size >= 64) parsedConfigs.clear();
+    parsedConfigs.set(key, c);
+  }
+  return structuredClone(c);
+}
+
 /** Parses and checks a ConfigData document. `what` names it in messages. */
 export function parseConfigData(text: string | Buffer, what = 'ConfigData'): ConfigData {
   const s = Buffer.isBuffer(text) ? text.toString('utf8') : text;
@@ -283,7 +297,7 @@ export async function loadConfigData(ctx: Pick<ActionContext, 'repository'>, res
   const where = `resource ${q(resource.name)} of ${componentName(component)}`;
   const content = await ctx.repository.getResourceContent(component, resource, { maxBytes: MAX_CONFIG_DATA_BYTES });
   const text = await configDataText(content.data, `ConfigData ${where}`);
-  const config = parseConfigData(text, `ConfigData ${where}`);
+  const config = parsedConfigData(text, `ConfigData ${where}`);
   const name = typeof config.metadata?.name === 'string' ? config.metadata.name : undefined;
   const what = name ? `ConfigData ${q(name)} (${where})` : `ConfigData (${where})`;
   return { config, component, resource, what };

@@ -1,25 +1,14 @@
 // Turns a resource's bytes into snapshot files: a tar or tar.gz becomes its entries (checked as
 // strictly as a snapshot: no links, no escaping paths, size limits), anything else one file.
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { extractSnapshot } from '../registry/snapshot.js';
+import { readSnapshotFiles } from '../registry/snapshot.js';
 import type { Files } from './types.js';
 
 const isGzip = (b: Buffer) => b.length > 2 && b[0] === 0x1f && b[1] === 0x8b;
 const isTar = (b: Buffer) => b.length > 262 && b.subarray(257, 262).toString('latin1') === 'ustar';
 
 export async function archiveToFiles(tgz: Buffer): Promise<Files> {
-  const dir = await mkdtemp(join(tmpdir(), 'ocm-content-'));
-  try {
-    const { files } = await extractSnapshot(tgz, dir);
-    const out: Files = {};
-    for (const f of files) out[f] = await readFile(join(dir, f));
-    return out;
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  return readSnapshotFiles(tgz);
 }
 
 export async function contentToFiles(data: Buffer, mediaType: string, fallbackName: string): Promise<Files> {

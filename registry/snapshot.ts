@@ -271,6 +271,19 @@ async function readArchive(tgz: Buffer, limits: ExtractLimits, visit: (e: Entry)
   }
 }
 
+/** The snapshot's files in memory (path -> content, in archive order), with the same checks and
+ * limits as extractSnapshot and nothing written to disk. */
+export async function readSnapshotFiles(tgz: Buffer, limits: ExtractLimits = {}): Promise<Record<string, Buffer>> {
+  const out: Record<string, Buffer> = {};
+  await readArchive(tgz, limits, async ({ rel, type, stream }) => {
+    if (type === 'directory') return void stream.resume();
+    const chunks: Buffer[] = [];
+    for await (const c of stream as AsyncIterable<Buffer>) chunks.push(c);
+    out[rel] = Buffer.concat(chunks);
+  });
+  return out;
+}
+
 /**
  * Extracts a snapshot into targetDir (created if missing). A first pass checks the whole archive
  * without writing: only regular files and directories, no absolute paths, no `..`, no duplicates,

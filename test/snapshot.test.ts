@@ -14,6 +14,7 @@ import {
   SNAPSHOT_CONFIG_MEDIA_TYPE,
   SNAPSHOT_LAYER_MEDIA_TYPE,
   extractSnapshot,
+  readSnapshotFiles,
   packSnapshot,
   pullSnapshot,
   pushSnapshot,
@@ -297,4 +298,29 @@ t.test('extract: limits against tar bombs', async (t) => {
   await rejected(t, big, 'ARCHIVE_TOO_LARGE', 'content over maxBytes', { maxBytes: 1 << 20 });
   const fine = newDir('fine');
   t.same((await extractSnapshot(big, fine)).files, ['random'], 'within the defaults');
+});
+
+t.test('read into memory: the same checks and limits, the files in archive order', async (t) => {
+  const ok = { header: { name: 'fine.txt' }, content: 'fine' };
+  const refuse = async (tgz: Buffer, code: string, msg: string, limits?: Parameters<typeof readSnapshotFiles>[1]) => {
+    const e = await readSnapshotFiles(tgz, limits).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    t.ok(e instanceof OciError && e.code === code, `${msg}: ${(e as Error | undefined)?.message ?? 'read'}`);
+  };
+  await refuse(await craft([ok, { header: { name: '../x' }, content: 'evil' }]), 'UNSAFE_ARCHIVE', '"../x"');
+  await refuse(await craft([{ header: { name: '/abs/x' }, content: 'evil' }]), 'UNSAFE_ARCHIVE', 'absolute path');
+  await refuse(await craft([ok, { header: { name: 'innocent', pax: { path: '../../pax-evil' } }, content: 'evil' }]), 'UNSAFE_ARCHIVE', 'pax path with ..');
+  await refuse(await craft([ok, { header: { name: 'etc', type: 'symlink', linkname: '/etc' } }]), 'UNSAFE_ARCHIVE', 'symlink');
+  await refuse(await craft([ok, { header: { name: 'hl', type: 'link', linkname: 'fine.txt' } }]), 'UNSAFE_ARCHIVE', 'hardlink');
+  await refuse(await craft([ok, { header: { name: 'dup' }, content: '1' }, { header: { name: './dup' }, content: '2' }]), 'UNSAFE_ARCHIVE', 'duplicate entry');
+  await refuse(randomBytes(1000), 'INVALID_ARCHIVE', 'not gzip');
+  const big = await craft([{ header: { name: 'random' }, content: randomBytes(2 << 20) }]);
+  await refuse(big, 'ARCHIVE_TOO_LARGE', 'content over maxBytes', { maxBytes: 1 << 20 });
+  await refuse(await craft(Array.from({ length: 11 }, (_, i) => ({ header: { name: `f${i}` }, content: '' }))), 'ARCHIVE_TOO_LARGE', 'entries over maxEntries', { maxEntries: 10 });
+
+  const files = await readSnapshotFiles(await craft([{ header: { name: 'b/one.yaml' }, content: 'one' }, { header: { name: 'a', type: 'directory' } }, { header: { name: 'a/two' }, content: 'two' }]));
+  t.same(Object.keys(files), ['b/one.yaml', 'a/two'], 'files only, in archive order');
+  t.equal(files['a/two'].toString(), 'two');
 });
