@@ -68,6 +68,8 @@ async function walk(root: string, realRoot: string, rel: string, out: PackEntry[
   }
 }
 
+const GZIP_OPTIONS: zlib.ZlibOptions = { level: 6, memLevel: 8, windowBits: 15, strategy: zlib.constants.Z_DEFAULT_STRATEGY };
+
 export async function packSnapshot(
   input: { dir: string } | { files: Record<string, Buffer | string> },
 ): Promise<{ tgz: Buffer; digest: string; size: number; files: { path: string; size: number }[] }> {
@@ -94,18 +96,17 @@ export async function packSnapshot(
   entries.sort(byBytes);
 
   const pack = tar.pack();
-  const gzip = zlib.createGzip({ level: 6, memLevel: 8, windowBits: 15, strategy: zlib.constants.Z_DEFAULT_STRATEGY });
+  // Content given in memory is small: its tar is compressed in one call, which is far cheaper than
+  // a zlib stream; both give the same bytes (no flush points, same parameters).
+  const inMemory = entries.every((e) => e.type === 'directory' || e.content);
   const chunks: Buffer[] = [];
-  const collected = pipeline(
-    pack,
-    gzip,
-    new Writable({
-      write(c: Buffer, _e, cb) {
-        chunks.push(c);
-        cb();
-      },
-    }),
-  );
+  const sink = new Writable({
+    write(c: Buffer, _e, cb) {
+      chunks.push(c);
+      cb();
+    },
+  });
+  const collected = inMemory ? pipeline(pack, sink) : pipeline(pack, zlib.createGzip(GZIP_OPTIONS), sink);
   collected.catch(() => {}); // awaited below; errors surface there
   try {
     for (const e of entries) {
@@ -126,7 +127,7 @@ export async function packSnapshot(
     throw new OciError('PACK_FAILED', `packing snapshot: ${(err as Error).message}`, { cause: err });
   }
   await collected;
-  const tgz = Buffer.concat(chunks);
+  const tgz = inMemory ? zlib.gzipSync(Buffer.concat(chunks), GZIP_OPTIONS) : Buffer.concat(chunks);
   tgz[9] = 3; // gzip OS byte: Unix, whatever zlib was built for (not covered by the gzip CRC)
   return {
     tgz,
@@ -200,6 +201,7 @@ export async function pullSnapshot(client: OciClient, ref: string, opts: { expec
 }
 
 const RATIO_FLOOR = 1 << 20; // the ratio limit applies once this much is inflated
+const SMALL_ARCHIVE = 64 << 10; // compressed size up to which an archive is inflated in one call
 
 export interface ExtractLimits {
   maxBytes?: number;
@@ -225,7 +227,20 @@ async function readArchive(tgz: Buffer, limits: ExtractLimits, visit: (e: Entry)
     },
   });
   const extract = tar.extract();
-  const feeding = pipeline(Readable.from([tgz], { objectMode: false }), zlib.createGunzip(), meter, extract);
+  let feeding: Promise<void>;
+  if (tgz.length <= SMALL_ARCHIVE) {
+    // A small archive is inflated in one call (bounded by the same limits) instead of a zlib stream.
+    const limit = Math.min(maxBytes, Math.max(RATIO_FLOOR, tgz.length * maxRatio));
+    let tarBytes: Buffer;
+    try {
+      tarBytes = zlib.gunzipSync(tgz, { maxOutputLength: limit + 1 });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ERR_BUFFER_TOO_LARGE') throw fail('INVALID_ARCHIVE', (e as Error).message);
+      throw fail('ARCHIVE_TOO_LARGE', limit === maxBytes ? `more than ${maxBytes} bytes uncompressed` : `compression ratio above ${maxRatio}:1 (a gzip bomb?)`);
+    }
+    if (tarBytes.length > limit) throw fail('ARCHIVE_TOO_LARGE', limit === maxBytes ? `more than ${maxBytes} bytes uncompressed` : `compression ratio above ${maxRatio}:1 (a gzip bomb?)`);
+    feeding = pipeline(Readable.from([tarBytes], { objectMode: false }), extract);
+  } else feeding = pipeline(Readable.from([tgz], { objectMode: false }), zlib.createGunzip(), meter, extract);
   feeding.catch(() => {}); // awaited below
   const seen = new Set<string>();
   const files = new Set<string>();

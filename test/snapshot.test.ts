@@ -320,6 +320,13 @@ t.test('read into memory: the same checks and limits, the files in archive order
   await refuse(big, 'ARCHIVE_TOO_LARGE', 'content over maxBytes', { maxBytes: 1 << 20 });
   await refuse(await craft(Array.from({ length: 11 }, (_, i) => ({ header: { name: `f${i}` }, content: '' }))), 'ARCHIVE_TOO_LARGE', 'entries over maxEntries', { maxEntries: 10 });
 
+  // a small gzip bomb (16 MiB of zeros in ~16 KiB): the one-call inflation stops at the limits too
+  const zeros = await craft([{ header: { name: 'zeros' }, content: Buffer.alloc(16 << 20) }]);
+  t.ok(zeros.length < 64 << 10, `small bomb: ${zeros.length} bytes`);
+  await refuse(zeros, 'ARCHIVE_TOO_LARGE', 'small gzip bomb (ratio)');
+  await refuse(zeros, 'ARCHIVE_TOO_LARGE', 'small gzip bomb (size)', { maxBytes: 4 << 20, maxRatio: 1e9 });
+  t.equal(Object.keys(await readSnapshotFiles(zeros, { maxRatio: 1e9 })).length, 1, 'and inflates within raised limits');
+
   const files = await readSnapshotFiles(await craft([{ header: { name: 'b/one.yaml' }, content: 'one' }, { header: { name: 'a', type: 'directory' } }, { header: { name: 'a/two' }, content: 'two' }]));
   t.same(Object.keys(files), ['b/one.yaml', 'a/two'], 'files only, in archive order');
   t.equal(files['a/two'].toString(), 'two');
