@@ -26,6 +26,7 @@ import { ControllerManager } from '../reconcilers/runtime/controller.js';
 import { AlwaysLeader, EtcdElector, type LeaderElector, LeaseElector } from '../reconcilers/runtime/leader.js';
 import { EtcdStore } from '../storage/etcd.js';
 import { EventRecorder, plainEvent } from '../reconcilers/runtime/events.js';
+import { listObjects, resourceOf } from '../reconcilers/context.js';
 import type * as k8s from '@kubernetes/client-node';
 import { StatusWriter } from '../reconcilers/runtime/status.js';
 import { sourceController } from '../reconcilers/source.js';
@@ -211,9 +212,20 @@ const registry = await startRegistryWorker({
   },
 });
 const snapshotHistory = Number(values['snapshot-history']);
-const gcTimer = setInterval(() => {
+/** The namespaces that exist (standalone: ours; aggregated: the cluster's), or undefined when that cannot be read. */
+async function existingNamespaces(): Promise<string[] | undefined> {
+  try {
+    if (mode === 'standalone') return (await listObjects(ctx, resourceOf(ctx, 'Namespace', '', 'v1'))).map((n) => n.metadata.name!);
+    return (await host!.core.listNamespace()).items.map((n) => n.metadata!.name!);
+  } catch (err) {
+    server.app.log.debug({ err }, 'registry gc: namespaces not readable; snapshots of deleted namespaces are kept');
+    return undefined;
+  }
+}
+const gcTimer = setInterval(async () => {
   // Snapshot tags are unix times; OCM component versions stored in the registry are never collected.
-  registry.gc({ keepTags: snapshotHistory, tagPattern: /^\d{9,}$/ }).then(
+  // Snapshot repositories of namespaces that are gone lose their snapshots.
+  registry.gc({ keepTags: snapshotHistory, tagPattern: /^\d{9,}$/, namespaces: await existingNamespaces() }).then(
     (r) => r.blobsDeleted + r.manifestsDeleted > 0 && server.app.log.info(r, 'registry garbage collected'),
     (err) => server.app.log.error({ err }, 'registry garbage collection failed'),
   );

@@ -10,6 +10,12 @@ export interface GcOptions {
   tagFilter?: (repo: string, tag: string) => boolean;
   /** Blobs and manifests written less than this long ago are never collected (default 1 hour). */
   graceMs?: number;
+  /**
+   * The namespaces that exist. Snapshot repositories (`<namespace>/<component>/<producer>`) of any
+   * other namespace lose all their tags that `tagFilter` selects, once older than the grace period:
+   * a deleted pipeline's snapshots go with it. Unset: no such sweep.
+   */
+  namespaces?: string[];
 }
 
 export interface GcResult {
@@ -64,8 +70,12 @@ export async function collectGarbage(store: BlobStore, repos: Repos, opts: GcOpt
   const marked = new Set<string>();
   const repoList = await repos.list();
 
+  const namespaces = opts.namespaces && new Set(opts.namespaces);
   for (const repo of repoList) {
-    if (opts.keepTags !== undefined) {
+    const segs = repo.split('/');
+    if (namespaces && segs.length === 3 && !namespaces.has(segs[0])) {
+      for (const t of await repos.tags(repo)) if ((opts.tagFilter?.(repo, t) ?? true) && ((await repos.tagWrittenMs(repo, t)) ?? Infinity) <= cutoff) await repos.deleteTag(repo, t);
+    } else if (opts.keepTags !== undefined) {
       const subject = (await repos.tags(repo)).filter((t) => opts.tagFilter?.(repo, t) ?? true);
       for (const t of sortTags(subject).slice(0, Math.max(0, subject.length - opts.keepTags))) await repos.deleteTag(repo, t);
     }

@@ -120,6 +120,10 @@ export class Repos {
   async resolveTag(repo: string, tag: string): Promise<string | undefined> {
     return fsp.readFile(this.dir(repo, '_manifests', 'tags', tag), 'utf8').catch(() => undefined);
   }
+  /** When the tag was last written; undefined when there is no such tag. */
+  async tagWrittenMs(repo: string, tag: string): Promise<number | undefined> {
+    return (await fsp.stat(this.dir(repo, '_manifests', 'tags', tag)).catch(() => undefined))?.mtimeMs;
+  }
   putTag(repo: string, tag: string, digest: string) {
     return this.store.writeAtomic(this.dir(repo, '_manifests', 'tags', tag), digest);
   }

@@ -59,7 +59,7 @@ try {
           return;
         case 'gc': {
           const tagRe = m.tagPattern === undefined ? undefined : new RegExp(m.tagPattern);
-          const result = await registry.gc({ keepTags: m.keepTags, graceMs: m.graceMs, tagFilter: tagRe && ((_repo, tag) => tagRe.test(tag)) });
+          const result = await registry.gc({ keepTags: m.keepTags, graceMs: m.graceMs, namespaces: m.namespaces, tagFilter: tagRe && ((_repo, tag) => tagRe.test(tag)) });
           return send({ op: 'reply', id: m.id, result });
         }
         case 'blobCount':

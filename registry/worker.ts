@@ -13,7 +13,7 @@ export interface WorkerRegistryData {
 
 export type ToWorker =
   | { op: 'auth-reply'; id: number; result: unknown }
-  | { op: 'gc'; id: number; keepTags?: number; graceMs?: number; tagPattern?: string }
+  | { op: 'gc'; id: number; keepTags?: number; graceMs?: number; tagPattern?: string; namespaces?: string[] }
   | { op: 'blobCount' | 'stopAccepting' | 'close'; id: number }
   | { op: 'idle'; id: number; ms: number };
 

@@ -873,6 +873,34 @@ async function writeLayout(dir: string, tag: string) {
   return { digest: sha(manifest), blobs: [sha(layer.gz), sha(config), sha(manifest)] };
 }
 
+t.test('gc: snapshot repositories of namespaces that are gone lose their snapshots', async (t) => {
+  const main = reg;
+  reg = await startRegistry({ ...baseOpts, dataDir: path.join(tmp, 'gc-ns') });
+  t.teardown(async () => {
+    await reg.close();
+    reg = main;
+  });
+  const unix = (_r: string, tag: string) => /^\d{9,}$/.test(tag);
+  const tags = async (repo: string) => (await req('GET', `/v2/${repo}/tags/list`)).json().tags ?? [];
+  for (const ts of ['1700000001', '1700000002']) await pushImage('gone/comp/src-prov', ts);
+  for (const ts of ['1700000001', '1700000002', '1700000003']) await pushImage('live/comp/src-prov', ts);
+  await pushImage('gone/comp/descriptors', '1.0.0');
+  await pushImage('gone/other', '1700000001');
+
+  await reg.gc({ keepTags: 2, tagFilter: unix, namespaces: ['live'] });
+  t.same(await tags('gone/comp/src-prov'), ['1700000001', '1700000002'], 'within the grace period nothing goes (the namespace may be new)');
+
+  const res = await reg.gc({ keepTags: 2, tagFilter: unix, namespaces: ['live'], graceMs: 0 });
+  t.same(await tags('gone/comp/src-prov'), [], 'a gone namespace: every snapshot tag');
+  t.same(await tags('live/comp/src-prov'), ['1700000002', '1700000003'], 'a live one: the newest --snapshot-history');
+  t.same(await tags('gone/comp/descriptors'), ['1.0.0'], 'tags the filter does not select stay');
+  t.same(await tags('gone/other'), ['1700000001'], 'repositories not shaped <namespace>/<component>/<producer> stay');
+  t.equal(res.manifestsDeleted, 3, "the gone namespace's two images and the live one's oldest");
+
+  await reg.gc({ keepTags: 2, tagFilter: unix, graceMs: 0 });
+  t.same(await tags('live/comp/src-prov'), ['1700000002', '1700000003'], 'without the namespace list: only --snapshot-history');
+});
+
 t.test('interoperability with skopeo', async (t) => {
   const found = await exec('skopeo', ['--version']).catch(() => undefined);
   if (!found) {
