@@ -642,6 +642,7 @@ export class OciClient {
           next.destroy();
           throw new OciError('INVALID_RESPONSE', `${what}: resumed at byte ${start}, wanted ${received}`);
         }
+        if (finished) return void next.destroy(); // the reader went away meanwhile
         skip = received - start;
         attach(next);
       })().catch((e) => {
