@@ -2,6 +2,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { RequestTracker } from '../cli/shutdown.js';
 import { startRegistry } from './server.js';
+import { countTraffic } from './traffic.js';
 import type { BlobStore } from './blobstore.js';
 import type { FastifyInstance } from 'fastify';
 import type { FromWorker, ToWorker, WorkerRegistryData } from './worker.js';
@@ -36,7 +37,6 @@ let app: FastifyInstance | undefined;
 let blobs: BlobStore | undefined;
 let tracker: RequestTracker | undefined;
 try {
-  const { countTraffic } = await import('./traffic.js');
   const registry = await startRegistry({
     ...data.options,
     tokenSecret: data.options.tokenSecret ? Buffer.from(data.options.tokenSecret) : undefined,
