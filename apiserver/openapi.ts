@@ -105,7 +105,9 @@ const P = {
 };
 const LIST_PARAMS = [P.allowWatchBookmarks, P.continue, P.fieldSelector, P.labelSelector, P.limit, P.resourceVersion, P.resourceVersionMatch, P.sendInitialEvents, P.timeoutSeconds, P.watch];
 const WRITE_PARAMS = [P.dryRun, P.fieldManager, P.fieldValidation];
-export const PATCH_TYPES = ['application/json-patch+json', 'application/merge-patch+json', 'application/strategic-merge-patch+json'];
+export const PATCH_TYPES = ['application/apply-patch+yaml', 'application/json-patch+json', 'application/merge-patch+json', 'application/strategic-merge-patch+json'];
+/** The status subresource takes every patch but server-side apply (apiserver/apply.ts). */
+const STATUS_PATCH_TYPES = PATCH_TYPES.filter((t) => !t.startsWith('application/apply-patch'));
 
 interface Op {
   method: 'get' | 'post' | 'put' | 'patch' | 'delete';
@@ -113,7 +115,7 @@ interface Op {
   id: string;
   description: string;
   params: Param[];
-  body?: 'object' | 'patch' | 'deleteOptions';
+  body?: 'object' | 'patch' | 'statusPatch' | 'deleteOptions';
   response: string; // schema name
   created?: boolean;
   kind: string;
@@ -171,7 +173,7 @@ function pathsFor(r: Resource): PathItem[] {
       ops: [
         { method: 'get', action: 'get', id: `read${suffix}Status`, description: `read status of the specified ${K}`, params: [P.resourceVersion], response: obj, kind: K },
         { method: 'put', action: 'put', id: `replace${suffix}Status`, description: `replace status of the specified ${K}`, params: WRITE_PARAMS, body: 'object', response: obj, created: true, kind: K },
-        { method: 'patch', action: 'patch', id: `patch${suffix}Status`, description: `partially update status of the specified ${K}`, params: WRITE_PARAMS, body: 'patch', response: obj, kind: K },
+        { method: 'patch', action: 'patch', id: `patch${suffix}Status`, description: `partially update status of the specified ${K}`, params: WRITE_PARAMS, body: 'statusPatch', response: obj, kind: K },
       ],
     });
   }
@@ -209,6 +211,7 @@ function v3Document(title: string, resources: Resource[]) {
   const responses: Record<string, Schema> = { unauthorized: { description: 'Unauthorized' } };
   const requestBodies: Record<string, Schema> = {
     patch: { content: Object.fromEntries(PATCH_TYPES.map((t) => [t, { schema: ref3(`${META}.Patch`) }])), required: true },
+    statusPatch: { content: Object.fromEntries(STATUS_PATCH_TYPES.map((t) => [t, { schema: ref3(`${META}.Patch`) }])), required: true },
     deleteOptions: { content: { '*/*': { schema: ref3(`${META}.DeleteOptions`) } } },
   };
   const response = (key: string, description: string, schema: string) => {
@@ -315,11 +318,11 @@ export class OpenAPI {
           for (const op of item.ops) {
             const params: Schema[] = op.params.map((p) => ({ ...p, uniqueItems: true }));
             if (op.body === 'object') params.unshift({ name: 'body', in: 'body', required: true, schema: { $ref: `#/definitions/${definitionName(r)}` } });
-            if (op.body === 'patch') params.unshift({ name: 'body', in: 'body', required: true, schema: { $ref: `#/definitions/${META}.Patch` } });
+            if (op.body === 'patch' || op.body === 'statusPatch') params.unshift({ name: 'body', in: 'body', required: true, schema: { $ref: `#/definitions/${META}.Patch` } });
             if (op.body === 'deleteOptions') params.unshift({ name: 'body', in: 'body', schema: { $ref: `#/definitions/${META}.DeleteOptions` } });
             pi[op.method] = {
               description: op.description,
-              consumes: op.body === 'patch' ? PATCH_TYPES : ['*/*'],
+              consumes: op.body === 'patch' ? PATCH_TYPES : op.body === 'statusPatch' ? STATUS_PATCH_TYPES : ['*/*'],
               produces: ['application/json', 'application/yaml'],
               schemes: ['https'],
               tags: [tagOf(r)],

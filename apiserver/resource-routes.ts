@@ -196,7 +196,13 @@ export class ResourceHandler {
         const target = negotiate(accept, single);
         const opts = requestOptions(q);
         checkDuplicates(req.body, req.headers['content-type'], opts);
-        const updated = await this.rest.patch(r, ns, name, bodyType(req.headers['content-type']), req.body, status, opts);
+        const type = bodyType(req.headers['content-type']);
+        if (type === 'apply-patch') {
+          const { obj, created } = await this.rest.apply(r, ns, name, req.body, status, opts);
+          this.warn(reply, opts);
+          return this.sendObject(reply, created ? 201 : 200, r, obj, target, q);
+        }
+        const updated = await this.rest.patch(r, ns, name, type, req.body, status, opts);
         this.warn(reply, opts);
         return this.sendObject(reply, 200, r, updated, target, q);
       }

@@ -25,6 +25,7 @@ import { type BodyType, parseBody, parseMediaType, parseProtobufBody } from './n
 import { keyFor, type Resource } from './resources.js';
 import { type Matcher, parseFieldSelector, parseLabelSelector } from './selectors.js';
 import { validateObjectMeta } from './validation.js';
+import { applyConfiguration } from './apply.js';
 import { assertObjectDepth } from './limits.js';
 
 export type FieldValidation = 'Strict' | 'Warn' | 'Ignore';
@@ -34,6 +35,10 @@ export interface RequestOptions {
   dryRun: boolean;
   fieldValidation: FieldValidation;
   warnings: string[];
+  /** Who makes the change (`?fieldManager=`); required for server-side apply. */
+  fieldManager?: string;
+  /** Server-side apply: take over fields other managers own (`?force=true`). */
+  force?: boolean;
 }
 
 export interface ListQuery {
@@ -198,7 +203,7 @@ export class GenericREST {
     return errs;
   }
 
-  async create(r: Resource, ns: string | undefined, body: unknown, opts: RequestOptions): Promise<StoredObject> {
+  async create(r: Resource, ns: string | undefined, body: unknown, opts: RequestOptions, keepManagedFields = false): Promise<StoredObject> {
     const obj = this.checkIdentity(r, body, ns);
     if (ns !== undefined && this.namespaceCheck) await this.namespaceCheck(ns);
     this.pruneUnknown(r, obj, opts);
@@ -212,7 +217,7 @@ export class GenericREST {
     delete meta.deletionTimestamp;
     delete meta.deletionGracePeriodSeconds;
     delete meta.selfLink;
-    delete meta.managedFields;
+    if (!keepManagedFields) delete meta.managedFields;
     if (generate) meta.name = generateName(meta.generateName as string);
     r.def.strategy?.prepareForCreate?.(obj);
     const errs = this.validateAll(r, obj);
@@ -239,7 +244,7 @@ export class GenericREST {
    * keep everything else; bumps generation on spec changes; returns cur.obj for a no-op and null
    * when the last finalizer of a deleted object is gone.
    */
-  private nextState(r: Resource, cur: StoredObject, proposed: KubeObject, status: boolean, opts: RequestOptions, rvCheck: string | undefined): KubeObject | null {
+  private nextState(r: Resource, cur: StoredObject, proposed: KubeObject, status: boolean, opts: RequestOptions, rvCheck: string | undefined, keepManagedFields = false): KubeObject | null {
     const old = cur.obj;
     if (rvCheck !== undefined && rvCheck !== '' && rvCheck !== old.metadata.resourceVersion) throw staleConflict(r.gr, old.metadata.name!);
     if (proposed.metadata.uid !== undefined && proposed.metadata.uid !== '' && proposed.metadata.uid !== old.metadata.uid)
@@ -258,8 +263,10 @@ export class GenericREST {
         if (old.metadata[k] === undefined) delete m[k];
         else (m as Record<string, unknown>)[k] = old.metadata[k];
       }
-      delete m.managedFields;
-      if (old.metadata.managedFields) m.managedFields = old.metadata.managedFields;
+      if (!keepManagedFields) {
+        delete m.managedFields;
+        if (old.metadata.managedFields) m.managedFields = old.metadata.managedFields;
+      }
       delete m.selfLink;
       for (const f of r.statusFields) {
         if (old[f] === undefined) delete next[f];
@@ -306,7 +313,8 @@ export class GenericREST {
   }
 
   async patch(r: Resource, ns: string | undefined, name: string, type: BodyType, body: unknown, status: boolean, opts: RequestOptions): Promise<StoredObject> {
-    if (type === 'apply-patch') throw unsupportedMediaType('server-side apply (application/apply-patch+yaml) is not supported by this server; use client-side kubectl apply');
+    if (type === 'apply-patch') return (await this.apply(r, ns, name, body, status, opts)).obj;
+    if (opts.force) throw badRequest('force: Forbidden: may not be specified for non-apply patch');
     if (type !== 'merge-patch' && type !== 'strategic-merge-patch' && type !== 'json-patch')
       throw unsupportedMediaType(`the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json`);
     const patch = parseBody(body, false);
@@ -330,6 +338,33 @@ export class GenericREST {
       this.pruneUnknown(r, proposed, opts);
       return this.nextState(r, cur, proposed, status, opts, proposed.metadata.resourceVersion);
     });
+  }
+
+  /** Server-side apply (apiserver/apply.ts): creates the object when it does not exist. */
+  async apply(r: Resource, ns: string | undefined, name: string, body: unknown, status: boolean, opts: RequestOptions): Promise<{ obj: StoredObject; created: boolean }> {
+    if (status) throw unsupportedMediaType('server-side apply to the status subresource is not supported by this server; apply the object, or PUT/PATCH its status');
+    const manager = opts.fieldManager;
+    if (!manager) throw new ApiError(422, 'Invalid', 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch');
+    const applied = this.checkIdentity(r, parseBody(body, true), ns, name);
+    applied.metadata.name ??= name;
+    this.pruneUnknown(r, applied, opts);
+    const rvCheck = applied.metadata.resourceVersion;
+    const key = keyFor(r, ns, name);
+    if (!(await this.store.get(key))) {
+      if (rvCheck) throw notFound(r.gr, name);
+      const obj = applyConfiguration(undefined, applied, manager, !!opts.force, r.apiVersion, now());
+      try {
+        return { obj: await this.create(r, ns, obj, opts, true), created: true };
+      } catch (err) {
+        if (!(err instanceof ApiError && err.status.reason === 'AlreadyExists')) throw err;
+        // created meanwhile: apply to what is there
+      }
+    }
+    const obj = await this.guaranteedUpdate(r, ns, name, opts, (cur) => {
+      const next = applyConfiguration(cur.obj, applied, manager, !!opts.force, r.apiVersion, now());
+      return this.nextState(r, cur, next, false, opts, rvCheck, true);
+    });
+    return { obj, created: false };
   }
 
   async delete(r: Resource, ns: string | undefined, name: string, options: DeleteOptions, opts: RequestOptions): Promise<{ obj: StoredObject; deleted: boolean }> {
@@ -399,6 +434,11 @@ export function requestOptions(query: Record<string, string | undefined>, defaul
   if (dryRun !== undefined && dryRun !== 'All' && dryRun !== '') throw badRequest(`Invalid value: "${dryRun}": dryRun: supported values: "All"`);
   const fv = query.fieldValidation ?? defaultValidation;
   if (!['Strict', 'Warn', 'Ignore'].includes(fv)) throw badRequest(`invalid fieldValidation directive: ${fv}; supported values: Strict, Warn, Ignore`);
-  return { dryRun: dryRun === 'All', fieldValidation: fv as FieldValidation, warnings: [] };
+  const fieldManager = query.fieldManager;
+  if (fieldManager !== undefined && (fieldManager.length > 128 || /[^\x20-\x7e]/.test(fieldManager)))
+    throw badRequest(`Invalid value: ${JSON.stringify(fieldManager)}: fieldManager: must be at most 128 printable ASCII characters`);
+  const force = query.force;
+  if (force !== undefined && force !== 'true' && force !== 'false') throw badRequest(`Invalid value: "${force}": force: must be true or false`);
+  return { dryRun: dryRun === 'All', fieldValidation: fv as FieldValidation, warnings: [], ...(fieldManager ? { fieldManager } : {}), ...(force === 'true' ? { force: true } : {}) };
 }
 
