@@ -141,7 +141,7 @@ export function applyConfiguration(live: KubeObject | undefined, applied: KubeOb
 
   // force: the conflicting fields change hands
   const kept = othersLeaves
-    .map(({ e, leaves: ls }) => ({ e, leaves: force ? ls.filter((q) => !conflicts.some((c) => c.manager === e.manager && overlaps(c.field, q))) : ls }))
+    .map(({ e, leaves: ls }) => ({ e, leaves: force ? ls.filter((q) => !conflicts.some((c) => c.manager === e.manager && overlaps(c.field, q))) : ls, had: ls.length }))
     .filter((o) => o.leaves.length);
 
   const next: KubeObject = live ? structuredClone(live) : ({ apiVersion: applied.apiVersion, kind: applied.kind, metadata: {} } as KubeObject);
@@ -158,7 +158,7 @@ export function applyConfiguration(live: KubeObject | undefined, applied: KubeOb
 
   const managed: ManagedFieldsEntry[] = [
     ...entries.filter((e) => e !== mine && !others.includes(e)),
-    ...kept.map(({ e, leaves: ls }) => (ls.length === leaves(e.fieldsV1 ?? {}).length ? e : { ...e, fieldsV1: build(ls) })),
+    ...kept.map(({ e, leaves: ls, had }) => (ls.length === had ? e : { ...e, fieldsV1: build(ls) })),
     // (the same fields again: the entry, and so the object, stays as it was)
     ...(!wantedLeaves.length ? [] : mine && isDeepStrictEqual(mine.fieldsV1, wanted) ? [mine] : [{ manager, operation: 'Apply' as const, apiVersion, time: now, fieldsType: 'FieldsV1' as const, fieldsV1: wanted }]),
   ];

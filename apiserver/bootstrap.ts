@@ -3,9 +3,8 @@
 import type { KubeObject } from '../kinds/types.js';
 import { ApiError } from './errors.js';
 import type { ResourceRegistry } from './resources.js';
-import type { GenericREST } from './rest.js';
+import { type GenericREST, internalOptions } from './rest.js';
 
-const internalOpts = () => ({ dryRun: false, fieldValidation: 'Strict' as const, warnings: [] });
 
 /** Creates the object, or brings the given top-level fields of an existing one up to date. */
 export async function ensureObject(rest: GenericREST, registry: ResourceRegistry, obj: KubeObject, fields: string[] = []): Promise<void> {
@@ -14,14 +13,14 @@ export async function ensureObject(rest: GenericREST, registry: ResourceRegistry
   if (!r) throw new Error(`${obj.apiVersion} ${obj.kind} is not served`);
   const ns = obj.metadata.namespace;
   try {
-    await rest.create(r, ns, structuredClone(obj), internalOpts());
+    await rest.create(r, ns, structuredClone(obj), internalOptions('Strict'));
   } catch (err) {
     if (!(err instanceof ApiError && err.status.reason === 'AlreadyExists') || !fields.length) {
       if (err instanceof ApiError && err.status.reason === 'AlreadyExists') return;
       throw err;
     }
     const patch = JSON.stringify(Object.fromEntries(fields.map((f) => [f, obj[f] ?? null])));
-    await rest.patch(r, ns, obj.metadata.name!, 'merge-patch', patch, false, internalOpts());
+    await rest.patch(r, ns, obj.metadata.name!, 'merge-patch', patch, false, internalOptions('Strict'));
   }
 }
 

@@ -212,7 +212,7 @@ export class Metrics {
     if (blobCount) this.blobSource = blobCount;
     return {
       bytes: (direction, n) => this.registryBytes.inc({ direction }, n),
-      request: (method, code) => this.registryRequests.inc({ method, code: String(code) }),
+      request: (method, code, count = 1) => this.registryRequests.inc({ method, code: String(code) }, count),
     };
   }
 

@@ -429,6 +429,10 @@ export function parseDeleteOptions(body: unknown, query: Record<string, string |
   return opts;
 }
 
+/** Options for the server's own writes (bootstrap, reconcilers, Events): no dry run, unknown fields
+ * ignored unless asked otherwise. */
+export const internalOptions = (fieldValidation: FieldValidation = 'Ignore'): RequestOptions => ({ dryRun: false, fieldValidation, warnings: [] });
+
 export function requestOptions(query: Record<string, string | undefined>, defaultValidation: FieldValidation = 'Warn'): RequestOptions {
   const dryRun = query.dryRun;
   if (dryRun !== undefined && dryRun !== 'All' && dryRun !== '') throw badRequest(`Invalid value: "${dryRun}": dryRun: supported values: "All"`);

@@ -17,7 +17,7 @@
 //        --rate N (writes/s in phase 3, 200) --page-limit N (500) --keep (keep the data dir)
 // Env:   BENCH_SERVER_NODE_ARGS  extra node arguments for the server process (e.g. --cpu-prof)
 //        BENCH_SERVER_ARGS       extra server arguments (e.g. --history-size 20000)
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { Agent, request as httpsRequest } from 'node:https';
 import type { IncomingMessage } from 'node:http';
@@ -25,6 +25,7 @@ import os, { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { startNodeProcess } from '../test/helpers/process.js';
 import { parseArgs } from 'node:util';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -49,24 +50,29 @@ export const posInt = (name: string, v: string | undefined, min = 1): number => 
   return n;
 };
 
+/** The flags of this bench, which bench/backends.ts takes too. */
+export const BENCH_OPTIONS = {
+  count: { type: 'string', default: '10000' },
+  clients: { type: 'string', default: '32' },
+  watchers: { type: 'string', default: '100' },
+  writes: { type: 'string', default: '1000' },
+  rate: { type: 'string', default: '200' },
+  'page-limit': { type: 'string', default: '500' },
+  keep: { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
+
 function parseFlags(): BenchConfig {
-  const { values: flags } = parseArgs({
-    options: {
-      count: { type: 'string', default: '10000' },
-      clients: { type: 'string', default: '32' },
-      watchers: { type: 'string', default: '100' },
-      writes: { type: 'string', default: '1000' },
-      rate: { type: 'string', default: '200' },
-      'page-limit': { type: 'string', default: '500' },
-      keep: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    strict: true,
-  });
+  const { values: flags } = parseArgs({ options: BENCH_OPTIONS, strict: true });
   if (flags.help) {
     console.log('usage: node dist/bench/api.js [--count N] [--clients N] [--watchers N] [--writes N] [--rate N] [--page-limit N] [--keep]');
     process.exit(0);
   }
+  return benchConfig(flags);
+}
+
+/** The checked BENCH_OPTIONS values. */
+export function benchConfig(flags: { count?: string; clients?: string; watchers?: string; writes?: string; rate?: string; 'page-limit'?: string; keep?: boolean }): BenchConfig {
   return {
     count: posInt('count', flags.count),
     clients: posInt('clients', flags.clients),
@@ -74,7 +80,7 @@ function parseFlags(): BenchConfig {
     writes: posInt('writes', flags.writes, 0),
     rate: posInt('rate', flags.rate),
     pageLimit: posInt('page-limit', flags['page-limit']),
-    keep: flags.keep!,
+    keep: !!flags.keep,
   };
 }
 
@@ -121,6 +127,8 @@ export interface ProcStats {
   hwmKb: number;
   /** user + system CPU seconds */
   cpuS: number;
+  /** the same for its children it has waited for */
+  childrenCpuS: number;
 }
 
 export interface Server {
@@ -138,14 +146,15 @@ export interface Server {
 
 const CLK_TCK = 100; // Linux USER_HZ
 
-export function readProc(pid: number): ProcStats {
+export function readProc(pid: number | 'self'): ProcStats {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(status)?.[1] ?? NaN);
   // /proc/<pid>/stat: fields after the parenthesised command; utime and stime are fields 14 and 15.
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const cpuS = (Number(rest[11]) + Number(rest[12])) / CLK_TCK;
-  return { rssKb: kb('VmRSS'), hwmKb: kb('VmHWM'), cpuS };
+  const childrenCpuS = (Number(rest[13]) + Number(rest[14])) / CLK_TCK;
+  return { rssKb: kb('VmRSS'), hwmKb: kb('VmHWM'), cpuS, childrenCpuS };
 }
 
 export interface StartOptions {
@@ -162,74 +171,38 @@ export interface StartOptions {
  */
 export async function startServer(opts: StartOptions = {}): Promise<Server> {
   const dataDir = mkdtempSync(join(tmpdir(), 'ocm-apiserver-bench-'));
-  const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
   const serverArgs = [...(opts.args ?? []), ...(process.env.BENCH_SERVER_ARGS ?? '').split(/\s+/).filter(Boolean)];
-  const proc = spawn(process.execPath, [...nodeArgs, join(root, 'dist/cli/server.js'), '--data-dir', dataDir, '--port', '0', '--registry-port', '0', '--reconcilers', 'none', '--log-level', 'info', ...serverArgs], {
-    cwd: root,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const logs: string[] = [];
-  const keepLog = (l: string) => {
-    logs.push(l);
-    if (logs.length > 200) logs.shift();
-  };
-  const exited = new Promise<void>((r) => proc.on('exit', () => r()));
-  let stopped = false;
-  const stop = async () => {
-    if (stopped) return exited;
-    stopped = true;
-    if (proc.exitCode === null && proc.signalCode === null) {
-      proc.kill('SIGTERM');
-      const t = setTimeout(() => proc.kill('SIGKILL'), 15000);
-      await exited;
-      clearTimeout(t);
-    }
-  };
+  let p;
   try {
-    const url = await new Promise<string>((resolveUrl, reject) => {
-      let buf = '';
-      proc.stdout!.on('data', (d: Buffer) => {
-        buf += d.toString();
-        let i;
-        while ((i = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, i);
-          buf = buf.slice(i + 1);
-          keepLog(line);
-          try {
-            const j = JSON.parse(line);
-            if (j.url && typeof j.msg === 'string' && j.msg.includes('ready')) resolveUrl(j.url);
-            else if (typeof j.level === 'number' && j.level >= 40) console.error(`[server] ${line}`);
-          } catch {
-            // not a JSON log line
-          }
-        }
-      });
-      proc.stderr!.on('data', (d: Buffer) => {
-        const s = d.toString();
-        keepLog(s);
-        process.stderr.write(`[server stderr] ${s}`);
-      });
-      proc.on('exit', (code, sig) => reject(new Error(`server exited (${code ?? sig}) before it was ready:\n${logs.join('\n')}`)));
-      setTimeout(() => reject(new Error(`server not ready in 60s:\n${logs.join('\n')}`)), 60000).unref();
+    p = await startNodeProcess({
+      name: 'server',
+      script: join(root, 'dist/cli/server.js'),
+      cwd: root,
+      nodeArgs: (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean),
+      args: ['--data-dir', dataDir, '--port', '0', '--registry-port', '0', '--reconcilers', 'none', '--log-level', 'info', ...serverArgs],
+      ready: (j) => (typeof j.url === 'string' && typeof j.msg === 'string' && j.msg.includes('ready') ? j.url : undefined),
+      keepLines: 200,
+      echo: true,
+      timeoutMs: 60_000,
     });
-    const certDir = join(dataDir, 'certs');
-    return {
-      proc,
-      pid: proc.pid!,
-      port: Number(new URL(url).port),
-      dataDir,
-      ca: readFileSync(join(certDir, 'ca.crt'), 'utf8'),
-      cert: readFileSync(join(certDir, 'admin.crt'), 'utf8'),
-      key: readFileSync(join(certDir, 'admin.key'), 'utf8'),
-      logs,
-      stats: () => readProc(proc.pid!),
-      stop,
-    };
   } catch (err) {
-    await stop();
     if (!opts.keep) rmSync(dataDir, { recursive: true, force: true });
     throw err;
   }
+  const certDir = join(dataDir, 'certs');
+  const pid = p.proc.pid!;
+  return {
+    proc: p.proc,
+    pid,
+    port: Number(new URL(p.ready).port),
+    dataDir,
+    ca: readFileSync(join(certDir, 'ca.crt'), 'utf8'),
+    cert: readFileSync(join(certDir, 'admin.crt'), 'utf8'),
+    key: readFileSync(join(certDir, 'admin.key'), 'utf8'),
+    logs: p.logs,
+    stats: () => readProc(pid),
+    stop: p.stop,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

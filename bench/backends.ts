@@ -36,7 +36,6 @@ import {
   ms,
   PhaseLog,
   type ProcStats,
-  posInt,
   readProc,
   type Results,
   runPhases,
@@ -44,35 +43,19 @@ import {
   sleep,
   startServer,
   summary,
+  BENCH_OPTIONS,
+  benchConfig,
 } from './api.js';
 
 const { values: flags } = parseArgs({
-  options: {
-    count: { type: 'string', default: '10000' },
-    clients: { type: 'string', default: '32' },
-    watchers: { type: 'string', default: '100' },
-    writes: { type: 'string', default: '1000' },
-    rate: { type: 'string', default: '200' },
-    'page-limit': { type: 'string', default: '500' },
-    backends: { type: 'string', default: 'leveldb,etcd,raw' },
-    keep: { type: 'boolean', default: false },
-    help: { type: 'boolean', short: 'h', default: false },
-  },
+  options: { ...BENCH_OPTIONS, backends: { type: 'string', default: 'leveldb,etcd,raw' } },
   strict: true,
 });
 if (flags.help) {
   console.log('usage: node dist/bench/backends.js [--count N] [--clients N] [--watchers N] [--writes N] [--rate N] [--page-limit N] [--backends leveldb,etcd,raw] [--keep]');
   process.exit(0);
 }
-const cfg: BenchConfig = {
-  count: posInt('count', flags.count),
-  clients: posInt('clients', flags.clients),
-  watchers: posInt('watchers', flags.watchers, 0),
-  writes: posInt('writes', flags.writes, 0),
-  rate: posInt('rate', flags.rate),
-  pageLimit: posInt('page-limit', flags['page-limit']),
-  keep: flags.keep!,
-};
+const cfg: BenchConfig = benchConfig(flags);
 const which = new Set(flags.backends!.split(',').map((s) => s.trim()).filter(Boolean));
 for (const b of which) {
   if (!['leveldb', 'etcd', 'raw'].includes(b)) {

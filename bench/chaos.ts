@@ -22,6 +22,7 @@ import { parseArgs } from 'node:util';
 import fc from 'fast-check';
 import YAML from 'yaml';
 import { ApiClient, type Answer, openWatch, percentile, sleep, type WatchLine } from '../test/helpers/load-client.js';
+import { weird } from '../test/helpers/arbitraries.js';
 import { startServer, tempDir, type TestServer } from '../test/helpers/server.js';
 
 const { values: flags } = parseArgs({
@@ -167,17 +168,6 @@ async function kills() {
 // 2. malformed input
 // ---------------------------------------------------------------------------------------------
 
-const weird = fc.oneof(
-  fc.string({ maxLength: 40 }),
-  fc.string({ unit: 'grapheme', maxLength: 20 }),
-  fc.constantFrom('', ' ', '-', 'a..b', 'UPPER', 'a'.repeat(254), 'ä', '../x', 'x/y', '%2F', '\u0000', '__proto__', 'constructor'),
-  fc.integer(),
-  fc.double(),
-  fc.boolean(),
-  fc.constant(null),
-  fc.array(fc.string({ maxLength: 5 }), { maxLength: 3 }),
-  fc.dictionary(fc.string({ maxLength: 5 }), fc.string({ maxLength: 5 }), { maxKeys: 3 }),
-);
 const meta = (name: string) =>
   fc.record({ name: fc.oneof({ weight: 4, arbitrary: fc.constant(name) }, { weight: 1, arbitrary: weird }), namespace: fc.oneof(fc.constant('fuzz'), weird), labels: fc.oneof(fc.dictionary(fc.string({ maxLength: 70 }), weird, { maxKeys: 3 }), weird), annotations: weird, resourceVersion: weird, uid: weird, finalizers: weird, ownerReferences: weird }, { requiredKeys: [] });
 const cmArb = (name: string) =>

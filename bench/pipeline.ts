@@ -11,7 +11,6 @@
 //
 //   npm run bench:pipeline
 //   node dist/bench/pipeline.js --runs 20 --many 200
-import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +18,8 @@ import { parseArgs } from 'node:util';
 import YAML from 'yaml';
 import { openWatch, percentile, sleep, type WatchLine } from '../test/helpers/load-client.js';
 import { startServer } from '../test/helpers/server.js';
+import { runCommand } from '../test/helpers/process.js';
+import { readProc } from './api.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -46,37 +47,16 @@ const KS_PATH = '/apis/kustomize.toolkit.fluxcd.io/v1/kustomizations';
 
 const ms = (n: number) => `${n.toFixed(0)} ms`;
 
-function run(cmd: string, args: string[], timeoutMs: number): Promise<{ code: number | null; out: string }> {
-  return new Promise((res) => {
-    const child = spawn(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, INIT_CWD: root } });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d));
-    child.stderr.on('data', (d: Buffer) => (out += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      res({ code, out });
-    });
-  });
-}
+/** A command run in the repository root, as the README's commands are (npm needs INIT_CWD there). */
+const run = (cmd: string, args: string[], timeoutMs: number) => runCommand(cmd, args, { cwd: root, env: { ...process.env, INIT_CWD: root }, timeoutMs });
 
-function cpuTicks(pid: number | 'self', children = false): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // f[0] is field 3 (state)
-  // fields 14/15: utime/stime; 16/17: of waited-for children (here: the kubectl processes)
-  return children ? Number(f[13]) + Number(f[14]) : Number(f[11]) + Number(f[12]);
-}
+const cpuS = (pid: number) => readProc(pid).cpuS;
+const kubectlCpuS = () => readProc('self').childrenCpuS; // the kubectl processes, once waited for
 /** Busy and total jiffies of the whole machine (/proc/stat, first line). */
 function machineTicks(): { busy: number; total: number } {
   const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
   const total = f.reduce((a, b) => a + b, 0);
   return { busy: total - f[3] - (f[4] ?? 0), total }; // minus idle and iowait
-}
-let CLK_TCK = 100;
-try {
-  CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-} catch {
-  // keep 100
 }
 
 // BENCH_NODE_ARGS: extra node options for the server (e.g. '--cpu-prof --cpu-prof-dir=/tmp/prof').
@@ -188,8 +168,8 @@ try {
   names.forEach((n, i) => chunks[i % PARALLEL].push(n));
   const inputs = chunks.filter((c) => c.length).map((c) => c.map(pipelineYaml).join('---\n'));
   t0 = performance.now();
-  const cpuBefore = cpuTicks(s.proc.pid!);
-  const kubectlBefore = cpuTicks('self', true);
+  const cpuBefore = cpuS(s.proc.pid!);
+  const kubectlBefore = kubectlCpuS();
   const machineBefore = machineTicks();
   const allSeen = Promise.all(names.map((n) => waitFor(n, 600_000)));
   const applies = await Promise.all(inputs.map((input) => s.kubectl(['apply', '-f', '-'], { input, timeoutMs: 600_000 })));
@@ -197,26 +177,26 @@ try {
   for (const a of applies) if (a.code !== 0) throw new Error(`kubectl apply: ${a.stderr}`);
   const seenAt = (await allSeen).map((t) => t - t0).sort((a, b) => a - b);
   const manyTotal = seenAt[seenAt.length - 1];
-  const manyCpuS = (cpuTicks(s.proc.pid!) - cpuBefore) / CLK_TCK;
+  const manyCpuS = cpuS(s.proc.pid!) - cpuBefore;
   console.log(`  kubectl applies done after ${ms(appliedAt)}`);
   console.log(`  Kustomizations: first ${ms(seenAt[0])}, half ${ms(percentile(seenAt, 50))}, all ${MANY} ${ms(manyTotal)}`);
-  const kubectlCpuS = (cpuTicks('self', true) - kubectlBefore) / CLK_TCK;
+  const kubectlS = kubectlCpuS() - kubectlBefore;
   const machineAfter = machineTicks();
   const busyPct = (100 * (machineAfter.busy - machineBefore.busy)) / (machineAfter.total - machineBefore.total);
-  console.log(`  CPU in this phase: server ${manyCpuS.toFixed(1)} s (${((1000 * manyCpuS) / MANY).toFixed(0)} ms per pipeline), kubectl ${kubectlCpuS.toFixed(1)} s; the machine's cores ${busyPct.toFixed(0)} % busy`);
+  console.log(`  CPU in this phase: server ${manyCpuS.toFixed(1)} s (${((1000 * manyCpuS) / MANY).toFixed(0)} ms per pipeline), kubectl ${kubectlS.toFixed(1)} s; the machine's cores ${busyPct.toFixed(0)} % busy`);
   watch.close();
 
   // ---- 3. idle CPU ---------------------------------------------------------------------------
   console.log(`\n3. idle CPU over ${IDLE_S} s`);
   await sleep(2000); // let the last status writes settle
   const pid = s.proc.pid!;
-  const c0 = cpuTicks(pid);
+  const c0 = cpuS(pid);
   const w0 = performance.now();
   await sleep(IDLE_S * 1000);
-  const cpuS = (cpuTicks(pid) - c0) / CLK_TCK;
+  const idleCpuS = cpuS(pid) - c0;
   const wallS = (performance.now() - w0) / 1000;
-  const cpuPct = (100 * cpuS) / wallS;
-  console.log(`  server CPU ${cpuS.toFixed(2)} s in ${wallS.toFixed(1)} s: ${cpuPct.toFixed(2)} %`);
+  const cpuPct = (100 * idleCpuS) / wallS;
+  console.log(`  server CPU ${idleCpuS.toFixed(2)} s in ${wallS.toFixed(1)} s: ${cpuPct.toFixed(2)} %`);
 
   // ---- summary -------------------------------------------------------------------------------
   const IDLE_TARGET = 1; // percent of one core: "near zero"

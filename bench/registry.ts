@@ -41,6 +41,7 @@ import { parseArgs } from 'node:util';
 import { ensureCerts } from '../certs/index.js';
 import { OciClient } from '../registry/client.js';
 import { startDistribution, type Distribution } from '../test/helpers/distribution.js';
+import { startNodeProcess } from '../test/helpers/process.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '../..');
@@ -212,54 +213,17 @@ async function startOurs(dir: string): Promise<Target & { proc: ChildProcess; lo
   const certDir = join(dir, 'certs');
   const certs = await ensureCerts(certDir);
   const dataDir = join(dir, 'ours');
-  const nodeArgs = (process.env.BENCH_REGISTRY_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
-  const proc = spawn(process.execPath, [...nodeArgs, join(here, 'registry-runner.js'), '--data-dir', dataDir, '--cert-dir', certDir], {
+  const p = await startNodeProcess({
+    name: 'our registry',
+    script: join(here, 'registry-runner.js'),
     cwd: root,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    nodeArgs: (process.env.BENCH_REGISTRY_NODE_ARGS ?? '').split(/\s+/).filter(Boolean),
+    args: ['--data-dir', dataDir, '--cert-dir', certDir],
+    ready: (j) => (typeof j.port === 'number' && j.pid ? j.port : undefined),
+    echo: true,
   });
-  const logs: string[] = [];
-  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-  const stop = async () => {
-    if (proc.exitCode === null && proc.signalCode === null) {
-      proc.kill('SIGTERM');
-      const t = setTimeout(() => proc.kill('SIGKILL'), 15000);
-      await exited;
-      clearTimeout(t);
-    }
-  };
-  proc.stderr!.on('data', (d: Buffer) => {
-    logs.push(String(d));
-    process.stderr.write(`[our registry stderr] ${d}`);
-  });
-  try {
-    const port = await new Promise<number>((res, rej) => {
-      let buf = '';
-      proc.stdout!.on('data', (d: Buffer) => {
-        buf += d.toString();
-        let i;
-        while ((i = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, i);
-          buf = buf.slice(i + 1);
-          logs.push(line);
-          try {
-            const j = JSON.parse(line);
-            if (typeof j.port === 'number' && j.pid) res(j.port);
-            else if (typeof j.level === 'number' && j.level >= 40) console.error(`[our registry] ${line}`);
-          } catch {
-            // not JSON
-          }
-        }
-      });
-      proc.once('exit', (code, sig) => rej(new Error(`our registry exited (${code ?? sig}) before it was ready:\n${logs.join('\n')}`)));
-      setTimeout(() => rej(new Error(`our registry not ready in 30 s:\n${logs.join('\n')}`)), 30000).unref();
-    });
-    const client = new OciClient({ ca: certs.caCertPem, cert: certs.adminCertPem, key: certs.adminKeyPem, retries: 0 });
-    const host = `127.0.0.1:${port}`;
-    return { name: 'ours', label: 'ours (HTTPS+mTLS)', host, pid: proc.pid!, client, proc, logs, stop };
-  } catch (e) {
-    await stop();
-    throw e;
-  }
+  const client = new OciClient({ ca: certs.caCertPem, cert: certs.adminCertPem, key: certs.adminKeyPem, retries: 0 });
+  return { name: 'ours', label: 'ours (HTTPS+mTLS)', host: `127.0.0.1:${p.ready}`, pid: p.proc.pid!, client, proc: p.proc, logs: p.logs, stop: p.stop };
 }
 
 // Distribution serves TLS with the same certificates and requires the same client certificate, so

@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import YAML from 'yaml';
 import { Authenticator, type AuthnConfig, type Authorizer, CachingAuthorizer, parsePemBundle, type PolicyRule, StaticAuthorizer, type UserInfo } from '../apiserver/auth.js';
 import { authenticationConfigMap, ensureObject, STANDARD_NAMESPACES } from '../apiserver/bootstrap.js';
+import { internalOptions } from '../apiserver/rest.js';
 import { createApiServer } from '../apiserver/server.js';
 import { ensureCerts, issueClientCert, writeKubeconfig } from '../certs/index.js';
 import { coreKinds } from '../kinds/core/index.js';
@@ -38,7 +39,6 @@ import { LIMIT_DEFAULTS, parseDuration } from '../apiserver/limits.js';
 import { Metrics } from '../apiserver/metrics.js';
 import { MeteredStore } from '../storage/metered.js';
 
-const localWrite = () => ({ dryRun: false, fieldValidation: 'Strict' as const, warnings: [] as string[] });
 const SNAPSHOT_CLIENT_TUNING = { contentCacheBytes: 32 << 20, singlePostMaxBytes: 1 << 20 };
 import { isWatchUrl, RequestTracker, shutdown } from './shutdown.js';
 
@@ -244,8 +244,8 @@ const eventResource = server.registry.all.find((r) => r.def.group === '' && r.de
 const events = new EventRecorder(
   mode === 'standalone' && eventResource
     ? {
-        create: async (ns, ev) => (await server.rest.create(eventResource, ns, plainEvent(ev), localWrite())).obj as unknown as k8s.CoreV1Event,
-        replace: async (ns, name, ev) => (await server.rest.update(eventResource, ns, name, plainEvent(ev), false, localWrite())).obj as unknown as k8s.CoreV1Event,
+        create: async (ns, ev) => (await server.rest.create(eventResource, ns, plainEvent(ev), internalOptions('Strict'))).obj as unknown as k8s.CoreV1Event,
+        replace: async (ns, name, ev) => (await server.rest.update(eventResource, ns, name, plainEvent(ev), false, internalOptions('Strict'))).obj as unknown as k8s.CoreV1Event,
       }
     : host,
 );

@@ -9,13 +9,11 @@ import { archiveToFiles } from '../providers/content.js';
 import type { ActionOutput, ActionProvider, Files } from '../providers/types.js';
 import { pullSnapshot } from '../registry/snapshot.js';
 import { readyComponent, withComponentVersion } from './components.js';
-import { API_VERSION, ensureRegistryTlsSecret, getObject, listObjects, ReconcileError, type ReconcilerContext, resourceOf } from './context.js';
+import { API_VERSION, ensureRegistryTlsSecret, getObject, listObjects, NOT_READY_RETRY_MS, ReconcileError, type ReconcilerContext, reportRunFailure, resourceOf } from './context.js';
 import { runExternalProvider } from './external.js';
 import type { ControllerSpec, ObjectKey, Result } from './runtime/controller.js';
 import { isReady, setCondition } from './runtime/status.js';
 import { type ChainLink, checkAttestation, storeSnapshot } from './snapshots.js';
-
-const NOT_READY_RETRY_MS = 5_000;
 
 export function actionController(ctx: ReconcilerContext, providers: ActionProvider[]): ControllerSpec {
   const ACT = resourceOf(ctx, 'Action');
@@ -196,17 +194,9 @@ export function actionController(ctx: ReconcilerContext, providers: ActionProvid
       try {
         return await reconcile(action);
       } catch (err) {
-        const e = err instanceof ReconcileError ? err : new ReconcileError('ReconcileFailed', (err as Error).message);
         done.delete(action.metadata.uid!);
-        const fail = (st: Record<string, unknown>, generation: number | undefined) => {
-          st.ready = false;
-          setCondition(st, { type: 'Ready', status: 'False', reason: e.reason, message: e.message }, generation);
-        };
-        await ctx.status.update(ACT, key, (st, o) => fail(st, o.metadata.generation));
-        if (pref.apiVersion === API_VERSION && builtIn.has(pref.kind))
-          await ctx.status.update(resourceOf(ctx, pref.kind), { namespace: key.namespace, name: pref.name }, (st, o) => fail(st, o.metadata.generation));
-        if (e.retry) throw e;
-        if (e.reason === 'ProviderNotReady') return { requeueAfterMs: NOT_READY_RETRY_MS };
+        const provider = pref.apiVersion === API_VERSION && builtIn.has(pref.kind) ? { resource: resourceOf(ctx, pref.kind), name: pref.name } : undefined;
+        return reportRunFailure(ctx, ACT, key, provider, err);
       }
     },
   };

@@ -3,12 +3,11 @@
 // objects whose owners are all gone). In aggregated mode the real cluster's controllers do this.
 import { ApiError } from '../apiserver/errors.js';
 import { keyFor, type Resource, type ResourceRegistry } from '../apiserver/resources.js';
-import type { GenericREST, RequestOptions } from '../apiserver/rest.js';
+import { type GenericREST, internalOptions } from '../apiserver/rest.js';
 import type { KubeObject } from '../kinds/types.js';
 import type { Store, WatchHandle } from '../storage/store.js';
 import { WorkQueue } from './runtime/controller.js';
 
-const opts = (): RequestOptions => ({ dryRun: false, fieldValidation: 'Ignore', warnings: [] });
 const ignoreNotFound = (err: unknown) => {
   if (!(err instanceof ApiError && err.status.code === 404)) throw err;
 };
@@ -102,12 +101,12 @@ export class ClusterControllers {
       if (!r.def.namespaced) continue;
       for (const o of (await this.store.list(keyFor(r, ns))).items) {
         remaining++;
-        if (!o.obj.metadata.deletionTimestamp) await this.rest.delete(r, ns, o.obj.metadata.name!, {}, opts()).catch(ignoreNotFound);
+        if (!o.obj.metadata.deletionTimestamp) await this.rest.delete(r, ns, o.obj.metadata.name!, {}, internalOptions()).catch(ignoreNotFound);
       }
     }
     if (remaining) return true;
     const nsRes = this.registry.lookup('', 'v1', 'namespaces')!;
-    await this.rest.patch(nsRes, undefined, ns, 'merge-patch', '{"spec":{"finalizers":null}}', false, opts()).catch(ignoreNotFound);
+    await this.rest.patch(nsRes, undefined, ns, 'merge-patch', '{"spec":{"finalizers":null}}', false, internalOptions()).catch(ignoreNotFound);
     return false;
   }
 
@@ -126,7 +125,7 @@ export class ClusterControllers {
     if (ns !== undefined) for (const r of this.stored) if (!r.def.namespaced) for (const o of (await this.store.list(r.prefix)).items) uids.add(o.obj.metadata.uid!);
     for (const { r, o } of candidates) {
       if (o.metadata.ownerReferences!.some((ref) => uids.has(ref.uid))) continue;
-      await this.rest.delete(r, ns, o.metadata.name!, { propagationPolicy: 'Background' }, opts()).catch(ignoreNotFound);
+      await this.rest.delete(r, ns, o.metadata.name!, { propagationPolicy: 'Background' }, internalOptions()).catch(ignoreNotFound);
     }
     return false;
   }

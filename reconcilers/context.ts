@@ -2,14 +2,14 @@
 // host-cluster client for Secrets/Events/Flux objects, the status writer, and the snapshot registry.
 import { ApiError } from '../apiserver/errors.js';
 import { keyFor, type Resource, type ResourceRegistry } from '../apiserver/resources.js';
-import type { GenericREST, RequestOptions } from '../apiserver/rest.js';
+import { type GenericREST, internalOptions } from '../apiserver/rest.js';
 import type { KubeObject, OwnerReference } from '../kinds/types.js';
 import { credentialsFromDockerConfig, OciClient, type Credentials } from '../registry/client.js';
 import type { Store } from '../storage/store.js';
-import type { Logger } from './runtime/controller.js';
+import type { Logger, ObjectKey, Result } from './runtime/controller.js';
 import type { EventRecorder } from './runtime/events.js';
 import type { HostCluster } from './runtime/host.js';
-import type { StatusWriter } from './runtime/status.js';
+import { setCondition, type StatusWriter } from './runtime/status.js';
 
 export interface SnapshotStore {
   /** `host:port` of the registry that holds snapshots, as clients reach it. */
@@ -52,7 +52,26 @@ export class ReconcileError extends Error {
   }
 }
 
-export const internalOpts = (): RequestOptions => ({ dryRun: false, fieldValidation: 'Ignore', warnings: [] });
+/** How soon a Source or Action whose provider is not ready yet is looked at again. */
+export const NOT_READY_RETRY_MS = 5_000;
+
+/**
+ * A failed Source or Action run, as the provider contract has it seen: `ready: false` and
+ * Ready=False with the reason, on the object and on its built-in provider (`provider`). Throws
+ * again when the error wants a retry with backoff.
+ */
+export async function reportRunFailure(ctx: ReconcilerContext, r: Resource, key: ObjectKey, provider: { resource: Resource; name: string } | undefined, err: unknown): Promise<Result | void> {
+  const e = err instanceof ReconcileError ? err : new ReconcileError('ReconcileFailed', (err as Error).message);
+  const fail = (st: Record<string, unknown>, o: KubeObject) => {
+    st.ready = false;
+    setCondition(st, { type: 'Ready', status: 'False', reason: e.reason, message: e.message }, o.metadata.generation);
+  };
+  await ctx.status.update(r, key, fail);
+  if (provider) await ctx.status.update(provider.resource, { namespace: key.namespace, name: provider.name }, fail);
+  if (e.retry) throw e;
+  if (e.reason === 'ProviderNotReady') return { requeueAfterMs: NOT_READY_RETRY_MS };
+}
+
 
 export function resourceOf(ctx: ReconcilerContext, kind: string, group = GROUP, version = 'v1alpha1'): Resource {
   const r = ctx.registry.all.find((x) => x.def.group === group && x.def.version === version && x.def.kind === kind);
@@ -87,7 +106,7 @@ export async function applyObject(ctx: ReconcilerContext, r: Resource, desired: 
   const cur = await getObject(ctx, r, ns, name);
   if (!cur) {
     try {
-      return (await ctx.rest.create(r, ns, structuredClone(desired), internalOpts())).obj;
+      return (await ctx.rest.create(r, ns, structuredClone(desired), internalOptions())).obj;
     } catch (err) {
       if (!(err instanceof ApiError && err.status.reason === 'AlreadyExists')) throw err;
       return applyObject(ctx, r, desired);
@@ -96,7 +115,7 @@ export async function applyObject(ctx: ReconcilerContext, r: Resource, desired: 
   const next = structuredClone(cur);
   for (const [k, v] of Object.entries(desired)) if (k !== 'metadata' && k !== 'status' && k !== 'apiVersion' && k !== 'kind') next[k] = v;
   for (const f of ['labels', 'annotations', 'ownerReferences'] as const) if (desired.metadata[f]) next.metadata[f] = desired.metadata[f] as never;
-  return (await ctx.rest.update(r, ns, name, next, false, internalOpts())).obj;
+  return (await ctx.rest.update(r, ns, name, next, false, internalOptions())).obj;
 }
 
 /** Reads one value of a Secret from the host cluster (decoded). */

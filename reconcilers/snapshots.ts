@@ -4,6 +4,7 @@
 // content gives no new snapshot.
 import type { Files } from '../providers/types.js';
 import type { KubeObject } from '../kinds/types.js';
+import { internalOptions } from '../apiserver/rest.js';
 import { attachAttestation, verifyAttestation } from '../registry/attestation.js';
 import { MEDIA_TYPES } from '../registry/client.js';
 import { packSnapshot, pushSnapshot } from '../registry/snapshot.js';
@@ -144,7 +145,7 @@ async function pruneSnapshots(ctx: ReconcilerContext, producer: KubeObject) {
   );
   const byTag = mine.sort((a, b) => Number((b.status as { tag?: string })?.tag ?? 0) - Number((a.status as { tag?: string })?.tag ?? 0));
   for (const old of byTag.slice(Math.max(1, ctx.snapshots.history))) {
-    await ctx.rest.delete(SNAP, old.metadata.namespace, old.metadata.name!, {}, { dryRun: false, fieldValidation: 'Ignore', warnings: [] }).catch(() => undefined);
+    await ctx.rest.delete(SNAP, old.metadata.namespace, old.metadata.name!, {}, internalOptions()).catch(() => undefined);
   }
 }
 

@@ -9,7 +9,7 @@ import { ocmResourceProvider, ResourceNotFound } from '../providers/ocmresource.
 import type { SourceProvider } from '../providers/types.js';
 import { readyComponent, withComponentVersion } from './components.js';
 import { runExternalProvider } from './external.js';
-import { API_VERSION, getObject, listObjects, ReconcileError, type ReconcilerContext, resourceOf } from './context.js';
+import { API_VERSION, getObject, listObjects, ReconcileError, type ReconcilerContext, reportRunFailure, resourceOf } from './context.js';
 import type { ControllerSpec, ObjectKey, Result } from './runtime/controller.js';
 import { isReady, setCondition } from './runtime/status.js';
 import { storeSnapshot } from './snapshots.js';
@@ -133,18 +133,10 @@ export function sourceController(ctx: ReconcilerContext): ControllerSpec {
       try {
         return await reconcile(src);
       } catch (err) {
-        const e = err instanceof ReconcileError ? err : new ReconcileError('ReconcileFailed', (err as Error).message);
         done.delete(src.metadata.uid!);
-        const fail = (st: Record<string, unknown>, generation: number | undefined) => {
-          st.ready = false;
-          setCondition(st, { type: 'Ready', status: 'False', reason: e.reason, message: e.message }, generation);
-        };
-        await ctx.status.update(SRC, key, (st, o) => fail(st, o.metadata.generation));
         const pref = (src.spec as SourceSpec).providerRef;
-        if (pref.apiVersion === API_VERSION && builtIn[pref.kind])
-          await ctx.status.update(resourceOf(ctx, pref.kind), { namespace: key.namespace, name: pref.name }, (st, o) => fail(st, o.metadata.generation));
-        if (e.retry) throw e;
-        if (e.reason === 'ProviderNotReady') return { requeueAfterMs: 5_000 };
+        const provider = pref.apiVersion === API_VERSION && builtIn[pref.kind] ? { resource: resourceOf(ctx, pref.kind), name: pref.name } : undefined;
+        return reportRunFailure(ctx, SRC, key, provider, err);
       }
     },
   };

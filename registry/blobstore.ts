@@ -148,10 +148,9 @@ export class BlobStore {
     }
   }
 
-  /** Stores small content (a manifest, a small blob) as a blob; returns its hex digest. Content
-   * already stored is only touched: the name is its hash. */
-  async putBytes(data: Buffer): Promise<string> {
-    const hex = sha256(data);
+  /** Stores small content (a manifest, a small blob) as a blob; returns its hex digest (`hex`, when
+   * the caller has already hashed it). Content already stored is only touched: the name is its hash. */
+  async putBytes(data: Buffer, hex = sha256(data)): Promise<string> {
     if (await this.stat(hex)) await this.touch(hex);
     else await this.writeAtomic(this.blobPath(hex), data);
     return hex;

@@ -272,8 +272,9 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
         if (req.headers['transfer-encoding'] === undefined && length <= SMALL_BLOB) {
           // Small content in memory: no temp-file stream, and nothing written when it is stored already.
           const body = await readBody(req.raw, SMALL_BLOB);
-          if (sha256(body) !== hex) throw regError('DIGEST_INVALID', 'provided digest did not match uploaded content', { expected: digest, actual: `sha256:${sha256(body)}` });
-          await store.putBytes(body);
+          const got = sha256(body);
+          if (got !== hex) throw regError('DIGEST_INVALID', 'provided digest did not match uploaded content', { expected: digest, actual: `sha256:${got}` });
+          await store.putBytes(body, got);
         } else await store.ingest(req.raw, hex);
         await gate.run(() => repos.linkBlob(name, hex));
         return blobCreated(reply, name, hex);
@@ -438,7 +439,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
         if (m.subject) meta.subject = m.subject.digest;
         if (m.artifactType) meta.artifactType = m.artifactType;
         if (m.annotations) meta.annotations = m.annotations;
-        await store.putBytes(body);
+        await store.putBytes(body, hex);
         await repos.putRevision(name, hex, meta);
         if (m.subject) {
           const desc: Descriptor = { mediaType: m.mediaType, digest: `sha256:${hex}`, size: body.length };

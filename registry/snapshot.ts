@@ -217,13 +217,20 @@ async function readArchive(tgz: Buffer, limits: ExtractLimits, visit: (e: Entry)
   const maxEntries = limits.maxEntries ?? 100_000;
   const maxRatio = limits.maxRatio ?? 200;
   const fail = (code: string, msg: string) => new OciError(code, `snapshot archive: ${msg}`);
+  /** The error for `n` bytes inflated so far, if that is past a limit. */
+  const overLimit = (n: number) =>
+    n > maxBytes
+      ? fail('ARCHIVE_TOO_LARGE', `more than ${maxBytes} bytes uncompressed`)
+      : n > RATIO_FLOOR && n / tgz.length > maxRatio
+        ? fail('ARCHIVE_TOO_LARGE', `compression ratio above ${maxRatio}:1 (a gzip bomb?)`)
+        : undefined;
   let inflated = 0;
   const meter = new Transform({
     transform(c: Buffer, _e, cb) {
       inflated += c.length;
-      if (inflated > maxBytes) return cb(fail('ARCHIVE_TOO_LARGE', `more than ${maxBytes} bytes uncompressed`));
-      if (inflated > RATIO_FLOOR && inflated / tgz.length > maxRatio) return cb(fail('ARCHIVE_TOO_LARGE', `compression ratio above ${maxRatio}:1 (a gzip bomb?)`));
-      cb(null, c);
+      const err = overLimit(inflated);
+      if (err) cb(err);
+      else cb(null, c);
     },
   });
   const extract = tar.extract();
@@ -236,9 +243,10 @@ async function readArchive(tgz: Buffer, limits: ExtractLimits, visit: (e: Entry)
       tarBytes = zlib.gunzipSync(tgz, { maxOutputLength: limit + 1 });
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ERR_BUFFER_TOO_LARGE') throw fail('INVALID_ARCHIVE', (e as Error).message);
-      throw fail('ARCHIVE_TOO_LARGE', limit === maxBytes ? `more than ${maxBytes} bytes uncompressed` : `compression ratio above ${maxRatio}:1 (a gzip bomb?)`);
+      throw overLimit(limit + 1)!;
     }
-    if (tarBytes.length > limit) throw fail('ARCHIVE_TOO_LARGE', limit === maxBytes ? `more than ${maxBytes} bytes uncompressed` : `compression ratio above ${maxRatio}:1 (a gzip bomb?)`);
+    const err = overLimit(tarBytes.length);
+    if (err) throw err;
     feeding = pipeline(Readable.from([tarBytes], { objectMode: false }), extract);
   } else feeding = pipeline(Readable.from([tgz], { objectMode: false }), zlib.createGunzip(), meter, extract);
   feeding.catch(() => {}); // awaited below

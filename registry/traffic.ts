@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 
 export interface TrafficSink {
   bytes(direction: 'in' | 'out', n: number): void;
-  request(method: string, code: number): void;
+  request(method: string, code: number, count?: number): void;
 }
 
 export function countTraffic(app: FastifyInstance, sink: TrafficSink): void {

@@ -68,7 +68,7 @@ export async function startRegistryWorker(opts: WorkerRegistryOptions): Promise<
           if (m.bytesOut) traffic.bytes('out', m.bytesOut);
           for (const [k, n] of Object.entries(m.requests)) {
             const [method, code] = k.split(' ');
-            for (let i = 0; i < n; i++) traffic.request(method, Number(code));
+            traffic.request(method, Number(code), n);
           }
           return;
         case 'auth':

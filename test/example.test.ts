@@ -6,7 +6,6 @@
 //
 // If port 5001 is taken on this machine (a developer's server), the registry goes on a free port
 // and the files are applied with the url rewritten, as the example's own hint says.
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -18,6 +17,7 @@ import { archiveToFiles } from '../providers/content.js';
 import { OciClient } from '../registry/client.js';
 import { pullSnapshot } from '../registry/snapshot.js';
 import { startServer, type TestServer } from './helpers/server.js';
+import { runCommand } from './helpers/process.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const EXAMPLE = join(root, 'examples', 'podinfo');
@@ -33,19 +33,8 @@ function portFree(port: number): Promise<boolean> {
   });
 }
 
-function run(cmd: string, args: string[], timeoutMs: number): Promise<{ code: number | null; out: string }> {
-  return new Promise((res) => {
-    const child = spawn(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, INIT_CWD: root } });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d));
-    child.stderr.on('data', (d: Buffer) => (out += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      res({ code, out });
-    });
-  });
-}
+/** A command run in the repository root, as the README's commands are (npm needs INIT_CWD there). */
+const run = (cmd: string, args: string[], timeoutMs: number) => runCommand(cmd, args, { cwd: root, env: { ...process.env, INIT_CWD: root }, timeoutMs });
 
 process.chdir(root); // the README's commands run in the repository root
 const exact = await portFree(5001);

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import t from 'tap';
 import YAML from 'yaml';
+import { weird } from './helpers/arbitraries.js';
 import { startServer, type TestServer } from './helpers/server.js';
 
 let s: TestServer;
@@ -100,17 +101,6 @@ async function probe(method: string, path: string, body: Buffer | string | undef
 // ---- arbitraries ----------------------------------------------------------------------------
 
 const dnsName = fc.stringMatching(/^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$/);
-const weird = fc.oneof(
-  fc.string({ maxLength: 40 }),
-  fc.string({ unit: 'grapheme', maxLength: 20 }),
-  fc.constantFrom('', ' ', '-', '-a', 'a-', 'a..b', 'UPPER', 'a'.repeat(254), 'a'.repeat(64), 'ä', '../x', 'x/y', '%2F', '\u0000', 'a b', '__proto__', 'constructor', 'prototype'),
-  fc.integer(),
-  fc.double(),
-  fc.boolean(),
-  fc.constant(null),
-  fc.array(fc.string({ maxLength: 5 }), { maxLength: 3 }),
-  fc.dictionary(fc.string({ maxLength: 5 }), fc.string({ maxLength: 5 }), { maxKeys: 3 }),
-);
 const name = fc.oneof({ weight: 3, arbitrary: dnsName }, { weight: 2, arbitrary: weird });
 const labelKey = fc.oneof(fc.stringMatching(/^([a-z0-9]([-a-z0-9.]{0,10}[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,20}[A-Za-z0-9])?$/), fc.string({ maxLength: 70 }), fc.constant('a'.repeat(64)));
 const labelValue = fc.oneof(fc.stringMatching(/^([A-Za-z0-9]([-A-Za-z0-9_.]{0,20}[A-Za-z0-9])?)?$/), weird);

@@ -3,26 +3,7 @@
 import { createHash } from 'node:crypto';
 import https from 'node:https';
 import * as k8s from '@kubernetes/client-node';
-
-export interface HostUser {
-  name: string;
-  uid?: string;
-  groups: string[];
-  extra?: Record<string, string[]>;
-}
-
-export interface HostAccessAttributes {
-  user: HostUser;
-  verb: string;
-  resourceRequest: boolean;
-  path: string;
-  apiGroup: string;
-  apiVersion: string;
-  resource: string;
-  subresource: string;
-  namespace: string;
-  name: string;
-}
+import type { Attributes, UserInfo } from '../../apiserver/auth.js';
 
 export interface AuthenticationConfig {
   clientCA?: string;
@@ -105,14 +86,14 @@ export class HostCluster {
     };
   }
 
-  async tokenReview(token: string): Promise<HostUser | undefined> {
+  async tokenReview(token: string): Promise<UserInfo | undefined> {
     const r = await this.authn.createTokenReview({ body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token } } });
     const u = r.status?.user;
     if (!r.status?.authenticated || !u?.username) return undefined;
     return { name: u.username, uid: u.uid, groups: u.groups ?? [], extra: u.extra };
   }
 
-  async subjectAccessReview(a: HostAccessAttributes): Promise<{ allowed: boolean; reason?: string }> {
+  async subjectAccessReview(a: Attributes): Promise<{ allowed: boolean; reason?: string }> {
     const r = await this.authz.createSubjectAccessReview({
       body: {
         apiVersion: 'authorization.k8s.io/v1',

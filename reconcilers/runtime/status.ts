@@ -2,7 +2,7 @@
 // through the generic REST path's status subresource, with an Event on every Ready transition.
 import { ApiError } from '../../apiserver/errors.js';
 import { keyFor, type Resource } from '../../apiserver/resources.js';
-import type { GenericREST, RequestOptions } from '../../apiserver/rest.js';
+import { type GenericREST, internalOptions } from '../../apiserver/rest.js';
 import type { Condition, KubeObject } from '../../kinds/types.js';
 import type { Store } from '../../storage/store.js';
 import type { ObjectKey, Logger } from './controller.js';
@@ -18,7 +18,6 @@ export interface ConditionInput {
 type Status = Record<string, unknown> & { conditions?: Condition[]; observedGeneration?: number };
 
 const now = () => new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
-const internal = (): RequestOptions => ({ dryRun: false, fieldValidation: 'Ignore', warnings: [] });
 
 /** Sets a condition, keeping lastTransitionTime when the status did not change. */
 export function setCondition(status: Status, c: ConditionInput, generation: number | undefined) {
@@ -71,7 +70,7 @@ export class StatusWriter {
       status.observedGeneration = cur.metadata.generation;
       next.status = status;
       try {
-        const written = (await this.rest.update(r, key.namespace, key.name, next, true, internal())).obj;
+        const written = (await this.rest.update(r, key.namespace, key.name, next, true, internalOptions())).obj;
         await this.announce(cur, written);
         return written;
       } catch (err) {

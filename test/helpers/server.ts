@@ -1,11 +1,12 @@
 // Starts a real server process on a temporary data dir and gives tests kubectl and raw HTTPS.
-import { type ChildProcess, spawn, execFile } from 'node:child_process';
+import { type ChildProcess, execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEtcd, type TestEtcd } from './etcd.js';
+import { startNodeProcess } from './process.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const KUBECTL = process.env.KUBECTL || 'kubectl';
@@ -62,32 +63,14 @@ export async function startServer(opts: { dataDir?: string; certDir?: string; ar
     etcdByDataDir.set(dataDir, etcd);
     storageArgs.push('--storage', 'etcd', '--etcd-endpoints', etcd.endpoints.join(','));
   }
-  const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), join(root, 'dist/cli/server.js'), '--data-dir', dataDir, '--port', '0', '--registry-port', '0', '--log-level', 'info', '--reconcilers', opts.reconcilers ?? 'none', ...(opts.certDir ? ['--cert-dir', opts.certDir] : []), ...storageArgs, ...(opts.args ?? [])], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const server = await startNodeProcess({
+    name: 'server',
+    script: join(root, 'dist/cli/server.js'),
+    nodeArgs: opts.nodeArgs,
+    args: ['--data-dir', dataDir, '--port', '0', '--registry-port', '0', '--log-level', 'info', '--reconcilers', opts.reconcilers ?? 'none', ...(opts.certDir ? ['--cert-dir', opts.certDir] : []), ...storageArgs, ...(opts.args ?? [])],
+    ready: (j) => (typeof j.url === 'string' && typeof j.msg === 'string' && j.msg.includes('ready') ? j.url : undefined),
   });
-  const logs: string[] = [];
-  const url = await new Promise<string>((resolveUrl, reject) => {
-    let buf = '';
-    const onData = (d: Buffer) => {
-      buf += d.toString();
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        logs.push(line);
-        try {
-          const j = JSON.parse(line);
-          if (j.url && typeof j.msg === 'string' && j.msg.includes('ready')) resolveUrl(j.url);
-        } catch {
-          // not a JSON log line
-        }
-      }
-    };
-    proc.stdout!.on('data', onData);
-    proc.stderr!.on('data', (d: Buffer) => logs.push(d.toString()));
-    proc.on('exit', (code) => reject(new Error(`server exited with ${code} before ready:\n${logs.join('\n')}`)));
-    setTimeout(() => reject(new Error(`server not ready in 30s:\n${logs.join('\n')}`)), 30000).unref();
-  });
+  const { proc, logs, ready: url } = server;
   const certDir = opts.certDir ?? join(dataDir, 'certs');
   const ca = readFileSync(join(certDir, 'ca.crt'), 'utf8');
   const admin = { cert: readFileSync(join(certDir, 'admin.crt'), 'utf8'), key: readFileSync(join(certDir, 'admin.key'), 'utf8') };
@@ -137,7 +120,6 @@ export async function startServer(opts: { dataDir?: string; certDir?: string; ar
       else child.stdin!.end();
     });
 
-  const exited = new Promise<void>((r) => proc.on('exit', () => r()));
   const cleanup = async () => {
     if (!opts.keep && !opts.dataDir) {
       rmSync(dataDir, { recursive: true, force: true });
@@ -155,13 +137,9 @@ export async function startServer(opts: { dataDir?: string; certDir?: string; ar
     request,
     kubectl,
     async stop() {
-      proc.kill('SIGTERM');
-      await exited;
+      await server.stop();
       await cleanup();
     },
-    async kill9() {
-      proc.kill('SIGKILL');
-      await exited;
-    },
+    kill9: server.kill9,
   };
 }
