@@ -219,7 +219,7 @@ const examples: Record<string, KubeObject> = {
     },
   }),
   ComponentDescriptor: obj('ComponentDescriptor', 'github-com-mandelsoft-test-1-0-0', {
-    // ocm-lib-compat-rsa-v1/component-archive/component-descriptor.yaml from shared/ocm-vectors
+    // ocm-lib-compat-rsa-v1/component-archive/component-descriptor.yaml from test/fixtures/ocm-vectors
     spec: {
       schemaVersion: 'v2',
       name: 'github.com/mandelsoft/test',

@@ -1,5 +1,5 @@
 // Normalisation and descriptor (de)serialisation against the OCM conformance vectors
-// (../shared/ocm-vectors), byte for byte.
+// (test/fixtures/ocm-vectors), byte for byte.
 import t from 'tap';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -10,7 +10,7 @@ import { DescriptorError, findResource, parseDescriptor, serializeDescriptor } f
 import { descriptorDigest, jcs, normalise } from '../ocm/normalise.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const VECTORS = path.resolve(repoRoot, '../shared/ocm-vectors');
+const VECTORS = path.resolve(repoRoot, 'test/fixtures/ocm-vectors');
 const read = (p: string) => fs.readFileSync(path.join(VECTORS, p));
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 

@@ -17,7 +17,7 @@ import { verifyDescriptor } from '../ocm/signing.js';
 import { startDistribution } from './helpers/distribution.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const VECTORS = path.resolve(repoRoot, '../shared/ocm-vectors');
+const VECTORS = path.resolve(repoRoot, 'test/fixtures/ocm-vectors');
 const vec = (p: string) => path.join(VECTORS, p);
 const CLI = path.join(repoRoot, 'dist/cli/ocm.js');
 const PRIVATE = vec('ocm-controller-testdata/pkg_ocm_testdata_private_key.pem');

@@ -14,7 +14,7 @@ import { ociArtifactDigest } from '../ocm/signing.js';
 import { startDistribution } from './helpers/distribution.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const CTF = path.resolve(repoRoot, '../shared/ocm-vectors/ctf-compat');
+const CTF = path.resolve(repoRoot, 'test/fixtures/ocm-vectors/ctf-compat');
 const COMPONENT = 'github.com/acme.org/helloworld';
 const GO_CREATOR = 'OCM Go Library 0.20.0';
 

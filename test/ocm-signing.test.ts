@@ -11,7 +11,7 @@ import { descriptorDigest } from '../ocm/normalise.js';
 import { genericBlobDigest, ociArtifactDigest, signDescriptor, verifyDescriptor, verifyResourceDigest } from '../ocm/signing.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const VECTORS = path.resolve(repoRoot, '../shared/ocm-vectors');
+const VECTORS = path.resolve(repoRoot, 'test/fixtures/ocm-vectors');
 const vec = (p: string) => path.join(VECTORS, p);
 const read = (p: string) => fs.readFileSync(vec(p));
 const CLI = path.join(repoRoot, 'dist/cli/ocm.js');

@@ -1,5 +1,5 @@
 // The Configurator provider against real component versions in Debian's docker-registry: the
-// vector ConfigData (shared/ocm-vectors/ocm-controller-testdata) and two of our own are localBlob
+// vector ConfigData (test/fixtures/ocm-vectors/ocm-controller-testdata) and two of our own are localBlob
 // resources read with getResourceContent; the input files are the vector manifest tars.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -17,7 +17,7 @@ import { OciClient, digestOf } from '../registry/client.js';
 import { startDistribution } from './helpers/distribution.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const VECTORS = path.resolve(repoRoot, '../shared/ocm-vectors/ocm-controller-testdata');
+const VECTORS = path.resolve(repoRoot, 'test/fixtures/ocm-vectors/ocm-controller-testdata');
 const vectorConfig = fs.readFileSync(path.join(VECTORS, 'e2e_testdata_testOCMController_podinfo_backend_config.yaml'));
 
 const reg = await startDistribution();

@@ -1,6 +1,6 @@
 // The Localization provider against real component versions in Debian's docker-registry: the
 // ConfigData comes from the registry (a localBlob resource read with getResourceContent), the input
-// files from the ocm-controller test vectors (ConfigData and manifest tars in shared/ocm-vectors).
+// files from the ocm-controller test vectors (ConfigData and manifest tars in test/fixtures/ocm-vectors).
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,7 +19,7 @@ import { OciClient, digestOf } from '../registry/client.js';
 import { startDistribution } from './helpers/distribution.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const VECTORS = path.resolve(repoRoot, '../shared/ocm-vectors/ocm-controller-testdata');
+const VECTORS = path.resolve(repoRoot, 'test/fixtures/ocm-vectors/ocm-controller-testdata');
 const vectorConfig = fs.readFileSync(path.join(VECTORS, 'e2e_testdata_testOCMController_podinfo_backend_config.yaml'));
 const DIGEST_A = `sha256:${'a'.repeat(64)}`;
 const DIGEST_B = `sha256:${'b1'.repeat(32)}`;
