@@ -3,6 +3,7 @@
 import type { TLSSocket } from 'node:tls';
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { KindDefinition } from '../kinds/types.js';
+import { loggerOptions, type LogFormat } from './logging.js';
 import type { Store } from '../storage/store.js';
 import { type Authenticator, type Authorizer, forbiddenError, impersonate, requestAttributes, type UserInfo } from './auth.js';
 import { reviewHandlers, reviewKinds } from './reviews.js';
@@ -33,6 +34,7 @@ export interface ServerOptions {
   /** Serve TokenReview/SubjectAccessReview & co. (standalone mode, where this server is the cluster). */
   serveReviews?: boolean;
   logLevel?: string;
+  logFormat?: LogFormat;
   /** Largest accepted request body (kube-apiserver's limit is 3 MiB). */
   bodyLimit?: number;
   version?: string;
@@ -120,7 +122,7 @@ export async function createApiServer(opts: ServerOptions): Promise<ApiServer> {
 
   const app = Fastify({
     https: { key: opts.tls.key, cert: opts.tls.cert, ca: opts.authn.trustedCAs(), requestCert: true, rejectUnauthorized: false, ...nodeServerOptions(opts.limits) },
-    logger: { level: opts.logLevel ?? 'info' },
+    logger: loggerOptions(opts.logLevel, opts.logFormat),
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: opts.bodyLimit ?? 3 * 1024 * 1024,
     routerOptions: { maxParamLength: 2048 },

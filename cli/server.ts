@@ -41,6 +41,7 @@ import { MeteredStore } from '../storage/metered.js';
 
 const SNAPSHOT_CLIENT_TUNING = { contentCacheBytes: 32 << 20, singlePostMaxBytes: 1 << 20 };
 import { isWatchUrl, RequestTracker, shutdown } from './shutdown.js';
+import { resolveLogFormat } from '../apiserver/logging.js';
 
 const { values } = parseArgs({
   options: {
@@ -52,6 +53,7 @@ const { values } = parseArgs({
     'registry-port': { type: 'string', default: '5001' },
     bind: { type: 'string', default: '127.0.0.1' },
     'log-level': { type: 'string', default: 'info' },
+    'log-format': { type: 'string', default: 'auto' },
     'history-size': { type: 'string', default: '10000' },
     'token-auth-file': { type: 'string' },
     'authorization-policy-file': { type: 'string' },
@@ -79,6 +81,7 @@ const { values } = parseArgs({
 });
 
 const mode = values.mode;
+const logFormat = resolveLogFormat(values['log-format']);
 if (mode !== 'standalone' && mode !== 'aggregated') throw new Error(`--mode must be standalone or aggregated, not ${mode}`);
 const dataDir = resolve(values['data-dir']!);
 const port = Number(values.port);
@@ -173,6 +176,7 @@ const server = await createApiServer({
   authz,
   serveReviews: mode === 'standalone',
   logLevel: values['log-level'],
+  logFormat,
   metrics,
   limits,
 });
@@ -205,6 +209,7 @@ const registry = await startRegistryWorker({
   // `docker login`-style clients: the password is a bearer token this server accepts.
   authenticateBasic: async (_user, pass) => (authnConfig.tokens ? authnConfig.tokens(pass) : undefined),
   logLevel: values['log-level'],
+  logFormat,
   traffic: metrics.registryTraffic(() => registry.blobCount()),
   onExit: (err) => {
     server.app.log.fatal({ err }, 'the snapshot registry thread died; exiting');

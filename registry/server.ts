@@ -1,6 +1,7 @@
 // The snapshot registry: an OCI Distribution Spec v1.1 registry over HTTPS (fastify), with mTLS or
 // bearer-token auth. Storage layout: see blobstore.ts and server-repos.ts.
 import { randomBytes } from 'node:crypto';
+import { loggerOptions, type LogFormat } from '../apiserver/logging.js';
 import type { FileHandle } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -22,6 +23,7 @@ export interface RegistryOptions {
   tokenSecret?: Buffer;
   authenticateBasic?: (user: string, pass: string) => Promise<{ name: string; groups: string[] } | undefined>;
   logLevel?: string;
+  logFormat?: LogFormat;
   /** Called with the fastify app before it listens (metrics hooks) and the blob store (blob count). */
   instrument?: (app: FastifyInstance, blobs: BlobStore) => void;
 }
@@ -112,7 +114,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
       ciphers: ['TLS_AES_128_GCM_SHA256', ...tls.DEFAULT_CIPHERS.split(':').filter((c) => c !== 'TLS_AES_128_GCM_SHA256')].join(':'),
       honorCipherOrder: true,
     },
-    logger: { level: opts.logLevel ?? 'info' },
+    logger: loggerOptions(opts.logLevel, opts.logFormat),
     logController: new LogController({ disableRequestLogging: true }),
     routerOptions: { maxParamLength: 4096 },
     exposeHeadRoutes: false,
