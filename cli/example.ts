@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run example -- --kubeconfig FILE [--registry HOST:PORT] [--keys DIR]`: prepares a running
+// `npm run example -- --kubeconfig FILE [--registry HOST:PORT] [--keys DIR] [--apply]`: prepares a running
 // ocm-apiserver for the sample workflow in examples/podinfo/ (the walkthrough of the design):
 //
 //   1. reads the kubeconfig (server URL, CA, admin client certificate and key, or a token);
@@ -11,7 +11,8 @@
 //      with the kubeconfig's client certificate;
 //   5. creates the namespace the files name if it is missing, and creates or updates the Secret
 //      with the public key that the OCMComponent's `spec.verify` names;
-//   6. prints what to run next.
+//   6. prints what to run next: the apply, with the registry address replaced when the server's
+//      registry is not where the files say; with `--apply` it applies them itself.
 //
 // The namespace, repository, signature and Secret come from the OCMComponent in
 // examples/podinfo/*.yaml, so the files and this command cannot disagree.
@@ -28,13 +29,15 @@ import { OcmRepository } from '../ocm/repository.js';
 import { generateKeyPair } from '../ocm/signing.js';
 import { OciClient } from '../registry/client.js';
 
-const USAGE = `usage: npm run example -- --kubeconfig FILE [--registry HOST:PORT] [--keys DIR]
+const USAGE = `usage: npm run example -- --kubeconfig FILE [--registry HOST:PORT] [--keys DIR] [--apply]
 
   --kubeconfig FILE     kubeconfig of the server (default: $KUBECONFIG, then ~/.kube/config);
                         a standalone server writes DATA_DIR/certs/admin.kubeconfig
   --registry HOST:PORT  the server's snapshot registry as this machine reaches it (default: read
                         from ConfigMap kube-public/ocm-apiserver, which a standalone server publishes)
   --keys DIR            where the signing key pair is kept (default: examples/.keys)
+  --apply               also apply examples/podinfo/*.yaml (server-side apply, field manager
+                        ocm-example), with the registry address in them replaced by this server's
 `;
 
 class UsageError extends Error {}
@@ -108,6 +111,10 @@ class ApiError extends Error {
 }
 
 function api(conn: Connection, method: string, urlPath: string, body?: unknown): Promise<any> {
+  return request(conn, method, urlPath, body).then((r) => r.json);
+}
+
+function request(conn: Connection, method: string, urlPath: string, body?: unknown, contentType = 'application/json'): Promise<{ status: number; json: any }> {
   const url = new URL(conn.server.pathname.replace(/\/+$/, '') + urlPath, conn.server);
   const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
@@ -122,7 +129,7 @@ function api(conn: Connection, method: string, urlPath: string, body?: unknown):
         headers: {
           Accept: 'application/json',
           ...(conn.token ? { Authorization: `Bearer ${conn.token}` } : {}),
-          ...(data ? { 'Content-Type': 'application/json', 'Content-Length': String(data.length) } : {}),
+          ...(data ? { 'Content-Type': contentType, 'Content-Length': String(data.length) } : {}),
         },
         timeout: 30_000,
       },
@@ -138,7 +145,7 @@ function api(conn: Connection, method: string, urlPath: string, body?: unknown):
             json = undefined;
           }
           const status = res.statusCode ?? 0;
-          if (status >= 200 && status < 300) return resolve(json);
+          if (status >= 200 && status < 300) return resolve({ status, json });
           reject(new ApiError(status, `${method} ${url.pathname}: ${status} ${json?.message ?? text.slice(0, 300)}`));
         });
       },
@@ -276,13 +283,42 @@ async function registryFromServer(conn: Connection): Promise<string> {
   }
 }
 
+/** The example's files as this server needs them: every `<files' registry>/` replaced by `<registry>/`. */
+function exampleDocs(target: ExampleTarget, registry: string): any[] {
+  return fs
+    .readdirSync(EXAMPLE_DIR)
+    .filter((f) => /\.ya?ml$/.test(f))
+    .sort()
+    .flatMap((f) => YAML.parseAllDocuments(fs.readFileSync(path.join(EXAMPLE_DIR, f), 'utf8').replaceAll(`${target.registryHost}/`, `${registry}/`)).map((d) => d.toJS()))
+    .filter((o) => o && typeof o === 'object');
+}
+
+/**
+ * Server-side apply of each object (as `kubectl apply --server-side --force-conflicts
+ * --field-manager=ocm-example` would), resources found through discovery. Says what happened to each.
+ */
+async function applyDocs(conn: Connection, docs: any[], say: (s: string) => void): Promise<void> {
+  const discovered = new Map<string, Array<{ name: string; kind: string; namespaced: boolean }>>();
+  for (const o of docs) {
+    const gv: string = o.apiVersion;
+    if (!discovered.has(gv)) discovered.set(gv, (await api(conn, 'GET', gv.includes('/') ? `/apis/${gv}` : `/api/${gv}`)).resources ?? []);
+    const r = discovered.get(gv)!.find((x) => x.kind === o.kind && !x.name.includes('/'));
+    if (!r) throw new Error(`the server does not serve ${o.kind} (${gv})`);
+    const ns = r.namespaced ? `/namespaces/${o.metadata.namespace ?? 'default'}` : '';
+    const where = `${gv.includes('/') ? `/apis/${gv}` : `/api/${gv}`}${ns}/${r.name}/${o.metadata.name}`;
+    const res = await request(conn, 'PATCH', `${where}?fieldManager=ocm-example&force=true`, o, 'application/apply-patch+yaml');
+    const group = gv.includes('/') ? `.${gv.split('/')[0]}` : '';
+    say(`${o.kind.toLowerCase()}${group}/${o.metadata.name} ${res.status === 201 ? 'created' : 'applied'}`);
+  }
+}
+
 // ---- main -----------------------------------------------------------------------------------
 
 async function main(): Promise<number> {
   let values;
   try {
     ({ values } = parseArgs({
-      options: { kubeconfig: { type: 'string' }, registry: { type: 'string' }, keys: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: { kubeconfig: { type: 'string' }, registry: { type: 'string' }, keys: { type: 'string' }, apply: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h' } },
       strict: true,
     }));
   } catch (e) {
@@ -340,11 +376,16 @@ async function main(): Promise<number> {
   const k = `kubectl --kubeconfig ${rel(kubeconfig)}`;
   const files = rel(EXAMPLE_DIR);
   say('');
-  if (registry.replace(/^localhost(?=:)/, '127.0.0.1') !== target.registryHost) {
+  if (values.apply) {
+    await applyDocs(conn, exampleDocs(target, registry), say);
+    say('');
+    say('Next:');
+  } else if (registry.replace(/^localhost(?=:)/, '127.0.0.1') !== target.registryHost) {
     const port = /:(\d+)$/.exec(target.registryHost)?.[1];
     say(`NOTE: ${rel(target.file)} reads the component from ${target.repositoryUrl}, but this server's registry is ${registry}.`);
     say(`${port ? `Start the server with \`--registry-port ${port}\`${port === '5001' ? ' (the default)' : ''} and run this again, or a` : 'A'}pply the files with the address replaced:`);
     say(`  for f in ${files}/*.yaml; do echo ---; sed 's#${target.registryHost}/#${registry}/#' "$f"; done | ${k} apply -f -`);
+    say(`(or run this command again with --apply, which applies them itself)`);
   } else {
     say('Next:');
     say(`  ${k} apply -f ${files}/`);
