@@ -17,6 +17,7 @@
 //        --rate N (writes/s in phase 3, 200) --page-limit N (500) --keep (keep the data dir)
 // Env:   BENCH_SERVER_NODE_ARGS  extra node arguments for the server process (e.g. --cpu-prof)
 //        BENCH_SERVER_ARGS       extra server arguments (e.g. --history-size 20000)
+//        OCM_SERVER_ROOT, BENCH_RESULT_FILE: see bench/compare.ts
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { Agent, request as httpsRequest } from 'node:https';
@@ -25,7 +26,8 @@ import os, { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { startNodeProcess } from '../test/helpers/process.js';
+import { serverScript, startNodeProcess } from '../test/helpers/process.js';
+import { writeBenchResult } from './result.js';
 import { parseArgs } from 'node:util';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -176,7 +178,7 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
   try {
     p = await startNodeProcess({
       name: 'server',
-      script: join(root, 'dist/cli/server.js'),
+      script: serverScript(),
       cwd: root,
       nodeArgs: (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean),
       args: ['--data-dir', dataDir, '--port', '0', '--registry-port', '0', '--reconcilers', 'none', '--log-level', 'info', ...serverArgs],
@@ -642,6 +644,14 @@ async function main() {
   const r: Partial<Results> = {};
   const failed = await runPhases(srv, cfg, log, r);
   printTargets(cfg, log, r);
+  writeBenchResult('api', {
+    'creates/s': { value: r.createsPerS, better: 'higher' },
+    'create p99 ms': { value: r.create?.p99, better: 'lower' },
+    'full list median ms': { value: r.listMedianMs, better: 'lower' },
+    'paginated list ms': { value: r.pagedMs, better: 'lower' },
+    'watch delivery p99 ms': { value: r.watch?.p99, better: 'lower' },
+    'peak RSS MiB': { value: r.peakRssKb === undefined ? undefined : r.peakRssKb / 1024, better: 'lower' },
+  });
 
   await srv.stop();
   if (srv.proc.exitCode !== 0 && srv.proc.exitCode !== null) console.log(`\nserver exited with ${srv.proc.exitCode}; last log lines:\n${srv.logs.slice(-20).join('\n')}`);

@@ -11,6 +11,7 @@
 //
 //   npm run bench:pipeline
 //   node dist/bench/pipeline.js --runs 20 --many 200
+// Env: OCM_SERVER_ROOT, BENCH_RESULT_FILE: see bench/compare.ts
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +21,7 @@ import { openWatch, percentile, sleep, type WatchLine } from '../test/helpers/lo
 import { startServer } from '../test/helpers/server.js';
 import { runCommand } from '../test/helpers/process.js';
 import { readProc } from './api.js';
+import { writeBenchResult } from './result.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -205,6 +207,12 @@ try {
     [`${MANY} pipelines at once`, MANY === 200 ? '< 30 s' : `< 30 s (for 200; ran ${MANY})`, ms(manyTotal), manyTotal < 30_000],
     ['idle CPU', `near zero (< ${IDLE_TARGET} %)`, `${cpuPct.toFixed(2)} %`, cpuPct < IDLE_TARGET],
   ] as const;
+  writeBenchResult('pipeline', {
+    'one pipeline p50 ms': { value: p50, better: 'lower' },
+    [`${MANY} pipelines ms`]: { value: manyTotal, better: 'lower' },
+    [`server CPU per pipeline ms (${MANY} at once)`]: { value: (1000 * manyCpuS) / MANY, better: 'lower' },
+    'idle CPU %': { value: cpuPct, better: 'lower' },
+  });
   console.log('\nsummary against issue 6 targets');
   console.log(`  ${'figure'.padEnd(26)} ${'target'.padEnd(28)} ${'measured'.padEnd(12)} result`);
   for (const [name, target, got, ok] of rows) console.log(`  ${name.padEnd(26)} ${target.padEnd(28)} ${got.padEnd(12)} ${ok ? 'met' : 'NOT MET'}`);

@@ -1,6 +1,17 @@
 // Child processes for the tests and the benches: a node process that logs JSON lines, waited on
 // until a line says it is ready (the server, the benches' registry), and a command run to its end.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * The server program to start: this checkout's, or the build in OCM_SERVER_ROOT (a checkout with
+ * its own dist/; bench/compare.ts runs the same bench against a previous build that way).
+ */
+export function serverScript(): string {
+  const root = process.env.OCM_SERVER_ROOT ?? resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+  return join(root, 'dist', 'cli', 'server.js');
+}
 
 export interface NodeProcess<T> {
   proc: ChildProcess;

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEtcd, type TestEtcd } from './etcd.js';
-import { startNodeProcess } from './process.js';
+import { serverScript, startNodeProcess } from './process.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const KUBECTL = process.env.KUBECTL || 'kubectl';
@@ -65,7 +65,7 @@ export async function startServer(opts: { dataDir?: string; certDir?: string; ar
   }
   const server = await startNodeProcess({
     name: 'server',
-    script: join(root, 'dist/cli/server.js'),
+    script: serverScript(),
     nodeArgs: opts.nodeArgs,
     args: ['--data-dir', dataDir, '--port', '0', '--registry-port', '0', '--log-level', 'info', '--reconcilers', opts.reconcilers ?? 'none', ...(opts.certDir ? ['--cert-dir', opts.certDir] : []), ...storageArgs, ...(opts.args ?? [])],
     ready: (j) => (typeof j.url === 'string' && typeof j.msg === 'string' && j.msg.includes('ready') ? j.url : undefined),
