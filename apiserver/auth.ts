@@ -3,7 +3,6 @@
 // requestheader CA with an allowed name), client certificates (CN = user, O = groups), bearer
 // tokens (TokenReview); then an Authorizer decides on the request's attributes.
 import { X509Certificate } from 'node:crypto';
-import type { IncomingHttpHeaders } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { ApiError, forbidden } from './errors.js';
 
@@ -38,10 +37,18 @@ export function parsePemBundle(pem: string | undefined): X509Certificate[] {
 
 const signedBy = (cert: X509Certificate, cas: X509Certificate[]) => cas.some((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey));
 
-function headerValues(headers: IncomingHttpHeaders, name: string): string[] {
+/** Request headers, one entry per header line: Node's `req.headersDistinct` (never `req.headers`,
+ * which joins repeated headers with ", "). */
+export type RequestHeaders = Record<string, string | string[] | undefined>;
+
+/** Every non-empty value of a header, one per header line and never split at commas, as Go's
+ * http.Header keeps them: kube reads `X-Remote-Group: a,b` as the one group "a,b" and two header
+ * lines as two groups (k8s.io/apiserver/pkg/authentication/request/headerrequest/requestheader.go,
+ * allHeaderValues; the same for Impersonate-Group in pkg/endpoints/filters/impersonation.go). */
+function headerValues(headers: RequestHeaders, name: string): string[] {
   const v = headers[name.toLowerCase()];
   if (v === undefined) return [];
-  return (Array.isArray(v) ? v : [v]).flatMap((x) => x.split(',')).map((x) => x.trim()).filter((x) => x !== '');
+  return (Array.isArray(v) ? v : [v]).filter((x) => x !== '');
 }
 
 function dnField(subject: string, key: string): string[] {
@@ -79,7 +86,7 @@ export class Authenticator {
     return c;
   }
 
-  async authenticate(socket: TLSSocket, headers: IncomingHttpHeaders): Promise<UserInfo | undefined> {
+  async authenticate(socket: TLSSocket, headers: RequestHeaders): Promise<UserInfo | undefined> {
     const peer = this.classify(socket);
     const rh = this.config.requestHeader;
     if (peer.proxy && rh) {
@@ -99,7 +106,7 @@ export class Authenticator {
       }
     }
     if (peer.user) return peer.user;
-    const auth = headers.authorization;
+    const auth = headerValues(headers, 'authorization')[0];
     if (auth && /^bearer /i.test(auth) && this.config.tokens) {
       const u = await this.config.tokens(auth.slice(7).trim());
       if (u) return withAuthenticated(u);
@@ -260,13 +267,13 @@ export class CachingAuthorizer implements Authorizer {
 // ---- impersonation ----
 
 /** Applies Impersonate-* headers after checking that the real user may impersonate each. */
-export async function impersonate(user: UserInfo, headers: IncomingHttpHeaders, authz: Authorizer): Promise<UserInfo> {
-  const asUser = headers['impersonate-user'];
+export async function impersonate(user: UserInfo, headers: RequestHeaders, authz: Authorizer): Promise<UserInfo> {
+  const asUser = headerValues(headers, 'impersonate-user')[0];
   const asGroups = headerValues(headers, 'impersonate-group');
-  const asUid = headers['impersonate-uid'];
+  const asUid = headerValues(headers, 'impersonate-uid')[0];
   const extraHeaders = Object.keys(headers).filter((h) => h.startsWith('impersonate-extra-'));
   if (asUser === undefined && !asGroups.length && asUid === undefined && !extraHeaders.length) return user;
-  const name = Array.isArray(asUser) ? asUser[0] : asUser;
+  const name = asUser;
   if (!name) throw new ApiError(500, 'InternalError', 'Internal error occurred: requested impersonation of groups or extra without a user');
   const check = async (resource: string, n: string, apiGroup = '') => {
     const a: Attributes = { user, verb: 'impersonate', resourceRequest: true, path: '', apiGroup, apiVersion: '', resource, subresource: '', namespace: '', name: n };
@@ -278,7 +285,7 @@ export async function impersonate(user: UserInfo, headers: IncomingHttpHeaders, 
   };
   await check(name.startsWith('system:serviceaccount:') ? 'serviceaccounts' : 'users', name);
   for (const g of asGroups) await check('groups', g);
-  const uid = Array.isArray(asUid) ? asUid[0] : asUid;
+  const uid = asUid;
   if (uid) await check('uids', uid, 'authentication.k8s.io');
   const extra: Record<string, string[]> = {};
   for (const h of extraHeaders) {

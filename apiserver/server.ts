@@ -146,9 +146,9 @@ export async function createApiServer(opts: ServerOptions): Promise<ApiServer> {
   app.addHook('onRequest', async (req) => {
     const path = req.url.split('?')[0];
     if (PUBLIC_PATHS.test(path)) return;
-    const user = await opts.authn.authenticate(req.raw.socket as TLSSocket, req.headers);
+    const user = await opts.authn.authenticate(req.raw.socket as TLSSocket, req.raw.headersDistinct);
     if (!user) throw unauthorized();
-    req.user = await impersonate(user, req.headers, opts.authz);
+    req.user = await impersonate(user, req.raw.headersDistinct, opts.authz);
     const attrs = requestAttributes(req.user, req.method, path, req.query as Record<string, unknown>);
     const d = await opts.authz.authorize(attrs);
     if (!d.allowed) throw forbiddenError(attrs, d.reason);
