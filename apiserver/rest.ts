@@ -376,9 +376,16 @@ export class GenericREST {
         throw conflict(r.gr, name, `Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${cur.obj.metadata.uid}`);
       if (pre?.resourceVersion && pre.resourceVersion !== cur.obj.metadata.resourceVersion)
         throw conflict(r.gr, name, `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${cur.obj.metadata.resourceVersion}`);
-      if (this.blocksDeletion(r, cur.obj)) {
-        if (cur.obj.metadata.deletionTimestamp) return cur.obj;
-        const next = clone(cur.obj);
+      // The garbage collector's finalizers follow the options, then the object's own finalizers
+      // (store.go updateForGracefulDeletionAndFinalizers): a second delete may change the policy.
+      const finalizers = gcFinalizers(cur.obj, options);
+      const next = clone(cur.obj);
+      if (finalizers) {
+        if (finalizers.length) next.metadata.finalizers = finalizers;
+        else delete next.metadata.finalizers;
+      }
+      if (this.blocksDeletion(r, next)) {
+        if (cur.obj.metadata.deletionTimestamp) return finalizers ? next : cur.obj;
         r.def.strategy?.prepareForDelete?.(next);
         next.metadata.deletionTimestamp = now();
         next.metadata.deletionGracePeriodSeconds = 0;
@@ -408,6 +415,8 @@ export class GenericREST {
 export interface DeleteOptions {
   preconditions?: { uid?: string; resourceVersion?: string };
   propagationPolicy?: string;
+  /** Deprecated form of propagationPolicy: true is Orphan, false is the kind's default. */
+  orphanDependents?: boolean;
   gracePeriodSeconds?: number;
   dryRun?: string[];
 }
@@ -422,11 +431,63 @@ export function parseDeleteOptions(body: unknown, query: Record<string, string |
     opts = b as DeleteOptions;
   }
   if (query.propagationPolicy) opts.propagationPolicy = query.propagationPolicy;
-  if (opts.propagationPolicy && !['Orphan', 'Background', 'Foreground'].includes(opts.propagationPolicy))
-    throw badRequest(`Unsupported value: "${opts.propagationPolicy}": propagationPolicy: supported values: "Foreground", "Background", "Orphan"`);
+  if (query.orphanDependents !== undefined && query.orphanDependents !== '') {
+    const b = parseGoBool(query.orphanDependents);
+    if (b === undefined) throw badRequest(`Invalid value: "${query.orphanDependents}": orphanDependents: must be a boolean`);
+    opts.orphanDependents = b;
+  }
+  // apimachinery pkg/apis/meta/v1/validation ValidateDeleteOptions: 422 on DeleteOptions.
+  const bad = (field: string, message: string) => new ApiError(422, 'Invalid', `DeleteOptions.meta.k8s.io "" is invalid: ${field}: ${message}`, { group: 'meta.k8s.io', kind: 'DeleteOptions', name: '', causes: [{ reason: 'FieldValueInvalid', message, field }] });
+  if (opts.orphanDependents !== undefined && opts.orphanDependents !== null && typeof opts.orphanDependents !== 'boolean') throw badRequest('orphanDependents: must be a boolean');
+  if (opts.orphanDependents === null) delete opts.orphanDependents;
+  if (opts.propagationPolicy === null || opts.propagationPolicy === '') delete opts.propagationPolicy;
+  if (opts.propagationPolicy !== undefined && !['Orphan', 'Background', 'Foreground'].includes(opts.propagationPolicy))
+    throw bad('propagationPolicy', `Unsupported value: "${String(opts.propagationPolicy)}": supported values: "Foreground", "Background", "Orphan", "nil"`);
+  if (opts.orphanDependents !== undefined && opts.propagationPolicy !== undefined)
+    throw bad('propagationPolicy', `Invalid value: "${opts.propagationPolicy}": orphanDependents and deletionPropagation cannot be both set`);
   if (opts.dryRun !== undefined && (!Array.isArray(opts.dryRun) || opts.dryRun.some((v) => v !== 'All')))
     throw badRequest(`Invalid value: ${JSON.stringify(opts.dryRun)}: dryRun: supported values: "All"`);
   return opts;
+}
+
+/** strconv.ParseBool, as Go's query decoding takes booleans. */
+function parseGoBool(v: string): boolean | undefined {
+  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) return true;
+  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(v)) return false;
+  return undefined;
+}
+
+export const FINALIZER_ORPHAN = 'orphan';
+export const FINALIZER_FOREGROUND = 'foregroundDeletion';
+
+/**
+ * The garbage collector's finalizers a delete leaves on the object, or undefined when they stay as
+ * they are (k8s.io/apiserver registry/generic/registry/store.go: shouldOrphanDependents,
+ * shouldDeleteDependents, deletionFinalizersForGarbageCollection). Every kind served here has
+ * kube's default policy for its kind, Background (DeleteDependents): ReplicationController, the
+ * one built-in kind that orphans by default, is not served.
+ */
+export function gcFinalizers(obj: KubeObject, options: DeleteOptions): string[] | undefined {
+  const fins = obj.metadata.finalizers ?? [];
+  const firstGC = fins.find((f) => f === FINALIZER_ORPHAN || f === FINALIZER_FOREGROUND);
+  let orphan: boolean;
+  let foreground: boolean;
+  if (options.orphanDependents !== undefined) {
+    orphan = options.orphanDependents;
+    foreground = false;
+  } else if (options.propagationPolicy !== undefined) {
+    orphan = options.propagationPolicy === 'Orphan';
+    foreground = options.propagationPolicy === 'Foreground';
+  } else {
+    orphan = firstGC === FINALIZER_ORPHAN;
+    foreground = firstGC === FINALIZER_FOREGROUND;
+  }
+  const next = fins.filter((f) => f !== FINALIZER_ORPHAN && f !== FINALIZER_FOREGROUND);
+  if (orphan) next.push(FINALIZER_ORPHAN);
+  if (foreground) next.push(FINALIZER_FOREGROUND);
+  const before = new Set(fins);
+  const after = new Set(next);
+  return before.size === after.size && [...after].every((f) => before.has(f)) ? undefined : next;
 }
 
 /** Options for the server's own writes (bootstrap, reconcilers, Events): no dry run, unknown fields

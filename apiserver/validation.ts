@@ -249,6 +249,9 @@ export function validateObjectMeta(meta: ObjectMeta, namespaced: boolean, nameRu
         const e = validateQualifiedName(f);
         if (e) errs.push(invalidValue(`metadata.finalizers[${i}]`, f, e));
       });
+      // apimachinery pkg/api/validation/objectmeta.go ValidateFinalizers
+      if (meta.finalizers.includes('orphan') && meta.finalizers.includes('foregroundDeletion'))
+        errs.push(invalidValue('metadata.finalizers', meta.finalizers, 'finalizer orphan and foregroundDeletion cannot be both set'));
     }
   }
   if (meta.ownerReferences !== undefined) {
