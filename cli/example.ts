@@ -24,6 +24,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import YAML from 'yaml';
+import { verifyRules } from '../kinds/ocmcomponent.js';
 import { loadComponentSpecs, publish } from '../ocm/publish.js';
 import { OcmRepository } from '../ocm/repository.js';
 import { generateKeyPair } from '../ocm/signing.js';
@@ -189,7 +190,7 @@ function readExample(): ExampleTarget {
     repositoryUrl: url,
     registryHost: (slash < 0 ? s : s.slice(0, slash)).replace(/^localhost(?=:)/, '127.0.0.1'),
     basePath: slash < 0 ? '' : s.slice(slash + 1).replace(/\/+$/, ''),
-    signatures: (c.spec?.verify ?? []).map((v: any) => ({ signature: v.signature, secret: v.secretRef?.name, key: v.key ?? v.signature })),
+    signatures: verifyRules(c.spec?.verify).map((v: any) => ({ ...v, signature: v.signature ?? 'ocm-example' })).map((v: any) => ({ signature: v.signature, secret: v.secretRef?.name, key: v.key ?? v.signature })),
   };
 }
 

@@ -1,5 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
+import { Ajv } from 'ajv';
 import semver from 'semver';
+import { ajvToFieldErrors } from '../apiserver/validation.js';
 import type { FieldError, KindDefinition, KubeObject } from './types.js';
 import {
   CATEGORIES,
@@ -10,6 +12,8 @@ import {
   ObjectReference,
   SecretRef,
   VERSION,
+  anyValue,
+  isRecord,
   commonColumns,
   fieldError,
   interval,
@@ -23,6 +27,65 @@ import {
 
 /** OCI registry (optionally with scheme) and base path of an OCM repository. */
 export const REPOSITORY_URL_PATTERN = '^((oci|https?)://)?([a-zA-Z0-9.-]+|\\[[0-9a-fA-F:]+\\])(:[0-9]+)?(/[a-z0-9._/-]*)?$';
+
+const verifyEntryProps = () => ({
+  secretRef: SecretRef('Secret holding the PEM-encoded RSA public key(s).'),
+  key: Type.Optional(
+    Type.String({
+      description: 'Key of the Secret\'s data entry holding the PEM public key. Defaults to the signature name.',
+      minLength: 1,
+      maxLength: 253,
+      pattern: CONFIG_KEY_PATTERN,
+    }),
+  ),
+});
+const signatureName = () => Type.String({ description: 'Name of the signature in the component descriptor (`signatures[].name`) that must verify.', minLength: 1 });
+
+/** One signature that must verify (an entry of the list form). */
+export const VerifyEntry = Type.Object({ signature: signatureName(), ...verifyEntryProps() }, { additionalProperties: false });
+/** The design's object form: `{secretRef}` (every Secret entry names a signature), or one entry. */
+export const VerifyObject = Type.Object({ signature: Type.Optional(signatureName()), ...verifyEntryProps() }, { additionalProperties: false });
+export type VerifyEntry = Static<typeof VerifyEntry>;
+export type VerifySpec = VerifyEntry[] | Static<typeof VerifyObject>;
+
+/** A required signature: named, or (`signature` undefined) every data entry of the Secret. */
+export interface VerifyRule {
+  signature?: string;
+  secretRef: { name: string };
+  key?: string;
+}
+
+/** The rules of `spec.verify` in either form. */
+export function verifyRules(verify: unknown): VerifyRule[] {
+  if (Array.isArray(verify)) return verify as VerifyRule[];
+  if (isRecord(verify)) return [verify as unknown as VerifyRule];
+  return [];
+}
+
+const verifyCheck = new Ajv({ strict: false, allErrors: true }).compile({
+  type: 'object',
+  properties: { spec: { type: 'object', properties: { verify: { type: 'array', items: VerifyEntry } } } },
+});
+const verifyObjectCheck = new Ajv({ strict: false, allErrors: true }).compile({
+  type: 'object',
+  properties: { spec: { type: 'object', properties: { verify: VerifyObject } } },
+});
+
+function validateVerify(obj: KubeObject): FieldError[] {
+  const v = specOf(obj).verify;
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v) && !isRecord(v)) {
+    return [fieldError('FieldValueTypeInvalid', 'spec.verify', `Invalid value: ${JSON.stringify(v)}: spec.verify in body must be of type array or object`)];
+  }
+  const check = Array.isArray(v) ? verifyCheck : verifyObjectCheck;
+  if (check({ spec: { verify: v } })) return Array.isArray(v) ? validateUniqueKeys(v, 'signature', 'spec.verify') : [];
+  return ajvToFieldErrors(
+    (check.errors ?? []).map((e) =>
+      e.keyword === 'additionalProperties' ? { ...e, instancePath: `${e.instancePath}/${e.params.additionalProperty}`, message: 'is not a known field' } : e,
+    ),
+    { spec: { verify: v } },
+  );
+}
 
 export const OCMComponentSpec = Type.Object(
   {
@@ -61,31 +124,10 @@ export const OCMComponentSpec = Type.Object(
       { description: 'The OCM repository (an OCI registry) that holds the component versions.' },
     ),
     verify: Type.Optional(
-      Type.Array(
-        Type.Object(
-          {
-            signature: Type.String({
-              description: 'Name of the signature in the component descriptor (`signatures[].name`) that must verify.',
-              minLength: 1,
-            }),
-            secretRef: SecretRef('Secret holding the PEM-encoded RSA public key that verifies this signature.'),
-            key: Type.Optional(
-              Type.String({
-                description: 'Key of the Secret\'s data entry holding the PEM public key. Defaults to the signature name.',
-                minLength: 1,
-                maxLength: 253,
-                pattern: CONFIG_KEY_PATTERN,
-              }),
-            ),
-          },
-          { description: 'One signature that must verify before the component version is used.' },
-        ),
-        {
-          description:
-            'Signatures that must verify before the component version is used: each names a signature of the component descriptor and the Secret with its public key. A component version whose signatures (or resource digests) do not verify produces nothing downstream.',
-          'x-kubernetes-list-type': 'map',
-          'x-kubernetes-list-map-keys': ['signature'],
-        },
+      anyValue<VerifySpec>(
+        'Signatures that must verify before the component version is used; a version that does not verify (signatures, resource digests, referenced components) produces nothing downstream. Two forms. ' +
+          'A list, each entry `{signature, secretRef: {name}, key?}`: the descriptor\'s signature `signature` must verify with the PEM RSA public key in that Secret under `key` (default: the signature name). ' +
+          'An object, the design\'s form `{secretRef: {name}}`: every data entry of the Secret is `<signature name>: <PEM public key>` and each of those signatures must verify (at least one entry); with `signature` (and `key`) set it is one entry of the list form.',
       ),
     ),
     suspend: Type.Optional(suspend('component')),
@@ -119,7 +161,7 @@ function validate(obj: KubeObject): FieldError[] {
   if (typeof v === 'string' && v.length > 0 && semver.validRange(v, { loose: true }) === null) {
     errs.push(fieldError('FieldValueInvalid', 'spec.version', 'must be a semantic version (v1.2.3) or a semver constraint (v0.9.x, >=1.2 <2)'));
   }
-  errs.push(...validateUniqueKeys(spec.verify, 'signature', 'spec.verify'));
+  errs.push(...validateVerify(obj));
   return errs;
 }
 

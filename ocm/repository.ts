@@ -153,6 +153,18 @@ export class OcmRepository {
       throw e;
     }
     if (versions.includes(c)) return c;
+    // An exact version matches exactly: build metadata included (semver ranges ignore it, so
+    // `1.2.0+build.6` would otherwise resolve to `1.2.0+build.5`); `v1.2.0` and `1.2.0` are the same.
+    const exact = semver.parse(c, { loose: true });
+    if (exact) {
+      const same = versions.find((v) => {
+        const p = semver.parse(v, { loose: true });
+        return p !== null && p.compare(exact) === 0 && p.build.join('.') === exact.build.join('.');
+      });
+      if (same) return same;
+      const have = versions.length ? versions.join(', ') : 'none';
+      throw new OcmRepositoryError('NO_MATCH', `version ${c} of component ${component} is not in ${this.baseUrl} (versions: ${have})`);
+    }
     const range = semver.validRange(c, { loose: true });
     if (range === null) throw new OcmRepositoryError('NO_MATCH', `"${c}" is neither a version of component ${component} in ${this.baseUrl} nor a semver constraint`);
     const match = versions.filter((v) => semver.valid(v, { loose: true }) && semver.satisfies(v, range, { loose: true })).sort(compareVersions).pop();

@@ -3,7 +3,7 @@
 // package goes into a ConfigMap. A version that does not verify produces nothing downstream.
 import { parseDuration } from '../kinds/common.js';
 import { componentDescriptorName } from '../kinds/componentdescriptor.js';
-import type { OCMComponentSpec } from '../kinds/ocmcomponent.js';
+import { type OCMComponentSpec, verifyRules } from '../kinds/ocmcomponent.js';
 import type { KubeObject } from '../kinds/types.js';
 import type { ComponentDescriptor } from '../ocm/descriptor.js';
 import { OcmRepository, OcmRepositoryError } from '../ocm/repository.js';
@@ -47,6 +47,28 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
   const CD = resourceOf(ctx, 'ComponentDescriptor');
   const CM = ctx.registry.lookup('', 'v1', 'configmaps');
 
+  /**
+   * Verifies every signature `spec.verify` asks for (list form: the named ones; object form without
+   * a signature: one per data entry of the Secret, the entry's key naming the signature). Returns
+   * the names verified; a ReconcileError (VerificationFailed, no retry) for the first that does not.
+   */
+  async function verifySignatures(ns: string, spec: OCMComponentSpec, descriptor: ComponentDescriptor, what: string): Promise<string[]> {
+    const done: string[] = [];
+    for (const rule of verifyRules(spec.verify)) {
+      const data = await secretData(ctx, ns, rule.secretRef.name);
+      const wanted = rule.signature !== undefined ? [{ signature: rule.signature, key: rule.key ?? rule.signature }] : Object.keys(data).sort().map((k) => ({ signature: k, key: k }));
+      if (!wanted.length) throw new ReconcileError('VerificationFailed', `Secret ${ns}/${rule.secretRef.name} holds no public key (spec.verify names it without a signature: each of its entries names a signature that must verify)`, false);
+      for (const w of wanted) {
+        const pem = data[w.key];
+        if (!pem) throw new ReconcileError('VerificationFailed', `Secret ${ns}/${rule.secretRef.name} has no key "${w.key}" with the public key for signature ${w.signature}`, false);
+        const r = verifyDescriptor(descriptor, { name: w.signature, publicKeyPem: pem.toString('utf8') });
+        if (!r.ok) throw new ReconcileError('VerificationFailed', `${what}: signature ${w.signature} does not verify: ${r.reason}`, false);
+        done.push(w.signature);
+      }
+    }
+    return done;
+  }
+
   async function reconcile(obj: KubeObject): Promise<Result> {
     const ns = obj.metadata.namespace!;
     const spec = obj.spec as OCMComponentSpec;
@@ -68,14 +90,7 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
       } catch (err) {
         throw new ReconcileError('FetchFailed', `fetching ${spec.name}:${version} from ${spec.repository.url}: ${(err as Error).message}`);
       }
-      for (const v of spec.verify ?? []) {
-        const data = await secretData(ctx, ns, v.secretRef.name);
-        const key = v.key ?? v.signature;
-        const pem = data[key];
-        if (!pem) throw new ReconcileError('VerificationFailed', `Secret ${ns}/${v.secretRef.name} has no key "${key}" with the public key for signature ${v.signature}`, false);
-        const r = verifyDescriptor(cv.descriptor, { name: v.signature, publicKeyPem: pem.toString('utf8') });
-        if (!r.ok) throw new ReconcileError('VerificationFailed', `${spec.name}:${version}: signature ${v.signature} does not verify: ${r.reason}`, false);
-      }
+      const signatures = await verifySignatures(ns, spec, cv.descriptor, `${spec.name}:${version}`);
 
       const owner = ownerRef(obj);
       const write = (cd: ComponentDescriptor) =>
@@ -110,7 +125,7 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
         deployPackage = { apiVersion: 'v1', kind: 'ConfigMap', name, namespace: ns };
       }
 
-      const verified = (spec.verify?.length ?? 0) > 0;
+      const verified = signatures.length > 0;
       await ctx.status.update(R, { namespace: ns, name: obj.metadata.name! }, (st) => {
         st.resolvedVersion = version;
         st.componentDescriptor = { name: main.metadata.name, namespace: ns };
@@ -123,7 +138,7 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
             type: 'Ready',
             status: 'True',
             reason: 'Succeeded',
-            message: `${spec.name}:${version} is available${verified ? `, signature${spec.verify!.length > 1 ? 's' : ''} ${spec.verify!.map((v) => v.signature).join(', ')} verified` : ''}`,
+            message: `${spec.name}:${version} is available${verified ? `, signature${signatures.length > 1 ? 's' : ''} ${signatures.join(', ')} verified` : ''}`,
           },
           obj.metadata.generation,
         );

@@ -459,6 +459,12 @@ t.test('the example of every kind validates, and strategy.validate accepts it', 
 
 t.test('design-document manifests validate as written', async (t) => {
   const design: KubeObject[] = [
+    {
+      apiVersion: API_VERSION,
+      kind: 'OCMComponent',
+      metadata: meta('weave-gitops'),
+      spec: { interval: '10m', name: 'github.com/weaveworks/weave-gitops', version: 'v0.9.x', repository: { url: 'ghcr.io/weaveworks', secretRef: { name: 'oci-creds' } }, verify: { secretRef: { name: 'my-public-key' } } },
+    },
     { apiVersion: API_VERSION, kind: 'OCMResource', metadata: meta('wge-ui-server'), spec: { resource: 'wge-ui-server' } },
     { apiVersion: API_VERSION, kind: 'Localization', metadata: meta('wge-localizer'), spec: {} },
     {
@@ -496,8 +502,6 @@ const invalid: [string, string, string, unknown, string][] = [
   ['OCMComponent', 'component name not in OCM form', 'spec.name', 'Weave GitOps', 'spec.name'],
   ['OCMComponent', 'interval not a duration', 'spec.interval', '10 minutes', 'spec.interval'],
   ['OCMComponent', 'repository url with spaces', 'spec.repository.url', 'ghcr.io/weave works', 'spec.repository.url'],
-  ['OCMComponent', 'verify entry without secretRef', 'spec.verify', [{ signature: 'sig' }], 'spec.verify[0].secretRef'],
-  ['OCMComponent', 'verify as an object', 'spec.verify', { secretRef: { name: 'k' } }, 'spec.verify'],
   ['OCMComponent', 'secretRef name not DNS-1123', 'spec.repository.secretRef.name', 'OCI_Creds', 'spec.repository.secretRef.name'],
   ['OCMComponent', 'condition status outside the enum', 'status.conditions', [{ ...ready(), status: 'Maybe' }], 'status.conditions[0].status'],
   ['OCMComponent', 'condition without reason', 'status.conditions', [{ type: 'Ready', status: 'True', message: '', lastTransitionTime: NOW }], 'status.conditions[0].reason'],
@@ -613,7 +617,15 @@ const strategyCases: [string, string, string, unknown, string[]][] = [
   ['Localization', 'file escaping the snapshot', 'spec.rules', [{ resource: { name: 'image' }, file: 'manifests/../../etc/passwd', image: 'x' }], ['spec.rules[0].file']],
   ['Localization', 'absolute file', 'spec.rules', [{ resource: { name: 'image' }, file: '/etc/passwd', image: 'x' }], ['spec.rules[0].file']],
   ['OCMComponent', 'interval of the wrong type (the schema reports it, not the strategy)', 'spec.interval', 600, []],
-  ['OCMComponent', 'verify entries that are not objects are left to the schema', 'spec.verify', ['x', { secretRef: { name: 'k' } }], []],
+  // spec.verify has two forms (list, or the design's object), so the strategy checks its shape
+  ['OCMComponent', 'verify entry without secretRef', 'spec.verify', [{ signature: 'sig' }], ['spec.verify[0].secretRef']],
+  ['OCMComponent', 'verify entry that is not an object', 'spec.verify', ['x', { signature: 's', secretRef: { name: 'k' } }], ['spec.verify[0]']],
+  ['OCMComponent', 'verify entry with an unknown field', 'spec.verify', [{ signature: 's', secretRef: { name: 'k' }, keyName: 'x' }], ['spec.verify[0].keyName']],
+  ['OCMComponent', 'verify secretRef name not DNS-1123', 'spec.verify', [{ signature: 's', secretRef: { name: 'My_Key' } }], ['spec.verify[0].secretRef.name']],
+  ['OCMComponent', 'the design\'s verify object form accepted', 'spec.verify', { secretRef: { name: 'my-public-key' } }, []],
+  ['OCMComponent', 'verify object form naming one signature accepted', 'spec.verify', { signature: 'acme', secretRef: { name: 'k' }, key: 'pub.pem' }, []],
+  ['OCMComponent', 'verify object without secretRef', 'spec.verify', { signature: 'acme' }, ['spec.verify.secretRef']],
+  ['OCMComponent', 'verify a string', 'spec.verify', 'my-public-key', ['spec.verify']],
   ['Localization', 'rules that are not objects are left to the schema', 'spec.rules', ['x', { resource: { name: 'i' }, file: 7, tag: 't' }], []],
   ['Configurator', 'values a scalar', 'spec.values', 'debug=true', ['spec.values']],
   ['Configurator', 'values a list with a scalar', 'spec.values', [{ a: 1 }, 2], ['spec.values[1]']],

@@ -139,6 +139,11 @@ t.test('resolveVersion: exact versions and semver ranges, newest match', async (
   t.equal(await repo.resolveVersion(name, '*'), '2.0.0', 'no pre-releases unless asked for');
   t.equal(await repo.resolveVersion(name, '>=2.1.0-rc.0'), '2.1.0-rc.1');
   t.equal(await repo.resolveVersion(name, 'latest'), 'latest', 'an exact tag that is not semver');
+  t.equal(await repo.resolveVersion(name, '1.5.0+build.7'), '1.5.0+build.7');
+  t.equal(await repo.resolveVersion(name, 'v1.5.0+build.7'), '1.5.0+build.7', 'a leading v is the same version');
+  await t.rejects(repo.resolveVersion(name, '1.5.0+build.6'), { code: 'NO_MATCH', message: /version 1.5.0\+build.6 of component .* is not in/ }, 'build metadata is part of an exact version');
+  await t.rejects(repo.resolveVersion(name, '1.5.0'), { code: 'NO_MATCH' }, 'an exact version without build metadata is not the build');
+  t.equal(await repo.resolveVersion(name, '1.5.x'), '1.5.0+build.7', 'a constraint ignores build metadata, as semver has it');
   t.equal((await repo.getComponentVersion(name, '1.5.0+build.7')).descriptor.component.version, '1.5.0+build.7', '+ stored as .build-');
   await t.rejects(repo.resolveVersion(name, '>=3'), { code: 'NO_MATCH', message: /no version of component acme.org\/versioned in .* matches ">=3" \(versions: 0.9.0, .*\)/ });
   await t.rejects(repo.resolveVersion(name, 'not a version'), { code: 'NO_MATCH', message: /neither a version .* nor a semver constraint/ });

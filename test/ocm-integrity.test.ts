@@ -1,0 +1,176 @@
+// Delivery integrity of component versions (issue 12): what an OCMComponent calls verified, which
+// version it uses, and what reaches a Source. Component versions are published with the project's
+// own publisher (laid out as the OCM Go library does) into Debian's docker-registry, the objects
+// are driven with real kubectl, and what a Snapshot holds is pulled from the snapshot registry and
+// compared byte for byte.
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import YAML from 'yaml';
+import { type ComponentSpec, publish } from '../ocm/publish.js';
+import { OcmRepository } from '../ocm/repository.js';
+import { archiveToFiles } from '../providers/content.js';
+import { OciClient } from '../registry/client.js';
+import { pullSnapshot } from '../registry/snapshot.js';
+import { type Distribution, startDistribution } from './helpers/distribution.js';
+import { startServer, type TestServer } from './helpers/server.js';
+
+const keys = () => generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
+const signer = keys();
+const stranger = keys();
+const API = 'delivery.ocm.software/v1alpha1';
+
+let reg: Distribution;
+let s: TestServer;
+let repo: OcmRepository;
+let snapshots: OciClient;
+const work = mkdtempSync(join(tmpdir(), 'ocm-integrity-'));
+
+/** A component version with one text resource `config` whose content is `text`. */
+const textComponent = (name: string, version: string, text: string, extra: Partial<ComponentSpec> = {}): ComponentSpec => ({
+  name,
+  version,
+  provider: 'acme',
+  resources: [{ name: 'config', version, type: 'blob', input: { type: 'utf8', text, mediaType: 'text/plain' } }],
+  ...extra,
+});
+const sign = { sign: { name: 'acme', privateKeyPem: signer.privateKey } };
+
+const component = (name: string, ns: string, spec: Record<string, unknown>) => ({
+  apiVersion: API,
+  kind: 'OCMComponent',
+  metadata: { name, namespace: ns },
+  spec: { interval: '2s', repository: { url: `http://${reg.host}/ocm` }, ...spec },
+});
+const source = (name: string, ns: string, comp: string, resource: Record<string, unknown>) => [
+  { apiVersion: API, kind: 'OCMResource', metadata: { name, namespace: ns }, spec: resource },
+  { apiVersion: API, kind: 'Source', metadata: { name, namespace: ns }, spec: { componentRef: { name: comp }, providerRef: { apiVersion: API, kind: 'OCMResource', name } } },
+];
+const yaml = (...objs: unknown[]) => objs.map((o) => YAML.stringify(o)).join('---\n');
+
+async function json(args: string[]) {
+  const r = await s.kubectl([...args, '-o', 'json']);
+  if (r.code !== 0) throw new Error(r.stderr);
+  return JSON.parse(r.stdout);
+}
+async function apply(...objs: unknown[]) {
+  const r = await s.kubectl(['apply', '-f', '-'], { input: yaml(...objs) });
+  if (r.code !== 0) throw new Error(r.stderr);
+}
+const ready = (o: any) => o?.status?.conditions?.find((c: { type: string }) => c.type === 'Ready');
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
+  const until = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+/** Waits until `kind/name` has a Ready condition with `reason`; returns the object. */
+const waitReason = (kind: string, name: string, ns: string, reason: string, ms?: number) =>
+  waitFor(`${kind}/${name} with reason ${reason}`, async () => {
+    const o = await json(['get', kind, name, '-n', ns]);
+    return ready(o)?.reason === reason && ready(o)?.observedGeneration === o.metadata.generation ? o : undefined;
+  }, ms);
+
+/** The files of the Snapshot a Source or Action names, pulled from the snapshot registry. */
+async function snapshotFiles(kind: string, name: string, ns: string): Promise<Record<string, Buffer>> {
+  const o = await json(['get', kind, name, '-n', ns]);
+  const snap = await json(['get', 'snapshot', o.status.snapshot, '-n', ns]);
+  return archiveToFiles(await pullSnapshot(snapshots, `${snap.status.repositoryURL}:${snap.status.tag}`, { expectedDigest: snap.status.digest }));
+}
+/** The single file's text of a Source's snapshot. */
+async function snapshotText(name: string, ns: string): Promise<string> {
+  const files = await snapshotFiles('source', name, ns);
+  const names = Object.keys(files);
+  if (names.length !== 1) throw new Error(`snapshot of ${name} holds ${names.join(', ')}`);
+  return files[names[0]].toString('utf8');
+}
+
+async function namespace(ns: string, secrets: Record<string, Record<string, string>> = {}) {
+  await s.kubectl(['create', 'namespace', ns]);
+  for (const [name, data] of Object.entries(secrets)) {
+    const r = await s.kubectl(['create', 'secret', 'generic', name, '-n', ns, ...Object.entries(data).map(([k, v]) => `--from-literal=${k}=${v}`)]);
+    if (r.code !== 0) throw new Error(r.stderr);
+  }
+}
+
+t.before(async () => {
+  reg = await startDistribution();
+  repo = new OcmRepository(new OciClient({ insecureHttp: true }), `http://${reg.host}/ocm`);
+  s = await startServer({ reconcilers: 'all' });
+  snapshots = new OciClient({
+    ca: await readFile(join(s.dataDir, 'certs', 'ca.crt'), 'utf8'),
+    cert: await readFile(join(s.dataDir, 'certs', 'admin.crt'), 'utf8'),
+    key: await readFile(join(s.dataDir, 'certs', 'admin.key'), 'utf8'),
+  });
+});
+t.teardown(async () => {
+  await s?.stop();
+  await reg?.stop();
+});
+
+t.test('the design\'s verify: {secretRef} form: every entry of the Secret names a signature that must verify', async (t) => {
+  await publish(repo, textComponent('ocm.software/it/objverify', '1.0.0', 'signed content\n'), work, sign);
+  await namespace('objverify', { 'my-public-key': { acme: signer.publicKey }, 'two-keys': { acme: signer.publicKey, other: stranger.publicKey }, 'wrong-key': { acme: stranger.publicKey } });
+  // As the design writes it (section 3.2), only names and URLs changed.
+  await apply(component('design', 'objverify', { name: 'ocm.software/it/objverify', version: '1.0.x', verify: { secretRef: { name: 'my-public-key' } } }), ...source('design', 'objverify', 'design', { resource: 'config' }));
+  const c = await waitReason('ocmcomponent', 'design', 'objverify', 'Succeeded');
+  t.equal(c.status.verified, true);
+  t.match(ready(c).message, /signature acme verified/);
+  await waitReason('source', 'design', 'objverify', 'Succeeded');
+  t.equal(await snapshotText('design', 'objverify'), 'signed content\n', 'the verified bytes, pulled from the snapshot registry');
+
+  // A Secret entry naming a signature the descriptor does not carry is not verified.
+  await apply(component('two', 'objverify', { name: 'ocm.software/it/objverify', version: '1.0.0', verify: { secretRef: { name: 'two-keys' } } }));
+  const two = await waitReason('ocmcomponent', 'two', 'objverify', 'VerificationFailed');
+  t.match(ready(two).message, /signature other/);
+  t.equal(two.status.verified, false);
+  await apply(component('wrong', 'objverify', { name: 'ocm.software/it/objverify', version: '1.0.0', verify: { secretRef: { name: 'wrong-key' } } }));
+  t.match(ready(await waitReason('ocmcomponent', 'wrong', 'objverify', 'VerificationFailed')).message, /signature acme does not verify/);
+  // The object form naming one signature and the Secret key holding its public key.
+  await apply(component('one', 'objverify', { name: 'ocm.software/it/objverify', version: '1.0.0', verify: { signature: 'acme', secretRef: { name: 'two-keys' }, key: 'acme' } }));
+  t.equal((await waitReason('ocmcomponent', 'one', 'objverify', 'Succeeded')).status.verified, true);
+
+  // Malformed shapes are a 422 naming the field, through kubectl.
+  const bad = await s.kubectl(['apply', '-f', '-'], { input: yaml(component('bad', 'objverify', { name: 'ocm.software/it/objverify', version: '1.0.0', verify: 'my-public-key' })) });
+  t.not(bad.code, 0);
+  t.match(bad.stderr, /spec\.verify.*array or object/);
+  const bad2 = await s.kubectl(['apply', '-f', '-'], { input: yaml(component('bad', 'objverify', { name: 'ocm.software/it/objverify', version: '1.0.0', verify: { secretRef: { name: 'k' }, keyName: 'x' } })) });
+  t.not(bad2.code, 0);
+  t.match(bad2.stderr, /spec\.verify\.keyName/);
+  const explain = await s.kubectl(['explain', 'ocmcomponent.spec.verify']);
+  t.match(explain.stdout.replace(/\s+/g, ' '), /every data entry of the Secret/, 'kubectl explain says what the object form verifies');
+});
+
+t.test('an exact version matches exactly, build metadata included', async (t) => {
+  await publish(repo, textComponent('ocm.software/it/builds', '1.2.0+build.5', 'build 5\n'), work, sign);
+  await namespace('builds', { 'acme-key': { acme: signer.publicKey } });
+  await apply(
+    component('builds', 'builds', { name: 'ocm.software/it/builds', version: '1.2.0+build.6', verify: [{ signature: 'acme', secretRef: { name: 'acme-key' } }] }),
+    ...source('config', 'builds', 'builds', { resource: 'config' }),
+  );
+  const c = await waitReason('ocmcomponent', 'builds', 'builds', 'VersionNotFound');
+  t.match(ready(c).message, /1\.2\.0\+build\.6.*versions: 1\.2\.0\+build\.5/);
+  t.notOk(c.status.resolvedVersion, 'no version resolved');
+  t.equal((await json(['get', 'snapshots', '-n', 'builds'])).items.length, 0, 'nothing downstream');
+
+  await publish(repo, textComponent('ocm.software/it/builds', '1.2.0+build.6', 'build 6\n'), work, sign);
+  t.equal((await waitReason('ocmcomponent', 'builds', 'builds', 'Succeeded')).status.resolvedVersion, '1.2.0+build.6');
+  await waitFor('the Source on build 6', async () => ((await json(['get', 'source', 'config', '-n', 'builds'])).status?.componentVersion === '1.2.0+build.6' ? true : undefined));
+  t.equal(await snapshotText('config', 'builds'), 'build 6\n', 'the bytes of build 6, not build 5');
+  // A constraint ignores build metadata (semver): both builds match; the exact one was asked for.
+  await apply(component('builds', 'builds', { name: 'ocm.software/it/builds', version: '1.2.0+build.5', verify: [{ signature: 'acme', secretRef: { name: 'acme-key' } }] }));
+  await waitFor('build 5', async () => ((await json(['get', 'source', 'config', '-n', 'builds'])).status?.componentVersion === '1.2.0+build.5' ? true : undefined));
+  t.equal(await snapshotText('config', 'builds'), 'build 5\n');
+});
