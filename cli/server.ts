@@ -30,6 +30,7 @@ import { EventRecorder, plainEvent } from '../reconcilers/runtime/events.js';
 import { listObjects, resourceOf } from '../reconcilers/context.js';
 import type * as k8s from '@kubernetes/client-node';
 import { StatusWriter } from '../reconcilers/runtime/status.js';
+import { providerStatusControllers } from '../reconcilers/providers.js';
 import { sourceController } from '../reconcilers/source.js';
 import { credentialsFromDockerConfig, OciClient } from '../registry/client.js';
 import { startRegistryWorker } from '../registry/worker.js';
@@ -290,6 +291,9 @@ const actionProviders = [localizationProvider, configuratorProvider, kustomizati
 for (const make of [ocmComponentController, sourceController, (c: ReconcilerContext) => actionController(c, actionProviders)]) {
   const spec = make(ctx);
   if (!enabled || enabled.has(spec.name)) manager.add(metrics.timeReconciles(spec));
+}
+for (const spec of providerStatusControllers(ctx, ['OCMResource', ...actionProviders.map((p) => p.kind)])) {
+  if (!enabled || enabled.has('providerstatus') || enabled.has(spec.name)) manager.add(metrics.timeReconciles(spec));
 }
 metrics.trackControllers(() => manager.controllers);
 // Only the leader reconciles; a single embedded replica always is one.

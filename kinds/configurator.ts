@@ -104,7 +104,7 @@ export const configuratorKind: KindDefinition = {
   categories: [...CATEGORIES],
   namespaced: true,
   description:
-    'A Configurator is a built-in Action provider: it merges the defaults of the component\'s ConfigData with `values` and values from ConfigMaps and Secrets, validates them against the ConfigData\'s JSON schema, and substitutes them into the files of the input snapshot following the ConfigData\'s configuration rules. It produces a new snapshot.',
+    'A Configurator is a built-in Action provider: it merges the defaults of the component\'s ConfigData with `values` and values from ConfigMaps and Secrets, validates them against the ConfigData\'s JSON schema, and substitutes them into the files of the input snapshot following the ConfigData\'s configuration rules. It produces a new snapshot. Several Actions may share one; its status says only that its spec was accepted, and each Action reports its own snapshot and failures.',
   schema: Type.Object({
     spec: Type.Optional(ConfiguratorSpec),
     status: Type.Optional(ConfiguratorStatus),
@@ -112,10 +112,8 @@ export const configuratorKind: KindDefinition = {
   statusFields: ['status'],
   subresources: { status: true },
   columns: [
-    { name: 'Snapshot', type: 'string', jsonPath: '.status.snapshot', description: 'The latest Snapshot produced.' },
+    { name: 'Config', type: 'string', jsonPath: '.spec.configRef.name', description: 'The ConfigData resource used.' },
     ...commonColumns(),
-    { name: 'Config', type: 'string', jsonPath: '.spec.configRef.name', description: 'The ConfigData resource used.', priority: 1 },
-    { name: 'Digest', type: 'string', jsonPath: '.status.digest', description: 'Digest of the latest snapshot.', priority: 1 },
   ],
   strategy: { validate },
 };

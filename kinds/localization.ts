@@ -97,7 +97,7 @@ export const localizationKind: KindDefinition = {
   categories: [...CATEGORIES],
   namespaced: true,
   description:
-    'A Localization is a built-in Action provider: it rewrites image references in the manifests of the input snapshot so that they point at the images named by the component\'s resources, following inline rules or the `localization` rules of a ConfigData resource of the component, keeping comments and formatting of untouched lines. It produces a new snapshot.',
+    'A Localization is a built-in Action provider: it rewrites image references in the manifests of the input snapshot so that they point at the images named by the component\'s resources, following inline rules or the `localization` rules of a ConfigData resource of the component, keeping comments and formatting of untouched lines. It produces a new snapshot. Several Actions may share one; its status says only that its spec was accepted, and each Action reports its own snapshot and failures.',
   schema: Type.Object({
     spec: Type.Optional(LocalizationSpec),
     status: Type.Optional(LocalizationStatus),
@@ -105,10 +105,8 @@ export const localizationKind: KindDefinition = {
   statusFields: ['status'],
   subresources: { status: true },
   columns: [
-    { name: 'Snapshot', type: 'string', jsonPath: '.status.snapshot', description: 'The latest Snapshot produced.' },
+    { name: 'Config', type: 'string', jsonPath: '.spec.configRef.name', description: 'The ConfigData resource used.' },
     ...commonColumns(),
-    { name: 'Config', type: 'string', jsonPath: '.spec.configRef.name', description: 'The ConfigData resource used.', priority: 1 },
-    { name: 'Digest', type: 'string', jsonPath: '.status.digest', description: 'Digest of the latest snapshot.', priority: 1 },
   ],
   strategy: { validate },
 };

@@ -52,7 +52,7 @@ export const ocmResourceKind: KindDefinition = {
   categories: [...CATEGORIES],
   namespaced: true,
   description:
-    'An OCMResource is the built-in Source provider: it retrieves one resource (by name and optional extra identity) of the component version that the Source refers to, and stores its content as a snapshot for downstream Actions. Its status follows the provider contract: `ready`, `snapshot`, `digest`.',
+    'An OCMResource is the built-in Source provider: it retrieves one resource (by name and optional extra identity) of the component version that the Source refers to, and stores its content as a snapshot for downstream Actions. Several Sources may share one; its status says only that its spec was accepted (written by its own reconciler), and each Source reports its own snapshot and failures.',
   schema: Type.Object({
     spec: OCMResourceSpec,
     status: Type.Optional(OCMResourceStatus),
@@ -61,9 +61,7 @@ export const ocmResourceKind: KindDefinition = {
   subresources: { status: true },
   columns: [
     { name: 'Resource', type: 'string', jsonPath: '.spec.resource', description: 'Name of the component resource.' },
-    { name: 'Snapshot', type: 'string', jsonPath: '.status.snapshot', description: 'The latest Snapshot.' },
     ...commonColumns(),
-    { name: 'Digest', type: 'string', jsonPath: '.status.digest', description: 'Digest of the latest snapshot.', priority: 1 },
   ],
   strategy: { validate },
 };

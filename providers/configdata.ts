@@ -12,6 +12,7 @@ import YAML, { type Document, isAlias, isMap, isPair, isScalar, isSeq, type Node
 import { readTar } from '../ocm/archive.js';
 import { type ComponentDescriptor, type Resource, findResource } from '../ocm/descriptor.js';
 import { descriptorDigest } from '../ocm/normalise.js';
+import { DigestMismatch } from '../reconcilers/runtime/errors.js';
 import type { ActionContext, Files } from './types.js';
 
 export const CONFIG_DATA_API_VERSION = 'config.ocm.software/v1alpha1';
@@ -92,7 +93,7 @@ export class ComponentResolver {
             const forms = [descriptorDigest(child.descriptor, alg, ref.digest.hashAlgorithm).value];
             if (alg === 'jsonNormalisation/v1') forms.push(descriptorDigest(child.descriptor, alg, ref.digest.hashAlgorithm, { legacyV1: true }).value);
             if (!forms.includes(ref.digest.value)) {
-              throw new TransformError(`digest mismatch: ${componentName(cur)} references ${ref.componentName}:${ref.version} with ${alg} digest ${ref.digest.value}, the stored descriptor's is ${forms[0]}`);
+              throw new DigestMismatch(`digest mismatch: ${componentName(cur)} references ${ref.componentName}:${ref.version} with ${alg} digest ${ref.digest.value}, the stored descriptor's is ${forms[0]}`);
             }
           }
           return { descriptor: child.descriptor, manifest: child.manifest };

@@ -5,11 +5,13 @@
 import { actionInputRef, type ActionSpec } from '../kinds/action.js';
 import { parseDuration } from '../kinds/common.js';
 import type { KubeObject } from '../kinds/types.js';
+import { TransformError } from '../providers/configdata.js';
 import { archiveToFiles } from '../providers/content.js';
 import type { ActionOutput, ActionProvider, Files } from '../providers/types.js';
 import { pullSnapshot } from '../registry/snapshot.js';
-import { readyComponent, withComponentVersion } from './components.js';
+import { componentState, readyComponent, withComponentVersion } from './components.js';
 import { API_VERSION, ensureRegistryTlsSecret, getObject, listObjects, NOT_READY_RETRY_MS, ReconcileError, type ReconcilerContext, reportRunFailure, resourceOf } from './context.js';
+import { stalled, toReconcileError, waiting } from './runtime/errors.js';
 import { runExternalProvider } from './external.js';
 import type { ControllerSpec, ObjectKey, Result } from './runtime/controller.js';
 import { isReady, setCondition } from './runtime/status.js';
@@ -33,7 +35,7 @@ export function actionController(ctx: ReconcilerContext, providers: ActionProvid
     const seen = [self.metadata.name!];
     let ref = actionInputRef(self);
     while (ref?.kind === 'Action') {
-      if (seen.includes(ref.name)) throw new ReconcileError('DependencyCycle', `input chain ${[...seen, ref.name].join(' → ')} is a cycle`, false);
+      if (seen.includes(ref.name)) throw stalled('DependencyCycle', `input chain ${[...seen, ref.name].join(' → ')} is a cycle`);
       seen.push(ref.name);
       const next = await getObject(ctx, ACT, self.metadata.namespace, ref.name);
       ref = next && actionInputRef(next);
@@ -44,25 +46,24 @@ export function actionController(ctx: ReconcilerContext, providers: ActionProvid
     const ns = action.metadata.namespace!;
     const ref = actionInputRef(action)!;
     const upstream = await getObject(ctx, ref.kind === 'Source' ? SRC : ACT, ns, ref.name);
-    if (!upstream) throw new ReconcileError('InputNotFound', `${ref.kind} ${ns}/${ref.name} not found`, false);
+    if (!upstream) throw stalled('InputNotFound', `${ref.kind} ${ns}/${ref.name} not found`);
     const st = (upstream.status ?? {}) as { ready?: boolean; snapshot?: string; digest?: string };
-    if (!st.ready || !st.snapshot) throw new ReconcileError('InputNotReady', `${ref.kind} ${ns}/${ref.name} has no ready snapshot yet`, false);
+    if (!st.ready || !st.snapshot) throw stalled('InputNotReady', `${ref.kind} ${ns}/${ref.name} has no ready snapshot yet`);
     const snapshot = await getObject(ctx, SNAP, ns, st.snapshot);
     const ss = (snapshot?.status ?? {}) as { repositoryURL?: string; tag?: string; digest?: string; chain?: ChainLink[] };
-    if (!snapshot || !ss.repositoryURL || !ss.tag || !ss.digest) throw new ReconcileError('InputNotReady', `Snapshot ${ns}/${st.snapshot} of ${ref.kind} ${ref.name} is not stored yet`, false);
-    if (ss.digest !== st.digest) throw new ReconcileError('InputNotReady', `${ref.kind} ${ref.name} names digest ${st.digest} but its Snapshot holds ${ss.digest}`, false);
+    if (!snapshot || !ss.repositoryURL || !ss.tag || !ss.digest) throw stalled('InputNotReady', `Snapshot ${ns}/${st.snapshot} of ${ref.kind} ${ref.name} is not stored yet`);
+    if (ss.digest !== st.digest) throw stalled('InputNotReady', `${ref.kind} ${ref.name} names digest ${st.digest} but its Snapshot holds ${ss.digest}`);
     return { upstream, snapshot, repositoryURL: ss.repositoryURL, tag: ss.tag, digest: ss.digest, chain: ss.chain ?? [] };
   }
 
   async function pullInput(i: Awaited<ReturnType<typeof input>>): Promise<Files> {
     const bad = await checkAttestation(ctx, i.repositoryURL, i.digest);
-    if (bad) throw new ReconcileError('AttestationInvalid', `input snapshot ${i.snapshot.metadata.name} is not attested by this server: ${bad}`, false);
+    if (bad) throw stalled('AttestationInvalid', `input snapshot ${i.snapshot.metadata.name} is not attested by this server: ${bad}`);
     try {
       return await archiveToFiles(await pullSnapshot(ctx.snapshots.client, `${i.repositoryURL}@${i.digest}`, { expectedDigest: i.digest }));
     } catch (err) {
-      const msg = (err as Error).message;
-      const mismatch = (err as { code?: string }).code === 'DIGEST_MISMATCH' || /digest/i.test(msg);
-      throw new ReconcileError(mismatch ? 'InputDigestMismatch' : 'InputUnavailable', `input snapshot ${i.snapshot.metadata.name}: ${msg}`, !mismatch);
+      // Typed: the OCI client's DIGEST_MISMATCH is InputDigestMismatch (Stalled); others by their own retryability.
+      throw toReconcileError(err, 'InputUnavailable', `input snapshot ${i.snapshot.metadata.name}`, 'InputDigestMismatch');
     }
   }
 
@@ -86,15 +87,15 @@ export function actionController(ctx: ReconcilerContext, providers: ActionProvid
     const rc = await readyComponent(ctx, spec.componentRef, ns);
     const pref = spec.providerRef;
     const provider = pref.apiVersion === API_VERSION ? builtIn.get(pref.kind) : undefined;
-    if (pref.apiVersion === API_VERSION && !provider) throw new ReconcileError('UnsupportedProvider', `${pref.kind} is not an Action provider`, false);
+    if (pref.apiVersion === API_VERSION && !provider) throw stalled('UnsupportedProvider', `${pref.kind} is not an Action provider`);
 
     let out: ActionOutput;
     let providerObj: KubeObject;
     if (provider) {
       const found = await getObject(ctx, resourceOf(ctx, pref.kind), ns, pref.name);
-      if (!found) throw new ReconcileError('ProviderNotFound', `${pref.kind} ${ns}/${pref.name} not found`, false);
+      if (!found) throw stalled('ProviderNotFound', `${pref.kind} ${ns}/${pref.name} not found`);
       providerObj = found;
-      const inputs = [action.metadata.generation, providerObj.metadata.uid, providerObj.metadata.generation, i.digest, rc.version].join('|');
+      const inputs = [action.metadata.generation, providerObj.metadata.uid, providerObj.metadata.generation, i.digest, rc.version, componentState(rc.component)].join('|');
       if (done.get(action.metadata.uid!) === inputs && isReady(action) && !every) return;
       const files = await pullInput(i);
       await ensureRegistryTlsSecret(ctx, ns);
@@ -117,13 +118,15 @@ export function actionController(ctx: ReconcilerContext, providers: ActionProvid
         );
       } catch (err) {
         if (err instanceof ReconcileError) throw err;
-        throw new ReconcileError('ProviderFailed', `${pref.kind}/${pref.name}: ${(err as Error).message}`, false);
+        // A rule or value that cannot be applied stays so until someone edits it.
+        if (err instanceof TransformError) throw stalled('ProviderFailed', `${pref.kind}/${pref.name}: ${err.message}`, err);
+        throw toReconcileError(err, 'ProviderFailed', `${pref.kind}/${pref.name}`);
       }
       if (out.ready !== false) done.set(action.metadata.uid!, inputs);
     } else {
       const ext = await runExternalProvider(ctx, pref, ns, 'Action');
       providerObj = ext.provider;
-      if (!ext.ready) throw new ReconcileError('ProviderNotReady', ext.message, false);
+      if (!ext.ready) throw waiting('ProviderNotReady', ext.message);
       out = { files: ext.files, ready: true };
     }
 
@@ -152,17 +155,14 @@ export function actionController(ctx: ReconcilerContext, providers: ActionProvid
       : snapshot
         ? `snapshot ${snapshot.metadata.name} (${digest!.slice(0, 19)}) from ${i.snapshot.metadata.name}`
         : `${out.message ?? `deployed ${i.snapshot.metadata.name}`}${unnamed.length ? `: ${unnamed.join(', ')}` : ''}`;
-    const contract = (st: Record<string, unknown>, generation: number | undefined) => {
+    // Only the Action's own status: its provider may serve other Actions too (providerStatusController).
+    await ctx.status.update(ACT, { namespace: ns, name: action.metadata.name! }, (st, o) => {
       st.ready = ready;
       if (snapshot) {
         st.snapshot = snapshot.metadata.name;
         st.digest = digest;
       }
-      setCondition(st, { type: 'Ready', status: ready ? 'True' : 'False', reason: ready ? 'Succeeded' : 'Progressing', message }, generation);
-    };
-    if (provider) await ctx.status.update(resourceOf(ctx, pref.kind), { namespace: ns, name: pref.name }, (st, o) => contract(st, o.metadata.generation));
-    await ctx.status.update(ACT, { namespace: ns, name: action.metadata.name! }, (st, o) => {
-      contract(st, o.metadata.generation);
+      setCondition(st, { type: 'Ready', status: ready ? 'True' : 'False', reason: ready ? 'Succeeded' : 'Progressing', message }, o.metadata.generation);
       st.inputSnapshot = i.snapshot.metadata.name;
       st.inputDigest = i.digest;
     });
@@ -189,14 +189,12 @@ export function actionController(ctx: ReconcilerContext, providers: ActionProvid
     async reconcile(key) {
       const action = await ctx.status.get(ACT, key);
       if (!action || (action.spec as ActionSpec).suspend) return;
-      const pref = (action.spec as ActionSpec).providerRef;
       if (action.metadata.deletionTimestamp) return;
       try {
         return await reconcile(action);
       } catch (err) {
         done.delete(action.metadata.uid!);
-        const provider = pref.apiVersion === API_VERSION && builtIn.has(pref.kind) ? { resource: resourceOf(ctx, pref.kind), name: pref.name } : undefined;
-        return reportRunFailure(ctx, ACT, key, provider, err);
+        return reportRunFailure(ctx, ACT, key, err);
       }
     },
   };

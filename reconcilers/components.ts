@@ -26,15 +26,26 @@ export async function readyComponent(ctx: ReconcilerContext, ref: { name: string
   return { component, name: (component.spec as { name: string }).name, version: (component.status as { resolvedVersion: string }).resolvedVersion };
 }
 
+/**
+ * What a Ready OCMComponent says about the version it delivers, without its conditions: resolved
+ * version, descriptor, digests, verification. Sources and Actions run again when it changes, so
+ * new content under the same version (a new manifest digest in the status) flows on too.
+ */
+export function componentState(component: KubeObject): string {
+  const { conditions: _c, observedGeneration: _g, ...rest } = (component.status ?? {}) as Record<string, unknown>;
+  return JSON.stringify(rest, (_k, v) => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1))) : v));
+}
+
 /** Runs `fn` with the component's repository and fetched component version. */
 export async function withComponentVersion<T>(ctx: ReconcilerContext, c: ReadyComponent, fn: (repo: OcmRepository, cv: ComponentVersion) => Promise<T>): Promise<T> {
   const spec = c.component.spec as { repository: { url: string; secretRef?: { name: string } } };
   const client = await repositoryClient(ctx, c.component.metadata.namespace!, spec.repository.url, spec.repository.secretRef);
   try {
     const repo = new OcmRepository(client, spec.repository.url);
-    const key = `${spec.repository.url}|${c.name}|${c.version}`;
+    const key = `${spec.repository.url}|${c.name}|${c.version}|${componentState(c.component)}`;
     let hit = cache.get(key);
     if (!hit || Date.now() - hit.at > TTL_MS) {
+      if (cache.size >= 256) for (const [k, v] of cache) if (Date.now() - v.at > TTL_MS) cache.delete(k);
       hit = { at: Date.now(), value: repo.getComponentVersion(c.name, c.version) };
       cache.set(key, hit);
       hit.value.catch(() => cache.delete(key));

@@ -9,7 +9,8 @@ import type { Store } from '../storage/store.js';
 import type { Logger, ObjectKey, Result } from './runtime/controller.js';
 import type { EventRecorder } from './runtime/events.js';
 import type { HostCluster } from './runtime/host.js';
-import { setCondition, type StatusWriter } from './runtime/status.js';
+import { ReconcileError, toReconcileError, WAITING_RETRY_MS } from './runtime/errors.js';
+import { removeCondition, setCondition, type StatusWriter } from './runtime/status.js';
 
 export interface SnapshotStore {
   /** `host:port` of the registry that holds snapshots, as clients reach it. */
@@ -41,37 +42,31 @@ export interface ReconcilerContext {
 export const GROUP = 'delivery.ocm.software';
 export const API_VERSION = `${GROUP}/v1alpha1`;
 
-/** A failure with a condition reason; `retry: false` means wait for a change (or the interval). */
-export class ReconcileError extends Error {
-  constructor(
-    readonly reason: string,
-    message: string,
-    readonly retry = true,
-  ) {
-    super(message);
-  }
-}
+export { DigestMismatch, ReconcileError, type RetryPolicy } from './runtime/errors.js';
 
 /** How soon a Source or Action whose provider is not ready yet is looked at again. */
-export const NOT_READY_RETRY_MS = 5_000;
+export const NOT_READY_RETRY_MS = WAITING_RETRY_MS;
 
 /**
- * A failed Source or Action run, as the provider contract has it seen: `ready: false` and
- * Ready=False with the reason, on the object and on its built-in provider (`provider`). Throws
- * again when the error wants a retry with backoff.
+ * A failed Source or Action run: `ready: false` and Ready=False with the reason on the object
+ * itself, and Stalled=True when retrying cannot help (Flux's kstatus). Only the object's own
+ * status: a provider shared by several consumers is never written by them (its status is its
+ * own reconciler's). Throws again when the error wants a retry with backoff.
  */
-export async function reportRunFailure(ctx: ReconcilerContext, r: Resource, key: ObjectKey, provider: { resource: Resource; name: string } | undefined, err: unknown): Promise<Result | void> {
-  const e = err instanceof ReconcileError ? err : new ReconcileError('ReconcileFailed', (err as Error).message);
-  const fail = (st: Record<string, unknown>, o: KubeObject) => {
-    st.ready = false;
-    setCondition(st, { type: 'Ready', status: 'False', reason: e.reason, message: e.message }, o.metadata.generation);
-  };
-  await ctx.status.update(r, key, fail);
-  if (provider) await ctx.status.update(provider.resource, { namespace: key.namespace, name: provider.name }, fail);
-  if (e.retry) throw e;
-  if (e.reason === 'ProviderNotReady') return { requeueAfterMs: NOT_READY_RETRY_MS };
+export async function reportRunFailure(ctx: ReconcilerContext, r: Resource, key: ObjectKey, err: unknown): Promise<Result | void> {
+  const e = toReconcileError(err, 'ReconcileFailed');
+  await ctx.status.update(r, key, (st, o) => failureStatus(st, e, o.metadata.generation));
+  if (e.policy === 'Transient') throw e;
+  if (e.policy === 'Waiting') return { requeueAfterMs: e.requeueAfterMs };
 }
 
+/** Ready=False (and Stalled=True for a Stalled error) with the error's reason and message. */
+export function failureStatus(st: Record<string, unknown>, e: ReconcileError, generation: number | undefined) {
+  st.ready = false;
+  setCondition(st, { type: 'Ready', status: 'False', reason: e.reason, message: e.message }, generation);
+  if (e.policy === 'Stalled') setCondition(st, { type: 'Stalled', status: 'True', reason: e.reason, message: e.message }, generation);
+  else removeCondition(st, 'Stalled');
+}
 
 export function resourceOf(ctx: ReconcilerContext, kind: string, group = GROUP, version = 'v1alpha1'): Resource {
   const r = ctx.registry.all.find((x) => x.def.group === group && x.def.version === version && x.def.kind === kind);

@@ -7,6 +7,7 @@ import { archiveToFiles } from '../providers/content.js';
 import type { Files } from '../providers/types.js';
 import { pullSnapshot } from '../registry/snapshot.js';
 import { ReconcileError, type ReconcilerContext } from './context.js';
+import { toReconcileError } from './runtime/errors.js';
 
 export type ExternalResult = { ready: false; message: string; provider: KubeObject } | { ready: true; provider: KubeObject; files?: Files; digest?: string; snapshot?: string };
 
@@ -41,9 +42,8 @@ export async function runExternalProvider(
   try {
     tgz = await pullSnapshot(ctx.snapshots.client, snapshot.replace(/^oci:\/\//, ''), { expectedDigest: digest as string });
   } catch (err) {
-    const msg = (err as Error).message;
-    const mismatch = (err as { code?: string }).code === 'DIGEST_MISMATCH' || /digest/i.test(msg);
-    throw new ReconcileError(mismatch ? 'DigestMismatch' : 'SnapshotUnavailable', `${where}: snapshot ${snapshot}: ${msg}`, !mismatch);
+    // Typed: the OCI client's DIGEST_MISMATCH is DigestMismatch (Stalled); others by their retryability.
+    throw toReconcileError(err, 'SnapshotUnavailable', `${where}: snapshot ${snapshot}`);
   }
   return { ready: true, provider, files: await archiveToFiles(tgz), digest: digest as string, snapshot };
 }

@@ -1,15 +1,18 @@
 // Source: runs its provider (built-in OCMResource) on the verified component version of its
-// OCMComponent, stores the result as a snapshot, and sets the provider contract fields (ready,
-// snapshot, digest) on both the provider object and the Source. A new component version flows
-// through by itself: the Source is re-queued whenever its OCMComponent or provider changes.
+// OCMComponent, stores the result as a snapshot, and sets the contract fields (ready, snapshot,
+// digest) on the Source. The provider's status is its own reconciler's (providerStatusController):
+// a provider may serve several Sources, which never write to it. A new component version, or new
+// content under the same version, flows through by itself: the Source is re-queued whenever its
+// OCMComponent or provider changes.
 import { parseDuration } from '../kinds/common.js';
 import type { SourceSpec } from '../kinds/source.js';
 import type { KubeObject } from '../kinds/types.js';
 import { ocmResourceProvider, ResourceNotFound } from '../providers/ocmresource.js';
 import type { SourceProvider } from '../providers/types.js';
-import { readyComponent, withComponentVersion } from './components.js';
+import { componentState, readyComponent, withComponentVersion } from './components.js';
 import { runExternalProvider } from './external.js';
-import { API_VERSION, getObject, listObjects, ReconcileError, type ReconcilerContext, reportRunFailure, resourceOf } from './context.js';
+import { API_VERSION, getObject, listObjects, type ReconcilerContext, reportRunFailure, resourceOf } from './context.js';
+import { stalled, toReconcileError, waiting } from './runtime/errors.js';
 import type { ControllerSpec, ObjectKey, Result } from './runtime/controller.js';
 import { isReady, setCondition } from './runtime/status.js';
 import { storeSnapshot } from './snapshots.js';
@@ -32,15 +35,15 @@ export function sourceController(ctx: ReconcilerContext): ControllerSpec {
     const spec = src.spec as SourceSpec;
     const pref = spec.providerRef;
     const provider = pref.apiVersion === API_VERSION ? builtIn[pref.kind] : undefined;
-    if (!provider && pref.apiVersion === API_VERSION) throw new ReconcileError('UnsupportedProvider', `${pref.kind} is not a Source provider`, false);
+    if (!provider && pref.apiVersion === API_VERSION) throw stalled('UnsupportedProvider', `${pref.kind} is not a Source provider`);
     if (!provider) return external(src);
     const PR = resourceOf(ctx, pref.kind);
     const providerObj = await getObject(ctx, PR, ns, pref.name);
-    if (!providerObj) throw new ReconcileError('ProviderNotFound', `${pref.kind} ${ns}/${pref.name} not found`, false);
+    if (!providerObj) throw stalled('ProviderNotFound', `${pref.kind} ${ns}/${pref.name} not found`);
 
     const rc = await readyComponent(ctx, spec.componentRef, ns);
     const comp = rc.component;
-    const inputs = [src.metadata.generation, providerObj.metadata.uid, providerObj.metadata.generation, comp.metadata.uid, rc.version].join('|');
+    const inputs = [src.metadata.generation, providerObj.metadata.uid, providerObj.metadata.generation, comp.metadata.uid, rc.version, componentState(comp)].join('|');
     const every = spec.interval ? parseDuration(spec.interval) : undefined;
     if (done.get(src.metadata.uid!) === inputs && isReady(src) && !every) return;
     return withComponentVersion(ctx, rc, async (repo, cv) => {
@@ -48,10 +51,9 @@ export function sourceController(ctx: ReconcilerContext): ControllerSpec {
       try {
         out = await provider.produce({ source: src, provider: providerObj, component: comp, descriptor: cv.descriptor, repository: repo, componentVersion: cv });
       } catch (err) {
-        if (err instanceof ResourceNotFound) throw new ReconcileError('ResourceNotFound', err.message, false);
-        const msg = (err as Error).message;
-        if (/digest/i.test(msg)) throw new ReconcileError('DigestMismatch', msg, false);
-        throw new ReconcileError('ProviderFailed', `${pref.kind}/${pref.name}: ${msg}`);
+        if (err instanceof ResourceNotFound) throw stalled('ResourceNotFound', err.message, err);
+        // Typed, not by message: a digest mismatch (OCM repository or OCI client) is DigestMismatch.
+        throw toReconcileError(err, 'ProviderFailed', `${pref.kind}/${pref.name}`);
       }
       const status = (src.status ?? {}) as { snapshot?: string };
       const current = status.snapshot ? await getObject(ctx, SNAP, ns, status.snapshot) : undefined;
@@ -66,16 +68,12 @@ export function sourceController(ctx: ReconcilerContext): ControllerSpec {
         current,
       });
       const snap = snapshot.status as { digest: string; tag: string };
-      const contract = (st: Record<string, unknown>, generation: number | undefined, what: string) => {
+      const what = `${out.identity.resourceName ?? 'the resource'} from ${rc.name}:${rc.version}`;
+      await ctx.status.update(SRC, { namespace: ns, name: src.metadata.name! }, (st, o) => {
         st.ready = true;
         st.snapshot = snapshot.metadata.name;
         st.digest = snap.digest;
-        setCondition(st, { type: 'Ready', status: 'True', reason: 'Succeeded', message: `snapshot ${snapshot.metadata.name} (${snap.digest.slice(0, 19)}) of ${what}` }, generation);
-      };
-      const what = `${out.identity.resourceName ?? 'the resource'} from ${rc.name}:${rc.version}`;
-      await ctx.status.update(PR, { namespace: ns, name: pref.name }, (st, o) => contract(st, o.metadata.generation, what));
-      await ctx.status.update(SRC, { namespace: ns, name: src.metadata.name! }, (st, o) => {
-        contract(st, o.metadata.generation, what);
+        setCondition(st, { type: 'Ready', status: 'True', reason: 'Succeeded', message: `snapshot ${snapshot.metadata.name} (${snap.digest.slice(0, 19)}) of ${what}` }, o.metadata.generation);
         st.componentVersion = rc.version;
       });
       done.set(src.metadata.uid!, inputs);
@@ -89,7 +87,7 @@ export function sourceController(ctx: ReconcilerContext): ControllerSpec {
     const spec = src.spec as SourceSpec;
     const rc = await readyComponent(ctx, spec.componentRef, ns);
     const ext = await runExternalProvider(ctx, spec.providerRef, ns, 'Source');
-    if (!ext.ready) throw new ReconcileError('ProviderNotReady', ext.message, false);
+    if (!ext.ready) throw waiting('ProviderNotReady', ext.message);
     const cur = (src.status as { snapshot?: string } | undefined)?.snapshot;
     const { snapshot } = await storeSnapshot(ctx, {
       producer: src,
@@ -134,9 +132,7 @@ export function sourceController(ctx: ReconcilerContext): ControllerSpec {
         return await reconcile(src);
       } catch (err) {
         done.delete(src.metadata.uid!);
-        const pref = (src.spec as SourceSpec).providerRef;
-        const provider = pref.apiVersion === API_VERSION && builtIn[pref.kind] ? { resource: resourceOf(ctx, pref.kind), name: pref.name } : undefined;
-        return reportRunFailure(ctx, SRC, key, provider, err);
+        return reportRunFailure(ctx, SRC, key, err);
       }
     },
   };

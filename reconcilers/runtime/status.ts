@@ -1,5 +1,6 @@
 // Conditions (Flux style: Ready with reason and message, observedGeneration) and status writes
 // through the generic REST path's status subresource, with an Event on every Ready transition.
+import { isDeepStrictEqual } from 'node:util';
 import { ApiError } from '../../apiserver/errors.js';
 import { keyFor, type Resource } from '../../apiserver/resources.js';
 import { type GenericREST, internalOptions } from '../../apiserver/rest.js';
@@ -19,8 +20,12 @@ type Status = Record<string, unknown> & { conditions?: Condition[]; observedGene
 
 const now = () => new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
 
-/** Sets a condition, keeping lastTransitionTime when the status did not change. */
+/**
+ * Sets a condition, keeping lastTransitionTime when the status did not change. Ready=True also
+ * drops a Stalled condition (an object that is Ready is not stalled).
+ */
 export function setCondition(status: Status, c: ConditionInput, generation: number | undefined) {
+  if (c.type === 'Ready' && c.status === 'True') removeCondition(status, 'Stalled');
   const list = (status.conditions ??= []);
   const old = list.find((x) => x.type === c.type);
   const next: Condition = {
@@ -58,7 +63,8 @@ export class StatusWriter {
 
   /**
    * Re-reads the object, lets `mutate` change a copy of its status (observedGeneration is set to
-   * the generation seen), writes it through /status, retrying on conflicts. Returns the result.
+   * the generation seen), writes it through /status, retrying on conflicts, and only when it
+   * differs from what is stored. Returns the result (the stored object when nothing changed).
    */
   async update(r: Resource, key: ObjectKey, mutate: (status: Status, obj: KubeObject) => void): Promise<KubeObject | undefined> {
     for (let attempt = 0; ; attempt++) {
@@ -69,6 +75,9 @@ export class StatusWriter {
       mutate(status, cur);
       status.observedGeneration = cur.metadata.generation;
       next.status = status;
+      // Compare before write: a status that did not change is not written (no new
+      // resourceVersion, no watch event, nothing re-queued).
+      if (isDeepStrictEqual(cur.status ?? {}, status)) return cur;
       try {
         const written = (await this.rest.update(r, key.namespace, key.name, next, true, internalOptions())).obj;
         await this.announce(cur, written);
