@@ -4,6 +4,7 @@
 // tokens (TokenReview); then an Authorizer decides on the request's attributes.
 import { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
+import { certPullNamespace } from '../registry/server-auth.js';
 import { ApiError, forbidden } from './errors.js';
 
 export interface UserInfo {
@@ -80,7 +81,9 @@ export class Authenticator {
     if (peer) {
       c.cn = dnField(peer.subject, 'CN')[0] ?? '';
       if (this.config.requestHeader && signedBy(peer, this.config.requestHeader.cas)) c.proxy = true;
-      if (signedBy(peer, this.config.clientCAs)) c.user = withAuthenticated({ name: c.cn, groups: dnField(peer.subject, 'O') });
+      // A registry pull certificate (ocm-registry-tls, for Flux) is no identity at the API.
+      if (signedBy(peer, this.config.clientCAs) && certPullNamespace(peer.subjectAltName) === undefined)
+        c.user = withAuthenticated({ name: c.cn, groups: dnField(peer.subject, 'O') });
     }
     this.peers.set(socket, c);
     return c;

@@ -34,6 +34,7 @@ import { providerStatusControllers } from '../reconcilers/providers.js';
 import { sourceController } from '../reconcilers/source.js';
 import { credentialsFromDockerConfig, OciClient } from '../registry/client.js';
 import { startRegistryWorker } from '../registry/worker.js';
+import { pullCheck } from '../registry/server-auth.js';
 import { HostCluster } from '../reconcilers/runtime/host.js';
 import { LevelStore } from '../storage/leveldb.js';
 import { LIMIT_DEFAULTS, parseDuration } from '../apiserver/limits.js';
@@ -209,6 +210,8 @@ const registry = await startRegistryWorker({
   anonymousPull: values['registry-anonymous-pull'],
   // `docker login`-style clients: the password is a bearer token this server accepts.
   authenticateBasic: async (_user, pass) => (authnConfig.tokens ? authnConfig.tokens(pass) : undefined),
+  // Pulling <ns>/... is `get` on snapshots in <ns>, decided by the API's own authorizer.
+  authorizePull: pullCheck(authz),
   logLevel: values['log-level'],
   logFormat,
   traffic: metrics.registryTraffic(() => registry.blobCount()),

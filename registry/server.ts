@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { BlobStore, digestHex, isDigest, sha256 } from './blobstore.js';
-import { SERVICE, Tokens, allowed, certPrincipal, grant, parseScopes, type Principal } from './server-auth.js';
+import { RegistryPolicy, SERVICE, Tokens, certPrincipal, parseScopes, type PullCheck, type Principal } from './server-auth.js';
 import { RegistryError, regError, storageError } from './server-errors.js';
 import { WriteGate, collectGarbage, type GcOptions, type GcResult } from './server-gc.js';
 import { MAX_MANIFEST_BYTES, OCI_INDEX, parseManifest } from './server-manifest.js';
@@ -22,6 +22,9 @@ export interface RegistryOptions {
   anonymousPull?: boolean;
   tokenSecret?: Buffer;
   authenticateBasic?: (user: string, pass: string) => Promise<{ name: string; groups: string[] } | undefined>;
+  /** May a user pull the repositories of a namespace (`get` on its snapshots, asked of the API's
+   * authorizer)? Without it only the server's own certificate (and, with anonymousPull, anyone) pulls. */
+  authorizePull?: PullCheck;
   logLevel?: string;
   logFormat?: LogFormat;
   /** Called with the fastify app before it listens (metrics hooks) and the blob store (blob count). */
@@ -101,6 +104,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
   const tokens = new Tokens(opts.tokenSecret ?? randomBytes(32));
   const gate = new WriteGate();
   const anonymousPull = opts.anonymousPull ?? false;
+  const policy = new RegistryPolicy(opts.authorizePull, anonymousPull);
 
   const app = Fastify({
     https: {
@@ -160,10 +164,12 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
     req.principal ??= { name: 'system:anonymous', groups: [], via: 'anonymous' };
   });
 
-  function authorize(req: FastifyRequest, type: 'repository' | 'registry', name: string, action: string) {
+  async function authorize(req: FastifyRequest, type: 'repository' | 'registry', name: string, action: string) {
     const p = req.principal!;
-    if (allowed(p, type, name, action, anonymousPull)) return;
+    if (await policy.allowed(p, type, name, action)) return;
     const actions = type === 'registry' ? '*' : action === 'pull' ? 'pull' : `pull,${action}`;
+    // A certificate is who the caller is, and a token would not say more: 403. Otherwise a token may.
+    if (p.via === 'cert') throw regError('DENIED', 'requested access to the resource is denied', { type, name, action }, 403);
     throw unauthorized(req, `${type}:${name}:${actions}`, p.via === 'token' ? 'insufficient_scope' : undefined);
   }
 
@@ -174,12 +180,12 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
     return who;
   }
   async function token(req: FastifyRequest, reply: FastifyReply) {
-    let who: { name: string; groups: string[] } | undefined = certPrincipal(req.raw.socket as TLSSocket);
+    let who: Principal | undefined = certPrincipal(req.raw.socket as TLSSocket);
     let scopes: string[];
     if (req.method === 'POST') {
       const form = new URLSearchParams((await readBody(req.raw, MAX_TOKEN_FORM)).toString('utf8'));
       if (form.get('grant_type') !== 'password') return reply.code(400).send({ error: 'unsupported_grant_type' });
-      who = await basicUser(form.get('username') ?? '', form.get('password') ?? '');
+      who = { ...(await basicUser(form.get('username') ?? '', form.get('password') ?? '')), via: 'password' };
       scopes = form.getAll('scope');
     } else {
       scopes = all((req.query as Query).scope);
@@ -187,11 +193,12 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
       if (auth && /^basic /i.test(auth)) {
         const plain = Buffer.from(auth.slice(6).trim(), 'base64').toString('utf8');
         const i = plain.indexOf(':');
-        who = await basicUser(plain.slice(0, Math.max(i, 0)), i < 0 ? '' : plain.slice(i + 1));
+        who = { ...(await basicUser(plain.slice(0, Math.max(i, 0)), i < 0 ? '' : plain.slice(i + 1))), via: 'password' };
       }
     }
     if (!who && !anonymousPull) throw regError('UNAUTHORIZED', 'authentication required').withHeader('WWW-Authenticate', `Basic realm="${SERVICE}"`);
-    const issued = tokens.issue(who ?? { name: 'system:anonymous', groups: [] }, grant(parseScopes(scopes), !!who));
+    who ??= { name: 'system:anonymous', groups: [], via: 'anonymous' };
+    const issued = tokens.issue(who, await policy.grant(who, parseScopes(scopes)));
     return reply.header('Cache-Control', 'no-store').send(issued);
   }
   app.get('/token', token);
@@ -235,8 +242,8 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
 
   route(/^\/v2\/_catalog$/, {
     GET: async (req, reply) => {
-      authorize(req, 'registry', 'catalog', '*');
-      const { page, n, next } = paginate(await repos.list(), req.query as Query);
+      await authorize(req, 'registry', 'catalog', '*');
+      const { page, n, next } = paginate(await policy.readable(req.principal!, await repos.list()), req.query as Query);
       if (next !== undefined) reply.header('Link', `</v2/_catalog?n=${n}&last=${encodeURIComponent(next)}>; rel="next"`);
       return reply.header('Content-Type', 'application/json').send(JSON.stringify({ repositories: page }));
     },
@@ -253,11 +260,11 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
 
   route(/^\/v2\/(.+)\/blobs\/uploads\/?$/, {
     POST: async (req, reply, name) => {
-      authorize(req, 'repository', name, 'push');
+      await authorize(req, 'repository', name, 'push');
       const q = req.query as Query;
       const mount = first(q.mount);
       const from = first(q.from);
-      if (isDigest(mount) && from && NAME_RE.test(from) && allowed(req.principal!, 'repository', from, 'pull', anonymousPull)) {
+      if (isDigest(mount) && from && NAME_RE.test(from) && (await policy.allowed(req.principal!, 'repository', from, 'pull'))) {
         const hex = mount.slice(7);
         const mounted = await gate.run(async () => {
           if (!(await repos.hasBlob(from, hex)) || !(await store.stat(hex))) return false;
@@ -309,19 +316,19 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
 
   route(/^\/v2\/(.+)\/blobs\/uploads\/([^/]+)$/, {
     GET: async (req, reply, name, id) => {
-      authorize(req, 'repository', name, 'push');
+      await authorize(req, 'repository', name, 'push');
       const up = await findUpload(name, id);
       return uploadHeaders(reply.code(204), name, id, up.size).send();
     },
     PATCH: async (req, reply, name, id) => {
-      authorize(req, 'repository', name, 'push');
+      await authorize(req, 'repository', name, 'push');
       const up = await findUpload(name, id);
       const len = chunkLength(req, reply, name, id, up.size);
       await store.append(up, req.raw, len);
       return uploadHeaders(reply.code(202), name, id, up.size).send();
     },
     PUT: async (req, reply, name, id) => {
-      authorize(req, 'repository', name, 'push');
+      await authorize(req, 'repository', name, 'push');
       const up = await findUpload(name, id);
       const digest = first((req.query as Query).digest);
       if (digest === undefined) throw regError('DIGEST_INVALID', 'digest query parameter required');
@@ -332,7 +339,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
       return blobCreated(reply, name, hex);
     },
     DELETE: async (req, reply, name, id) => {
-      authorize(req, 'repository', name, 'push');
+      await authorize(req, 'repository', name, 'push');
       await store.cancel(await findUpload(name, id));
       return reply.code(204).send();
     },
@@ -341,7 +348,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
   // Blobs.
   const inRepo = async (name: string, hex: string) => (await repos.hasBlob(name, hex)) || (await repos.getRevision(name, hex)) !== undefined;
   const getBlob: Handler = async (req, reply, name, digest) => {
-    authorize(req, 'repository', name, 'pull');
+    await authorize(req, 'repository', name, 'pull');
     const hex = digestHex(digest);
     const blob = (await inRepo(name, hex)) ? await store.open(hex) : undefined;
     if (!blob) throw regError('BLOB_UNKNOWN', 'blob unknown to registry', { digest });
@@ -378,7 +385,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
     GET: getBlob,
     HEAD: getBlob,
     DELETE: async (req, reply, name, digest) => {
-      authorize(req, 'repository', name, 'delete');
+      await authorize(req, 'repository', name, 'delete');
       const hex = digestHex(digest);
       if (!(await gate.run(() => repos.unlinkBlob(name, hex)))) throw regError('BLOB_UNKNOWN', 'blob unknown to repository', { digest });
       return reply.code(202).send();
@@ -400,7 +407,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
     return { hex, meta };
   };
   const getManifest: Handler = async (req, reply, name, ref) => {
-    authorize(req, 'repository', name, 'pull');
+    await authorize(req, 'repository', name, 'pull');
     const { hex, meta } = await resolve(name, ref);
     const blob = await store.open(hex);
     if (!blob) throw regError('MANIFEST_UNKNOWN', 'manifest content missing', { name, reference: ref });
@@ -413,7 +420,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
     GET: getManifest,
     HEAD: getManifest,
     PUT: async (req, reply, name, ref) => {
-      authorize(req, 'repository', name, 'push');
+      await authorize(req, 'repository', name, 'push');
       const r = parseRef(ref);
       const body = await readBody(req.raw, MAX_MANIFEST_BYTES);
       const hex = sha256(body);
@@ -455,7 +462,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
       return reply.code(201).header('Location', `/v2/${name}/manifests/sha256:${hex}`).header('Docker-Content-Digest', `sha256:${hex}`).send();
     },
     DELETE: async (req, reply, name, ref) => {
-      authorize(req, 'repository', name, 'delete');
+      await authorize(req, 'repository', name, 'delete');
       const r = parseRef(ref);
       const done = await gate.run(() => (r.tag !== undefined ? repos.deleteTag(name, r.tag) : repos.deleteRevision(name, r.hex!)));
       if (!done) throw regError('MANIFEST_UNKNOWN', 'manifest unknown', { name, reference: ref });
@@ -465,7 +472,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
 
   route(/^\/v2\/(.+)\/tags\/list$/, {
     GET: async (req, reply, name) => {
-      authorize(req, 'repository', name, 'pull');
+      await authorize(req, 'repository', name, 'pull');
       if (!(await repos.exists(name))) throw regError('NAME_UNKNOWN', 'repository name not known to registry', { name });
       const { page, n, next } = paginate(await repos.tags(name), req.query as Query);
       if (next !== undefined) reply.header('Link', `</v2/${name}/tags/list?n=${n}&last=${encodeURIComponent(next)}>; rel="next"`);
@@ -475,7 +482,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
 
   route(/^\/v2\/(.+)\/referrers\/([^/]+)$/, {
     GET: async (req, reply, name, digest) => {
-      authorize(req, 'repository', name, 'pull');
+      await authorize(req, 'repository', name, 'pull');
       let manifests = await repos.referrers(name, digestHex(digest));
       const artifactType = first((req.query as Query).artifactType);
       if (artifactType !== undefined) {

@@ -11,10 +11,10 @@ const port = parentPort!;
 const data = workerData as WorkerRegistryData;
 const send = (m: FromWorker) => port.postMessage(m);
 
-// Calls into the main thread (basic-auth token checks), by id.
+// Calls into the main thread (basic-auth token checks, pull authorization), by id.
 let nextId = 0;
 const calls = new Map<number, (v: unknown) => void>();
-const ask = (m: { op: 'auth'; user: string; pass: string }) =>
+const ask = (m: { op: 'auth'; user: string; pass: string } | { op: 'authz'; user: { name: string; groups: string[] }; namespace: string }) =>
   new Promise<unknown>((resolve) => {
     const id = ++nextId;
     calls.set(id, resolve);
@@ -41,6 +41,7 @@ try {
     ...data.options,
     tokenSecret: data.options.tokenSecret ? Buffer.from(data.options.tokenSecret) : undefined,
     authenticateBasic: data.basicAuth ? async (user, pass) => (await ask({ op: 'auth', user, pass })) as { name: string; groups: string[] } | undefined : undefined,
+    authorizePull: data.pullAuthz ? async (user, namespace) => (await ask({ op: 'authz', user: { name: user.name, groups: user.groups }, namespace })) === true : undefined,
     instrument: (a, b) => {
       [app, blobs] = [a, b];
       tracker = new RequestTracker(a.server);

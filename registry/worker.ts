@@ -1,14 +1,15 @@
 // The snapshot registry on a worker thread of its own: blob transfers, their TLS and disk I/O run
 // beside the API's event loop instead of on it (a 200 MB pull never stalls a watch), and on a
 // second core. Same Registry interface as startRegistry; what needs the main thread (basic-auth
-// token checks, metrics) travels as messages.
+// token checks, the API's authorizer, metrics) travels as messages.
 import { Worker } from 'node:worker_threads';
 import type { TrafficSink } from './traffic.js';
 import type { GcOptions, GcResult, Registry, RegistryOptions } from './server.js';
 
 export interface WorkerRegistryData {
-  options: Omit<RegistryOptions, 'authenticateBasic' | 'instrument' | 'tokenSecret'> & { tokenSecret?: Uint8Array };
+  options: Omit<RegistryOptions, 'authenticateBasic' | 'authorizePull' | 'instrument' | 'tokenSecret'> & { tokenSecret?: Uint8Array };
   basicAuth: boolean;
+  pullAuthz: boolean;
 }
 
 export type ToWorker =
@@ -23,6 +24,7 @@ export type FromWorker =
   | { op: 'ready'; port: number; url: string }
   | { op: 'failed'; message: string }
   | { op: 'auth'; id: number; user: string; pass: string }
+  | { op: 'authz'; id: number; user: { name: string; groups: string[] }; namespace: string }
   | { op: 'traffic'; bytesIn: number; bytesOut: number; requests: Record<string, number> }
   | { op: 'reply'; id: number; result?: unknown; error?: string };
 
@@ -43,8 +45,8 @@ export interface WorkerRegistryOptions extends Omit<RegistryOptions, 'instrument
 }
 
 export async function startRegistryWorker(opts: WorkerRegistryOptions): Promise<WorkerRegistry> {
-  const { authenticateBasic, traffic, onExit, tokenSecret, ...options } = opts;
-  const data: WorkerRegistryData = { options: { ...options, tokenSecret: tokenSecret && new Uint8Array(tokenSecret) }, basicAuth: !!authenticateBasic };
+  const { authenticateBasic, authorizePull, traffic, onExit, tokenSecret, ...options } = opts;
+  const data: WorkerRegistryData = { options: { ...options, tokenSecret: tokenSecret && new Uint8Array(tokenSecret) }, basicAuth: !!authenticateBasic, pullAuthz: !!authorizePull };
   const worker = new Worker(new URL('./worker-thread.js', import.meta.url), { workerData: data });
   let nextId = 0;
   const pending = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
@@ -75,6 +77,12 @@ export async function startRegistryWorker(opts: WorkerRegistryOptions): Promise<
           void (authenticateBasic?.(m.user, m.pass) ?? Promise.resolve(undefined)).then(
             (result) => worker.postMessage({ op: 'auth-reply', id: m.id, result } satisfies ToWorker),
             () => worker.postMessage({ op: 'auth-reply', id: m.id, result: undefined } satisfies ToWorker),
+          );
+          return;
+        case 'authz':
+          void (authorizePull?.(m.user, m.namespace) ?? Promise.resolve(false)).then(
+            (result) => worker.postMessage({ op: 'auth-reply', id: m.id, result } satisfies ToWorker),
+            () => worker.postMessage({ op: 'auth-reply', id: m.id, result: false } satisfies ToWorker),
           );
           return;
         case 'reply': {

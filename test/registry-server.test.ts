@@ -31,6 +31,8 @@ const baseOpts: RegistryOptions = {
   tls: { key: certs.serverKeyPem, cert: certs.serverCertPem, clientCA: certs.caCertPem },
   tokenSecret: secret,
   authenticateBasic: async (u, p) => (u === 'alice' && p === 'secret' ? { name: 'alice', groups: ['devs'] } : undefined),
+  // The API's authorizer, as the server passes it: alice may read the snapshots of every namespace but "private".
+  authorizePull: async (u, ns) => u.name === 'alice' && ns !== 'private',
   logLevel: 'silent',
 };
 let reg = await startRegistry(baseOpts);
@@ -225,14 +227,21 @@ t.test('token endpoint', async (t) => {
   t.type(tok.expires_in, 'number');
   t.ok(Date.parse(tok.issued_at) > 0, 'issued_at is a date');
 
-  await pushBlob('tok/a', 'with a token', { token: tok.token });
+  // Granted: what alice may do, not what she asked for. Pull, as the authorizer allows; push never
+  // (snapshots are the server's to write): fewer actions, not an error, as docker's token servers do.
+  r = await req('POST', `/v2/tok/a/blobs/uploads/?digest=${sha('with a token')}`, { token: tok.token, body: 'with a token' });
+  t.equal(r.status, 401, 'push refused: not granted');
+  t.match(r.headers['www-authenticate'], /scope="repository:tok\/a:pull,push",error="insufficient_scope"/);
+  await pushBlob('tok/a', 'with a token'); // the server's certificate
   r = await req('GET', `/v2/tok/a/blobs/${sha('with a token')}`, { token: tok.token });
-  t.equal(r.text, 'with a token', 'push and pull with the token');
-  r = await req('POST', `/v2/tok/b/blobs/uploads/`, { token: tok.token });
+  t.equal(r.text, 'with a token', 'pull with the token');
+  r = await req('GET', '/v2/tok/b/tags/list', { token: tok.token });
   t.equal(r.status, 401, 'repository outside the token scope');
-  t.match(r.headers['www-authenticate'], /scope="repository:tok\/b:pull,push",error="insufficient_scope"/);
+  t.match(r.headers['www-authenticate'], /scope="repository:tok\/b:pull",error="insufficient_scope"/);
   r = await req('GET', '/v2/_catalog', { token: tok.token });
   t.equal(r.status, 401, 'catalog needs registry:catalog:*');
+  const priv = (await req('GET', '/token?scope=repository:private/a:pull,push,delete', { cert: false, basic: 'alice:secret' })).json().token;
+  t.equal((await req('GET', '/v2/private/a/tags/list', { token: priv })).status, 401, 'a namespace alice may not read: nothing granted');
 
   r = await req('GET', '/token?scope=repository:tok/a:pull&scope=registry:catalog:*', {});
   t.equal(r.status, 200, 'client certificate');
@@ -465,7 +474,7 @@ t.test('cross-repository mount', async (t) => {
   t.equal(r.status, 202, 'blob not in the source repository: upload');
   await req('DELETE', r.headers.location as string);
 
-  const tok = (await req('GET', '/token?scope=repository:mount/dst3:pull,push', { cert: false, basic: 'alice:secret' })).json().token;
+  const tok = (await req('GET', '/token?scope=repository:mount/dst3:pull,push', {})).json().token; // the server's, without mount/src
   r = await req('POST', `/v2/mount/dst3/blobs/uploads/?mount=${blob.digest}&from=mount/src`, { token: tok });
   t.equal(r.status, 202, 'no pull access to the source repository: upload');
   t.equal((await req('HEAD', `/v2/mount/dst3/blobs/${blob.digest}`)).status, 404, 'not mounted');
@@ -955,8 +964,9 @@ t.test('interoperability with skopeo', async (t) => {
   // Token flow: no client certificate, HTTP Basic at the token endpoint.
   const viaToken = JSON.parse(await skopeo('list-tags', '--cert-dir', caOnly, '--creds', 'alice:secret', ref));
   t.ok(viaToken.Tags.includes('1700000000'), 'list-tags with a bearer token');
-  await skopeo('copy', '--preserve-digests', '--dest-cert-dir', caOnly, '--dest-creds', 'alice:secret', `oci:${src}:v1`, `docker://127.0.0.1:${reg.port}/ns/tokens/app:1`);
-  t.equal((await req('HEAD', '/v2/ns/tokens/app/manifests/1')).headers['docker-content-digest'], layout.digest, 'push with a bearer token');
+  // Only the server writes: alice's token is down-scoped to pull and skopeo's push fails.
+  await t.rejects(skopeo('copy', '--preserve-digests', '--dest-cert-dir', caOnly, '--dest-creds', 'alice:secret', `oci:${src}:v1`, `docker://127.0.0.1:${reg.port}/ns/tokens/app:1`), 'push with a bearer token is refused');
+  t.equal((await req('HEAD', '/v2/ns/tokens/app/manifests/1')).status, 404, 'nothing pushed');
   // Registry to registry (containers/image tries cross-repository mounts), then delete.
   await skopeo('copy', '--preserve-digests', '--src-cert-dir', certDir, '--dest-cert-dir', certDir, `${ref}:1700000000`, `docker://127.0.0.1:${reg.port}/ns/copy/app:2`);
   t.equal((await req('HEAD', '/v2/ns/copy/app/manifests/2')).headers['docker-content-digest'], layout.digest, 'registry to registry copy');
