@@ -166,15 +166,20 @@ export const ComponentDescriptorStatus = statusSchema('ComponentDescriptor', {
 export type ComponentDescriptorStatus = Static<typeof ComponentDescriptorStatus>;
 
 /**
- * Object name for the ComponentDescriptor of a component version, as in the design
- * (`github.com/weaveworks/wge` `v0.9.4` -> `github-com-weaveworks-wge-v0-9-4`); names too long for
- * an object name are cut and suffixed with a hash.
+ * Object name for the ComponentDescriptor that OCMComponent `owner` keeps of a component version:
+ * `<owner>.<component>-<version>-<hash>` (`podinfo`, `github.com/weaveworks/wge`, `v0.9.4` ->
+ * `podinfo.github-com-weaveworks-wge-v0-9-4-1a2b3c4d`). The owner's name keeps OCMComponents that
+ * read the same version (from different repositories, with different content) out of each other's
+ * objects, so none is shared or garbage-collected under another; the hash of the exact name and
+ * version keeps versions apart that read the same (`a/b-1.0` and `a/b` `1.0`). Names too long for an
+ * object name are cut, with a hash of all three.
  */
-export function componentDescriptorName(component: string, version: string): string {
-  const base = `${component}-${version}`.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '');
-  if (base.length <= 253) return base || 'component';
-  const hash = createHash('sha256').update(`${component}:${version}`).digest('hex').slice(0, 10);
-  return `${base.slice(0, 242).replace(/-+$/, '')}-${hash}`;
+export function componentDescriptorName(owner: string, component: string, version: string): string {
+  const readable = `${component}-${version}`.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '') || 'component';
+  const hash = (s: string, n: number) => createHash('sha256').update(s).digest('hex').slice(0, n);
+  const name = `${owner}.${readable}-${hash(`${component}:${version}`, 8)}`;
+  if (name.length <= 253) return name;
+  return `${`${owner}.${readable}`.slice(0, 236).replace(/[-.]+$/, '')}-${hash(`${owner}\n${component}:${version}`, 16)}`;
 }
 
 export const componentDescriptorKind: KindDefinition = {
@@ -187,7 +192,7 @@ export const componentDescriptorKind: KindDefinition = {
   categories: [...CATEGORIES],
   namespaced: true,
   description:
-    'A ComponentDescriptor holds the descriptor of one OCM component version (name, version, provider, resources, sources, component references, signatures) as fetched and verified by the server for an OCMComponent, so that other controllers and users can read it through the Kubernetes API. Written by the server; owned by the OCMComponent.',
+    'A ComponentDescriptor holds the descriptor of one OCM component version (name, version, provider, resources, sources, component references, signatures) as fetched and verified by the server for an OCMComponent, so that other controllers and users can read it through the Kubernetes API. Written by the server; owned by the one OCMComponent that read it, and named after it (`<OCMComponent>.<component>-<version>-<hash>`), so OCMComponents never share one.',
   schema: Type.Object({
     spec: ComponentDescriptorSpec,
     status: Type.Optional(ComponentDescriptorStatus),

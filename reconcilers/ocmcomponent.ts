@@ -11,6 +11,7 @@ import { verifyDescriptor } from '../ocm/signing.js';
 import {
   API_VERSION,
   applyObject,
+  listObjects,
   ownerRef,
   ReconcileError,
   type ReconcilerContext,
@@ -18,6 +19,7 @@ import {
   resourceOf,
   secretData,
 } from './context.js';
+import { internalOptions } from '../apiserver/rest.js';
 import type { ControllerSpec, Result } from './runtime/controller.js';
 import { setCondition } from './runtime/status.js';
 
@@ -98,7 +100,7 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
           apiVersion: API_VERSION,
           kind: 'ComponentDescriptor',
           metadata: {
-            name: componentDescriptorName(cd.component.name, cd.component.version),
+            name: componentDescriptorName(obj.metadata.name!, cd.component.name, cd.component.version),
             namespace: ns,
             ownerReferences: [owner],
             labels: { 'delivery.ocm.software/ocmcomponent': obj.metadata.name! },
@@ -109,13 +111,19 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
       const refs = await repo.resolveReferences(cv).catch((err: Error) => {
         throw new ReconcileError('ReferenceFailed', `resolving the component references of ${spec.name}:${version}: ${err.message}`);
       });
-      for (const ref of refs) await write(ref.descriptor);
+      const written = new Set([main.metadata.name!]);
+      for (const ref of refs) written.add((await write(ref.descriptor)).metadata.name!);
+      // Descriptors this OCMComponent wrote before (older versions, the older naming) and no longer shows.
+      for (const old of await listObjects(ctx, CD, ns)) {
+        const mine = old.metadata.ownerReferences?.some((o) => o.controller && o.uid === obj.metadata.uid);
+        if (mine && !written.has(old.metadata.name!)) await ctx.rest.delete(CD, ns, old.metadata.name!, {}, internalOptions()).catch(() => undefined);
+      }
 
       let deployPackage: { name: string; namespace: string; kind: string; apiVersion: string } | undefined;
       const pkg = cv.descriptor.component.resources.find((r) => DEPLOY_PACKAGE_TYPES.includes(r.type));
       if (pkg && CM) {
         const { data } = await repo.getResourceContent(cv, pkg);
-        const name = `${main.metadata.name!.slice(0, 230)}-deploy-package`;
+        const name = `${main.metadata.name!.slice(0, 230).replace(/[-.]+$/, '')}-deploy-package`;
         await applyObject(ctx, CM, {
           apiVersion: 'v1',
           kind: 'ConfigMap',

@@ -792,10 +792,13 @@ t.test('helpers', async (t) => {
   setPath(mapValues, 'spec.values', { a: 1 });
   t.same(configuratorValues(mapValues as KubeObject), [{ a: 1 }]);
 
-  t.equal(componentDescriptorName('github.com/weaveworks/wge', 'v0.9.4'), 'github-com-weaveworks-wge-v0-9-4');
-  t.equal(componentDescriptorName('/', '+'), 'component', 'never empty');
-  const long = componentDescriptorName(`acme.org/${'x'.repeat(300)}`, '1.0.0');
+  t.match(componentDescriptorName('wge', 'github.com/weaveworks/wge', 'v0.9.4'), /^wge\.github-com-weaveworks-wge-v0-9-4-[0-9a-f]{8}$/);
+  t.match(componentDescriptorName('a', '/', '+'), /^a\.component-[0-9a-f]{8}$/, 'never empty');
+  t.not(componentDescriptorName('a', 'acme.org/b-1.0', '0.0'), componentDescriptorName('a', 'acme.org/b', '1.0.0'), 'versions that read the same stay apart');
+  t.not(componentDescriptorName('a', 'acme.org/b', '1.0.0'), componentDescriptorName('c', 'acme.org/b', '1.0.0'), 'each OCMComponent has its own');
+  t.not(componentDescriptorName('a.b', 'acme.org/c', '1.0.0'), componentDescriptorName('a', 'b.acme.org/c', '1.0.0'));
+  const long = componentDescriptorName('x'.repeat(253), `acme.org/${'x'.repeat(300)}`, '1.0.0');
   t.ok(long.length <= 253, 'long names are cut');
-  t.match(long, /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
-  t.not(long, componentDescriptorName(`acme.org/${'x'.repeat(300)}`, '1.0.1'), 'cut names stay distinct');
+  t.match(long, /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/, 'a valid object name');
+  t.not(long, componentDescriptorName('x'.repeat(253), `acme.org/${'x'.repeat(300)}`, '1.0.1'), 'cut names stay distinct');
 });

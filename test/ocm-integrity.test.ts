@@ -174,3 +174,50 @@ t.test('an exact version matches exactly, build metadata included', async (t) =>
   await waitFor('build 5', async () => ((await json(['get', 'source', 'config', '-n', 'builds'])).status?.componentVersion === '1.2.0+build.5' ? true : undefined));
   t.equal(await snapshotText('config', 'builds'), 'build 5\n');
 });
+
+t.test('ComponentDescriptor objects are never shared: each OCMComponent has its own, and deleting one leaves the others', async (t) => {
+  const repos = ['a', 'b', 'c'];
+  for (const r of repos) {
+    const other = new OcmRepository(new OciClient({ insecureHttp: true }), `http://${reg.host}/shared-${r}`);
+    await publish(other, textComponent('ocm.software/it/shared', '1.0.0', `content of ${r}\n`), work, sign);
+  }
+  await namespace('shared');
+  for (const r of repos) {
+    await apply(
+      { ...component(r, 'shared', { name: 'ocm.software/it/shared', version: '1.0.0' }), spec: { interval: '2s', name: 'ocm.software/it/shared', version: '1.0.0', repository: { url: `http://${reg.host}/shared-${r}` } } },
+      ...source(r, 'shared', r, { resource: 'config' }),
+    );
+  }
+  const cds: Record<string, any> = {};
+  for (const r of repos) {
+    const c = await waitReason('ocmcomponent', r, 'shared', 'Succeeded');
+    cds[r] = await json(['get', 'componentdescriptor', c.status.componentDescriptor.name, '-n', 'shared']);
+    t.equal(cds[r].metadata.ownerReferences.length, 1);
+    t.equal(cds[r].metadata.ownerReferences[0].uid, c.metadata.uid, `${r}'s descriptor is owned by ${r} alone`);
+    await waitReason('source', r, 'shared', 'Succeeded');
+    t.equal(await snapshotText(r, 'shared'), `content of ${r}\n`, `${r} delivers its own repository's bytes`);
+  }
+  t.equal(new Set(repos.map((r) => cds[r].metadata.name)).size, 3, 'three objects');
+  t.equal(new Set(repos.map((r) => cds[r].spec.resources[0].digest.value)).size, 3, 'each with its own content');
+
+  t.equal((await s.kubectl(['delete', 'ocmcomponent', 'a', '-n', 'shared', '--wait=true'])).code, 0);
+  await waitFor('a\'s descriptor to be collected', async () => ((await s.kubectl(['get', 'componentdescriptor', cds.a.metadata.name, '-n', 'shared'])).code !== 0 ? true : undefined));
+  await new Promise((r) => setTimeout(r, 3000)); // beyond the components' interval
+  for (const r of ['b', 'c']) {
+    const cd = await json(['get', 'componentdescriptor', cds[r].metadata.name, '-n', 'shared']);
+    t.equal(cd.metadata.uid, cds[r].metadata.uid, `${r}'s descriptor is the same object`);
+    t.same(cd.spec, cds[r].spec, `${r}'s descriptor kept its content`);
+    t.equal(ready(await json(['get', 'ocmcomponent', r, '-n', 'shared'])).status, 'True');
+    t.equal(await snapshotText(r, 'shared'), `content of ${r}\n`);
+  }
+
+  // A new version replaces the OCMComponent's descriptor object; the old one goes.
+  await publish(new OcmRepository(new OciClient({ insecureHttp: true }), `http://${reg.host}/shared-b`), textComponent('ocm.software/it/shared', '1.1.0', 'b 1.1\n'), work, sign);
+  await apply({ ...component('b', 'shared', {}), spec: { interval: '2s', name: 'ocm.software/it/shared', version: '1.1.0', repository: { url: `http://${reg.host}/shared-b` } } });
+  const b = await waitFor('b on 1.1.0', async () => {
+    const o = await json(['get', 'ocmcomponent', 'b', '-n', 'shared']);
+    return o.status?.resolvedVersion === '1.1.0' && ready(o)?.status === 'True' ? o : undefined;
+  });
+  const mine = (await json(['get', 'componentdescriptors', '-n', 'shared'])).items.filter((x: any) => x.metadata.ownerReferences[0].uid === b.metadata.uid);
+  t.same(mine.map((x: any) => x.spec.version), ['1.1.0'], 'only the descriptor of the version in use');
+});
