@@ -1,7 +1,7 @@
 // Discovery documents: legacy (/api, /apis, /apis/<g>, /apis/<g>/<v>) and aggregated
 // (apidiscovery.k8s.io/v2), all derived from the resource registry.
 import { createHash } from 'node:crypto';
-import { type Resource, type ResourceRegistry, STATUS_VERBS } from './resources.js';
+import type { Resource, ResourceRegistry } from './resources.js';
 
 export const AGGREGATED_CONTENT_TYPE = 'application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList';
 
@@ -18,7 +18,7 @@ export function apiResourceList(group: string, version: string, resources: Resou
     if (d.categories?.length) entry.categories = d.categories;
     entry.storageVersionHash = storageVersionHash(r);
     list.push(entry);
-    if (d.subresources.status) list.push({ name: `${d.plural}/status`, singularName: '', namespaced: d.namespaced, kind: d.kind, verbs: [...STATUS_VERBS] });
+    if (d.subresources.status) list.push({ name: `${d.plural}/status`, singularName: '', namespaced: d.namespaced, kind: d.kind, verbs: [...r.statusVerbs] });
   }
   return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: group ? `${group}/${version}` : version, resources: list };
 }
@@ -64,7 +64,7 @@ export function aggregatedDiscovery(reg: ResourceRegistry, core: boolean) {
           };
           if (d.shortNames?.length) res.shortNames = d.shortNames;
           if (d.categories?.length) res.categories = d.categories;
-          if (d.subresources.status) res.subresources = [{ subresource: 'status', responseKind, verbs: [...STATUS_VERBS] }];
+          if (d.subresources.status) res.subresources = [{ subresource: 'status', responseKind, verbs: [...r.statusVerbs] }];
           return res;
         }),
         freshness: 'Current',

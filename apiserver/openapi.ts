@@ -186,7 +186,7 @@ function pathsFor(r: Resource): PathItem[] {
   }
   const verbOf: Record<string, string> = { list: 'list', post: 'create', deletecollection: 'deletecollection', get: 'get', put: 'update', patch: 'patch', delete: 'delete' };
   return items
-    .map((i) => ({ ...i, ops: i.ops.filter((o) => i.path.endsWith('/status') ? r.verbs.includes('update') : r.verbs.includes(verbOf[o.action])) }))
+    .map((i) => ({ ...i, ops: i.ops.filter((o) => (i.path.endsWith('/status') ? r.statusVerbs : r.verbs).includes(verbOf[o.action])) }))
     .filter((i) => i.ops.length);
 }
 

@@ -117,7 +117,7 @@ export class ResourceHandler {
     const verb = name === undefined
       ? { GET: boolParam(q.watch) ? 'watch' : 'list', POST: 'create', DELETE: 'deletecollection' }[method as 'GET']
       : { GET: 'get', PUT: 'update', PATCH: 'patch', DELETE: 'delete' }[method as 'GET'];
-    if (!verb || (!status && !r.verbs.includes(verb))) throw methodNotAllowed(`the server does not allow this method on the requested resource`);
+    if (!verb || !(status ? r.statusVerbs : r.verbs).includes(verb)) throw methodNotAllowed(`the server does not allow this method on the requested resource`);
 
     if (r.create && verb === 'create') {
       const target = negotiate(accept, single);

@@ -21,6 +21,8 @@ export interface Resource {
   /** Create handler of a kind that is answered, not stored (reviews). */
   create?: VirtualCreate;
   verbs: readonly string[];
+  /** Verbs of the status subresource: get, plus patch/update when the kind may be updated. */
+  statusVerbs: readonly string[];
 }
 
 export function keyFor(r: Resource, namespace: string | undefined, name?: string): string {
@@ -47,6 +49,7 @@ export class ResourceRegistry {
       statusFields: def.subresources.status ? (def.statusFields ?? ['status']) : [],
       prefix: `/${def.group || 'core'}/${def.plural}/`,
       verbs: def.verbs ?? VERBS,
+      statusVerbs: (def.verbs ?? VERBS).includes('update') ? STATUS_VERBS : ['get'],
     };
     const path = `${apiVersionOf(def)}/${def.plural}`;
     if (this.byPath.has(path)) throw new Error(`duplicate resource ${path}`);

@@ -92,13 +92,16 @@ export const snapshotKind: KindDefinition = {
   categories: [...CATEGORIES],
   namespaced: true,
   description:
-    'A Snapshot records one gzip-compressed tar archive stored by the server in its OCI registry: the content of a component resource as retrieved by a Source, or as transformed by an Action. The server writes Snapshots, verifies their digests and attaches a signed attestation whose chain leads back to the component version.',
+    'A Snapshot records one gzip-compressed tar archive stored by the server in its OCI registry: the content of a component resource as retrieved by a Source, or as transformed by an Action. Only the server writes Snapshots (users may get, list, watch and delete them); it verifies their digests and attaches a signed attestation whose chain leads back to the component version.',
   schema: Type.Object({
     spec: SnapshotSpec,
     status: Type.Optional(SnapshotStatus),
   }),
   statusFields: ['status'],
   subresources: { status: true },
+  // Written only by the server's reconcilers (in-process, not over HTTP): a user-made Snapshot or
+  // status could name another namespace's content. Users may read and delete (issue 16).
+  verbs: ['delete', 'deletecollection', 'get', 'list', 'watch'],
   columns: [
     { name: 'Tag', type: 'string', jsonPath: '.status.tag', description: 'Tag of the snapshot artifact.' },
     { name: 'Digest', type: 'string', jsonPath: '.status.digest', description: 'Digest of the snapshot.' },

@@ -15,7 +15,7 @@ import { stalled, toReconcileError, waiting } from './runtime/errors.js';
 import { runExternalProvider } from './external.js';
 import type { ControllerSpec, ObjectKey, Result } from './runtime/controller.js';
 import { isReady, setCondition } from './runtime/status.js';
-import { type ChainLink, checkAttestation, storeSnapshot } from './snapshots.js';
+import { type ChainLink, checkAttestation, foreignSnapshot, storeSnapshot } from './snapshots.js';
 
 export function actionController(ctx: ReconcilerContext, providers: ActionProvider[]): ControllerSpec {
   const ACT = resourceOf(ctx, 'Action');
@@ -53,11 +53,13 @@ export function actionController(ctx: ReconcilerContext, providers: ActionProvid
     const ss = (snapshot?.status ?? {}) as { repositoryURL?: string; tag?: string; digest?: string; chain?: ChainLink[] };
     if (!snapshot || !ss.repositoryURL || !ss.tag || !ss.digest) throw stalled('InputNotReady', `Snapshot ${ns}/${st.snapshot} of ${ref.kind} ${ref.name} is not stored yet`);
     if (ss.digest !== st.digest) throw stalled('InputNotReady', `${ref.kind} ${ref.name} names digest ${st.digest} but its Snapshot holds ${ss.digest}`);
+    const foreign = foreignSnapshot(ctx, ss.repositoryURL, ns);
+    if (foreign) throw stalled('ForeignSnapshot', `input Snapshot ${ns}/${st.snapshot}: ${foreign}`);
     return { upstream, snapshot, repositoryURL: ss.repositoryURL, tag: ss.tag, digest: ss.digest, chain: ss.chain ?? [] };
   }
 
   async function pullInput(i: Awaited<ReturnType<typeof input>>): Promise<Files> {
-    const bad = await checkAttestation(ctx, i.repositoryURL, i.digest);
+    const bad = await checkAttestation(ctx, i.repositoryURL, i.digest, i.snapshot.metadata.namespace!);
     if (bad) throw stalled('AttestationInvalid', `input snapshot ${i.snapshot.metadata.name} is not attested by this server: ${bad}`);
     try {
       return await archiveToFiles(await pullSnapshot(ctx.snapshots.client, `${i.repositoryURL}@${i.digest}`, { expectedDigest: i.digest }));

@@ -8,6 +8,7 @@ import type { Files } from '../providers/types.js';
 import { pullSnapshot } from '../registry/snapshot.js';
 import { ReconcileError, type ReconcilerContext } from './context.js';
 import { toReconcileError } from './runtime/errors.js';
+import { foreignSnapshot } from './snapshots.js';
 
 export type ExternalResult = { ready: false; message: string; provider: KubeObject } | { ready: true; provider: KubeObject; files?: Files; digest?: string; snapshot?: string };
 
@@ -38,6 +39,9 @@ export async function runExternalProvider(
       throw new ReconcileError('InvalidProviderStatus', `${where}: status.digest must be the snapshot's sha256 digest, got ${JSON.stringify(digest)}`, false);
   }
   if (typeof snapshot !== 'string') return { ready: true, provider };
+  // Anyone who may write the provider's status names this snapshot: only one of the consumer's own namespace is read.
+  const foreign = foreignSnapshot(ctx, snapshot, namespace);
+  if (foreign) throw new ReconcileError('ForeignSnapshot', `${where}: snapshot ${snapshot}: ${foreign}`, false);
   let tgz: Buffer;
   try {
     tgz = await pullSnapshot(ctx.snapshots.client, snapshot.replace(/^oci:\/\//, ''), { expectedDigest: digest as string });

@@ -6,7 +6,7 @@ import type { Files } from '../providers/types.js';
 import type { KubeObject } from '../kinds/types.js';
 import { internalOptions } from '../apiserver/rest.js';
 import { attachAttestation, verifyAttestation } from '../registry/attestation.js';
-import { MEDIA_TYPES } from '../registry/client.js';
+import { MEDIA_TYPES, parseReference } from '../registry/client.js';
 import { packSnapshot, pushSnapshot } from '../registry/snapshot.js';
 import { API_VERSION, applyObject, listObjects, ownerRef, type ReconcilerContext, resourceOf } from './context.js';
 import { setCondition } from './runtime/status.js';
@@ -149,8 +149,28 @@ async function pruneSnapshots(ctx: ReconcilerContext, producer: KubeObject) {
   }
 }
 
-/** Checks the attestation of a snapshot before it is consumed; a reason when it does not hold. */
-export async function checkAttestation(ctx: ReconcilerContext, repositoryURL: string, digest: string): Promise<string | undefined> {
-  const r = await verifyAttestation(ctx.snapshots.client, { repositoryRef: repositoryURL, subjectDigest: digest, publicKeyPem: ctx.snapshots.attestationCertPem });
+/** Checks the attestation of a snapshot before it is consumed (bound to the consumer's namespace); a reason when it does not hold. */
+export async function checkAttestation(ctx: ReconcilerContext, repositoryURL: string, digest: string, namespace: string): Promise<string | undefined> {
+  const r = await verifyAttestation(ctx.snapshots.client, { repositoryRef: repositoryURL, subjectDigest: digest, publicKeyPem: ctx.snapshots.attestationCertPem, namespace });
   return r.ok ? undefined : r.reason;
+}
+
+const loopbackName = (h: string) => h.toLowerCase().replace(/^localhost(?=:|$)/, '127.0.0.1');
+
+/**
+ * Why a snapshot reference may not be read for an object of `namespace` (undefined: it may): it
+ * must be in the server's snapshot registry, in a repository under `<namespace>/`. The server
+ * reads snapshots with its own identity, so this is what keeps one tenant from naming another's.
+ */
+export function foreignSnapshot(ctx: ReconcilerContext, ref: string, namespace: string): string | undefined {
+  let r;
+  try {
+    r = parseReference(ref);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  const own = [ctx.snapshots.host, ctx.snapshots.externalHost].map(loopbackName);
+  if (!own.includes(loopbackName(r.host))) return `${r.host}/${r.repository} is not in this server's snapshot registry`;
+  if (!r.repository.startsWith(`${namespace}/`)) return `${r.host}/${r.repository} is not a repository of namespace ${namespace}`;
+  return undefined;
 }

@@ -279,11 +279,13 @@ const createdOf = (d: any) => {
 
 /**
  * Verifies the newest attestation of `subjectDigest` in the repository: DSSE signature with the
- * key, payload and statement types, statement subject = `subjectDigest`, predicate shape.
+ * key, payload and statement types, statement subject = `subjectDigest`, predicate shape; with
+ * `namespace`, the repository must lie under `<namespace>/` and the signed producer be of that
+ * namespace (an attestation never vouches for a snapshot in another tenant's namespace).
  */
 export async function verifyAttestation(
   client: OciClient,
-  opts: { repositoryRef: string; subjectDigest: string; publicKeyPem: string },
+  opts: { repositoryRef: string; subjectDigest: string; publicKeyPem: string; namespace?: string },
 ): Promise<{ ok: true; predicate: AttestationPredicate; digest: string } | { ok: false; reason: string }> {
   const fail = (reason: string) => ({ ok: false as const, reason });
   let base: Reference;
@@ -293,6 +295,7 @@ export async function verifyAttestation(
     return fail((e as Error).message);
   }
   const where = `${base.host}/${base.repository}@${opts.subjectDigest}`;
+  if (opts.namespace !== undefined && !base.repository.startsWith(`${opts.namespace}/`)) return fail(`${where} is not a repository of namespace ${opts.namespace}`);
   const m = SHA256_DIGEST_RE.exec(opts.subjectDigest);
   if (!m) return fail(`subject digest "${opts.subjectDigest}" is not a sha256 digest`);
   const key = publicRsaKey(opts.publicKeyPem);
@@ -352,5 +355,7 @@ export async function verifyAttestation(
   }
   const problem = predicateProblem(statement.predicate);
   if (problem) return fail(`${att}: ${problem}`);
+  const producerNs = (statement.predicate as AttestationPredicate).producer.namespace;
+  if (opts.namespace !== undefined && producerNs !== opts.namespace) return fail(`${att}: attests a snapshot of namespace ${producerNs}, not ${opts.namespace}`);
   return { ok: true, predicate: statement.predicate as AttestationPredicate, digest: newest.digest };
 }

@@ -82,27 +82,42 @@ t.test('an external Source provider: its contract status is validated and its sn
   }
 });
 
-t.test('an input without the server\'s attestation is refused; cycles and missing inputs are conditions', async (t) => {
-  // A suspended Source (its reconciler leaves it alone) pointing at a snapshot pushed by someone else.
-  const packed = await packSnapshot({ files: { 'deploy.yaml': 'image: x\n' } });
-  const pushed = await pushSnapshot(client, { registry, namespace: 'acts', component: 'acts', name: 'forged', provider: 'none', tgz: packed.tgz });
+t.test('Snapshots are the server\'s to write; an input without the server\'s attestation is refused; cycles and missing inputs are conditions', async (t) => {
+  // Users may not create a Snapshot nor write its status (issue 16): 405, as kube answers a verb a resource does not serve.
+  const forged = { apiVersion: GV, kind: 'Snapshot', metadata: { name: 'forged', namespace: 'acts' }, spec: { identity: { componentName: 'ocm.software/demo/acts', componentVersion: '1.0.0' }, producerRef: { kind: 'Source', name: 'forged' } } };
+  const made = await s.kubectl(['create', '-f', '-'], { input: yaml(forged) });
+  t.not(made.code, 0, 'kubectl create snapshot is refused');
+  t.match(made.stderr, /MethodNotAllowed|does not allow this method/);
+  const raw = await s.request('POST', `/apis/${GV}/namespaces/acts/snapshots`, { body: forged });
+  t.equal(raw.status, 405);
+  t.match(raw.json(), { kind: 'Status', code: 405, reason: 'MethodNotAllowed' }, 'a Status, even for system:masters');
+
+  // A real snapshot whose attestation is then removed from the registry.
   const objs = [
-    { apiVersion: GV, kind: 'Source', metadata: { name: 'forged', namespace: 'acts' }, spec: { suspend: true, componentRef: { name: 'acts' }, providerRef: { apiVersion: GV, kind: 'OCMResource', name: 'none' } } },
-    { apiVersion: GV, kind: 'Snapshot', metadata: { name: 'forged', namespace: 'acts' }, spec: { identity: { componentName: 'ocm.software/demo/acts', componentVersion: '1.0.0' }, producerRef: { kind: 'Source', name: 'forged' } } },
+    { apiVersion: GV, kind: 'OCMResource', metadata: { name: 'cfg', namespace: 'acts' }, spec: { resource: 'cfg' } },
+    { apiVersion: GV, kind: 'Source', metadata: { name: 'real', namespace: 'acts' }, spec: { componentRef: { name: 'acts' }, providerRef: { apiVersion: GV, kind: 'OCMResource', name: 'cfg' } } },
+  ];
+  t.equal((await s.kubectl(['apply', '-f', '-'], { input: yaml(...objs) })).code, 0);
+  const real = await condition('source', 'real', 'Succeeded');
+  const snap = await json(['get', 'snapshot', real.obj.status.snapshot, '-n', 'acts']);
+  for (const p of [['patch', 'snapshot', snap.metadata.name, '-n', 'acts', '--subresource', 'status', '--type', 'merge', '-p', '{"status":{"tag":"1"}}'], ['label', 'snapshot', snap.metadata.name, '-n', 'acts', 'x=y']]) {
+    const r = await s.kubectl(p);
+    t.not(r.code, 0, `kubectl ${p[0]} of a Snapshot${p.includes('status') ? '\'s status' : ''} is refused`);
+    t.match(r.stderr, /MethodNotAllowed|does not allow this method/);
+  }
+  await client.deleteManifest(`${snap.status.repositoryURL}@${snap.status.attestation.digest}`);
+  const more = [
     { apiVersion: GV, kind: 'Localization', metadata: { name: 'loc', namespace: 'acts' }, spec: { rules: [] } },
-    { apiVersion: GV, kind: 'Action', metadata: { name: 'consume-forged', namespace: 'acts' }, spec: { componentRef: { name: 'acts' }, snapshotSourceRef: { kind: 'Source', name: 'forged' }, providerRef: { apiVersion: GV, kind: 'Localization', name: 'loc' } } },
+    { apiVersion: GV, kind: 'Action', metadata: { name: 'consume-unattested', namespace: 'acts' }, spec: { componentRef: { name: 'acts' }, snapshotSourceRef: { kind: 'Source', name: 'real' }, providerRef: { apiVersion: GV, kind: 'Localization', name: 'loc' } } },
     { apiVersion: GV, kind: 'Action', metadata: { name: 'cycle-a', namespace: 'acts' }, spec: { componentRef: { name: 'acts' }, snapshotSourceRef: { kind: 'Action', name: 'cycle-b' }, providerRef: { apiVersion: GV, kind: 'Localization', name: 'loc' } } },
     { apiVersion: GV, kind: 'Action', metadata: { name: 'cycle-b', namespace: 'acts' }, spec: { componentRef: { name: 'acts' }, snapshotSourceRef: { kind: 'Action', name: 'cycle-a' }, providerRef: { apiVersion: GV, kind: 'Localization', name: 'loc' } } },
     { apiVersion: GV, kind: 'Action', metadata: { name: 'orphan', namespace: 'acts' }, spec: { componentRef: { name: 'acts' }, snapshotSourceRef: { kind: 'Source', name: 'nowhere' }, providerRef: { apiVersion: GV, kind: 'Localization', name: 'loc' } } },
   ];
-  const a = await s.kubectl(['apply', '-f', '-'], { input: yaml(...objs) });
+  const a = await s.kubectl(['apply', '-f', '-'], { input: yaml(...more) });
   t.equal(a.code, 0, a.stderr);
-  const st = (o: unknown) => ['--subresource', 'status', '--type', 'merge', '-p', JSON.stringify({ status: o })];
-  t.equal((await s.kubectl(['patch', 'snapshot', 'forged', '-n', 'acts', ...st({ repositoryURL: `${registry}/${pushed.repository}`, tag: pushed.tag, digest: pushed.digest })])).code, 0);
-  t.equal((await s.kubectl(['patch', 'source', 'forged', '-n', 'acts', ...st({ ready: true, snapshot: 'forged', digest: pushed.digest })])).code, 0);
-  const forged = await condition('action', 'consume-forged', 'AttestationInvalid');
-  t.match(forged.cond.message, /not attested/);
-  t.equal((await json(['get', 'snapshots', '-n', 'acts', '-l', 'delivery.ocm.software/producer=action.consume-forged'])).items.length, 0, 'nothing downstream');
+  const unattested = await condition('action', 'consume-unattested', 'AttestationInvalid');
+  t.match(unattested.cond.message, /not attested/);
+  t.equal((await json(['get', 'snapshots', '-n', 'acts', '-l', 'delivery.ocm.software/producer=action.consume-unattested'])).items.length, 0, 'nothing downstream');
   const cycle = await condition('action', 'cycle-a', 'DependencyCycle');
   t.match(cycle.cond.message, /cycle-a → cycle-b → cycle-a/);
   await condition('action', 'orphan', 'InputNotFound');

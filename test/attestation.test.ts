@@ -242,6 +242,21 @@ t.test('attach and verify', async (t) => {
   t.equal((await envelopeOf(s.repositoryRef, second.digest)).envelope.signatures[0].keyid, 'server-key', 'keyId option');
 });
 
+t.test('an attestation is bound to the producer\'s namespace (issue 16)', async (t) => {
+  const s = await snapshot();
+  await attachAttestation(client, { repositoryRef: s.repositoryRef, subject: s.descriptor, predicate: predicate(), signingKeyPem });
+  t.match(await verifyAttestation(client, { repositoryRef: s.repositoryRef, subjectDigest: s.digest, publicKeyPem, namespace: 'team-a' }), { ok: true }, 'its own namespace');
+  t.match(await verifyAttestation(client, { repositoryRef: s.repositoryRef, subjectDigest: s.digest, publicKeyPem, namespace: 'team-b' }), { ok: false, reason: /is not a repository of namespace team-b/ }, 'a team-a repository for team-b');
+  // The same content under team-b's prefix, with a genuine signature over a team-a producer: refused for team-b.
+  const { tgz } = await packSnapshot({ files: { 'deploy/app.yaml': 'kind: Deployment\nname: copied\n' } });
+  const b = await pushSnapshot(client, { registry, namespace: 'team-b', component: 'podinfo', name: 'copied', provider: 'localization', tgz });
+  const head = await client.headManifest(b.ref);
+  const bRef = `${registry}/${b.repository}`;
+  await attachAttestation(client, { repositoryRef: bRef, subject: { mediaType: MEDIA_TYPES.ociManifest, digest: b.digest, size: head!.size }, predicate: predicate(), signingKeyPem });
+  t.match(await verifyAttestation(client, { repositoryRef: bRef, subjectDigest: b.digest, publicKeyPem }), { ok: true }, 'without a namespace the signature alone verifies');
+  t.match(await verifyAttestation(client, { repositoryRef: bRef, subjectDigest: b.digest, publicKeyPem, namespace: 'team-b' }), { ok: false, reason: /attests a snapshot of namespace team-a, not team-b/ }, 'a team-a producer does not vouch in team-b');
+});
+
 t.test('the referrer is visible through the referrers API with the artifactType filter', async (t) => {
   const s = await snapshot();
   const { digest } = await attachAttestation(client, { repositoryRef: s.repositoryRef, subject: s.descriptor, predicate: predicate(), signingKeyPem });

@@ -13,6 +13,10 @@ const GV = `${GROUP}/${VERSION}`;
 const AGG_ACCEPT = 'application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json';
 const AGG_TYPE = 'application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList';
 const ALL_VERBS = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'];
+// Snapshots are written only by the server (issue 16): no create/update/patch, status get only.
+const SERVER_WRITTEN = ['Snapshot'];
+const verbsOf = (k: { kind: string }) => (SERVER_WRITTEN.includes(k.kind) ? ['delete', 'deletecollection', 'get', 'list', 'watch'] : ALL_VERBS);
+const statusVerbsOf = (k: { kind: string }) => (SERVER_WRITTEN.includes(k.kind) ? ['get'] : ['get', 'patch', 'update']);
 const PATCH_TYPES = ['application/apply-patch+yaml', 'application/json-patch+json', 'application/merge-patch+json', 'application/strategic-merge-patch+json'];
 const STATUS_PATCH_TYPES = PATCH_TYPES.slice(1); // no server-side apply to the status subresource
 
@@ -97,7 +101,7 @@ t.test('/apis/<group>/<version>: APIResourceList', async (t) => {
     t.ok(r, `${k.plural} listed`);
     if (!r) continue;
     t.match(r, { name: k.plural, singularName: k.singular, namespaced: true, kind: k.kind }, `${k.plural} entry`);
-    t.same([...r.verbs].sort(), ALL_VERBS, `${k.plural} verbs`);
+    t.same([...r.verbs].sort(), verbsOf(k), `${k.plural} verbs`);
     t.same(r.shortNames ?? [], k.shortNames, `${k.plural} shortNames`);
     t.ok((r.categories ?? []).includes('ocm'), `${k.plural} in category ocm`);
     t.type(r.storageVersionHash, 'string');
@@ -105,7 +109,7 @@ t.test('/apis/<group>/<version>: APIResourceList', async (t) => {
     t.ok(s, `${k.plural}/status listed`);
     if (s) {
       t.match(s, { namespaced: true, kind: k.kind });
-      t.same([...s.verbs].sort(), ['get', 'patch', 'update'], `${k.plural}/status verbs`);
+      t.same([...s.verbs].sort(), statusVerbsOf(k), `${k.plural}/status verbs`);
     }
   }
   const comp = list.find((x) => x.name === 'ocmcomponents');
@@ -132,12 +136,12 @@ t.test('aggregated discovery (apidiscovery.k8s.io/v2)', async (t) => {
     t.ok(r, `${k.plural} listed`);
     if (!r) continue;
     t.match(r, { resource: k.plural, singularResource: k.singular, scope: 'Namespaced', responseKind: { group: GROUP, version: VERSION, kind: k.kind } }, `${k.plural} entry`);
-    t.same([...r.verbs].sort(), ALL_VERBS);
+    t.same([...r.verbs].sort(), verbsOf(k));
     t.same(r.shortNames ?? [], k.shortNames);
     t.ok((r.categories ?? []).includes('ocm'));
     t.same(
       r.subresources,
-      [{ subresource: 'status', responseKind: { group: GROUP, version: VERSION, kind: k.kind }, verbs: ['get', 'patch', 'update'] }],
+      [{ subresource: 'status', responseKind: { group: GROUP, version: VERSION, kind: k.kind }, verbs: statusVerbsOf(k) }],
       `${k.plural} status subresource`,
     );
   }
@@ -180,6 +184,11 @@ t.test('/openapi/v2', async (t) => {
     t.ok(d?.properties?.spec || k.kind === 'ComponentDescriptor' || d?.properties, `${k.kind} has properties`);
     t.ok(doc.definitions?.[defName(`${k.kind}List`)], `${k.kind}List definition`);
     const p = doc.paths?.[`/apis/${GV}/namespaces/{namespace}/${k.plural}/{name}`];
+    if (SERVER_WRITTEN.includes(k.kind)) {
+      t.notOk(p?.patch || p?.put || doc.paths?.[`/apis/${GV}/namespaces/{namespace}/${k.plural}`]?.post, `${k.plural}: no create, update or patch`);
+      t.ok(p?.get && p?.delete, `${k.plural}: get and delete`);
+      continue;
+    }
     t.ok(p?.patch, `${k.plural} PATCH path`);
     t.same([...(p?.patch?.consumes ?? [])].sort(), PATCH_TYPES, `${k.plural} PATCH consumes`);
   }
@@ -238,7 +247,7 @@ t.test('/openapi/v3 root and group-version document', async (t) => {
   const param = (x: Obj): Obj => (x.$ref ? (resolvePointer(doc, x.$ref) as Obj) : x);
   const paramsOf = (o: { path: string; op: Obj }) => [...(o.op.parameters ?? []), ...(doc.paths[o.path].parameters ?? [])].map(param);
   const patches = ops.filter((o) => o.method === 'patch');
-  t.equal(patches.length, kinds.length * 2, 'PATCH on every object and its status');
+  t.equal(patches.length, kinds.filter((k) => !SERVER_WRITTEN.includes(k.kind)).length * 2, 'PATCH on every object and its status (not on server-written kinds)');
   for (const p of patches) {
     const params = paramsOf(p).map((x: Obj) => x?.name);
     t.ok((p.op.parameters ?? []).some((x: Obj) => x.name === 'fieldValidation' && x.in === 'query'), `${p.path} PATCH declares fieldValidation inline (kubectl looks for it there)`);
