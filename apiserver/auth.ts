@@ -6,6 +6,7 @@ import { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import { certPullNamespace } from '../registry/server-auth.js';
 import { ApiError, forbidden } from './errors.js';
+import type { RequestInfo } from './request-info.js';
 
 export interface UserInfo {
   name: string;
@@ -133,45 +134,10 @@ export interface Attributes {
   name: string;
 }
 
-export function requestAttributes(user: UserInfo, method: string, path: string, query: Record<string, unknown>): Attributes {
-  const segs = path.split('/').filter(Boolean);
-  const base = { user, path, apiGroup: '', apiVersion: '', resource: '', subresource: '', namespace: '', name: '' };
-  let rest: string[] | undefined;
-  if (segs[0] === 'api' && segs.length >= 3) rest = ((base.apiVersion = segs[1]), segs.slice(2));
-  else if (segs[0] === 'apis' && segs.length >= 4) rest = ((base.apiGroup = segs[1]), (base.apiVersion = segs[2]), segs.slice(3));
-  if (!rest) return { ...base, verb: method === 'HEAD' ? 'get' : method.toLowerCase(), resourceRequest: false };
-  if (rest[0] === 'namespaces' && rest.length >= 2) {
-    if (rest.length === 2 || (rest.length === 3 && (rest[2] === 'status' || rest[2] === 'finalize'))) {
-      rest = ['namespaces', rest[1], ...rest.slice(2)];
-    } else {
-      base.namespace = rest[1];
-      rest = rest.slice(2);
-    }
-  }
-  const [resource = '', name = '', subresource = ''] = rest;
-  const watch = query.watch === 'true' || query.watch === '1';
-  let verb: string;
-  switch (method) {
-    case 'GET':
-    case 'HEAD':
-      verb = watch ? 'watch' : name ? 'get' : 'list';
-      break;
-    case 'POST':
-      verb = 'create';
-      break;
-    case 'PUT':
-      verb = 'update';
-      break;
-    case 'PATCH':
-      verb = 'patch';
-      break;
-    case 'DELETE':
-      verb = name ? 'delete' : 'deletecollection';
-      break;
-    default:
-      verb = method.toLowerCase();
-  }
-  return { ...base, verb, resourceRequest: true, resource, name, subresource };
+/** The authorizer's attributes of a request: its RequestInfo (apiserver/request-info.ts, read once per request) and the user. */
+export function requestAttributes(user: UserInfo, info: RequestInfo): Attributes {
+  const { path, resourceRequest, verb, apiGroup, apiVersion, resource, subresource, namespace, name } = info;
+  return { user, path, resourceRequest, verb, apiGroup, apiVersion, resource, subresource, namespace, name };
 }
 
 export interface Decision {

@@ -11,7 +11,8 @@
 // Register the plugin after the authentication hook: it needs the user.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError, badRequest, timeout as timeoutError } from './errors.js';
-import { requestAttributes, type UserInfo } from './auth.js';
+import type { UserInfo } from './auth.js';
+import { infoOf } from './request-info.js';
 import { globalPlugin, type InflightKind, type Metrics } from './metrics.js';
 
 export interface LimitOptions {
@@ -213,10 +214,9 @@ export class RequestLimiter {
   }
 
   /** The deadline of a request: --request-timeout, or a shorter `timeout` query parameter. */
-  deadlineMs(q: Record<string, unknown>): number {
+  deadlineMs(q: Record<string, string | undefined>): number {
     const max = this.limits.requestTimeoutMs;
-    let raw = q.timeout;
-    if (Array.isArray(raw)) raw = raw[0];
+    const raw = q.timeout;
     if (raw === undefined || raw === '') return max;
     let ms: number;
     try {
@@ -247,14 +247,13 @@ export const requestLimits = globalPlugin<LimitPluginOptions>(async (app, o) => 
     const path = req.url.split('?')[0];
     const user = req.user as UserInfo | undefined;
     if (!user || PUBLIC_PATHS.test(path)) return done(); // probes are never shed
-    const q = req.query as Record<string, unknown>;
-    const a = requestAttributes(user, req.method, path, q);
+    const a = infoOf(req);
     try {
       if (a.resourceRequest && a.verb === 'watch') {
         reply.raw.once('close', limiter.admitWatch(user));
         return done();
       }
-      const ms = limiter.deadlineMs(q);
+      const ms = limiter.deadlineMs(a.query);
       const release = limiter.admit(READ_ONLY.has(a.verb) ? 'readOnly' : 'mutating', user, metrics);
       const timer = setTimeout(() => {
         const res = reply.raw;

@@ -5,7 +5,8 @@
 import { performance } from 'node:perf_hooks';
 import type { FastifyInstance, FastifyPluginAsync, FastifyPluginOptions, FastifyReply, FastifyRequest, RawServerBase } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { requestAttributes, type UserInfo } from './auth.js';
+import type { UserInfo } from './auth.js';
+import { infoOf, type RequestInfo } from './request-info.js';
 import type { ResourceRegistry } from './resources.js';
 import { countTraffic, type TrafficSink } from '../registry/traffic.js';
 
@@ -222,8 +223,7 @@ export class Metrics {
 }
 
 /** kube's RequestInfo, as metrics labels: only served resources get group/version/resource labels. */
-export function requestLabels(registry: ResourceRegistry | undefined, method: string, path: string, query: Record<string, unknown>, contentType?: string): RequestLabels & { name: string; namespace: string } {
-  const a = requestAttributes(ANON, method, path, query);
+export function requestLabels(registry: ResourceRegistry | undefined, method: string, a: RequestInfo, contentType?: string): RequestLabels & { name: string; namespace: string } {
   const known = a.resourceRequest && registry?.lookup(a.apiGroup, a.apiVersion, a.resource);
   if (!known) return { verb: method.toUpperCase(), group: '', version: '', resource: '', subresource: '', scope: '', component: 'apiserver', name: '', namespace: '' };
   let verb: string;
@@ -254,8 +254,6 @@ export function requestLabels(registry: ResourceRegistry | undefined, method: st
   };
 }
 
-const ANON: UserInfo = { name: '', groups: [] };
-
 export interface ObserveOptions {
   registry: ResourceRegistry;
   metrics?: Metrics;
@@ -270,7 +268,7 @@ export const observeRequests = globalPlugin<ObserveOptions>(async (app, o) => {
   app.addHook('onRequest', (req: FastifyRequest, reply: FastifyReply, done: () => void) => {
     const start = performance.now();
     const path = req.url.split('?')[0];
-    const info = requestLabels(o.registry, req.method, path, req.query as Record<string, unknown>, req.headers['content-type']);
+    const info = requestLabels(o.registry, req.method, infoOf(req), req.headers['content-type']);
     const { name, namespace, ...labels } = info;
     const watch = labels.verb === 'WATCH';
     if (watch) o.metrics?.longRunning.inc(labels);

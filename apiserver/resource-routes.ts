@@ -8,19 +8,27 @@ import type { Resource, ResourceRegistry } from './resources.js';
 import { type GenericREST, type ListPage, type ListQuery, parseDeleteOptions, type RequestOptions, requestOptions } from './rest.js';
 import { type IncludeObject, partialMetadata, table } from './table.js';
 import { WatchHub } from './watch.js';
+import { infoOf, type Query, queryBool } from './request-info.js';
+import { pinnedName } from './selectors.js';
 import { warningHeaderValues } from './limits.js';
 
-export type Query = Record<string, string | undefined>;
 
 export interface RequestTarget {
   resource: Resource;
   namespace?: string;
   name?: string;
   subresource?: string;
+  /** `/watch/...`: a watch of the collection, or of one object by name. */
+  watchPath?: boolean;
 }
 
-/** Resolves the path segments after `/apis/<g>/<v>/` (or `/api/v1/`). */
+/** Resolves the path segments after `/apis/<g>/<v>/` (or `/api/v1/`), the deprecated `watch/` prefix included. */
 export function resolve(reg: ResourceRegistry, group: string, version: string, segs: string[], path: string): RequestTarget {
+  let watchPath = false;
+  if (segs[0] === 'watch' && segs.length >= 2) {
+    watchPath = true;
+    segs = segs.slice(1);
+  }
   let ns: string | undefined;
   let rest = segs;
   if (segs[0] === 'namespaces' && segs.length >= 3) {
@@ -30,22 +38,10 @@ export function resolve(reg: ResourceRegistry, group: string, version: string, s
   const [plural, name, subresource, ...extra] = rest;
   const resource = plural !== undefined ? reg.lookup(group, version, plural) : undefined;
   if (!resource || extra.length || (ns !== undefined && !resource.def.namespaced)) throw pathNotFound(path);
-  if (subresource !== undefined && !(subresource === 'status' && resource.def.subresources.status)) throw pathNotFound(path);
+  if (subresource !== undefined && (watchPath || !(subresource === 'status' && resource.def.subresources.status))) throw pathNotFound(path);
   if (name === '') throw pathNotFound(path);
-  return { resource, namespace: ns, name, subresource };
-}
-
-export function flatQuery(q: unknown): Query {
-  const out: Query = {};
-  for (const [k, v] of Object.entries((q ?? {}) as Record<string, unknown>)) out[k] = Array.isArray(v) ? String(v[0]) : v === undefined ? undefined : String(v);
-  return out;
-}
-
-function boolParam(v: string | undefined): boolean | undefined {
-  if (v === undefined) return undefined;
-  if (v === 'true' || v === '1') return true;
-  if (v === 'false' || v === '0' || v === '') return false;
-  throw badRequest(`Invalid value: "${v}": must be a boolean`);
+  if (watchPath && !resource.verbs.includes('watch')) throw pathNotFound(path);
+  return { resource, namespace: ns, name, subresource, ...(watchPath ? { watchPath } : {}) };
 }
 
 function intParam(v: string | undefined, name: string): number | undefined {
@@ -107,15 +103,29 @@ export class ResourceHandler {
   }
 
   async handle(req: FastifyRequest, reply: FastifyReply, t: RequestTarget): Promise<unknown> {
-    const q = flatQuery(req.query);
-    const { resource: r, namespace: ns, name, subresource } = t;
+    const info = infoOf(req); // the same reading the authorizer had
+    const q: Query = { ...info.query };
+    const { resource: r, namespace: ns, subresource } = t;
+    let name = t.name;
     const method = req.method;
+    if (t.watchPath) {
+      // kube's deprecated watch routes (GET only): a named one is the collection's watch with
+      // fieldSelector metadata.name (apiserver/pkg/endpoints/handlers/get.go, ListResource)
+      if (method !== 'GET') throw methodNotAllowed(`the server does not allow this method on the requested resource`);
+      if (name !== undefined) {
+        if (q.fieldSelector && q.fieldSelector.trim() !== '') {
+          if (pinnedName(q.fieldSelector) !== name) throw badRequest(`fieldSelector metadata.name doesn't match requested name`);
+        } else q.fieldSelector = `metadata.name=${name}`;
+        name = undefined;
+      }
+    }
+    const watching = method === 'GET' && name === undefined && info.verb === 'watch';
     const status = subresource === 'status';
     const accept = req.headers.accept;
     const single: Representation[] = ['Table', 'PartialObjectMetadata'];
     const many: Representation[] = ['Table', 'PartialObjectMetadataList', 'PartialObjectMetadata'];
     const verb = name === undefined
-      ? { GET: boolParam(q.watch) ? 'watch' : 'list', POST: 'create', DELETE: 'deletecollection' }[method as 'GET']
+      ? { GET: watching ? 'watch' : 'list', POST: 'create', DELETE: 'deletecollection' }[method as 'GET']
       : { GET: 'get', PUT: 'update', PATCH: 'patch', DELETE: 'delete' }[method as 'GET'];
     if (!verb || !(status ? r.statusVerbs : r.verbs).includes(verb)) throw methodNotAllowed(`the server does not allow this method on the requested resource`);
 
@@ -137,7 +147,7 @@ export class ResourceHandler {
           resourceVersion: q.resourceVersion,
           resourceVersionMatch: q.resourceVersionMatch,
         };
-        if (boolParam(q.watch)) {
+        if (watching) {
           const target = negotiate(accept, many);
           const params = {
             resource: r,
@@ -145,8 +155,8 @@ export class ResourceHandler {
             match: this.rest.matcher(r, lq),
             resourceVersion: q.resourceVersion,
             resourceVersionMatch: q.resourceVersionMatch,
-            sendInitialEvents: boolParam(q.sendInitialEvents),
-            allowWatchBookmarks: boolParam(q.allowWatchBookmarks) ?? false,
+            sendInitialEvents: queryBool(q.sendInitialEvents),
+            allowWatchBookmarks: queryBool(q.allowWatchBookmarks) ?? false,
             timeoutSeconds: intParam(q.timeoutSeconds, 'timeoutSeconds'),
             target: { ...target, format: 'json' as const, as: target.as === 'PartialObjectMetadataList' ? ('PartialObjectMetadata' as const) : target.as },
             include: includeObject(q),

@@ -27,6 +27,7 @@ import { type Matcher, parseFieldSelector, parseLabelSelector } from './selector
 import { validateObjectMeta } from './validation.js';
 import { applyConfiguration } from './apply.js';
 import { assertObjectDepth } from './limits.js';
+import { queryBool } from './request-info.js';
 
 export type FieldValidation = 'Strict' | 'Warn' | 'Ignore';
 
@@ -502,8 +503,7 @@ export function requestOptions(query: Record<string, string | undefined>, defaul
   const fieldManager = query.fieldManager;
   if (fieldManager !== undefined && (fieldManager.length > 128 || /[^\x20-\x7e]/.test(fieldManager)))
     throw badRequest(`Invalid value: ${JSON.stringify(fieldManager)}: fieldManager: must be at most 128 printable ASCII characters`);
-  const force = query.force;
-  if (force !== undefined && force !== 'true' && force !== 'false') throw badRequest(`Invalid value: "${force}": force: must be true or false`);
-  return { dryRun: dryRun === 'All', fieldValidation: fv as FieldValidation, warnings: [], ...(fieldManager ? { fieldManager } : {}), ...(force === 'true' ? { force: true } : {}) };
+  const force = queryBool(query.force); // PatchOptions.force, decoded as kube decodes every boolean parameter
+  return { dryRun: dryRun === 'All', fieldValidation: fv as FieldValidation, warnings: [], ...(fieldManager ? { fieldManager } : {}), ...(force ? { force: true } : {}) };
 }
 

@@ -13,6 +13,7 @@ import { negotiate } from './negotiate.js';
 import { OpenAPI } from './openapi.js';
 import { OpenAPIv2Server } from './openapi-proto.js';
 import { ResourceHandler, resolve } from './resource-routes.js';
+import { infoOf, parseQuery } from './request-info.js';
 import { keyFor, ResourceRegistry } from './resources.js';
 import { type LimitOptions, nodeServerOptions, RequestLimiter, requestLimits } from './limits.js';
 import { type Metrics, observeRequests } from './metrics.js';
@@ -125,7 +126,7 @@ export async function createApiServer(opts: ServerOptions): Promise<ApiServer> {
     logger: loggerOptions(opts.logLevel, opts.logFormat),
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: opts.bodyLimit ?? 3 * 1024 * 1024,
-    routerOptions: { maxParamLength: 2048 },
+    routerOptions: { maxParamLength: 2048, querystringParser: parseQuery }, // first values, as kube reads them
     return503OnClosing: true,
     forceCloseConnections: true,
   });
@@ -149,7 +150,7 @@ export async function createApiServer(opts: ServerOptions): Promise<ApiServer> {
     const user = await opts.authn.authenticate(req.raw.socket as TLSSocket, req.raw.headersDistinct);
     if (!user) throw unauthorized();
     req.user = await impersonate(user, req.raw.headersDistinct, opts.authz);
-    const attrs = requestAttributes(req.user, req.method, path, req.query as Record<string, unknown>);
+    const attrs = requestAttributes(req.user, infoOf(req));
     const d = await opts.authz.authorize(attrs);
     if (!d.allowed) throw forbiddenError(attrs, d.reason);
   });
@@ -160,7 +161,7 @@ export async function createApiServer(opts: ServerOptions): Promise<ApiServer> {
     app.get(p, async (_req, reply) => reply.type('text/plain').send('ok'));
     app.get(`${p}/*`, async (_req, reply) => reply.type('text/plain').send('ok'));
   }
-  app.get('/version', async () => ({
+  const version = async () => ({
     major: '1',
     minor: '32',
     gitVersion: `v1.32.0-ocm-apiserver-${opts.version ?? '0.1.0'}`,
@@ -170,7 +171,9 @@ export async function createApiServer(opts: ServerOptions): Promise<ApiServer> {
     goVersion: `node${process.versions.node}`,
     compiler: 'node',
     platform: `${process.platform}/${process.arch}`,
-  }));
+  });
+  app.get('/version', version);
+  app.get('/version/', version); // kube's mux serves both (Python's VersionApi asks for /version/)
 
   const discovery = (core: boolean) => async (req: FastifyRequest, reply: FastifyReply) => {
     const t = negotiate(req.headers.accept, ['APIGroupDiscoveryList']);
