@@ -10,6 +10,7 @@ import { readTar, singleFileTar } from './archive.js';
 import {
   COMPONENT_DESCRIPTOR_FILE,
   type ComponentDescriptor,
+  type ComponentReference,
   type Resource,
   elementIdentity,
   parseDescriptor,
@@ -263,38 +264,70 @@ export class OcmRepository {
   }
 
   /**
+   * Checks a referenced descriptor against the digest its parent records for it (a DIGEST_MISMATCH
+   * error when it differs). Returns false when the parent records no digest: nothing to check.
+   */
+  checkReference(parent: ComponentDescriptor, ref: ComponentReference, child: ComponentDescriptor): boolean {
+    if (!ref.digest) return false;
+    const alg = ref.digest.normalisationAlgorithm;
+    const forms = [descriptorDigest(child, alg, ref.digest.hashAlgorithm).value];
+    if (alg === 'jsonNormalisation/v1') forms.push(descriptorDigest(child, alg, ref.digest.hashAlgorithm, { legacyV1: true }).value);
+    if (!forms.includes(ref.digest.value)) {
+      throw new OcmRepositoryError('DIGEST_MISMATCH', `digest mismatch: ${parent.component.name}:${parent.component.version} references ${ref.componentName}:${ref.version} with ${alg} digest ${ref.digest.value}, the stored descriptor's is ${forms[0]}`);
+    }
+    return true;
+  }
+
+  /** The component version a reference of `parent` names, checked against the digest the parent records. */
+  async getReferencedVersion(parent: ComponentDescriptor, ref: ComponentReference): Promise<ComponentVersion> {
+    const child = await this.getComponentVersion(ref.componentName, ref.version);
+    this.checkReference(parent, ref, child.descriptor);
+    return child;
+  }
+
+  /**
    * Every component version reachable through componentReferences (not the root), breadth first, each
    * once; a reference's digest, when present, is checked against the referenced descriptor.
    */
   async resolveReferences(cv: { descriptor: ComponentDescriptor }, opts: { maxDepth?: number } = {}): Promise<ComponentVersion[]> {
+    return (await this.referenceGraph(cv, opts)).components;
+  }
+
+  /**
+   * The reference graph below `cv`: every component version reachable (each fetched once) and every
+   * reference edge, each checked against the digest its parent records, also when it leads to a
+   * version already reached on another path; `digest: false` on an edge whose parent records none.
+   */
+  async referenceGraph(
+    cv: { descriptor: ComponentDescriptor },
+    opts: { maxDepth?: number } = {},
+  ): Promise<{ components: ComponentVersion[]; edges: Array<{ parent: ComponentDescriptor; ref: ComponentReference; child: ComponentDescriptor; digest: boolean }> }> {
     const maxDepth = opts.maxDepth ?? 10;
     const key = (n: string, v: string) => `${n}:${versionToTag(v)}`;
-    const seen = new Set([key(cv.descriptor.component.name, cv.descriptor.component.version)]);
-    const out: ComponentVersion[] = [];
+    const byKey = new Map<string, ComponentDescriptor>([[key(cv.descriptor.component.name, cv.descriptor.component.version), cv.descriptor]]);
+    const components: ComponentVersion[] = [];
+    const edges: Array<{ parent: ComponentDescriptor; ref: ComponentReference; child: ComponentDescriptor; digest: boolean }> = [];
     let level = [cv.descriptor];
     for (let depth = 1; level.length; depth++) {
       const next: ComponentDescriptor[] = [];
       for (const parent of level) {
         for (const ref of parent.component.componentReferences ?? []) {
-          if (seen.has(key(ref.componentName, ref.version))) continue;
-          if (depth > maxDepth) throw new OcmRepositoryError('INVALID', `component references of ${cv.descriptor.component.name} nest deeper than ${maxDepth} levels`);
-          seen.add(key(ref.componentName, ref.version));
-          const child = await this.getComponentVersion(ref.componentName, ref.version);
-          if (ref.digest) {
-            const alg = ref.digest.normalisationAlgorithm;
-            const forms = [descriptorDigest(child.descriptor, alg, ref.digest.hashAlgorithm).value];
-            if (alg === 'jsonNormalisation/v1') forms.push(descriptorDigest(child.descriptor, alg, ref.digest.hashAlgorithm, { legacyV1: true }).value);
-            if (!forms.includes(ref.digest.value)) {
-              throw new OcmRepositoryError('DIGEST_MISMATCH', `digest mismatch: ${parent.component.name}:${parent.component.version} references ${ref.componentName}:${ref.version} with ${alg} digest ${ref.digest.value}, the stored descriptor's is ${forms[0]}`);
-            }
+          const k = key(ref.componentName, ref.version);
+          let child = byKey.get(k);
+          if (!child) {
+            if (depth > maxDepth) throw new OcmRepositoryError('INVALID', `component references of ${cv.descriptor.component.name} nest deeper than ${maxDepth} levels`);
+            const c = await this.getComponentVersion(ref.componentName, ref.version);
+            child = c.descriptor;
+            byKey.set(k, child);
+            components.push(c);
+            next.push(child);
           }
-          out.push(child);
-          next.push(child.descriptor);
+          edges.push({ parent, ref, child, digest: this.checkReference(parent, ref, child) });
         }
       }
       level = next;
     }
-    return out;
+    return { components, edges };
   }
 
   /**

@@ -11,8 +11,7 @@ import zlib from 'node:zlib';
 import YAML, { type Document, isAlias, isMap, isPair, isScalar, isSeq, type Node, type Pair, Scalar, YAMLMap, type YAMLSeq } from 'yaml';
 import { readTar } from '../ocm/archive.js';
 import { type ComponentDescriptor, type Resource, findResource } from '../ocm/descriptor.js';
-import { descriptorDigest } from '../ocm/normalise.js';
-import { DigestMismatch } from '../reconcilers/runtime/errors.js';
+import { DigestMismatch, isDigestMismatch } from '../reconcilers/runtime/errors.js';
 import type { ActionContext, Files } from './types.js';
 
 export const CONFIG_DATA_API_VERSION = 'config.ocm.software/v1alpha1';
@@ -24,6 +23,11 @@ const MAX_CONFIG_DATA_BYTES = 16 << 20;
 /** A rule or ConfigData that cannot be applied; the reconciler reports the message as a condition. */
 export class TransformError extends Error {
   override name = 'TransformError';
+}
+
+/** A reference path step that names no component reference of the component it is at. */
+export class ReferenceNotFound extends TransformError {
+  override name = 'ReferenceNotFound';
 }
 
 const isRecord = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -81,21 +85,15 @@ export class ComponentResolver {
       );
       if (!ref) {
         const have = refs.map((r) => r.name).join(', ') || 'none';
-        throw new TransformError(`component ${componentName(cur)} has no component reference ${q(step.name)}${identityText(Object.fromEntries(Object.entries(step).filter(([k]) => k !== 'name')))} (it has: ${have})`);
+        throw new ReferenceNotFound(`component ${componentName(cur)} has no component reference ${q(step.name)}${identityText(Object.fromEntries(Object.entries(step).filter(([k]) => k !== 'name')))} (it has: ${have})`);
       }
       const key = `${ref.componentName}:${ref.version}:${ref.digest?.value ?? ''}`;
       let next = this.cache.get(key);
       if (!next) {
         next = (async () => {
-          const child = await this.ctx.repository.getComponentVersion(ref.componentName, ref.version);
-          if (ref.digest) {
-            const alg = ref.digest.normalisationAlgorithm;
-            const forms = [descriptorDigest(child.descriptor, alg, ref.digest.hashAlgorithm).value];
-            if (alg === 'jsonNormalisation/v1') forms.push(descriptorDigest(child.descriptor, alg, ref.digest.hashAlgorithm, { legacyV1: true }).value);
-            if (!forms.includes(ref.digest.value)) {
-              throw new DigestMismatch(`digest mismatch: ${componentName(cur)} references ${ref.componentName}:${ref.version} with ${alg} digest ${ref.digest.value}, the stored descriptor's is ${forms[0]}`);
-            }
-          }
+          const child = await this.ctx.repository.getReferencedVersion(cur.descriptor, ref).catch((err) => {
+            throw isDigestMismatch(err) ? new DigestMismatch((err as Error).message, 'DigestMismatch', { cause: err }) : err;
+          });
           return { descriptor: child.descriptor, manifest: child.manifest };
         })();
         this.cache.set(key, next);

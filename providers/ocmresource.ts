@@ -1,20 +1,26 @@
-// Source provider OCMResource: a snapshot of one resource of the component version.
+// Source provider OCMResource: a snapshot of one resource of the component version, or, with a
+// referencePath, of the component version it leads to through component references (each step
+// checked against the digest its parent records).
 import { findResource } from '../ocm/descriptor.js';
+import { ComponentResolver, componentName, ReferenceNotFound } from './configdata.js';
 import { contentToFiles } from './content.js';
 import type { SourceProvider } from './types.js';
 
 export class ResourceNotFound extends Error {}
+export { ReferenceNotFound };
 
 export const ocmResourceProvider: SourceProvider = {
   kind: 'OCMResource',
   async produce(ctx) {
-    const want = (ctx.provider.spec ?? {}) as { resource: string; extraIdentity?: Record<string, string> };
-    const resource = findResource(ctx.descriptor, want.resource, want.extraIdentity);
+    const want = (ctx.provider.spec ?? {}) as { resource: string; extraIdentity?: Record<string, string>; referencePath?: Array<Record<string, string>> };
+    const resolver = new ComponentResolver({ componentVersion: ctx.componentVersion, repository: ctx.repository });
+    const component = await resolver.follow(resolver.root, want.referencePath);
+    const resource = findResource(component.descriptor, want.resource, want.extraIdentity);
     if (!resource) {
-      const have = ctx.descriptor.component.resources.map((r) => r.name).join(', ');
-      throw new ResourceNotFound(`component ${ctx.descriptor.component.name}:${ctx.descriptor.component.version} has no resource "${want.resource}" (it has: ${have || 'none'})`);
+      const have = component.descriptor.component.resources.map((r) => r.name).join(', ');
+      throw new ResourceNotFound(`component ${componentName(component)} has no resource "${want.resource}" (it has: ${have || 'none'})`);
     }
-    const { data, mediaType } = await ctx.repository.getResourceContent(ctx.componentVersion, resource);
+    const { data, mediaType } = await ctx.repository.getResourceContent(component, resource);
     return {
       files: await contentToFiles(data, mediaType, resource.name),
       identity: { resourceName: resource.name, ...(resource.extraIdentity ? { extraIdentity: resource.extraIdentity } : {}) },

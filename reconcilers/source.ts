@@ -7,7 +7,7 @@
 import { parseDuration } from '../kinds/common.js';
 import type { SourceSpec } from '../kinds/source.js';
 import type { KubeObject } from '../kinds/types.js';
-import { ocmResourceProvider, ResourceNotFound } from '../providers/ocmresource.js';
+import { ocmResourceProvider, ReferenceNotFound, ResourceNotFound } from '../providers/ocmresource.js';
 import type { SourceProvider } from '../providers/types.js';
 import { componentState, readyComponent, withComponentVersion } from './components.js';
 import { runExternalProvider } from './external.js';
@@ -52,6 +52,7 @@ export function sourceController(ctx: ReconcilerContext): ControllerSpec {
         out = await provider.produce({ source: src, provider: providerObj, component: comp, descriptor: cv.descriptor, repository: repo, componentVersion: cv });
       } catch (err) {
         if (err instanceof ResourceNotFound) throw stalled('ResourceNotFound', err.message, err);
+        if (err instanceof ReferenceNotFound) throw stalled('ReferenceNotFound', err.message, err);
         // Typed, not by message: a digest mismatch (OCM repository or OCI client) is DigestMismatch.
         throw toReconcileError(err, 'ProviderFailed', `${pref.kind}/${pref.name}`);
       }

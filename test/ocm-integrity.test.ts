@@ -221,3 +221,30 @@ t.test('ComponentDescriptor objects are never shared: each OCMComponent has its 
   const mine = (await json(['get', 'componentdescriptors', '-n', 'shared'])).items.filter((x: any) => x.metadata.ownerReferences[0].uid === b.metadata.uid);
   t.same(mine.map((x: any) => x.spec.version), ['1.1.0'], 'only the descriptor of the version in use');
 });
+
+t.test('OCMResource referencePath selects the resource of the referenced component, nested too; a missing reference is ReferenceNotFound', async (t) => {
+  await publish(repo, textComponent('ocm.software/it/db', '1.0.0', 'db config\n'), work, sign);
+  await publish(repo, textComponent('ocm.software/it/backend', '1.0.0', 'backend config\n', { componentReferences: [{ name: 'db', componentName: 'ocm.software/it/db', version: '1.0.0' }] }), work, sign);
+  await publish(repo, textComponent('ocm.software/it/app', '1.0.0', 'app config\n', { componentReferences: [{ name: 'backend', componentName: 'ocm.software/it/backend', version: '1.0.0' }] }), work, sign);
+  await namespace('refpath', { 'acme-key': { acme: signer.publicKey } });
+  await apply(
+    component('app', 'refpath', { name: 'ocm.software/it/app', version: '1.0.0', verify: [{ signature: 'acme', secretRef: { name: 'acme-key' } }] }),
+    ...source('root', 'refpath', 'app', { resource: 'config' }),
+    ...source('backend', 'refpath', 'app', { resource: 'config', referencePath: [{ name: 'backend' }] }),
+    ...source('db', 'refpath', 'app', { resource: 'config', referencePath: [{ name: 'backend' }, { name: 'db' }] }),
+    ...source('nowhere', 'refpath', 'app', { resource: 'config', referencePath: [{ name: 'frontend' }] }),
+    ...source('deep-nowhere', 'refpath', 'app', { resource: 'config', referencePath: [{ name: 'backend' }, { name: 'cache' }] }),
+  );
+  for (const [name, text] of [['root', 'app config\n'], ['backend', 'backend config\n'], ['db', 'db config\n']]) {
+    await waitReason('source', name, 'refpath', 'Succeeded');
+    t.equal(await snapshotText(name, 'refpath'), text, `${name}: the bytes of the component the path leads to`);
+  }
+  const snap = await json(['get', 'snapshot', (await json(['get', 'source', 'db', '-n', 'refpath'])).status.snapshot, '-n', 'refpath']);
+  t.equal(snap.spec.identity.resourceName, 'config');
+  for (const name of ['nowhere', 'deep-nowhere']) {
+    const src = await waitReason('source', name, 'refpath', 'ReferenceNotFound');
+    t.equal(src.status.ready, false);
+    t.match(ready(src).message, name === 'nowhere' ? /ocm\.software\/it\/app:1\.0\.0 has no component reference "frontend".*it has: backend/ : /ocm\.software\/it\/backend:1\.0\.0 has no component reference "cache".*it has: db/);
+    t.notOk(src.status.snapshot, 'no snapshot');
+  }
+});
