@@ -279,6 +279,7 @@ export async function loadConfigData(ctx: Pick<ActionContext, 'repository'>, res
       ({ resource, component } = await resolver.resource(resolver.root, ref));
     } catch (e) {
       if (e instanceof TransformError) throw new TransformError(`spec.configRef: ${e.message}`);
+      if (e instanceof DigestMismatch) throw new DigestMismatch(`spec.configRef: ${e.message}`, e.reason, { cause: e });
       throw e;
     }
   } else {
