@@ -60,6 +60,7 @@ const { values } = parseArgs({
     'token-auth-file': { type: 'string' },
     'authorization-policy-file': { type: 'string' },
     'registry-anonymous-pull': { type: 'boolean', default: false },
+    'allow-cross-namespace-refs': { type: 'boolean', default: false },
     reconcilers: { type: 'string', default: 'all' },
     'registry-external-host': { type: 'string' },
     'leader-elect': { type: 'boolean' },
@@ -286,6 +287,7 @@ const ctx: ReconcilerContext = {
     attestationKeyPem: certs.serverKeyPem,
     attestationCertPem: certs.serverCertPem,
   },
+  tenancy: { allowCrossNamespaceRefs: values['allow-cross-namespace-refs'] },
 };
 // `--reconcilers none` serves the API alone (API conformance tests and benchmarks).
 const manager = new ControllerManager(store, log);

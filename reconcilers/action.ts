@@ -15,6 +15,7 @@ import { stalled, toReconcileError, waiting } from './runtime/errors.js';
 import { runExternalProvider } from './external.js';
 import type { ControllerSpec, ObjectKey, Result } from './runtime/controller.js';
 import { isReady, setCondition } from './runtime/status.js';
+import { refuseCrossNamespaceRefs } from './tenancy.js';
 import { type ChainLink, checkAttestation, foreignSnapshot, storeSnapshot } from './snapshots.js';
 
 export function actionController(ctx: ReconcilerContext, providers: ActionProvider[]): ControllerSpec {
@@ -84,6 +85,7 @@ export function actionController(ctx: ReconcilerContext, providers: ActionProvid
     const ns = action.metadata.namespace!;
     const spec = action.spec as ActionSpec;
     const every = spec.interval ? parseDuration(spec.interval) : undefined;
+    refuseCrossNamespaceRefs(ctx, action);
     await checkCycle(action);
     const i = await input(action);
     const rc = await readyComponent(ctx, spec.componentRef, ns);
@@ -97,6 +99,7 @@ export function actionController(ctx: ReconcilerContext, providers: ActionProvid
       const found = await getObject(ctx, resourceOf(ctx, pref.kind), ns, pref.name);
       if (!found) throw stalled('ProviderNotFound', `${pref.kind} ${ns}/${pref.name} not found`);
       providerObj = found;
+      refuseCrossNamespaceRefs(ctx, providerObj);
       const inputs = [action.metadata.generation, providerObj.metadata.uid, providerObj.metadata.generation, i.digest, rc.version, componentState(rc.component)].join('|');
       if (done.get(action.metadata.uid!) === inputs && isReady(action) && !every) return;
       const files = await pullInput(i);

@@ -3,6 +3,7 @@
 import type { KubeObject } from '../kinds/types.js';
 import { type ComponentVersion, OcmRepository } from '../ocm/repository.js';
 import { getObject, ReconcileError, type ReconcilerContext, repositoryClient, resourceOf } from './context.js';
+import { stalled } from './runtime/errors.js';
 import { condition, isReady } from './runtime/status.js';
 
 const cache = new Map<string, { at: number; value: Promise<ComponentVersion> }>();
@@ -10,20 +11,24 @@ const TTL_MS = 60_000;
 
 export interface ReadyComponent {
   component: KubeObject;
+  /** Namespace of the Source or Action that uses it: Secrets are read there, never in the component's. */
+  for: string;
   name: string;
   version: string;
 }
 
 /** The OCMComponent a Source or Action names; a ReconcileError (no retry) unless it is Ready. */
 export async function readyComponent(ctx: ReconcilerContext, ref: { name: string; namespace?: string }, namespace: string): Promise<ReadyComponent> {
-  const ns = ref.namespace ?? namespace;
+  const ns = ref.namespace || namespace;
+  if (ns !== namespace && !ctx.tenancy?.allowCrossNamespaceRefs)
+    throw stalled('CrossNamespaceRefNotAllowed', `spec.componentRef names OCMComponent ${ns}/${ref.name} in another namespace; the server allows that only with --allow-cross-namespace-refs`);
   const component = await getObject(ctx, resourceOf(ctx, 'OCMComponent'), ns, ref.name);
   if (!component) throw new ReconcileError('ComponentNotFound', `OCMComponent ${ns}/${ref.name} not found`, false);
   if (!isReady(component)) {
     const c = condition(component);
     throw new ReconcileError('ComponentNotReady', `OCMComponent ${ns}/${ref.name} is not ready${c ? `: ${c.message}` : ''}`, false);
   }
-  return { component, name: (component.spec as { name: string }).name, version: (component.status as { resolvedVersion: string }).resolvedVersion };
+  return { component, for: namespace, name: (component.spec as { name: string }).name, version: (component.status as { resolvedVersion: string }).resolvedVersion };
 }
 
 /**
@@ -39,10 +44,10 @@ export function componentState(component: KubeObject): string {
 /** Runs `fn` with the component's repository and fetched component version. */
 export async function withComponentVersion<T>(ctx: ReconcilerContext, c: ReadyComponent, fn: (repo: OcmRepository, cv: ComponentVersion) => Promise<T>): Promise<T> {
   const spec = c.component.spec as { repository: { url: string; secretRef?: { name: string } } };
-  const client = await repositoryClient(ctx, c.component.metadata.namespace!, spec.repository.url, spec.repository.secretRef);
+  const client = await repositoryClient(ctx, c.for, spec.repository.url, spec.repository.secretRef);
   try {
     const repo = new OcmRepository(client, spec.repository.url);
-    const key = `${spec.repository.url}|${c.name}|${c.version}|${componentState(c.component)}`;
+    const key = `${c.for}|${spec.repository.secretRef?.name ?? ''}|${spec.repository.url}|${c.name}|${c.version}|${componentState(c.component)}`; // per namespace: never another tenant's fetch
     let hit = cache.get(key);
     if (!hit || Date.now() - hit.at > TTL_MS) {
       if (cache.size >= 256) for (const [k, v] of cache) if (Date.now() - v.at > TTL_MS) cache.delete(k);

@@ -37,6 +37,13 @@ export interface ReconcilerContext {
   events?: EventRecorder;
   log: Logger;
   snapshots: SnapshotStore;
+  /** What widens tenancy (reconcilers/tenancy.ts); everything off when absent. */
+  tenancy?: TenancyOptions;
+}
+
+export interface TenancyOptions {
+  /** --allow-cross-namespace-refs: Sources/Actions may name an OCMComponent (and Flux templates objects) of another namespace. */
+  allowCrossNamespaceRefs?: boolean;
 }
 
 export const GROUP = 'delivery.ocm.software';

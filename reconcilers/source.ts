@@ -16,6 +16,7 @@ import { stalled, toReconcileError, waiting } from './runtime/errors.js';
 import type { ControllerSpec, ObjectKey, Result } from './runtime/controller.js';
 import { isReady, setCondition } from './runtime/status.js';
 import { storeSnapshot } from './snapshots.js';
+import { refuseCrossNamespaceRefs } from './tenancy.js';
 
 const builtIn: Record<string, SourceProvider> = { OCMResource: ocmResourceProvider };
 
@@ -33,6 +34,7 @@ export function sourceController(ctx: ReconcilerContext): ControllerSpec {
   async function reconcile(src: KubeObject): Promise<Result | void> {
     const ns = src.metadata.namespace!;
     const spec = src.spec as SourceSpec;
+    refuseCrossNamespaceRefs(ctx, src);
     const pref = spec.providerRef;
     const provider = pref.apiVersion === API_VERSION ? builtIn[pref.kind] : undefined;
     if (!provider && pref.apiVersion === API_VERSION) throw stalled('UnsupportedProvider', `${pref.kind} is not a Source provider`);

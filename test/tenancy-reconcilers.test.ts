@@ -1,0 +1,213 @@
+// Tenants stay apart in what the server does on their behalf (issue 16, items 3-6): two tenants,
+// user-a owning team-a and user-b owning team-b (static token file + policy file, standalone),
+// and every way user-b could make the reconcilers reach team-a, driven with real kubectl as
+// user-b: each is refused with a condition naming why, and nothing of team-a reaches team-b.
+// The model is Flux's multi-tenancy lockdown (fluxcd/flux2 docs, "Multi-tenancy lockdown":
+// --no-cross-namespace-refs; fluxcd/pkg/runtime/acl: "cross-namespace references are blocked").
+import { execFile } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import YAML from 'yaml';
+import { publish } from '../ocm/publish.js';
+import { OcmRepository } from '../ocm/repository.js';
+import { OciClient } from '../registry/client.js';
+import { archiveToFiles } from '../providers/content.js';
+import { pullSnapshot } from '../registry/snapshot.js';
+import { KUBECTL, startServer, tempDir, type TestServer } from './helpers/server.js';
+
+const GV = 'delivery.ocm.software/v1alpha1';
+const SECRET_TEXT = 'TEAM-A-PRIVATE-7f3c'; // in team-a's component only; must never show up in team-b
+type Obj = Record<string, any>;
+type Test = Parameters<Parameters<typeof t.test>[0]>[0];
+
+const dir = tempDir('tenancy-reconcilers-');
+writeFileSync(join(dir, 'tokens.csv'), 'token-a,user-a,1001,"tenants"\ntoken-b,user-b,1002,"tenants"\n');
+writeFileSync(
+  join(dir, 'policy.yaml'),
+  YAML.stringify([
+    { users: ['user-a'], verbs: ['*'], apiGroups: ['*'], resources: ['*'], namespaces: ['team-a'] },
+    { users: ['user-b'], verbs: ['*'], apiGroups: ['*'], resources: ['*'], namespaces: ['team-b'] },
+  ]),
+);
+const userArgs = ['--token-auth-file', join(dir, 'tokens.csv'), '--authorization-policy-file', join(dir, 'policy.yaml')];
+
+interface Env {
+  s: TestServer;
+  registry: string;
+  admin: OciClient;
+  as(user: 'a' | 'b', args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }>;
+}
+
+async function env(extraArgs: string[] = []): Promise<Env> {
+  const s = await startServer({ reconcilers: 'all', args: [...userArgs, ...extraArgs] });
+  const registry = s.logs.map((l) => /"registry":"([^"]+)"/.exec(l)?.[1]).find(Boolean)!;
+  const certs = join(s.dataDir, 'certs');
+  const admin = new OciClient({ ca: readFileSync(join(certs, 'ca.crt'), 'utf8'), cert: readFileSync(join(certs, 'admin.crt'), 'utf8'), key: readFileSync(join(certs, 'admin.key'), 'utf8') });
+  for (const u of ['a', 'b']) {
+    const kc = {
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'ocm', cluster: { server: s.url, 'certificate-authority': join(certs, 'ca.crt') } }],
+      users: [{ name: `user-${u}`, user: { token: `token-${u}` } }],
+      contexts: [{ name: `user-${u}`, context: { cluster: 'ocm', user: `user-${u}`, namespace: `team-${u}` } }],
+      'current-context': `user-${u}`,
+    };
+    writeFileSync(join(s.dataDir, `user-${u}.kubeconfig`), YAML.stringify(kc));
+  }
+  const as: Env['as'] = (user, args, input) =>
+    new Promise((res) => {
+      const kc = join(s.dataDir, `user-${user}.kubeconfig`);
+      const child = execFile(KUBECTL, ['--kubeconfig', kc, '--cache-dir', join(s.dataDir, `cache-${user}`), ...args], { timeout: 60_000, env: { ...process.env, KUBECONFIG: kc, HOME: s.dataDir } }, (err, stdout, stderr) =>
+        res({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }),
+      );
+      child.stdin!.end(input ?? '');
+    });
+  for (const ns of ['team-a', 'team-b']) await s.kubectl(['create', 'namespace', ns]);
+  return { s, registry, admin, as };
+}
+
+const yaml = (...objs: unknown[]) => objs.map((o) => YAML.stringify(o)).join('---\n');
+
+async function getAs(e: Env, user: 'a' | 'b', kind: string, name: string): Promise<Obj> {
+  const r = await e.as(user, ['get', kind, name, '-o', 'json']);
+  if (r.code !== 0) throw new Error(r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+/** Waits until the object's Ready condition has `reason`; returns the condition. */
+async function reason(e: Env, user: 'a' | 'b', kind: string, name: string, want: string): Promise<Obj> {
+  let last: Obj | undefined;
+  for (let i = 0; i < 150; i++) {
+    const o = await getAs(e, user, kind, name);
+    last = o.status?.conditions?.find((c: Obj) => c.type === 'Ready');
+    if (last?.reason === want) return last!;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${kind}/${name}: expected reason ${want}, have ${JSON.stringify(last)}`);
+}
+
+async function applyAs(t: Test, e: Env, user: 'a' | 'b', ...objs: Obj[]) {
+  const r = await e.as(user, ['apply', '-f', '-'], yaml(...objs));
+  t.equal(r.code, 0, `user-${user} applies ${objs.map((o) => `${o.kind}/${o.metadata.name}`).join(', ')}: ${r.stderr}`);
+}
+
+/** Two components: team-a's private one and team-b's own, each in its namespace's repository of the embedded registry. */
+async function publishComponents(e: Env) {
+  for (const [team, text] of [['team-a', `secret: ${SECRET_TEXT}\n`], ['team-b', 'b: 1\n']]) {
+    await publish(
+      new OcmRepository(e.admin, `${e.registry}/${team}/ocm`),
+      { name: `acme.org/${team}`, version: '1.0.0', provider: 'acme', resources: [{ name: 'cfg', type: 'blob', input: { type: 'utf8', text, mediaType: 'application/yaml' } }] },
+      tempDir(),
+    );
+  }
+}
+
+const comp = (ns: string, name: string, url: string, extra: Obj = {}) => ({ apiVersion: GV, kind: 'OCMComponent', metadata: { name, namespace: ns }, spec: { name: `acme.org/${ns}`, version: '1.0.0', repository: { url, ...extra } } });
+const res = (ns: string) => ({ apiVersion: GV, kind: 'OCMResource', metadata: { name: 'cfg', namespace: ns }, spec: { resource: 'cfg' } });
+const src = (ns: string, name: string, componentRef: Obj, providerRef: Obj = { apiVersion: GV, kind: 'OCMResource', name: 'cfg' }, extra: Obj = {}) => ({
+  apiVersion: GV,
+  kind: 'Source',
+  metadata: { name, namespace: ns },
+  spec: { componentRef, providerRef, ...extra },
+});
+const action = (ns: string, name: string, componentRef: Obj, input: Obj, providerRef: Obj) => ({ apiVersion: GV, kind: 'Action', metadata: { name, namespace: ns }, spec: { componentRef, snapshotSourceRef: input, providerRef } });
+
+/** Nothing of team-a in team-b: no object there names it or holds its content, and no snapshot there has its bytes. */
+async function nothingOfTeamA(t: Test, e: Env, teamA: { digests: string[] }) {
+  const all = await e.s.kubectl(['get', 'ocm', '-n', 'team-b', '-o', 'json']);
+  t.equal(all.code, 0, all.stderr);
+  t.notMatch(all.stdout, SECRET_TEXT, 'no object in team-b holds team-a\'s content');
+  const snaps = JSON.parse((await e.s.kubectl(['get', 'snapshots', '-n', 'team-b', '-o', 'json'])).stdout).items as Obj[];
+  for (const sn of snaps) {
+    t.notOk(teamA.digests.includes(sn.status?.digest), `Snapshot team-b/${sn.metadata.name} is not one of team-a's`);
+    t.notMatch(sn.spec?.identity?.componentName ?? '', 'team-a', `Snapshot team-b/${sn.metadata.name} is not of team-a's component`);
+    if (!sn.status?.repositoryURL) continue;
+    t.match(sn.status.repositoryURL, `${e.registry}/team-b/`, 'in team-b\'s repositories');
+    const files = await archiveToFiles(await pullSnapshot(e.admin, `${sn.status.repositoryURL}@${sn.status.digest}`));
+    t.notMatch(JSON.stringify(files), SECRET_TEXT, `Snapshot team-b/${sn.metadata.name} does not hold team-a's content`);
+  }
+  const events = await e.s.kubectl(['get', 'events', '-n', 'team-b', '-o', 'json']);
+  t.notMatch(events.stdout, SECRET_TEXT, 'no Event in team-b holds it');
+}
+
+t.test('default server: every way into team-a is refused', async (t) => {
+  const e = await env();
+  t.teardown(() => e.s.stop());
+  await publishComponents(e);
+
+  // team-a's own pipeline works (its component in its own repository of the embedded registry).
+  await applyAs(t, e, 'a', comp('team-a', 'private', `${e.registry}/team-a/ocm`), res('team-a'), src('team-a', 'private', { name: 'private' }));
+  await reason(e, 'a', 'source', 'private', 'Succeeded');
+  const aSource = await getAs(e, 'a', 'source', 'private');
+  const aSnap = await getAs(e, 'a', 'snapshot', aSource.status.snapshot);
+  const teamA = { digests: [aSnap.status.digest] };
+  // team-b's own pipeline works too.
+  await applyAs(t, e, 'b', comp('team-b', 'own', `${e.registry}/team-b/ocm`), res('team-b'), src('team-b', 'own', { name: 'own' }));
+  await reason(e, 'b', 'source', 'own', 'Succeeded');
+
+  t.test('user-b cannot read team-a directly', async (t) => {
+    const r = await e.as('b', ['get', 'snapshots', '-n', 'team-a']);
+    t.not(r.code, 0);
+    t.match(r.stderr, /forbidden/);
+  });
+
+  t.test('item 5: Snapshots and their status are the server\'s to write', async (t) => {
+    const forged = { apiVersion: GV, kind: 'Snapshot', metadata: { name: 'forged', namespace: 'team-b' }, spec: { identity: { componentName: 'acme.org/team-a', componentVersion: '1.0.0' }, producerRef: { kind: 'Source', name: 'own' } } };
+    // --validate=false: kubectl's own check (it lists CRDs for a kind whose OpenAPI has no POST) would refuse first; the server must.
+    for (const args of [['create', '--validate=false', '-f', '-'], ['apply', '--validate=false', '-f', '-'], ['apply', '--server-side', '--validate=false', '-f', '-']]) {
+      const r = await e.as('b', args, yaml(forged));
+      t.not(r.code, 0, `kubectl ${args.join(' ')} of a Snapshot is refused`);
+      t.match(r.stderr, /MethodNotAllowed|does not allow this method/, r.stderr.trim());
+    }
+    const own = (await getAs(e, 'b', 'source', 'own')).status.snapshot;
+    const patch = await e.as('b', ['patch', 'snapshot', own, '--subresource', 'status', '--type', 'merge', '-p', JSON.stringify({ status: { repositoryURL: aSnap.status.repositoryURL, digest: aSnap.status.digest } })]);
+    t.not(patch.code, 0, 'patching a Snapshot\'s status is refused');
+    t.match(patch.stderr, /MethodNotAllowed|does not allow this method/);
+    const edit = await e.as('b', ['label', 'snapshot', own, 'x=y']);
+    t.not(edit.code, 0, 'so is any update of one');
+    const del = await e.as('b', ['get', 'snapshot', own, '-o', 'name']);
+    t.equal(del.code, 0, 'user-b reads its own Snapshots');
+
+    // A suspended Source whose status user-b writes, naming team-a's Snapshot: looked up in team-b only.
+    await applyAs(t, e, 'b', src('team-b', 'suspended', { name: 'own' }, undefined, { suspend: true }));
+    const st = await e.as('b', ['patch', 'source', 'suspended', '--subresource', 'status', '--type', 'merge', '-p', JSON.stringify({ status: { ready: true, snapshot: aSnap.metadata.name, digest: aSnap.status.digest } })]);
+    t.equal(st.code, 0, st.stderr);
+    await applyAs(t, e, 'b', { apiVersion: GV, kind: 'Localization', metadata: { name: 'loc', namespace: 'team-b' }, spec: { rules: [] } }, action('team-b', 'via-suspended', { name: 'own' }, { kind: 'Source', name: 'suspended' }, { apiVersion: GV, kind: 'Localization', name: 'loc' }));
+    const c = await reason(e, 'b', 'action', 'via-suspended', 'InputNotReady');
+    t.match(c.message, `Snapshot team-b/${aSnap.metadata.name}`, 'the Snapshot is looked for in team-b');
+
+    // An external provider whose status user-b writes, naming team-a's snapshot in the registry.
+    const ext = { apiVersion: 'source.toolkit.fluxcd.io/v1', kind: 'OCIRepository', metadata: { name: 'ext', namespace: 'team-b' }, spec: { url: 'oci://example' } };
+    await applyAs(t, e, 'b', ext, src('team-b', 'ext', { name: 'own' }, { apiVersion: 'source.toolkit.fluxcd.io/v1', kind: 'OCIRepository', name: 'ext' }));
+    const p = await e.as('b', ['patch', 'ocirepository', 'ext', '--subresource', 'status', '--type', 'merge', '-p', JSON.stringify({ status: { ready: true, snapshot: `${aSnap.status.repositoryURL}:${aSnap.status.tag}`, digest: aSnap.status.digest } })]);
+    t.equal(p.code, 0, p.stderr);
+    const x = await reason(e, 'b', 'source', 'ext', 'ForeignSnapshot');
+    t.match(x.message, 'is not a repository of namespace team-b');
+  });
+
+  t.test('item 3: cross-namespace references are refused by default', async (t) => {
+    await applyAs(t, e, 'b', src('team-b', 'steal', { name: 'private', namespace: 'team-a' }));
+    const c = await reason(e, 'b', 'source', 'steal', 'CrossNamespaceRefNotAllowed');
+    t.match(c.message, 'spec.componentRef → team-a');
+    t.match(c.message, '--allow-cross-namespace-refs');
+    t.equal((await getAs(e, 'b', 'source', 'steal')).status.ready, false);
+
+    await applyAs(t, e, 'b', action('team-b', 'steal', { name: 'private', namespace: 'team-a' }, { kind: 'Source', name: 'own' }, { apiVersion: GV, kind: 'Localization', name: 'loc' }));
+    t.match((await reason(e, 'b', 'action', 'steal', 'CrossNamespaceRefNotAllowed')).message, 'spec.componentRef → team-a');
+
+    // A Flux template naming an object of team-a (Flux's own cross-namespace dependsOn).
+    await applyAs(
+      t,
+      e,
+      'b',
+      { apiVersion: GV, kind: 'KustomizationTemplate', metadata: { name: 'deploy', namespace: 'team-b' }, spec: { template: { path: './', dependsOn: [{ name: 'infra', namespace: 'team-a' }] } } },
+      action('team-b', 'deploy', { name: 'own' }, { kind: 'Source', name: 'own' }, { apiVersion: GV, kind: 'KustomizationTemplate', name: 'deploy' }),
+    );
+    t.match((await reason(e, 'b', 'action', 'deploy', 'CrossNamespaceRefNotAllowed')).message, 'spec.template.dependsOn[0] → team-a');
+    const flux = await e.s.kubectl(['get', 'kustomizations', '-n', 'team-b', '-o', 'name']);
+    t.equal(flux.stdout.trim(), '', 'no Flux object written for it');
+  });
+
+  t.test('nothing of team-a reached team-b', async (t) => nothingOfTeamA(t, e, teamA));
+});
