@@ -8,7 +8,8 @@
 // 2. Pushes it to the snapshot registry as a Helm OCI artifact (what `helm push` writes): config
 //    `application/vnd.cncf.helm.config.v1+json` (the Chart.yaml metadata as JSON), one layer
 //    `application/vnd.cncf.helm.chart.content.v1.tar+gzip` (the packaged chart), to repository
-//    `<namespace>/<OCMComponent>/<Action>-<provider>-chart`, tagged with the input snapshot's tag.
+//    `<namespace>/<OCMComponent>/action/<Action>/<provider>/chart` (the Action's own place with
+//    `/chart`; see snapshotRepository), tagged with the input snapshot's tag.
 // 3. Writes, named after the Action and owned by it, a Flux OCIRepository for that artifact (pinned
 //    by digest, `layerSelector` with the chart media type and `operation: copy`, as Flux wants for
 //    charts) and a Flux HelmRelease (helm.toolkit.fluxcd.io/v2): `spec.template` passed through,
@@ -170,7 +171,7 @@ export async function pushChart(
   client: OciClient,
   o: { host: string; namespace: string; component: string; action: string; provider: string; tag: string; chart: PackagedChart; annotations?: Record<string, string> },
 ): Promise<{ repository: string; tag: string; digest: string; layerDigest: string; size: number }> {
-  const { repository } = snapshotRepository(o.namespace, o.component, o.action, `${o.provider}-chart`);
+  const { repository } = snapshotRepository({ namespace: o.namespace, component: o.component, kind: 'Action', name: o.action, provider: o.provider }, 'chart');
   const base = parseReference(`${o.host}/${repository}`);
   const layer = await client.pushBlob(base, o.chart.tgz);
   const config = await client.pushBlob(base, o.chart.config);

@@ -16,7 +16,8 @@ const CONSUMER_FIELDS = ['snapshot', 'digest', 'ociRepository', 'kustomization',
 export function providerStatus(st: Record<string, unknown>, obj: KubeObject) {
   for (const f of CONSUMER_FIELDS) delete st[f];
   st.ready = true;
-  setCondition(st, { type: 'Ready', status: 'True', reason: 'Accepted', message: `${obj.kind} accepted; the Sources and Actions using it report their own results` }, obj.metadata.generation);
+  const users = obj.kind === 'OCMResource' ? 'Source' : 'Action';
+  setCondition(st, { type: 'Ready', status: 'True', reason: 'Accepted', message: `${obj.kind} accepted; each ${users} using it reports its own result` }, obj.metadata.generation);
 }
 
 /** One controller per built-in provider kind, named `providerstatus-<kind>` (`--reconcilers providerstatus` enables all). */

@@ -2,12 +2,13 @@
 // layer 0 of an OCI artifact, check what the registry holds, and record a Snapshot object (owned
 // by the Source or Action that made it) whose status tells where it came from. Unchanged
 // content gives no new snapshot.
+import { createHash } from 'node:crypto';
 import type { Files } from '../providers/types.js';
 import type { KubeObject } from '../kinds/types.js';
 import { internalOptions } from '../apiserver/rest.js';
 import { attachAttestation, verifyAttestation } from '../registry/attestation.js';
 import { MEDIA_TYPES, parseReference } from '../registry/client.js';
-import { packSnapshot, pushSnapshot } from '../registry/snapshot.js';
+import { packSnapshot, type ProducerKind, pushSnapshot, type SnapshotPlace, snapshotRepository } from '../registry/snapshot.js';
 import { API_VERSION, applyObject, listObjects, ownerRef, type ReconcilerContext, resourceOf } from './context.js';
 import { setCondition } from './runtime/status.js';
 
@@ -37,6 +38,29 @@ export interface StoreSnapshotInput {
   current?: KubeObject;
 }
 
+function producerKind(producer: KubeObject): ProducerKind {
+  if (producer.kind === 'Source' || producer.kind === 'Action') return producer.kind;
+  throw new Error(`a ${producer.kind} cannot produce snapshots`);
+}
+
+const MAX_NAME = 253;
+
+/**
+ * The Snapshot object's name: `<producer>-<source|action>-<tag>`; when that is longer than 253
+ * characters, `<producer prefix>-<source|action>-<16 hex of SHA-256(kind, name)>-<tag>`. Injective:
+ * tags are digits and the kind has no dash, so from the right the tag, then the kind (readable) or
+ * the hash (16 hex digits, never "source" or "action") say which form it is and what it holds.
+ * (Before: `<producer>-<tag>`, shared by a Source and an Action of the same name.)
+ */
+export function snapshotObjectName(kind: ProducerKind, name: string, tag: string): string {
+  const k = kind.toLowerCase();
+  const readable = `${name}-${k}-${tag}`;
+  if (readable.length <= MAX_NAME) return readable;
+  const hash = createHash('sha256').update(JSON.stringify([kind, name])).digest('hex').slice(0, 16);
+  const room = MAX_NAME - (k.length + hash.length + tag.length + 3);
+  return `${name.slice(0, room).replace(/[-.]+$/, '')}-${k}-${hash}-${tag}`;
+}
+
 function summary(files: { path: string; size: number }[]): string {
   const names = files.map((f) => f.path);
   const shown = names.slice(0, 20).join(', ');
@@ -48,18 +72,17 @@ export async function storeSnapshot(ctx: ReconcilerContext, s: StoreSnapshotInpu
   const ns = s.producer.metadata.namespace!;
   const packed = await packSnapshot({ files: s.files });
   const cur = s.current;
-  const curStatus = (cur?.status ?? {}) as { tag?: string; digest?: string };
+  const curStatus = (cur?.status ?? {}) as { tag?: string; digest?: string; repositoryURL?: string };
   const sameInput = (cur?.spec as { input?: { digest?: string } } | undefined)?.input?.digest === s.input?.digest;
-  if (cur && cur.metadata.annotations?.[CONTENT_DIGEST] === packed.digest && sameInput && curStatus.digest) return { snapshot: cur, created: false };
+  const place: SnapshotPlace = { namespace: ns, component: s.component.metadata.name!, kind: producerKind(s.producer), name: s.producer.metadata.name!, provider: s.provider.name };
+  // A snapshot still in a place of the scheme before (which two producers could share) moves.
+  const samePlace = curStatus.repositoryURL?.slice(curStatus.repositoryURL.indexOf('/') + 1) === snapshotRepository(place).repository;
+  if (cur && cur.metadata.annotations?.[CONTENT_DIGEST] === packed.digest && sameInput && curStatus.digest && samePlace) return { snapshot: cur, created: false };
 
-  const componentName = s.component.metadata.name!;
   const timestamp = Math.max(Math.floor(Date.now() / 1000), curStatus.tag && /^\d+$/.test(curStatus.tag) ? Number(curStatus.tag) + 1 : 0);
   const pushed = await pushSnapshot(ctx.snapshots.client, {
     registry: ctx.snapshots.host,
-    namespace: ns,
-    component: componentName,
-    name: s.producer.metadata.name!,
-    provider: s.provider.name,
+    ...place,
     timestamp,
     tgz: packed.tgz,
     annotations: { 'delivery.ocm.software/producer': `${s.producer.kind}/${s.producer.metadata.name}` },
@@ -82,7 +105,7 @@ export async function storeSnapshot(ctx: ReconcilerContext, s: StoreSnapshotInpu
     signingKeyPem: ctx.snapshots.attestationKeyPem,
   });
 
-  const name = `${s.producer.metadata.name!.slice(0, 240)}-${pushed.tag}`;
+  const name = snapshotObjectName(place.kind, place.name, pushed.tag);
   const snapshot = await applyObject(ctx, SNAP, {
     apiVersion: API_VERSION,
     kind: 'Snapshot',

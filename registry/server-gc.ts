@@ -1,6 +1,7 @@
 // Garbage collection: old tags, then unreachable manifests, then unreferenced blobs (mark and sweep).
 import fsp from 'node:fs/promises';
 import type { BlobStore } from './blobstore.js';
+import { snapshotRepositoryNamespace } from './snapshot.js';
 import type { Repos } from './server-repos.js';
 
 export interface GcOptions {
@@ -11,7 +12,7 @@ export interface GcOptions {
   /** Blobs and manifests written less than this long ago are never collected (default 1 hour). */
   graceMs?: number;
   /**
-   * The namespaces that exist. Snapshot repositories (`<namespace>/<component>/<producer>`) of any
+   * The namespaces that exist. Snapshot repositories (`snapshotRepositoryNamespace`) of any
    * other namespace lose all their tags that `tagFilter` selects, once older than the grace period:
    * a deleted pipeline's snapshots go with it. Unset: no such sweep.
    */
@@ -72,8 +73,8 @@ export async function collectGarbage(store: BlobStore, repos: Repos, opts: GcOpt
 
   const namespaces = opts.namespaces && new Set(opts.namespaces);
   for (const repo of repoList) {
-    const segs = repo.split('/');
-    if (namespaces && segs.length === 3 && !namespaces.has(segs[0])) {
+    const ns = snapshotRepositoryNamespace(repo);
+    if (namespaces && ns !== undefined && !namespaces.has(ns)) {
       for (const t of await repos.tags(repo)) if ((opts.tagFilter?.(repo, t) ?? true) && ((await repos.tagWrittenMs(repo, t)) ?? Infinity) <= cutoff) await repos.deleteTag(repo, t);
     } else if (opts.keepTags !== undefined) {
       const subject = (await repos.tags(repo)).filter((t) => opts.tagFilter?.(repo, t) ?? true);

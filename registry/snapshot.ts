@@ -137,41 +137,74 @@ export async function packSnapshot(
   };
 }
 
-/** One OCI path component: lower case, `[a-z0-9]+` joined by `.`, `_`, `__` or dashes. */
-function sanitizeComponent(s: string, what: string): string {
-  const out = s
-    .toLowerCase()
-    .replace(/[^a-z0-9._-]+/g, '-')
-    .replace(/[._-]{2,}/g, (m) => (/^-+$/.test(m) || m === '__' ? m : '-'))
-    .replace(/^[._-]+|[._-]+$/g, '');
-  if (!out) throw new OciError('INVALID_REFERENCE', `snapshot repository: ${what} "${s}" has nothing usable in an OCI name`);
-  return out;
+/** One OCI path component (distribution's grammar): `[a-z0-9]+` joined by `.`, `_`, `__` or dashes. */
+const PATH_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
+const MAX_REPOSITORY = 255; // distribution's limit on a repository name
+
+export type ProducerKind = 'Source' | 'Action';
+
+export interface SnapshotPlace {
+  namespace: string;
+  /** The OCMComponent object's name. */
+  component: string;
+  kind: ProducerKind;
+  name: string;
+  /** The provider object's name. */
+  provider: string;
 }
 
-export function snapshotRepository(namespace: string, component: string, name: string, provider: string): { repository: string } {
-  let last = sanitizeComponent(`${sanitizeComponent(name, 'name')}-${sanitizeComponent(provider, 'provider')}`, 'name');
-  const head = `${sanitizeComponent(namespace, 'namespace')}/${sanitizeComponent(component, 'component')}`;
-  if (head.length + 1 + last.length > 255) {
-    // distribution caps names at 255 characters: keep a prefix and make it unique with a hash
-    const hash = createHash('sha256').update(last).digest('hex').slice(0, 12);
-    last = `${last.slice(0, Math.max(1, 255 - head.length - 15)).replace(/[._-]+$/, '')}-${hash}`;
+/**
+ * The repository of one producer's snapshots, one that no other producer can have:
+ * `<namespace>/<component>/<source|action>/<name>/<provider>` (with `/chart` appended for the
+ * chart a HelmReleaseTemplate pushes beside it). Kubernetes names are already OCI path components,
+ * so each segment is the name as it is, and the segments are separate: nothing can shift from one
+ * to the next. When a name is not a path component as it is, or the result is longer than 255
+ * characters, the place is `<namespace>/<source|action>/sha256/<hex>[/chart]` with the SHA-256 of
+ * every segment (JSON-encoded). The shapes differ in their number of segments (5 or 6 readable, 4
+ * or 5 hashed; the second or third segment is the kind), so no readable place equals a hashed one,
+ * nor one of the scheme before it (`<namespace>/<component>/<name>-<provider>`: 3 segments).
+ */
+export function snapshotRepository(p: SnapshotPlace, suffix?: 'chart'): { repository: string } {
+  if (!PATH_COMPONENT.test(p.namespace) || p.namespace.length > 63) {
+    throw new OciError('INVALID_REFERENCE', `snapshot repository: namespace "${p.namespace}" is not a Kubernetes namespace name`);
   }
-  const repository = `${head}/${last}`;
-  if (repository.length > 255) throw new OciError('INVALID_REFERENCE', `snapshot repository "${repository.slice(0, 60)}...": namespace and component names too long`);
-  return { repository };
+  if (p.kind !== 'Source' && p.kind !== 'Action') throw new OciError('INVALID_REFERENCE', `snapshot repository: producer kind "${p.kind}" is neither Source nor Action`);
+  const kind = p.kind.toLowerCase();
+  const tail = suffix ? `/${suffix}` : '';
+  const readable = `${p.namespace}/${p.component}/${kind}/${p.name}/${p.provider}${tail}`;
+  if ([p.component, p.name, p.provider].every((x) => PATH_COMPONENT.test(x)) && readable.length <= MAX_REPOSITORY) return { repository: readable };
+  const hash = createHash('sha256').update(JSON.stringify([p.namespace, p.component, p.kind, p.name, p.provider])).digest('hex');
+  return { repository: `${p.namespace}/${kind}/sha256/${hash}${tail}` };
+}
+
+/**
+ * The namespace a snapshot repository belongs to, for the registry's garbage collector: any place
+ * `snapshotRepository` gives, or one of the scheme before it (`<ns>/<component>/<producer>`).
+ */
+export function snapshotRepositoryNamespace(repository: string): string | undefined {
+  const s = repository.split('/');
+  const kind = (x: string | undefined) => x === 'source' || x === 'action';
+  const hashed = kind(s[1]) && s[2] === 'sha256' && /^[a-f0-9]{64}$/.test(s[3] ?? '');
+  const ok =
+    s.length === 3 || // the scheme before: <ns>/<component>/<name>-<provider>
+    (s.length === 5 && kind(s[2])) ||
+    (s.length === 6 && kind(s[2]) && s[5] === 'chart') ||
+    (s.length === 4 && hashed) ||
+    (s.length === 5 && hashed && s[4] === 'chart');
+  return ok ? s[0] : undefined;
 }
 
 export async function pushSnapshot(
   client: OciClient,
-  opts: { registry: string; namespace: string; component: string; name: string; provider: string; timestamp?: number; tgz: Buffer; annotations?: Record<string, string> },
+  opts: SnapshotPlace & { registry: string; timestamp?: number; tgz: Buffer; annotations?: Record<string, string> },
 ): Promise<{ repository: string; tag: string; digest: string; layerDigest: string; size: number; ref: string }> {
   const registry = opts.registry.replace(/^oci:\/\//, '').replace(/\/+$/, '');
-  const { repository } = snapshotRepository(opts.namespace, opts.component, opts.name, opts.provider);
+  const { repository } = snapshotRepository(opts);
   const timestamp = opts.timestamp ?? Math.floor(Date.now() / 1000);
   const tag = String(timestamp);
   const base = parseReference(`${registry}/${repository}`);
   const layer = await client.pushBlob(base, opts.tgz);
-  const configBody = Buffer.from(JSON.stringify({ schemaVersion: 1, namespace: opts.namespace, component: opts.component, name: opts.name, provider: opts.provider }));
+  const configBody = Buffer.from(JSON.stringify({ schemaVersion: 1, namespace: opts.namespace, component: opts.component, kind: opts.kind, name: opts.name, provider: opts.provider }));
   const config = await client.pushBlob(base, configBody);
   const manifest = {
     schemaVersion: 2,

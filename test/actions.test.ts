@@ -53,7 +53,7 @@ t.teardown(() => s?.stop());
 
 t.test('an external Source provider: its contract status is validated and its snapshot verified', async (t) => {
   const packed = await packSnapshot({ files: { 'app.yaml': 'kind: External\n' } });
-  const pushed = await pushSnapshot(client, { registry, namespace: 'acts', component: 'external', name: 'ext', provider: 'controller', tgz: packed.tgz });
+  const pushed = await pushSnapshot(client, { registry, namespace: 'acts', component: 'external', kind: 'Source', name: 'ext', provider: 'controller', tgz: packed.tgz });
   const ext = (name: string, status: Record<string, unknown>) => [
     { apiVersion: 'source.toolkit.fluxcd.io/v1', kind: 'OCIRepository', metadata: { name, namespace: 'acts' }, spec: { url: 'oci://example' } },
     { apiVersion: GV, kind: 'Source', metadata: { name, namespace: 'acts' }, spec: { componentRef: { name: 'acts' }, providerRef: { apiVersion: 'source.toolkit.fluxcd.io/v1', kind: 'OCIRepository', name } } },

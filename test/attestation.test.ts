@@ -60,7 +60,7 @@ let seq = 0;
 /** A fresh snapshot in its own repository. */
 async function snapshot(name = `step${seq++}`, files: Record<string, string> = { 'deploy/app.yaml': `kind: Deployment\nname: ${name}\n` }) {
   const { tgz } = await packSnapshot({ files });
-  const s = await pushSnapshot(client, { registry, namespace: 'team-a', component: 'podinfo', name, provider: 'localization', tgz });
+  const s = await pushSnapshot(client, { registry, namespace: 'team-a', component: 'podinfo', kind: 'Action', name, provider: 'localization', tgz });
   const head = await client.headManifest(s.ref);
   return { ...s, repositoryRef: `${registry}/${s.repository}`, descriptor: { mediaType: MEDIA_TYPES.ociManifest, digest: s.digest, size: head!.size } };
 }
@@ -249,7 +249,7 @@ t.test('an attestation is bound to the producer\'s namespace (issue 16)', async 
   t.match(await verifyAttestation(client, { repositoryRef: s.repositoryRef, subjectDigest: s.digest, publicKeyPem, namespace: 'team-b' }), { ok: false, reason: /is not a repository of namespace team-b/ }, 'a team-a repository for team-b');
   // The same content under team-b's prefix, with a genuine signature over a team-a producer: refused for team-b.
   const { tgz } = await packSnapshot({ files: { 'deploy/app.yaml': 'kind: Deployment\nname: copied\n' } });
-  const b = await pushSnapshot(client, { registry, namespace: 'team-b', component: 'podinfo', name: 'copied', provider: 'localization', tgz });
+  const b = await pushSnapshot(client, { registry, namespace: 'team-b', component: 'podinfo', kind: 'Action', name: 'copied', provider: 'localization', tgz });
   const head = await client.headManifest(b.ref);
   const bRef = `${registry}/${b.repository}`;
   await attachAttestation(client, { repositoryRef: bRef, subject: { mediaType: MEDIA_TYPES.ociManifest, digest: b.digest, size: head!.size }, predicate: predicate(), signingKeyPem });

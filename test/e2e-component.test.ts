@@ -130,7 +130,7 @@ t.test('a signed component version becomes a verified ComponentDescriptor and a 
   t.equal(res.status.ready, true, 'the provider is accepted (its own status, written by its own reconciler)');
   t.notOk(res.status.snapshot, 'a provider may serve several Sources: the snapshot is on the Source only');
   const snap = await json(['get', 'snapshot', src.status.snapshot, '-n', 'demo']);
-  t.match(snap.status.repositoryURL, /\/demo\/podinfo\/manifests-manifests-res$/);
+  t.match(snap.status.repositoryURL, /\/demo\/podinfo\/source\/manifests\/manifests-res$/);
   t.match(snap.status.tag, /^\d{10}$/, 'tagged with a unix timestamp');
   t.equal(snap.status.digest, src.status.digest);
   t.same(snap.status.chain.map((c: { kind: string }) => c.kind), ['OCMComponent', 'Source']);

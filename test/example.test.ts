@@ -152,6 +152,8 @@ t.test('the Flux objects point at the last snapshot', async (t) => {
   const repo = await json(['get', 'ocirepositories.source.toolkit.fluxcd.io', 'deployer', '-n', NS]);
   const owner = { apiVersion: 'delivery.ocm.software/v1alpha1', kind: 'Action', name: 'deployer', uid: deployer.metadata.uid, controller: true };
   const repoPath = snap.status.repositoryURL.replace(/^[^/]+\//, '');
+  t.equal(repoPath, 'podinfo/podinfo/action/config/podinfo-config', 'the config Action\'s own place: <ns>/<component>/action/<name>/<provider>');
+  t.equal(snap.metadata.name, `config-action-${snap.status.tag}`, 'Snapshot name: <producer>-<kind>-<tag>');
   t.same(repo.metadata.ownerReferences, [owner], 'OCIRepository owned by the deployer Action');
   t.equal(repo.spec.url, `oci://${registry}/${repoPath}`, 'url: the snapshot repository in the registry');
   t.same(repo.spec.ref, { tag: snap.status.tag, digest: snap.status.digest }, 'ref: tag and digest of the last snapshot');

@@ -66,7 +66,7 @@ async function createAction(name: string, providerKind: 'KustomizationTemplate' 
 
 async function pushInput(name: string, files: Files) {
   const { tgz } = await packSnapshot({ files });
-  const pushed = await pushSnapshot(client, { registry, namespace: NS, component: 'podinfo', name, provider: 'res', timestamp: ++timestamp, tgz });
+  const pushed = await pushSnapshot(client, { registry, namespace: NS, component: 'podinfo', kind: 'Source', name, provider: 'res', timestamp: ++timestamp, tgz });
   return { files, snapshot: { apiVersion: GROUP_VERSION, kind: 'Snapshot', metadata: { name: `${name}-${pushed.tag}`, namespace: NS } }, repositoryURL: `${registry}/${pushed.repository}`, tag: pushed.tag, digest: pushed.digest };
 }
 
@@ -315,7 +315,7 @@ t.test('HelmReleaseTemplate', async (t) => {
   let chartDigest = repo.spec.ref.digest as string;
 
   await t.test('the chart is stored with Helm media types and content', async (t) => {
-    t.match(repo.spec.url, new RegExp(`^oci://${IN_CLUSTER.replace(/\./g, '\\.')}/${NS}/podinfo/helm-helm-chart$`), 'the chart repository, as the cluster reaches it');
+    t.match(repo.spec.url, new RegExp(`^oci://${IN_CLUSTER.replace(/\./g, '\\.')}/${NS}/podinfo/action/helm/helm/chart$`), 'the chart repository, as the cluster reaches it');
     const m = await client.getManifest(`${registry}/${chartRepo}:${repo.spec.ref.tag}`);
     t.equal(m.digest, chartDigest, 'the OCIRepository pins the chart manifest');
     t.equal(repo.spec.ref.tag, input.tag, 'tagged with the input snapshot tag');

@@ -893,6 +893,9 @@ t.test('gc: snapshot repositories of namespaces that are gone lose their snapsho
   const tags = async (repo: string) => (await req('GET', `/v2/${repo}/tags/list`)).json().tags ?? [];
   for (const ts of ['1700000001', '1700000002']) await pushImage('gone/comp/src-prov', ts);
   for (const ts of ['1700000001', '1700000002', '1700000003']) await pushImage('live/comp/src-prov', ts);
+  await pushImage('gone/comp/source/src/prov', '1700000001'); // the places of today's scheme
+  await pushImage(`gone/action/sha256/${'a'.repeat(64)}/chart`, '1700000001');
+  await pushImage('live/comp/source/src/prov', '1700000001');
   await pushImage('gone/comp/descriptors', '1.0.0');
   await pushImage('gone/other', '1700000001');
 
@@ -901,10 +904,13 @@ t.test('gc: snapshot repositories of namespaces that are gone lose their snapsho
 
   const res = await reg.gc({ keepTags: 2, tagFilter: unix, namespaces: ['live'], graceMs: 0 });
   t.same(await tags('gone/comp/src-prov'), [], 'a gone namespace: every snapshot tag');
+  t.same(await tags('gone/comp/source/src/prov'), [], 'in places of either scheme');
+  t.same(await tags(`gone/action/sha256/${'a'.repeat(64)}/chart`), []);
+  t.same(await tags('live/comp/source/src/prov'), ['1700000001'], 'a live namespace keeps them');
   t.same(await tags('live/comp/src-prov'), ['1700000002', '1700000003'], 'a live one: the newest --snapshot-history');
   t.same(await tags('gone/comp/descriptors'), ['1.0.0'], 'tags the filter does not select stay');
   t.same(await tags('gone/other'), ['1700000001'], 'repositories not shaped <namespace>/<component>/<producer> stay');
-  t.equal(res.manifestsDeleted, 3, "the gone namespace's two images and the live one's oldest");
+  t.equal(res.manifestsDeleted, 5, "the gone namespace's four images and the live one's oldest");
 
   await reg.gc({ keepTags: 2, tagFilter: unix, graceMs: 0 });
   t.same(await tags('live/comp/src-prov'), ['1700000002', '1700000003'], 'without the namespace list: only --snapshot-history');

@@ -19,6 +19,7 @@ import {
   pullSnapshot,
   pushSnapshot,
   snapshotRepository,
+  snapshotRepositoryNamespace,
 } from '../registry/snapshot.js';
 import { sha256, startDistribution } from './helpers/distribution.js';
 
@@ -144,17 +145,40 @@ t.test('pack: rejects unsafe or ambiguous input', async (t) => {
   await t.rejects(packSnapshot({ dir: d }), { code: 'INVALID_PATH', message: /outside/ }, 'a link out of the directory');
 });
 
-t.test('snapshotRepository', async (t) => {
-  t.same(snapshotRepository('team-a', 'podinfo', 'manifests', 'OCMResource'), { repository: 'team-a/podinfo/manifests-ocmresource' });
-  t.equal(snapshotRepository('NS', 'My Component!', 'src..x', 'p__q').repository, 'ns/my-component/src-x-p__q');
+t.test('snapshotRepository: a place of its own for every producer', async (t) => {
+  const place = (namespace: string, component: string, kind: 'Source' | 'Action', name: string, provider: string) => ({ namespace, component, kind, name, provider });
+  const repo = (...a: Parameters<typeof place>) => snapshotRepository(place(...a)).repository;
+  t.equal(repo('team-a', 'podinfo', 'Source', 'manifests', 'manifests'), 'team-a/podinfo/source/manifests/manifests', 'readable where it is unambiguous');
+  t.equal(snapshotRepository(place('team-a', 'podinfo', 'Action', 'deploy', 'chart'), 'chart').repository, 'team-a/podinfo/action/deploy/chart/chart');
+  // Issue 12, item 4: these shared a repository under <ns>/<component>/<name>-<provider>.
+  t.not(repo('ns', 'c', 'Source', 'a', 'b-c'), repo('ns', 'c', 'Source', 'a-b', 'c'), 'Source a/provider b-c and Source a-b/provider c');
+  t.not(repo('ns', 'c', 'Source', 'x', 'p'), repo('ns', 'c', 'Action', 'x', 'p'), 'a Source and an Action of the same name and provider');
+  t.not(repo('a', 'b', 'Source', 'c', 'd'), repo('e', 'b', 'Source', 'c', 'd'), 'namespaces never share a repository');
+
   const NAME = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;
-  const long = snapshotRepository('ns', 'c', 'x'.repeat(300), 'p').repository;
-  const long2 = snapshotRepository('ns', 'c', `${'x'.repeat(299)}y`, 'p').repository;
-  t.ok(long.length <= 255 && NAME.test(long), `long names are shortened: ${long.length}`);
-  t.not(long, long2, 'and stay distinct');
-  t.equal(snapshotRepository('ns', 'c', 'x'.repeat(300), 'p').repository, long, 'deterministically');
-  t.throws(() => snapshotRepository('ns', '---', 'a', 'b'), { code: 'INVALID_REFERENCE' });
-  t.not(snapshotRepository('a', 'b', 'c', 'd').repository, snapshotRepository('e', 'b', 'c', 'd').repository, 'namespaces never share a repository');
+  const long = repo('ns', 'c', 'Source', 'x'.repeat(253), 'p');
+  const long2 = repo('ns', 'c', 'Source', `${'x'.repeat(252)}y`, 'p');
+  t.match(long, /^ns\/source\/sha256\/[a-f0-9]{64}$/, 'too long: the hashed form, still under the namespace');
+  t.ok(long.length <= 255 && NAME.test(long));
+  t.not(long, long2, 'and distinct');
+  t.equal(repo('ns', 'c', 'Source', 'x'.repeat(253), 'p'), long, 'deterministically');
+  t.match(repo('ns', 'Not_A-Name', 'Source', 'a', 'b'), /^ns\/source\/sha256\//, 'a segment that is not an OCI path component as it is: hashed, never rewritten');
+  t.throws(() => repo('NS!', 'c', 'Source', 'a', 'b'), { code: 'INVALID_REFERENCE' });
+
+  // Injective over many names built to collide: dashes, dots, kinds, lengths near the limit.
+  const parts = ['a', 'b', 'a-b', 'b-c', 'a.b', 'source', 'action', 'sha256', 'chart', 'x'.repeat(120), 'x'.repeat(121)];
+  const seen = new Map<string, string>();
+  for (const component of parts) for (const kind of ['Source', 'Action'] as const) for (const name of parts) for (const provider of parts) for (const suffix of [undefined, 'chart'] as const) {
+    const key = JSON.stringify([component, kind, name, provider, suffix]);
+    const r = snapshotRepository(place('ns', component, kind, name, provider), suffix).repository;
+    t.ok(r.length <= 255 && NAME.test(r), r) || t.bailout();
+    if (seen.has(r)) t.fail(`${key} and ${seen.get(r)} share ${r}`);
+    seen.set(r, key);
+    t.equal(snapshotRepositoryNamespace(r), 'ns');
+  }
+  t.equal(seen.size, parts.length ** 3 * 4, `${seen.size} producers, as many repositories`);
+  t.equal(snapshotRepositoryNamespace('ns/comp/src-prov'), 'ns', 'the scheme before is still recognised by the GC');
+  t.equal(snapshotRepositoryNamespace('ocm/component-descriptors/ocm.software/demo'), undefined, 'an OCM repository is not a snapshot place');
 });
 
 // ---- the registry round trip -----------------------------------------------------------------
@@ -171,14 +195,15 @@ t.test('round trip through docker-registry; skopeo sees our media types', async 
     registry: `oci://${reg.host}`,
     namespace: 'team-a',
     component: 'podinfo',
+    kind: 'Source',
     name: 'manifests',
     provider: 'ocmresource',
     timestamp: 1700000000,
     tgz: packed.tgz,
     annotations: { 'software.ocm.snapshot.source': 'team-a/manifests' },
   });
-  t.match(pushed, { repository: 'team-a/podinfo/manifests-ocmresource', tag: '1700000000', layerDigest: packed.digest, size: packed.size });
-  t.equal(pushed.ref, `${reg.host}/team-a/podinfo/manifests-ocmresource@${pushed.digest}`);
+  t.match(pushed, { repository: 'team-a/podinfo/source/manifests/ocmresource', tag: '1700000000', layerDigest: packed.digest, size: packed.size });
+  t.equal(pushed.ref, `${reg.host}/team-a/podinfo/source/manifests/ocmresource@${pushed.digest}`);
 
   const skopeo = async (...args: string[]) => (await promisify(execFile)('skopeo', args, { timeout: 60_000 })).stdout;
   const image = `docker://${reg.host}/${pushed.repository}:${pushed.tag}`;
