@@ -5,7 +5,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import { certPullNamespace } from '../registry/server-auth.js';
-import { ApiError, forbidden } from './errors.js';
+import { ApiError, badRequest, forbidden } from './errors.js';
 import type { RequestInfo } from './request-info.js';
 
 export interface UserInfo {
@@ -103,7 +103,7 @@ export class Authenticator {
         for (const [h, v] of Object.entries(headers)) {
           const prefix = rh.extraHeaderPrefixes.find((p) => h.startsWith(p.toLowerCase()));
           if (!prefix || v === undefined) continue;
-          const key = decodeURIComponent(h.slice(prefix.length));
+          const key = unescapeExtraKey(h.slice(prefix.length));
           extra[key] = [...(extra[key] ?? []), ...(Array.isArray(v) ? v : [v])];
         }
         return withAuthenticated({ name, groups, ...(Object.keys(extra).length ? { extra } : {}) });
@@ -235,15 +235,38 @@ export class CachingAuthorizer implements Authorizer {
 
 // ---- impersonation ----
 
+/**
+ * The key of an `X-Remote-Extra-` or `Impersonate-Extra-` header: %-escapes decoded as Go's
+ * url.PathUnescape does, and a malformed one (`%ZZ`) kept as it is, "Always record extra strings,
+ * even if malformed/unencoded" (k8s.io/apiserver unescapeExtraKey, in
+ * pkg/authentication/request/headerrequest/requestheader.go and the impersonation filter).
+ */
+export function unescapeExtraKey(encoded: string): string {
+  if (!encoded.includes('%')) return encoded;
+  const bytes: number[] = [];
+  for (let i = 0; i < encoded.length; i++) {
+    const c = encoded.charCodeAt(i);
+    if (c === 0x25) {
+      const hex = encoded.slice(i + 1, i + 3);
+      if (!/^[0-9a-fA-F]{2}$/.test(hex)) return encoded;
+      bytes.push(parseInt(hex, 16));
+      i += 2;
+    } else bytes.push(...Buffer.from(encoded[i], 'utf8'));
+  }
+  return Buffer.from(bytes).toString('utf8');
+}
+
 /** Applies Impersonate-* headers after checking that the real user may impersonate each. */
 export async function impersonate(user: UserInfo, headers: RequestHeaders, authz: Authorizer): Promise<UserInfo> {
   const asUser = headerValues(headers, 'impersonate-user')[0];
   const asGroups = headerValues(headers, 'impersonate-group');
   const asUid = headerValues(headers, 'impersonate-uid')[0];
   const extraHeaders = Object.keys(headers).filter((h) => h.startsWith('impersonate-extra-'));
-  if (asUser === undefined && !asGroups.length && asUid === undefined && !extraHeaders.length) return user;
   const name = asUser;
-  if (!name) throw new ApiError(500, 'InternalError', 'Internal error occurred: requested impersonation of groups or extra without a user');
+  const uid = asUid;
+  if (!name && !asGroups.length && !uid && !extraHeaders.length) return user;
+  // k8s.io/apiserver pkg/endpoints/filters/impersonation/impersonation.go (buildImpersonationRequests): 400.
+  if (!name) throw badRequest(`requested ${[...asGroups.map((g) => `group ${g}`), ...extraHeaders.map((h) => `extra ${h.slice('impersonate-extra-'.length)}`), ...(uid ? [`uid ${uid}`] : [])].join(', ')} without impersonating a user`);
   const check = async (resource: string, n: string, apiGroup = '') => {
     const a: Attributes = { user, verb: 'impersonate', resourceRequest: true, path: '', apiGroup, apiVersion: '', resource, subresource: '', namespace: '', name: n };
     if (!(await authz.authorize(a)).allowed) {
@@ -254,11 +277,10 @@ export async function impersonate(user: UserInfo, headers: RequestHeaders, authz
   };
   await check(name.startsWith('system:serviceaccount:') ? 'serviceaccounts' : 'users', name);
   for (const g of asGroups) await check('groups', g);
-  const uid = asUid;
   if (uid) await check('uids', uid, 'authentication.k8s.io');
   const extra: Record<string, string[]> = {};
   for (const h of extraHeaders) {
-    const key = decodeURIComponent(h.slice('impersonate-extra-'.length));
+    const key = unescapeExtraKey(h.slice('impersonate-extra-'.length));
     for (const v of headerValues(headers, h)) await check(`userextras/${key}`, v, 'authentication.k8s.io');
     extra[key] = headerValues(headers, h);
   }

@@ -14,6 +14,8 @@ import { ApiError, badRequest, timeout as timeoutError } from './errors.js';
 import type { UserInfo } from './auth.js';
 import { infoOf } from './request-info.js';
 import { globalPlugin, type InflightKind, type Metrics } from './metrics.js';
+import { prescanBody } from './negotiate.js';
+import { MAX_DEPTH } from './prescan.js';
 
 export interface LimitOptions {
   /** Non-mutating requests in flight at once; 0: no limit. kube's default is 400. */
@@ -98,27 +100,9 @@ export function formatDuration(ms: number): string {
  * Deepest nesting accepted in an object. Kubernetes objects nest a few dozen levels; the
  * recursive code paths (validation, pruning, patching) overflow the stack somewhere past 3000.
  */
-export const MAX_OBJECT_DEPTH = 512;
+export const MAX_OBJECT_DEPTH = MAX_DEPTH;
 
 const depthError = () => badRequest(`the object nests deeper than the limit of ${MAX_OBJECT_DEPTH} levels`);
-
-/** Nesting depth of a JSON text (arrays and objects), without parsing it; stops past `limit`. */
-export function jsonTextDepth(buf: Buffer, limit = Infinity): number {
-  let depth = 0;
-  let max = 0;
-  let inString = false;
-  for (let i = 0; i < buf.length; i++) {
-    const c = buf[i];
-    if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped byte
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) inString = true;
-    else if (c === 0x5b || c === 0x7b) {
-      if (++depth > max && (max = depth) > limit) return max;
-    } else if (c === 0x5d || c === 0x7d) depth--;
-  }
-  return max;
-}
 
 /** Nesting depth of a parsed value (iterative: a deep value must not overflow the check itself); stops past `limit`. */
 export function valueDepth(v: unknown, limit = Infinity): number {
@@ -278,11 +262,17 @@ export const requestLimits = globalPlugin<LimitPluginOptions>(async (app, o) => 
     }
   });
 
-  // JSON bodies are checked before any code walks them (JSON.parse is iterative, the rest is not);
-  // decoded YAML and protobuf bodies, and patch results, by assertObjectDepth in the REST layer.
+  // Every text body is checked against the prescan limits (size, depth, YAML anchors and documents)
+  // before any code walks it (apiserver/prescan.ts); parseBody checks again for callers elsewhere,
+  // and decoded protobuf bodies and patch results go through assertObjectDepth in the REST layer.
   app.addHook('preHandler', (req: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void) => {
     const ct = req.headers['content-type'];
-    if (Buffer.isBuffer(req.body) && (ct === undefined || /json/i.test(ct)) && jsonTextDepth(req.body, MAX_OBJECT_DEPTH) > MAX_OBJECT_DEPTH) return done(depthError());
+    if (!Buffer.isBuffer(req.body) || (ct !== undefined && /protobuf/i.test(ct))) return done();
+    try {
+      prescanBody(req.body, ct !== undefined && /yaml/i.test(ct));
+    } catch (err) {
+      return done(err as Error);
+    }
     done();
   });
 }, 'request-limits');

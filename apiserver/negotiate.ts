@@ -1,7 +1,8 @@
 // Content negotiation: which representation the client asked for in Accept, and decoding of
 // request bodies by Content-Type.
 import YAML from 'yaml';
-import { badRequest, notAcceptable, unsupportedMediaType } from './errors.js';
+import { type ApiError, badRequest, notAcceptable, tooLarge, unsupportedMediaType } from './errors.js';
+import { MAX_BYTES, MAX_DEPTH, prescan, PrescanError } from './prescan.js';
 import { decodeKubeProtobuf, ProtobufDecodeError } from './protobuf.js';
 
 export type Representation = 'object' | 'Table' | 'PartialObjectMetadata' | 'PartialObjectMetadataList' | 'APIGroupDiscoveryList';
@@ -72,9 +73,26 @@ export function bodyType(contentType: string | undefined): BodyType {
   }
 }
 
+/** The Status for a text over one of prescan's limits: 413 for its size, 400 for the rest. */
+export function limitError(e: PrescanError): ApiError {
+  return e.limit === 'size' ? tooLarge(`Request entity too large: limit is ${MAX_BYTES}`) : badRequest(e.message);
+}
+
+/** Checks a request body against prescan's limits before any parser sees it; throws the Status. */
+export function prescanBody(body: Buffer | string, yaml: boolean) {
+  try {
+    prescan(body, yaml ? 'yaml' : 'json', 'the object');
+  } catch (err) {
+    if (err instanceof PrescanError) throw limitError(err);
+    throw err;
+  }
+}
+
 /** Parses a request body as JSON or YAML, failing with a 400 Status that quotes the parser. */
 export function parseBody(body: unknown, yaml: boolean): unknown {
-  const text = typeof body === 'string' ? body : Buffer.isBuffer(body) ? body.toString('utf8') : '';
+  const raw = typeof body === 'string' || Buffer.isBuffer(body) ? body : '';
+  prescanBody(raw, yaml); // size, depth, aliases, documents: before the parser (apiserver/prescan.ts)
+  const text = typeof raw === 'string' ? raw : raw.toString('utf8');
   if (text.trim() === '') throw badRequest('the request body is empty; expected a JSON or YAML object');
   try {
     if (!yaml) return JSON.parse(text);
@@ -91,10 +109,12 @@ export function parseBody(body: unknown, yaml: boolean): unknown {
 export function parseProtobufBody(body: unknown): Record<string, unknown> {
   const buf = Buffer.isBuffer(body) ? body : typeof body === 'string' ? Buffer.from(body, 'latin1') : Buffer.alloc(0);
   if (buf.length === 0) throw badRequest('the request body is empty; expected a protobuf object');
+  if (buf.length > MAX_BYTES) throw tooLarge(`Request entity too large: limit is ${MAX_BYTES}`);
   try {
     return decodeKubeProtobuf(buf);
   } catch (err) {
     if (err instanceof ProtobufDecodeError) throw err.code === 415 ? unsupportedMediaType(err.message) : badRequest(err.message);
+    if (err instanceof PrescanError) throw limitError(err);
     throw err;
   }
 }

@@ -22,6 +22,7 @@
 // `[]byte` becomes base64. A zero metav1.Time (which Go renders as `null`) is left out: absent and
 // null decode the same way, and our schemas type timestamps as strings.
 import protobuf from 'protobufjs';
+import { prescanJson } from './prescan.js';
 
 const RUNTIME = `
 syntax = "proto2";
@@ -505,6 +506,7 @@ function value(type: protobuf.Type, msg: Plain): unknown {
     case `.${META_PKG}.FieldsV1`: {
       const raw = typeof msg.Raw === 'string' ? Buffer.from(msg.Raw, 'base64').toString('utf8') : '';
       if (raw === '') return undefined;
+      prescanJson(raw, 'metadata.managedFields[].fieldsV1'); // JSON inside protobuf: depth before JSON.parse and the walks after it
       try {
         return JSON.parse(raw);
       } catch (err) {

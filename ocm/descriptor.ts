@@ -6,6 +6,7 @@
 // the Go struct's fields (unknown fields dropped, empty optional fields omitted), keys sorted,
 // sequences not indented, strings that YAML 1.1 would read as something else double-quoted.
 import YAML from 'yaml';
+import { MAX_BYTES, PrescanError, prescanYaml } from '../apiserver/prescan.js';
 
 export interface Label {
   name: string;
@@ -80,8 +81,20 @@ export interface ComponentDescriptor {
 export const V3ALPHA1 = 'ocm.software/v3alpha1';
 export const COMPONENT_DESCRIPTOR_FILE = 'component-descriptor.yaml';
 
+/** Largest descriptor read: it is stored as a ComponentDescriptor object, which has the API's 3 MiB limit. */
+export const MAX_DESCRIPTOR_BYTES = MAX_BYTES;
+/** Most resources, sources or component references in one descriptor. */
+export const MAX_DESCRIPTOR_ELEMENTS = 10_000;
+
 export class DescriptorError extends Error {
   override name = 'DescriptorError';
+  /** 'DescriptorTooLarge' when the descriptor is over one of the limits above or prescan's depth/alias limits. */
+  constructor(
+    message: string,
+    readonly reason?: 'DescriptorTooLarge',
+  ) {
+    super(message);
+  }
 }
 
 // ---- parsing ------------------------------------------------------------------------------
@@ -157,6 +170,13 @@ function fromV3alpha1(doc: any): any {
 
 /** Parses a descriptor (YAML or JSON, schema v2 or ocm.software/v3alpha1) and checks its required fields. */
 export function parseDescriptor(text: string | Buffer): ComponentDescriptor {
+  // Size, depth and anchors before the YAML parser sees it (its recursion, not this, ends the process otherwise).
+  try {
+    prescanYaml(text, 'the component descriptor', { maxBytes: MAX_DESCRIPTOR_BYTES });
+  } catch (e) {
+    if (e instanceof PrescanError) throw new DescriptorError(e.message, 'DescriptorTooLarge');
+    throw e;
+  }
   const s = Buffer.isBuffer(text) ? text.toString('utf8') : text;
   let doc: any;
   try {
@@ -176,6 +196,10 @@ export function parseDescriptor(text: string | Buffer): ComponentDescriptor {
   }
   const comp = doc.component;
   if (!isObj(comp)) throw new DescriptorError('component descriptor has no component');
+  for (const key of ['resources', 'sources', 'componentReferences']) {
+    const n = Array.isArray(comp[key]) ? comp[key].length : 0;
+    if (n > MAX_DESCRIPTOR_ELEMENTS) throw new DescriptorError(`the component descriptor has ${n} ${key}, over the limit of ${MAX_DESCRIPTOR_ELEMENTS}`, 'DescriptorTooLarge');
+  }
   c.str(comp, 'name', 'component');
   c.str(comp, 'version', 'component');
   if (isObj(comp.provider)) c.str(comp.provider, 'name', 'component.provider');

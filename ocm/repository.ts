@@ -9,6 +9,8 @@ import { MEDIA_TYPES, OciClient, type OciClientOptions, OciError, type Reference
 import { readTar, singleFileTar } from './archive.js';
 import {
   COMPONENT_DESCRIPTOR_FILE,
+  DescriptorError,
+  MAX_DESCRIPTOR_BYTES,
   type ComponentDescriptor,
   type ComponentReference,
   type Resource,
@@ -35,7 +37,8 @@ const DESCRIPTOR_MEDIA_TYPES = [
 export const ANNOTATION_COMPONENT_VERSION = 'software.ocm.componentversion';
 export const ANNOTATION_CREATOR = 'software.ocm.creator';
 export const ANNOTATION_ARTIFACT = 'software.ocm.artifact';
-const MAX_DESCRIPTOR_BYTES = 64 << 20;
+// A descriptor layer: the descriptor (3 MiB at most, ocm/descriptor.ts) and, as a tar, its headers.
+const MAX_DESCRIPTOR_LAYER_BYTES = MAX_DESCRIPTOR_BYTES + (64 << 10);
 
 // Parsed descriptors by the digest of the layer they came from (content addressed): every
 // namespace with an OCMComponent of the same version parses the same YAML otherwise.
@@ -200,10 +203,14 @@ export class OcmRepository {
     }
     layer ??= (manifest.layers ?? []).find((l: any) => DESCRIPTOR_MEDIA_TYPES.includes(l?.mediaType));
     if (!layer?.digest) throw new OcmRepositoryError('INVALID', `${what} has no component descriptor layer`);
-    const blob = await this.client.getBlobBuffer(ref, layer.digest, MAX_DESCRIPTOR_BYTES);
+    const tooLarge = (e: unknown) => {
+      if (e instanceof OciError && e.code === 'TOO_LARGE') throw new OcmRepositoryError('INVALID', `${what}: the component descriptor is over the limit of ${MAX_DESCRIPTOR_BYTES} bytes`, { cause: new DescriptorError(e.message, 'DescriptorTooLarge') });
+      throw e;
+    };
+    const blob = await this.client.getBlobBuffer(ref, layer.digest, MAX_DESCRIPTOR_LAYER_BYTES).catch(tooLarge);
     let raw = blob;
     if (String(layer.mediaType).endsWith('+tar') || blob.toString('latin1', 257, 262) === 'ustar') {
-      const file = (await readTar(blob, MAX_DESCRIPTOR_BYTES)).get(COMPONENT_DESCRIPTOR_FILE);
+      const file = (await readTar(blob, MAX_DESCRIPTOR_LAYER_BYTES).catch((e) => tooLarge(e instanceof RangeError || /maxOutputLength|larger than/i.test((e as Error).message) ? new OciError('TOO_LARGE', (e as Error).message) : e))).get(COMPONENT_DESCRIPTOR_FILE);
       if (!file) throw new OcmRepositoryError('INVALID', `${what}: the descriptor layer holds no ${COMPONENT_DESCRIPTOR_FILE}`);
       raw = file;
     }

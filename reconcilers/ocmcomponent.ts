@@ -5,7 +5,7 @@ import { parseDuration } from '../kinds/common.js';
 import { componentDescriptorName } from '../kinds/componentdescriptor.js';
 import { type OCMComponentSpec, verifyRules } from '../kinds/ocmcomponent.js';
 import type { KubeObject } from '../kinds/types.js';
-import type { ComponentDescriptor } from '../ocm/descriptor.js';
+import { type ComponentDescriptor, DescriptorError } from '../ocm/descriptor.js';
 import { OcmRepository, OcmRepositoryError } from '../ocm/repository.js';
 import { verifyDescriptor } from '../ocm/signing.js';
 import {
@@ -25,6 +25,13 @@ import { setCondition } from './runtime/status.js';
 
 /** Resource types that carry a Flux deploy package (the design's "flux media type"). */
 const DEPLOY_PACKAGE_TYPES = ['package.ocm.fluxcd.io', 'flux.package.ocm.software'];
+
+/** A descriptor over a limit (size, depth, elements; ocm/descriptor.ts) is Ready=False DescriptorTooLarge, not retried until the interval. */
+function tooLarge(err: unknown, what: string) {
+  for (let e = err; e instanceof Error; e = e.cause) {
+    if (e instanceof DescriptorError && e.reason) throw new ReconcileError(e.reason, `${what}: ${e.message}`, false);
+  }
+}
 
 /** The ComponentDescriptor object's spec: the descriptor with `provider` as `{name}`. */
 export function descriptorSpec(cd: ComponentDescriptor): Record<string, unknown> {
@@ -90,6 +97,7 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
       try {
         cv = await repo.getComponentVersion(spec.name, version);
       } catch (err) {
+        tooLarge(err, `${spec.name}:${version}`);
         throw new ReconcileError('FetchFailed', `fetching ${spec.name}:${version} from ${spec.repository.url}: ${(err as Error).message}`);
       }
       const signatures = await verifySignatures(ns, spec, cv.descriptor, `${spec.name}:${version}`);
@@ -109,6 +117,7 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
         });
       const main = await write(cv.descriptor);
       const refs = await repo.resolveReferences(cv).catch((err: Error) => {
+        tooLarge(err, `a component referenced by ${spec.name}:${version}`);
         throw new ReconcileError('ReferenceFailed', `resolving the component references of ${spec.name}:${version}: ${err.message}`);
       });
       const written = new Set([main.metadata.name!]);

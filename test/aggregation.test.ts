@@ -76,6 +76,13 @@ t.test('front proxy: X-Remote-User is honoured on the front-proxy connection, au
   t.equal(st.message, 'ocmcomponents.delivery.ocm.software is forbidden: User "bob" cannot list resource "ocmcomponents" in API group "delivery.ocm.software" in the namespace "team-b"');
 });
 
+t.test('a malformed %-escape in an X-Remote-Extra- key is kept as it is (was a 500)', async (t) => {
+  // k8s.io/apiserver pkg/authentication/request/headerrequest/requestheader.go, unescapeExtraKey:
+  // "Always record extra strings, even if malformed/unencoded".
+  const r = await B.request('GET', `${GV}/namespaces/team-a/ocmcomponents`, { headers: { 'X-Remote-User': 'bob', 'X-Remote-Group': 'team', 'X-Remote-Extra-%ZZ': 'v', 'X-Remote-Extra-a%2Fb': 'w' }, cert: frontProxy });
+  t.equal(r.status, 200, r.body);
+});
+
 t.test('forged X-Remote-* headers on any other connection are ignored', async (t) => {
   const h = { 'X-Remote-User': 'admin', 'X-Remote-Group': 'system:masters' };
   const none = await B.request('GET', `${GV}/namespaces/team-a/ocmcomponents`, { headers: h, cert: null });

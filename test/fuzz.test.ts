@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import t from 'tap';
 import YAML from 'yaml';
+import { kubeProtoRoot, PROTOBUF_MAGIC } from '../apiserver/protobuf.js';
 import { weird } from './helpers/arbitraries.js';
 import { startServer, type TestServer } from './helpers/server.js';
 
@@ -24,7 +25,7 @@ interface Res {
   text: string;
 }
 
-function send(method: string, path: string, body?: Buffer | string, contentType = 'application/json'): Promise<Res> {
+function send(method: string, path: string, body?: Buffer | string, contentType = 'application/json', extraHeaders: Record<string, string> = {}): Promise<Res> {
   return new Promise((resolve, reject) => {
     const buf = body === undefined ? undefined : Buffer.isBuffer(body) ? body : Buffer.from(body, 'utf8');
     const req = httpsRequest(
@@ -35,7 +36,7 @@ function send(method: string, path: string, body?: Buffer | string, contentType 
         path,
         agent,
         servername: 'localhost',
-        headers: buf ? { 'Content-Type': contentType, 'Content-Length': String(buf.length) } : {},
+        headers: { ...(buf ? { 'Content-Type': contentType, 'Content-Length': String(buf.length) } : {}), ...extraHeaders },
       },
       (r) => {
         const chunks: Buffer[] = [];
@@ -81,11 +82,11 @@ const slow: { ms: number; what: string }[] = [];
 const statuses = new Map<number, number>();
 let tried = 0;
 /** Sends one request and checks the answer and, for a rejection, that nothing was written. */
-async function probe(method: string, path: string, body: Buffer | string | undefined, contentType: string): Promise<boolean> {
+async function probe(method: string, path: string, body: Buffer | string | undefined, contentType: string, headers?: Record<string, string>, expect?: number, match?: RegExp): Promise<boolean> {
   tried++;
   const before = await storeRV();
   const started = Date.now();
-  const r = await send(method, path, body, contentType);
+  const r = await send(method, path, body, contentType, headers);
   const ms = Date.now() - started;
   statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
   const p = problem(r);
@@ -93,6 +94,7 @@ async function probe(method: string, path: string, body: Buffer | string | undef
   const shown = body === undefined ? '' : (Buffer.isBuffer(body) ? body.toString('latin1') : body).slice(0, 200);
   if (ms > 100) slow.push({ ms, what: `${method} ${path} [${contentType}] ${r.status} ${String(body === undefined ? '' : body.length)} bytes: ${(Buffer.isBuffer(body) ? body.toString('latin1') : (body ?? '')).slice(0, 120)}` });
   if (p) failures.push(`${method} ${path} [${contentType}] ${shown}: ${p}`);
+  else if ((expect !== undefined && r.status !== expect) || (match && !match.test(r.text))) failures.push(`${method} ${path} [${contentType}] ${shown}: ${r.status}, expected ${expect}: ${r.text.slice(0, 200)}`);
   else if (r.status >= 400 && after !== before) failures.push(`${method} ${path} [${contentType}] ${shown}: rejected with ${r.status} but the store moved from ${before} to ${after}`);
   else return true;
   return false;
@@ -214,7 +216,24 @@ const patchBody = fc.oneof(
 
 const deep = (n: number) => '['.repeat(n) + ']'.repeat(n);
 const cm = (extra: string) => `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"hostile"},${extra}}`;
-const HOSTILE: { name: string; method: string; path: string; body: string | Buffer; ct: string }[] = [
+const SSAR = '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews';
+const ssarProto = (fieldsV1: string) => {
+  const root = kubeProtoRoot();
+  const type = root.lookupType('k8s.io.api.authorization.v1.SelfSubjectAccessReview');
+  const raw = type.encode(type.fromObject({ metadata: { managedFields: [{ manager: 'x', fieldsV1: { Raw: Buffer.from(fieldsV1) } }] }, spec: { nonResourceAttributes: { path: '/x', verb: 'get' } } })).finish();
+  const unknown = root.lookupType('k8s.io.apimachinery.pkg.runtime.Unknown');
+  return Buffer.concat([PROTOBUF_MAGIC, unknown.encode(unknown.fromObject({ typeMeta: { apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectAccessReview' }, raw })).finish()]);
+};
+const HOSTILE: { name: string; method: string; path: string; body: string | Buffer; ct: string; headers?: Record<string, string>; expect?: number; match?: RegExp }[] = [
+  // issue 15's regression seeds (each ended the process or answered 500). Impersonation as
+  // k8s.io/apiserver pkg/endpoints/filters/impersonation/impersonation.go: group, extra or uid
+  // without a user is a 400; a malformed %-escape in an extra key is kept as it is (unescapeExtraKey).
+  { name: 'apply-patch+yaml 30000 [ deep', method: 'PATCH', path: `${CM}/target?fieldManager=x`, body: deep(30_000), ct: 'application/apply-patch+yaml', expect: 400, match: /nests deeper than the limit of 512 levels/ },
+  { name: 'a SelfSubjectAccessReview as YAML 30000 [ deep', method: 'POST', path: SSAR, body: deep(30_000), ct: 'application/yaml', expect: 400, match: /nests deeper than the limit of 512 levels/ },
+  { name: 'a SelfSubjectAccessReview as protobuf with fieldsV1 30000 deep', method: 'POST', path: SSAR, body: ssarProto(deep(30_000)), ct: 'application/vnd.kubernetes.protobuf', expect: 400, match: /fieldsV1 nests deeper than the limit of 512 levels/ },
+  { name: 'Impersonate-Group without Impersonate-User', method: 'GET', path: CM, body: '', ct: 'application/json', headers: { 'Impersonate-Group': 'system:masters' }, expect: 400, match: /without impersonating a user/ },
+  { name: 'Impersonate-Extra-%ZZ (kept as it is, like kube)', method: 'GET', path: CM, body: '', ct: 'application/json', headers: { 'Impersonate-User': 'someone', 'Impersonate-Group': 'system:masters', 'Impersonate-Extra-%ZZ': 'v' }, expect: 200 },
+
   { name: 'JSON nested 100000 deep', method: 'POST', path: CM, body: cm(`"data":{"a":${deep(100_000)}}`), ct: 'application/json' },
   { name: 'JSON nested 5000 deep', method: 'POST', path: CM, body: cm(`"data":{"a":${deep(5000)}}`), ct: 'application/json' },
   { name: 'JSON nested 600 deep in an unknown field', method: 'POST', path: CM, body: cm(`"x":${deep(600)}`), ct: 'application/json' },
@@ -275,7 +294,7 @@ const collected = () => {
 
 t.test('hostile inputs: deep nesting, huge strings, YAML bombs, bad bytes', async (t) => {
   for (const h of HOSTILE) {
-    const ok = await probe(h.method, h.path, h.body, h.ct);
+    const ok = await probe(h.method, h.path, h.body, h.ct, h.headers, h.expect, h.match);
     t.ok(ok, h.name);
   }
   const bad = collected();
