@@ -22,13 +22,21 @@ import {
   statusSchema,
   suspend,
   validateInterval,
-  validateUniqueKeys,
 } from './common.js';
 
 /** OCI registry (optionally with scheme) and base path of an OCM repository. */
 export const REPOSITORY_URL_PATTERN = '^((oci|https?)://)?([a-zA-Z0-9.-]+|\\[[0-9a-fA-F:]+\\])(:[0-9]+)?(/[a-z0-9._/-]*)?$';
 
 const verifyEntryProps = () => ({
+  component: Type.Optional(
+    Type.String({
+      description:
+        'Name of a component that this component references (directly or further down) whose own signature this is: every referenced version of it must carry the signature and verify. Omitted: the signature of the OCMComponent\'s own component.',
+      minLength: 1,
+      maxLength: 255,
+      pattern: COMPONENT_NAME_PATTERN,
+    }),
+  ),
   secretRef: SecretRef('Secret holding the PEM-encoded RSA public key(s).'),
   key: Type.Optional(
     Type.String({
@@ -51,6 +59,7 @@ export type VerifySpec = VerifyEntry[] | Static<typeof VerifyObject>;
 /** A required signature: named, or (`signature` undefined) every data entry of the Secret. */
 export interface VerifyRule {
   signature?: string;
+  component?: string;
   secretRef: { name: string };
   key?: string;
 }
@@ -78,9 +87,22 @@ function validateVerify(obj: KubeObject): FieldError[] {
     return [fieldError('FieldValueTypeInvalid', 'spec.verify', `Invalid value: ${JSON.stringify(v)}: spec.verify in body must be of type array or object`)];
   }
   const check = Array.isArray(v) ? verifyCheck : verifyObjectCheck;
-  if (check({ spec: { verify: v } })) return Array.isArray(v) ? validateUniqueKeys(v, 'signature', 'spec.verify') : [];
+  if (!check({ spec: { verify: v } })) return ajvErrors(check.errors ?? [], v);
+  if (!Array.isArray(v)) return [];
+  // one entry per signature and component
+  const seen = new Set<string>();
+  const errs: FieldError[] = [];
+  v.forEach((e: VerifyEntry, i) => {
+    const id = `${e.signature}|${e.component ?? ''}`;
+    if (seen.has(id)) errs.push(fieldError('FieldValueDuplicate', `spec.verify[${i}].signature`, `duplicate value ${JSON.stringify(e.signature)}${e.component ? ` for component ${e.component}` : ''}`));
+    seen.add(id);
+  });
+  return errs;
+}
+
+function ajvErrors(errors: NonNullable<typeof verifyCheck.errors>, v: unknown): FieldError[] {
   return ajvToFieldErrors(
-    (check.errors ?? []).map((e) =>
+    errors.map((e) =>
       e.keyword === 'additionalProperties' ? { ...e, instancePath: `${e.instancePath}/${e.params.additionalProperty}`, message: 'is not a known field' } : e,
     ),
     { spec: { verify: v } },
@@ -146,9 +168,16 @@ export const OCMComponentStatus = statusSchema('OCMComponent', {
   deployPackage: Type.Optional(
     ObjectReference('The object holding the deploy package (the component\'s resource with the Flux package media type), if the component has one.', 'object holding the deploy package'),
   ),
+  manifestDigest: Type.Optional(
+    Type.String({
+      description:
+        'Digest of the OCI manifest of the component version in use: the exact content that was verified. Sources and Actions read the component version by this digest, so content pushed again under the same version reaches them only once it is verified in its turn.',
+    }),
+  ),
   verified: Type.Optional(
     Type.Boolean({
-      description: 'True when every signature in `spec.verify` verified and the resource digests matched; false when verification failed or was not requested.',
+      description:
+        'True when all of it verified: every signature `spec.verify` names, every referenced component against the digest its parent records (and its own signatures where `spec.verify` names them), and every resource stored with a component version against its digest (resources stored elsewhere, such as images in their own registry, are checked by the Source that fetches them). False when any of it failed, could not be checked (a resource or reference without a digest), or verification was not requested. The `Verified` condition says why.',
     }),
   ),
 });

@@ -179,8 +179,9 @@ export class OcmRepository {
     return match;
   }
 
-  async getComponentVersion(component: string, version: string): Promise<ComponentVersion> {
-    const ref = this.refOf(component, version);
+  /** A component version by its tag or, with `digest`, by that manifest digest (the exact content). */
+  async getComponentVersion(component: string, version: string, opts: { digest?: string } = {}): Promise<ComponentVersion> {
+    const ref: Reference = opts.digest ? { ...this.refOf(component), digest: opts.digest } : this.refOf(component, version);
     const what = `component version ${component}:${version} in ${this.baseUrl}`;
     let m;
     try {

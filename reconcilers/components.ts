@@ -2,7 +2,8 @@
 // repository it came from and its descriptor and manifest (cached briefly per version).
 import type { KubeObject } from '../kinds/types.js';
 import { type ComponentVersion, OcmRepository } from '../ocm/repository.js';
-import { getObject, ReconcileError, type ReconcilerContext, repositoryClient, resourceOf } from './context.js';
+import { verifyRules } from '../kinds/ocmcomponent.js';
+import { getObject, type ReconcilerContext, repositoryClient, resourceOf } from './context.js';
 import { stalled } from './runtime/errors.js';
 import { condition, isReady } from './runtime/status.js';
 
@@ -15,20 +16,30 @@ export interface ReadyComponent {
   for: string;
   name: string;
   version: string;
+  /** The manifest the OCMComponent verified: the component version is read by this digest. */
+  manifestDigest?: string;
 }
 
-/** The OCMComponent a Source or Action names; a ReconcileError (no retry) unless it is Ready. */
+/**
+ * The OCMComponent a Source or Action names; a Stalled ReconcileError unless it is Ready, and,
+ * when its spec.verify asks for verification, verified (ComponentNotVerified otherwise).
+ */
 export async function readyComponent(ctx: ReconcilerContext, ref: { name: string; namespace?: string }, namespace: string): Promise<ReadyComponent> {
   const ns = ref.namespace || namespace;
   if (ns !== namespace && !ctx.tenancy?.allowCrossNamespaceRefs)
     throw stalled('CrossNamespaceRefNotAllowed', `spec.componentRef names OCMComponent ${ns}/${ref.name} in another namespace; the server allows that only with --allow-cross-namespace-refs`);
   const component = await getObject(ctx, resourceOf(ctx, 'OCMComponent'), ns, ref.name);
-  if (!component) throw new ReconcileError('ComponentNotFound', `OCMComponent ${ns}/${ref.name} not found`, false);
-  if (!isReady(component)) {
-    const c = condition(component);
-    throw new ReconcileError('ComponentNotReady', `OCMComponent ${ns}/${ref.name} is not ready${c ? `: ${c.message}` : ''}`, false);
+  if (!component) throw stalled('ComponentNotFound', `OCMComponent ${ns}/${ref.name} not found`);
+  const st = (component.status ?? {}) as { verified?: boolean; resolvedVersion?: string; manifestDigest?: string };
+  if (verifyRules((component.spec as { verify?: unknown }).verify).length && st.verified !== true) {
+    const v = condition(component, 'Verified') ?? condition(component);
+    throw stalled('ComponentNotVerified', `OCMComponent ${ns}/${ref.name} asks for verification and is not verified${v ? `: ${v.message}` : ''}`);
   }
-  return { component, for: namespace, name: (component.spec as { name: string }).name, version: (component.status as { resolvedVersion: string }).resolvedVersion };
+  if (!isReady(component) || !st.resolvedVersion) {
+    const c = condition(component);
+    throw stalled('ComponentNotReady', `OCMComponent ${ns}/${ref.name} is not ready${c ? `: ${c.message}` : ''}`);
+  }
+  return { component, for: namespace, name: (component.spec as { name: string }).name, version: st.resolvedVersion, manifestDigest: st.manifestDigest };
 }
 
 /**
@@ -41,7 +52,7 @@ export function componentState(component: KubeObject): string {
   return JSON.stringify(rest, (_k, v) => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1))) : v));
 }
 
-/** Runs `fn` with the component's repository and fetched component version. */
+/** Runs `fn` with the component's repository and the component version, by the digest the OCMComponent verified. */
 export async function withComponentVersion<T>(ctx: ReconcilerContext, c: ReadyComponent, fn: (repo: OcmRepository, cv: ComponentVersion) => Promise<T>): Promise<T> {
   const spec = c.component.spec as { repository: { url: string; secretRef?: { name: string } } };
   const client = await repositoryClient(ctx, c.for, spec.repository.url, spec.repository.secretRef);
@@ -51,7 +62,7 @@ export async function withComponentVersion<T>(ctx: ReconcilerContext, c: ReadyCo
     let hit = cache.get(key);
     if (!hit || Date.now() - hit.at > TTL_MS) {
       if (cache.size >= 256) for (const [k, v] of cache) if (Date.now() - v.at > TTL_MS) cache.delete(k);
-      hit = { at: Date.now(), value: repo.getComponentVersion(c.name, c.version) };
+      hit = { at: Date.now(), value: repo.getComponentVersion(c.name, c.version, { digest: c.manifestDigest }) };
       cache.set(key, hit);
       hit.value.catch(() => cache.delete(key));
     }

@@ -1,12 +1,15 @@
-// OCMComponent: resolve the version, fetch the component version, verify its signatures, and
-// expose it (and every component it references) as ComponentDescriptor objects; the deploy
-// package goes into a ConfigMap. A version that does not verify produces nothing downstream.
+// OCMComponent: resolve the version, fetch the component version, verify it, and expose it (and
+// every component it references) as ComponentDescriptor objects; the deploy package goes into a
+// ConfigMap. Verified means all of it: every signature spec.verify names (on the component, or on
+// the referenced components it names), every referenced component against the digest its parent
+// records, every resource stored with a component version against its digest. A version that
+// fails any of it produces nothing downstream.
 import { parseDuration } from '../kinds/common.js';
 import { componentDescriptorName } from '../kinds/componentdescriptor.js';
 import { type OCMComponentSpec, verifyRules } from '../kinds/ocmcomponent.js';
 import type { KubeObject } from '../kinds/types.js';
 import { type ComponentDescriptor, DescriptorError } from '../ocm/descriptor.js';
-import { OcmRepository, OcmRepositoryError } from '../ocm/repository.js';
+import { accessKind, type ComponentVersion, OcmRepository, OcmRepositoryError } from '../ocm/repository.js';
 import { verifyDescriptor } from '../ocm/signing.js';
 import {
   API_VERSION,
@@ -21,10 +24,14 @@ import {
 } from './context.js';
 import { internalOptions } from '../apiserver/rest.js';
 import type { ControllerSpec, Result } from './runtime/controller.js';
+import { DigestMismatch, isDigestMismatch, stalled, toReconcileError } from './runtime/errors.js';
 import { setCondition } from './runtime/status.js';
 
 /** Resource types that carry a Flux deploy package (the design's "flux media type"). */
 const DEPLOY_PACKAGE_TYPES = ['package.ocm.fluxcd.io', 'flux.package.ocm.software'];
+
+/** Reasons of failures that mean the content is not verified (status.verified false). */
+const NOT_VERIFIED = ['VerificationFailed', 'DigestMismatch', 'ReferenceDigestMismatch'];
 
 /** A descriptor over a limit (size, depth, elements; ocm/descriptor.ts) is Ready=False DescriptorTooLarge, not retried until the interval. */
 function tooLarge(err: unknown, what: string) {
@@ -51,6 +58,49 @@ export function descriptorSpec(cd: ComponentDescriptor): Record<string, unknown>
   };
 }
 
+const hostOf = (ref: unknown) => String(ref ?? '').replace(/^(?:oci|https?):\/\//, '').split('/')[0].toLowerCase();
+
+/**
+ * Resource digests checked against the bytes, per component version manifest (content addressed:
+ * the same manifest digest is the same descriptor and the same local blobs).
+ */
+const checkedResources = new Map<string, Promise<{ checked: number; missing: string[] }>>();
+
+/**
+ * Checks every resource stored with the component version (local blobs; OCI artifacts and blobs in
+ * the same registry) against its digest, by fetching it: a DIGEST_MISMATCH error when one differs.
+ * Resources elsewhere (an image in its own registry) are checked by the Source that fetches them.
+ * Returns how many were checked and which have no digest to check against.
+ */
+function checkResources(repo: OcmRepository, cv: ComponentVersion): Promise<{ checked: number; missing: string[] }> {
+  const key = `${repo.baseUrl}|${cv.descriptor.component.name}|${cv.manifestDigest}`;
+  let hit = checkedResources.get(key);
+  if (!hit) {
+    hit = (async () => {
+      const c = cv.descriptor.component;
+      let checked = 0;
+      const missing: string[] = [];
+      for (const r of c.resources ?? []) {
+        const kind = accessKind(r.access?.type);
+        if (kind === 'none') continue;
+        if (!r.digest) {
+          missing.push(`resource "${r.name}" of ${c.name}:${c.version} has no digest`);
+          continue;
+        }
+        const here = kind === 'localblob' || (kind === 'ociartifact' && hostOf(r.access?.imageReference) === repo.host) || (kind === 'ociblob' && hostOf(r.access?.ref) === repo.host);
+        if (!here) continue;
+        await repo.getResourceContent(cv, r, { requireDigest: true });
+        checked++;
+      }
+      return { checked, missing };
+    })();
+    if (checkedResources.size >= 512) checkedResources.clear();
+    checkedResources.set(key, hit);
+    hit.catch(() => checkedResources.delete(key));
+  }
+  return hit;
+}
+
 export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
   const R = resourceOf(ctx, 'OCMComponent');
   const CD = resourceOf(ctx, 'ComponentDescriptor');
@@ -58,21 +108,26 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
 
   /**
    * Verifies every signature `spec.verify` asks for (list form: the named ones; object form without
-   * a signature: one per data entry of the Secret, the entry's key naming the signature). Returns
-   * the names verified; a ReconcileError (VerificationFailed, no retry) for the first that does not.
+   * a signature: one per data entry of the Secret, the entry's key naming the signature), on the
+   * component itself or, with `component`, on every referenced version of that component. Returns
+   * what verified; a Stalled VerificationFailed for the first that does not.
    */
-  async function verifySignatures(ns: string, spec: OCMComponentSpec, descriptor: ComponentDescriptor, what: string): Promise<string[]> {
+  async function verifySignatures(ns: string, spec: OCMComponentSpec, root: ComponentDescriptor, refs: ComponentDescriptor[]): Promise<string[]> {
     const done: string[] = [];
     for (const rule of verifyRules(spec.verify)) {
       const data = await secretData(ctx, ns, rule.secretRef.name);
       const wanted = rule.signature !== undefined ? [{ signature: rule.signature, key: rule.key ?? rule.signature }] : Object.keys(data).sort().map((k) => ({ signature: k, key: k }));
-      if (!wanted.length) throw new ReconcileError('VerificationFailed', `Secret ${ns}/${rule.secretRef.name} holds no public key (spec.verify names it without a signature: each of its entries names a signature that must verify)`, false);
+      if (!wanted.length) throw stalled('VerificationFailed', `Secret ${ns}/${rule.secretRef.name} holds no public key (spec.verify names it without a signature: each of its entries names a signature that must verify)`);
+      const targets = rule.component === undefined || rule.component === root.component.name ? [root] : refs.filter((d) => d.component.name === rule.component);
+      if (!targets.length) throw stalled('VerificationFailed', `spec.verify names signatures of component ${rule.component}, which ${root.component.name}:${root.component.version} does not reference`);
       for (const w of wanted) {
         const pem = data[w.key];
-        if (!pem) throw new ReconcileError('VerificationFailed', `Secret ${ns}/${rule.secretRef.name} has no key "${w.key}" with the public key for signature ${w.signature}`, false);
-        const r = verifyDescriptor(descriptor, { name: w.signature, publicKeyPem: pem.toString('utf8') });
-        if (!r.ok) throw new ReconcileError('VerificationFailed', `${what}: signature ${w.signature} does not verify: ${r.reason}`, false);
-        done.push(w.signature);
+        if (!pem) throw stalled('VerificationFailed', `Secret ${ns}/${rule.secretRef.name} has no key "${w.key}" with the public key for signature ${w.signature}`);
+        for (const d of targets) {
+          const r = verifyDescriptor(d, { name: w.signature, publicKeyPem: pem.toString('utf8') });
+          if (!r.ok) throw stalled('VerificationFailed', `${d.component.name}:${d.component.version}: signature ${w.signature} does not verify: ${r.reason}`);
+          done.push(d === root ? w.signature : `${w.signature} (${d.component.name}:${d.component.version})`);
+        }
       }
     }
     return done;
@@ -100,7 +155,33 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
         tooLarge(err, `${spec.name}:${version}`);
         throw new ReconcileError('FetchFailed', `fetching ${spec.name}:${version} from ${spec.repository.url}: ${(err as Error).message}`);
       }
-      const signatures = await verifySignatures(ns, spec, cv.descriptor, `${spec.name}:${version}`);
+      // The reference graph, every edge against the digest its parent records.
+      let graph;
+      try {
+        graph = await repo.referenceGraph(cv);
+      } catch (err) {
+        tooLarge(err, `a component referenced by ${spec.name}:${version}`);
+        if (isDigestMismatch(err)) throw new DigestMismatch(`${spec.name}:${version}: ${(err as Error).message}`, 'ReferenceDigestMismatch', { cause: err });
+        throw toReconcileError(err, 'ReferenceFailed', `resolving the component references of ${spec.name}:${version}`);
+      }
+      const signatures = await verifySignatures(ns, spec, cv.descriptor, graph.components.map((c) => c.descriptor));
+      // Resource digests against the bytes, of the component and of every component it references.
+      const problems = graph.edges.filter((e) => !e.digest).map((e) => `${e.parent.component.name}:${e.parent.component.version} references ${e.ref.componentName}:${e.ref.version} (${e.ref.name}) without a digest`);
+      let checked = 0;
+      for (const c of [cv, ...graph.components]) {
+        try {
+          const r = await checkResources(repo, c);
+          checked += r.checked;
+          problems.push(...r.missing);
+        } catch (err) {
+          if (isDigestMismatch(err)) throw new DigestMismatch(`${spec.name}:${version}: ${(err as Error).message}`, 'DigestMismatch', { cause: err });
+          throw toReconcileError(err, 'FetchFailed', `checking the resources of ${c.descriptor.component.name}:${c.descriptor.component.version}`);
+        }
+      }
+      if (signatures.length && problems.length) {
+        throw stalled('VerificationFailed', `${spec.name}:${version} cannot be verified: ${problems.join('; ')}`);
+      }
+      const refs = graph.components;
 
       const owner = ownerRef(obj);
       const write = (cd: ComponentDescriptor) =>
@@ -116,10 +197,6 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
           spec: descriptorSpec(cd),
         });
       const main = await write(cv.descriptor);
-      const refs = await repo.resolveReferences(cv).catch((err: Error) => {
-        tooLarge(err, `a component referenced by ${spec.name}:${version}`);
-        throw new ReconcileError('ReferenceFailed', `resolving the component references of ${spec.name}:${version}: ${err.message}`);
-      });
       const written = new Set([main.metadata.name!]);
       for (const ref of refs) written.add((await write(ref.descriptor)).metadata.name!);
       // Descriptors this OCMComponent wrote before (older versions, the older naming) and no longer shows.
@@ -143,19 +220,28 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
       }
 
       const verified = signatures.length > 0;
+      const integrity = `digests of ${checked} stored resource${checked === 1 ? '' : 's'} and ${graph.edges.length} reference${graph.edges.length === 1 ? '' : 's'} matched`;
       await ctx.status.update(R, { namespace: ns, name: obj.metadata.name! }, (st) => {
         st.resolvedVersion = version;
+        st.manifestDigest = cv.manifestDigest;
         st.componentDescriptor = { name: main.metadata.name, namespace: ns };
         if (deployPackage) st.deployPackage = deployPackage;
         else delete st.deployPackage;
         st.verified = verified;
         setCondition(
           st,
+          verified
+            ? { type: 'Verified', status: 'True', reason: 'Succeeded', message: `signature${signatures.length > 1 ? 's' : ''} ${signatures.join(', ')} verified; ${integrity}` }
+            : { type: 'Verified', status: 'False', reason: 'NotRequested', message: `spec.verify names no signature, so ${spec.name}:${version} is not verified${problems.length ? ` (and could not be: ${problems.join('; ')})` : ''}; ${integrity}` },
+          obj.metadata.generation,
+        );
+        setCondition(
+          st,
           {
             type: 'Ready',
             status: 'True',
             reason: 'Succeeded',
-            message: `${spec.name}:${version} is available${verified ? `, signature${signatures.length > 1 ? 's' : ''} ${signatures.join(', ')} verified` : ''}`,
+            message: `${spec.name}:${version} is available${verified ? `, signature${signatures.length > 1 ? 's' : ''} ${signatures.join(', ')} verified` : ', not verified'}`,
           },
           obj.metadata.generation,
         );
@@ -175,9 +261,12 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
       try {
         return await reconcile(obj);
       } catch (err) {
-        const e = err instanceof ReconcileError ? err : new ReconcileError('ReconcileFailed', (err as Error).message);
+        const e = toReconcileError(err, 'ReconcileFailed');
         await ctx.status.update(R, key, (st) => {
-          if (e.reason === 'VerificationFailed') st.verified = false;
+          if (NOT_VERIFIED.includes(e.reason)) {
+            st.verified = false;
+            setCondition(st, { type: 'Verified', status: 'False', reason: e.reason, message: e.message }, obj.metadata.generation);
+          }
           setCondition(st, { type: 'Ready', status: 'False', reason: e.reason, message: e.message }, obj.metadata.generation);
         });
         if (e.retry) throw e;

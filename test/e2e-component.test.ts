@@ -191,7 +191,7 @@ t.test('a wrong public key fails verification with a clear condition and nothing
     const x = await json(['get', 'source', 'manifests', '-n', 'wrongkey']);
     return x.status?.conditions ? x : undefined;
   });
-  t.equal(src.status.conditions[0].reason, 'ComponentNotReady');
+  t.equal(src.status.conditions[0].reason, 'ComponentNotVerified');
   t.equal((await json(['get', 'snapshots', '-n', 'wrongkey'])).items.length, 0, 'no Snapshot');
 });
 
@@ -220,7 +220,7 @@ t.test('a tampered descriptor fails verification', async (t) => {
   t.equal((await json(['get', 'componentdescriptors', '-n', 'tampered'])).items.length, 0);
 });
 
-t.test('a resource whose bytes do not match its digest is refused by the Source', async (t) => {
+t.test('a resource whose bytes do not match its digest is refused by the OCMComponent', async (t) => {
   const signed = await publish(repo, spec('8.0.0', 'ocm.software/demo/swapped'), work, { sign: { name: 'acme', privateKeyPem: signer.privateKey } });
   // Same descriptor and signature, but the config blob's bytes replaced.
   const cd = structuredClone(signed.descriptor);
@@ -244,9 +244,17 @@ t.test('a resource whose bytes do not match its digest is refused by the Source'
   obj.spec.name = 'ocm.software/demo/swapped';
   obj.spec.version = '8.0.0';
   t.equal((await s.kubectl(['apply', '-f', '-'], { input: yaml(obj, ...source('config', 'tampered', 'swapped', 'config')) })).code, 0);
-  const src = await waitFor('the Source to refuse the blob', async () => {
+  // The OCMComponent checks the stored resources against their digests itself (issue 12): it is
+  // not Ready, not verified, and the Source refuses it.
+  const comp = await waitFor('the OCMComponent to refuse the blob', async () => {
+    const x = await json(['get', 'ocmcomponent', 'swapped', '-n', 'tampered']);
+    return x.status?.conditions?.find((c: { type: string; reason: string }) => c.type === 'Ready' && c.reason === 'DigestMismatch') ? x : undefined;
+  });
+  t.equal(comp.status.verified, false);
+  t.match(comp.status.conditions.find((c: { type: string }) => c.type === 'Ready').message, /resource "config".*digest/);
+  const src = await waitFor('the Source to refuse the component', async () => {
     const x = await json(['get', 'source', 'config', '-n', 'tampered']);
-    return x.status?.conditions?.find((c: { reason: string }) => c.reason === 'DigestMismatch') ? x : undefined;
+    return x.status?.conditions?.find((c: { reason: string }) => c.reason === 'ComponentNotReady') ? x : undefined;
   });
   t.equal(src.status.ready, false);
   t.match(src.status.conditions[0].message, /digest/i);

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import YAML from 'yaml';
-import { type ComponentSpec, publish } from '../ocm/publish.js';
+import { buildComponentVersion, type ComponentSpec, publish } from '../ocm/publish.js';
+import { signDescriptor } from '../ocm/signing.js';
 import { OcmRepository } from '../ocm/repository.js';
 import { archiveToFiles } from '../providers/content.js';
 import { OciClient } from '../registry/client.js';
@@ -247,4 +248,76 @@ t.test('OCMResource referencePath selects the resource of the referenced compone
     t.match(ready(src).message, name === 'nowhere' ? /ocm\.software\/it\/app:1\.0\.0 has no component reference "frontend".*it has: backend/ : /ocm\.software\/it\/backend:1\.0\.0 has no component reference "cache".*it has: db/);
     t.notOk(src.status.snapshot, 'no snapshot');
   }
+});
+
+/** Conditions of an OCMComponent by type. */
+const cond = (o: any, type: string) => o?.status?.conditions?.find((c: { type: string }) => c.type === type);
+
+t.test('verified means all of it: referenced components against their parents\' digests (and their own signatures when asked), resources against their bytes', async (t) => {
+  await namespace('graph', { 'acme-key': { acme: signer.publicKey }, 'stranger-key': { acme: stranger.publicKey } });
+  const verify = [{ signature: 'acme', secretRef: { name: 'acme-key' } }];
+
+  // A referenced component whose own signature is asked for too.
+  await publish(repo, textComponent('ocm.software/it/lib', '1.0.0', 'lib 1.0.0\n'), work, sign);
+  await publish(repo, textComponent('ocm.software/it/top', '1.0.0', 'top 1.0.0\n', { componentReferences: [{ name: 'lib', componentName: 'ocm.software/it/lib', version: '1.0.0' }] }), work, sign);
+  await apply(
+    component('top', 'graph', { name: 'ocm.software/it/top', version: '1.0.0', verify: [...verify, { signature: 'acme', component: 'ocm.software/it/lib', secretRef: { name: 'acme-key' } }] }),
+    ...source('top', 'graph', 'top', { resource: 'config' }),
+    ...source('lib', 'graph', 'top', { resource: 'config', referencePath: [{ name: 'lib' }] }),
+  );
+  const top = await waitReason('ocmcomponent', 'top', 'graph', 'Succeeded');
+  t.equal(top.status.verified, true);
+  t.equal(cond(top, 'Verified').status, 'True');
+  t.match(cond(top, 'Verified').message, /acme \(ocm\.software\/it\/lib:1\.0\.0\) verified; digests of 2 stored resources and 1 reference matched/);
+  t.match(top.status.manifestDigest, /^sha256:[0-9a-f]{64}$/);
+  await waitReason('source', 'lib', 'graph', 'Succeeded');
+  t.equal(await snapshotText('lib', 'graph'), 'lib 1.0.0\n');
+  // the referenced component's signature with a key that does not verify it
+  await apply(component('top-wrong', 'graph', { name: 'ocm.software/it/top', version: '1.0.0', verify: [...verify, { signature: 'acme', component: 'ocm.software/it/lib', secretRef: { name: 'stranger-key' } }] }));
+  const wrong = await waitReason('ocmcomponent', 'top-wrong', 'graph', 'VerificationFailed');
+  t.match(ready(wrong).message, /ocm\.software\/it\/lib:1\.0\.0: signature acme does not verify/);
+  await apply(component('top-none', 'graph', { name: 'ocm.software/it/top', version: '1.0.0', verify: [...verify, { signature: 'acme', component: 'ocm.software/it/other', secretRef: { name: 'acme-key' } }] }));
+  t.match(ready(await waitReason('ocmcomponent', 'top-none', 'graph', 'VerificationFailed')).message, /component ocm\.software\/it\/other, which .* does not reference/);
+
+  // The referenced component pushed again with other (validly signed) content: the digest its
+  // parent records no longer matches; not verified, and nothing downstream runs, not even on the
+  // parent's own resource.
+  await publish(repo, textComponent('ocm.software/it/lib', '1.0.0', 'lib tampered\n'), work, { ...sign, overwrite: true });
+  const bad = await waitReason('ocmcomponent', 'top', 'graph', 'ReferenceDigestMismatch');
+  t.equal(bad.status.verified, false);
+  t.equal(cond(bad, 'Verified').status, 'False');
+  t.match(ready(bad).message, /ocm\.software\/it\/top:1\.0\.0 references ocm\.software\/it\/lib:1\.0\.0 with jsonNormalisation\/v3 digest/);
+  await apply(...source('top-late', 'graph', 'top', { resource: 'config' }));
+  t.match(ready(await waitReason('source', 'top-late', 'graph', 'ComponentNotVerified')).message, /not verified/);
+  t.equal(await snapshotText('lib', 'graph'), 'lib 1.0.0\n', 'the earlier snapshot keeps the verified bytes');
+
+  // A reference without a digest cannot be verified.
+  const built = await buildComponentVersion(textComponent('ocm.software/it/loose', '1.0.0', 'loose\n', { componentReferences: [{ name: 'lib', componentName: 'ocm.software/it/lib', version: '1.0.0' }] }), work, { client: repo.client });
+  await repo.pushComponentVersion(signDescriptor(built.descriptor, sign.sign), built.blobs);
+  await apply(component('loose', 'graph', { name: 'ocm.software/it/loose', version: '1.0.0', verify }), ...source('loose', 'graph', 'loose', { resource: 'config' }));
+  const loose = await waitReason('ocmcomponent', 'loose', 'graph', 'VerificationFailed');
+  t.match(ready(loose).message, /references ocm\.software\/it\/lib:1\.0\.0 \(lib\) without a digest/);
+  t.equal(loose.status.verified, false);
+  t.equal(ready(await waitReason('source', 'loose', 'graph', 'ComponentNotVerified')).reason, 'ComponentNotVerified');
+  // Without spec.verify it is delivered, and says it is not verified and why it could not be.
+  await apply(component('loose-plain', 'graph', { name: 'ocm.software/it/loose', version: '1.0.0' }));
+  const plain = await waitReason('ocmcomponent', 'loose-plain', 'graph', 'Succeeded');
+  t.equal(plain.status.verified, false);
+  t.equal(cond(plain, 'Verified').reason, 'NotRequested');
+  t.match(cond(plain, 'Verified').message, /without a digest/);
+
+  // A stored resource whose bytes do not match its signed digest: not verified, nothing downstream.
+  const signed = await publish(repo, textComponent('ocm.software/it/swapped', '1.0.0', 'genuine\n'), work, sign);
+  const cd = structuredClone(signed.descriptor);
+  const other = Buffer.from('evil\n');
+  const { digestOf } = await import('../registry/client.js');
+  cd.component.resources[0].access = { ...cd.component.resources[0].access, localReference: digestOf(other) };
+  await repo.pushComponentVersion(cd, new Map([[digestOf(other), { data: other, mediaType: 'text/plain' }]]), { overwrite: true });
+  await apply(component('swapped', 'graph', { name: 'ocm.software/it/swapped', version: '1.0.0', verify }), ...source('swapped', 'graph', 'swapped', { resource: 'config' }));
+  const sw = await waitReason('ocmcomponent', 'swapped', 'graph', 'DigestMismatch');
+  t.equal(sw.status.verified, false);
+  t.match(ready(sw).message, /resource "config" of ocm\.software\/it\/swapped:1\.0\.0/);
+  await waitReason('source', 'swapped', 'graph', 'ComponentNotVerified');
+  const snaps = (await json(['get', 'snapshots', '-n', 'graph'])).items.map((x: any) => x.metadata.ownerReferences[0].name);
+  t.notOk(snaps.includes('swapped') || snaps.includes('loose') || snaps.includes('top-late'), 'no snapshot of anything unverified');
 });
