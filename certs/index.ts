@@ -1,6 +1,8 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
+import { PULL_URI_PREFIX } from '../registry/server-auth.js';
 import { coversHosts, createCA, createClientCert, createServerCert, newKeys, newKeysSync, type KeyPair, type Subject } from './pki.js';
 
 export interface CertBundle {
@@ -126,4 +128,34 @@ export function writeKubeconfig(
   fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.writeFileSync(file, YAML.stringify(config), { mode: 0o600 });
   fs.chmodSync(file, 0o600);
+}
+
+const RENEW_BEFORE_MS = 30 * 24 * 60 * 60 * 1000;
+
+/**
+ * The client certificate of a namespace's registry Secret (ocm-registry-tls, for Flux): it names
+ * the namespace in a URI SAN (PULL_URI_PREFIX + namespace) and so pulls that namespace's snapshots
+ * and nothing else; the API does not accept it as an identity. `current` (the Secret's tls.crt and
+ * tls.key) is kept while it is this CA's, for this namespace, its key matches and it is valid for
+ * 30 more days; otherwise (a new CA among them) a new one is issued.
+ */
+export async function namespacePullCert(ca: { certPem: string; keyPem: string }, namespace: string, current?: { certPem?: string; keyPem?: string }): Promise<KeyPair> {
+  if (current?.certPem && current.keyPem) {
+    try {
+      const x = new X509Certificate(current.certPem);
+      const issuer = new X509Certificate(ca.certPem);
+      const sans = (x.subjectAltName ?? '').split(', ');
+      if (
+        x.checkIssued(issuer) &&
+        x.verify(issuer.publicKey) &&
+        sans.includes(`URI:${PULL_URI_PREFIX}${namespace}`) &&
+        Date.parse(x.validTo) - Date.now() > RENEW_BEFORE_MS &&
+        x.checkPrivateKey(createPrivateKey(current.keyPem))
+      )
+        return { certPem: current.certPem, keyPem: current.keyPem };
+    } catch {
+      // unreadable: issue a new one
+    }
+  }
+  return createClientCert(ca, await newKeys(), { commonName: `ocm-registry-pull:${namespace}` }, CLIENT_DAYS, [`${PULL_URI_PREFIX}${namespace}`]);
 }

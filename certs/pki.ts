@@ -96,8 +96,10 @@ export function createServerCert(ca: KeyPair, keys: PemKeys, commonName: string,
   return { certPem, keyPem: keys.privateKey };
 }
 
-export function createClientCert(ca: KeyPair, keys: PemKeys, subject: Subject, days: number): KeyPair {
-  return { certPem: sign(keys, subject, days, leafUsage('clientAuth'), loadIssuer(ca)), keyPem: keys.privateKey };
+/** A client certificate; `uris` become URI subject alternative names. */
+export function createClientCert(ca: KeyPair, keys: PemKeys, subject: Subject, days: number, uris: string[] = []): KeyPair {
+  const sans = uris.length ? [{ name: 'subjectAltName', altNames: uris.map((value) => ({ type: 6, value })) }] : [];
+  return { certPem: sign(keys, subject, days, [...leafUsage('clientAuth'), ...sans], loadIssuer(ca)), keyPem: keys.privateKey };
 }
 
 /** True if the certificate's SANs match every host (DNS names via checkHost, IPs via checkIP). */

@@ -11,7 +11,7 @@ import { Authenticator, type AuthnConfig, type Authorizer, CachingAuthorizer, pa
 import { authenticationConfigMap, ensureObject, STANDARD_NAMESPACES } from '../apiserver/bootstrap.js';
 import { internalOptions } from '../apiserver/rest.js';
 import { createApiServer } from '../apiserver/server.js';
-import { ensureCerts, issueClientCert, writeKubeconfig } from '../certs/index.js';
+import { ensureCerts, namespacePullCert, writeKubeconfig } from '../certs/index.js';
 import { coreKinds } from '../kinds/core/index.js';
 import { fluxKinds } from '../kinds/flux/index.js';
 import { ocmKinds } from '../kinds/index.js';
@@ -27,7 +27,7 @@ import { ControllerManager } from '../reconcilers/runtime/controller.js';
 import { AlwaysLeader, EtcdElector, type LeaderElector, LeaseElector } from '../reconcilers/runtime/leader.js';
 import { EtcdStore } from '../storage/etcd.js';
 import { EventRecorder, plainEvent } from '../reconcilers/runtime/events.js';
-import { listObjects, resourceOf } from '../reconcilers/context.js';
+import { listObjects, refreshRegistryTlsSecrets, resourceOf } from '../reconcilers/context.js';
 import type * as k8s from '@kubernetes/client-node';
 import { StatusWriter } from '../reconcilers/runtime/status.js';
 import { providerStatusControllers } from '../reconcilers/providers.js';
@@ -246,7 +246,6 @@ if (mode === 'standalone') {
   // Where the snapshot registry is, for tools (npm run example) that only have a kubeconfig.
   await ensureObject(server.rest, server.registry, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'ocm-apiserver', namespace: 'kube-public' }, data: { registry: registryHost } }, ['data']);
 }
-const snapshotReader = issueClientCert({ certPem: certs.caCertPem, keyPem: certs.caKeyPem }, { commonName: 'ocm-snapshot-reader' });
 host ??= HostCluster.load(kubeconfig);
 const log = server.app.log.child({ component: 'reconcilers' });
 // Standalone, the host cluster is this server: its Events skip the HTTPS round trip to itself.
@@ -283,7 +282,11 @@ const ctx: ReconcilerContext = {
     // Where Flux reaches the registry: the Service in a cluster, this address standalone.
     externalHost: values['registry-external-host'] ?? values['snapshot-registry']?.replace(/^(?:oci|https?):\/\//, '') ?? (mode === 'aggregated' ? `ocm-apiserver.ocm-system.svc:${values['registry-port']}` : registryHost),
     tlsSecretName: 'ocm-registry-tls',
-    tlsSecretData: { 'ca.crt': certs.caCertPem, 'tls.crt': snapshotReader.certPem, 'tls.key': snapshotReader.keyPem },
+    // One certificate per namespace, pulling that namespace's snapshots only; reissued with a new CA.
+    tlsSecretData: async (ns, cur) => {
+      const c = await namespacePullCert({ certPem: certs.caCertPem, keyPem: certs.caKeyPem }, ns, { certPem: cur['tls.crt'], keyPem: cur['tls.key'] });
+      return { 'ca.crt': certs.caCertPem, 'tls.crt': c.certPem, 'tls.key': c.keyPem };
+    },
     attestationKeyPem: certs.serverKeyPem,
     attestationCertPem: certs.serverCertPem,
   },
@@ -314,6 +317,8 @@ await elector.start(
   async () => {
     await controllers?.start();
     await manager.start();
+    // A new CA: the Flux certificates of every namespace are reissued now.
+    refreshRegistryTlsSecrets(ctx).catch((err) => log.error({ err }, 'refreshing the registry TLS Secrets failed'));
   },
   async () => {
     await controllers?.stop();

@@ -5,6 +5,7 @@ import { keyFor, type Resource, type ResourceRegistry } from '../apiserver/resou
 import { type GenericREST, internalOptions } from '../apiserver/rest.js';
 import type { KubeObject, OwnerReference } from '../kinds/types.js';
 import { credentialsFromDockerConfig, OciClient, type Credentials } from '../registry/client.js';
+import type * as k8s from '@kubernetes/client-node';
 import type { Store } from '../storage/store.js';
 import type { Logger, ObjectKey, Result } from './runtime/controller.js';
 import type { EventRecorder } from './runtime/events.js';
@@ -22,7 +23,8 @@ export interface SnapshotStore {
   externalHost: string;
   /** Secret (created in each namespace that deploys) with ca.crt, tls.crt, tls.key for pulling. */
   tlsSecretName: string;
-  tlsSecretData: Record<string, string>;
+  /** The Secret's data for a namespace (a certificate that pulls that namespace only), given what it holds now. */
+  tlsSecretData: (namespace: string, current: Record<string, string>) => Promise<Record<string, string>>;
   /** The server's key that signs snapshot attestations, and the certificate that verifies them. */
   attestationKeyPem: string;
   attestationCertPem: string;
@@ -158,15 +160,32 @@ const tlsSecretsEnsured = new Set<string>();
 export async function ensureRegistryTlsSecret(ctx: ReconcilerContext, namespace: string): Promise<void> {
   const name = ctx.snapshots.tlsSecretName;
   if (tlsSecretsEnsured.has(namespace)) return;
-  const data = Object.fromEntries(Object.entries(ctx.snapshots.tlsSecretData).map(([k, v]) => [k, Buffer.from(v).toString('base64')]));
-  const body = { apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/tls', metadata: { name, namespace, labels: { 'app.kubernetes.io/managed-by': 'ocm-apiserver' } }, data };
+  let cur: k8s.V1Secret | undefined;
   try {
-    const cur = await ctx.host.core.readNamespacedSecret({ name, namespace });
-    const same = Object.entries(data).every(([k, v]) => cur.data?.[k] === v);
-    if (!same) await ctx.host.core.replaceNamespacedSecret({ name, namespace, body: { ...body, metadata: { ...body.metadata, resourceVersion: cur.metadata?.resourceVersion } } });
+    cur = await ctx.host.core.readNamespacedSecret({ name, namespace });
   } catch (err) {
     if ((err as { code?: number }).code !== 404) throw err;
-    await ctx.host.core.createNamespacedSecret({ namespace, body });
   }
+  const decoded = Object.fromEntries(Object.entries(cur?.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+  const wanted = await ctx.snapshots.tlsSecretData(namespace, decoded);
+  const data = Object.fromEntries(Object.entries(wanted).map(([k, v]) => [k, Buffer.from(v).toString('base64')]));
+  const body = { apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/tls', metadata: { name, namespace, labels: { 'app.kubernetes.io/managed-by': 'ocm-apiserver' } }, data };
+  if (!cur) await ctx.host.core.createNamespacedSecret({ namespace, body });
+  else if (!Object.entries(data).every(([k, v]) => cur.data?.[k] === v))
+    await ctx.host.core.replaceNamespacedSecret({ name, namespace, body: { ...body, metadata: { ...body.metadata, resourceVersion: cur.metadata?.resourceVersion } } });
   tlsSecretsEnsured.add(namespace);
+}
+
+/**
+ * At start: re-ensures every registry Secret the server wrote (by its label), so that a new CA
+ * reaches each namespace's Flux certificate at once, not only when its Actions run next.
+ */
+export async function refreshRegistryTlsSecrets(ctx: ReconcilerContext): Promise<number> {
+  const list = await ctx.host.core.listSecretForAllNamespaces({ labelSelector: 'app.kubernetes.io/managed-by=ocm-apiserver' });
+  const namespaces = list.items.filter((s) => s.metadata?.name === ctx.snapshots.tlsSecretName).map((s) => s.metadata!.namespace!);
+  for (const ns of namespaces) {
+    tlsSecretsEnsured.delete(ns);
+    await ensureRegistryTlsSecret(ctx, ns);
+  }
+  return namespaces.length;
 }

@@ -8,7 +8,8 @@ import path from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import forge from 'node-forge';
 import YAML from 'yaml';
-import { ensureCerts, issueClientCert, writeKubeconfig, type CertBundle } from '../certs/index.js';
+import { ensureCerts, issueClientCert, namespacePullCert, writeKubeconfig, type CertBundle } from '../certs/index.js';
+import { certPullNamespace } from '../registry/server-auth.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ocm-certs-'));
 t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -191,4 +192,23 @@ t.test('writeKubeconfig round-trips the PEMs', async (t) => {
   t.equal(cfg2['current-context'], 'dev');
   t.same(cfg2.contexts[0], { name: 'dev', context: { cluster: 'ocm-apiserver', user: 'alice' } });
   t.equal(cfg2.users[0].name, 'alice');
+});
+
+t.test('namespacePullCert: one per namespace, named in a URI SAN; kept while valid, reissued for another CA or namespace', async (t) => {
+  const ca = { certPem: bundle.caCertPem, keyPem: bundle.caKeyPem };
+  const a = await namespacePullCert(ca, 'team-a');
+  const x = new X509Certificate(a.certPem);
+  t.equal(certPullNamespace(x.subjectAltName), 'team-a', 'URI SAN names the namespace');
+  t.ok(x.verify(new X509Certificate(ca.certPem).publicKey), 'signed by the CA');
+  t.equal(x.subject, 'CN=ocm-registry-pull:team-a', 'no groups');
+  t.ok(x.checkPrivateKey(createPrivateKey(a.keyPem)));
+  t.same(await namespacePullCert(ca, 'team-a', a), a, 'kept as it is');
+  t.not((await namespacePullCert(ca, 'team-b', a)).certPem, a.certPem, "team-a's is not team-b's");
+  const other = await ensureCerts(path.join(tmp, 'other-ca'));
+  const rotated = await namespacePullCert({ certPem: other.caCertPem, keyPem: other.caKeyPem }, 'team-a', a);
+  t.not(rotated.certPem, a.certPem, 'a new CA: a new certificate');
+  t.ok(new X509Certificate(rotated.certPem).verify(new X509Certificate(other.caCertPem).publicKey));
+  const b = await namespacePullCert(ca, 'team-b');
+  t.not((await namespacePullCert(ca, 'team-a', { certPem: a.certPem, keyPem: b.keyPem })).certPem, a.certPem, 'a key that does not match: reissued');
+  t.not((await namespacePullCert(ca, 'team-a', { certPem: 'garbage', keyPem: 'garbage' })).certPem, a.certPem, 'garbage: reissued');
 });

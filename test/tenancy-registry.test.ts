@@ -3,13 +3,17 @@
 // it hands out — never reaches beyond what that user may do through the API (issue 16).
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
-import { startServer, tempDir, type TestServer } from './helpers/server.js';
+import YAML from 'yaml';
+import { publish } from '../ocm/publish.js';
+import { OcmRepository } from '../ocm/repository.js';
+import { OciClient } from '../registry/client.js';
+import { KUBECTL, startServer, tempDir, type TestServer } from './helpers/server.js';
 
 const dir = tempDir('tenancy-registry-test-');
 writeFileSync(join(dir, 'tokens.csv'), 'token-a,user-a,1001,"tenants"\ntoken-b,user-b,1002,"tenants"\n');
@@ -123,11 +127,90 @@ let digestA: string;
 let digestB: string;
 let adminDir: string;
 
-t.before(async () => {
-  s = await startServer({ args: ['--token-auth-file', join(dir, 'tokens.csv'), '--authorization-policy-file', join(dir, 'policy.yaml')] });
+/** kubectl as a tenant: a kubeconfig with the CA and the user's bearer token, no client certificate. */
+function tenantKubectl(user: string, token: string, args: string[], input?: string) {
+  const kc = join(dir, `${user}.kubeconfig`);
+  writeFileSync(
+    kc,
+    YAML.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'c', cluster: { server: s.url, 'certificate-authority-data': Buffer.from(pem('ca.crt')).toString('base64') } }],
+      users: [{ name: user, user: { token } }],
+      contexts: [{ name: 'c', context: { cluster: 'c', user } }],
+      'current-context': 'c',
+    }),
+  );
+  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    const child = execFile(KUBECTL, ['--kubeconfig', kc, '--cache-dir', join(dir, `kcache-${user}`), ...args], { timeout: 60_000, env: { ...process.env, HOME: dir } }, (err, stdout, stderr) =>
+      resolve({ code: err ? 1 : 0, stdout, stderr }),
+    );
+    child.stdin!.end(input ?? '');
+  });
+}
+
+const GV = 'delivery.ocm.software/v1alpha1';
+/** The pipeline a tenant runs in its own namespace: component -> Source snapshot -> Action writing the Flux objects. */
+function pipeline(ns: string) {
+  const m = (kind: string, name: string, spec: unknown) => ({ apiVersion: GV, kind, metadata: { name, namespace: ns }, spec });
+  return [
+    m('OCMComponent', 'comp', { name: 'ocm.software/demo/tenancy', version: '1.0.0', repository: { url: `${registry}/${ns}/ocm` } }),
+    m('OCMResource', 'manifests', { resource: 'manifests' }),
+    m('Source', 'manifests', { componentRef: { name: 'comp' }, providerRef: { apiVersion: GV, kind: 'OCMResource', name: 'manifests' } }),
+    m('KustomizationTemplate', 'deploy', { template: { interval: '10m', path: './', prune: true, targetNamespace: ns } }),
+    m('Action', 'deployer', { componentRef: { name: 'comp' }, sourceRef: { kind: 'Source', name: 'manifests' }, providerRef: { apiVersion: GV, kind: 'KustomizationTemplate', name: 'deploy' } }),
+  ]
+    .map((o) => YAML.stringify(o))
+    .join('---\n');
+}
+async function ready(kind: string, name: string, ns: string) {
+  for (let i = 0; i < 300; i++) {
+    const r = await s.request('GET', `/apis/${GV}/namespaces/${ns}/${kind}/${name}`);
+    const c = r.status === 200 ? r.json().status?.conditions?.find((x: { type: string }) => x.type === 'Ready') : undefined;
+    if (c?.status === 'True') return r.json();
+    await new Promise((res) => setTimeout(res, 200));
+  }
+  throw new Error(`${kind} ${ns}/${name} not Ready: ${(await s.request('GET', `/apis/${GV}/namespaces/${ns}/${kind}/${name}`)).body}`);
+}
+/** The one Snapshot of a namespace's Source: where the server put it. */
+async function sourceSnapshot(ns: string) {
+  const src = await ready('sources', 'manifests', ns);
+  const snap = (await s.request('GET', `/apis/${GV}/namespaces/${ns}/snapshots/${src.status.snapshot}`)).json();
+  return { repo: snap.status.repositoryURL.replace(/^[^/]+\//, '') as string, tag: snap.status.tag as string, digest: snap.status.digest as string };
+}
+/** The namespace's ocm-registry-tls Secret, decoded. */
+async function fluxSecret(ns: string) {
+  const r = await s.request('GET', `/api/v1/namespaces/${ns}/secrets/ocm-registry-tls`);
+  if (r.status !== 200) throw new Error(`${ns}/ocm-registry-tls: ${r.status} ${r.body}`);
+  return Object.fromEntries(Object.entries(r.json().data as Record<string, string>).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+}
+
+/** registryPort: the same port again after a restart (the OCMComponents name it); the last --registry-port wins. */
+async function startTenancyServer(registryPort = '0') {
+  s = await startServer({
+    dataDir: join(dir, 'server'),
+    keep: true,
+    reconcilers: 'all',
+    args: ['--token-auth-file', join(dir, 'tokens.csv'), '--authorization-policy-file', join(dir, 'policy.yaml'), '--registry-port', registryPort],
+  });
   certs = join(s.dataDir, 'certs');
   registry = `127.0.0.1:${/"registry":"[^"]*:(\d+)"/.exec(s.logs.find((l) => l.includes('"registry"'))!)![1]}`;
+}
+
+t.before(async () => {
+  await startTenancyServer();
   for (const ns of ['team-a', 'team-b']) await s.request('POST', '/api/v1/namespaces', { body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } } });
+  // Each tenant publishes its component into its own namespace of the registry (as the server's
+  // admin here: tenants cannot push) and applies its pipeline with its own token.
+  const client = new OciClient({ ca: pem('ca.crt'), cert: pem('admin.crt'), key: pem('admin.key') });
+  for (const [ns, user, token] of [['team-a', 'user-a', 'token-a'], ['team-b', 'user-b', 'token-b']]) {
+    const spec = { name: 'ocm.software/demo/tenancy', version: '1.0.0', provider: 'acme', resources: [{ name: 'manifests', type: 'blob', input: { type: 'utf8', text: `kind: ConfigMap\nmetadata: {name: ${ns}-secret-sauce}\n`, mediaType: 'application/yaml' } }] };
+    await publish(new OcmRepository(client, `${registry}/${ns}/ocm`), spec as never, dir);
+    const r = await tenantKubectl(user, token, ['apply', '-f', '-'], pipeline(ns));
+    if (r.code !== 0) throw new Error(`${user} apply: ${r.stderr}`);
+  }
+  client.close();
+  for (const ns of ['team-a', 'team-b']) await ready('actions', 'deployer', ns);
   // Snapshots as the server pushes them: with its own certificate.
   adminDir = certDir('admin', { cert: pem('admin.crt'), key: pem('admin.key') });
   digestA = writeLayout(join(dir, 'layout-a'), 'team-a private\n');
@@ -139,6 +222,7 @@ t.teardown(async () => {
   await s?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
+// (the data dir is kept across the restart of the CA rotation test, and removed with `dir`)
 
 /** An API request with headers that may repeat (an array value is sent as several header lines). */
 function api(method: string, path: string, headers: Record<string, string | string[]>, cert: { cert: string; key: string }, body?: unknown) {
@@ -216,11 +300,15 @@ t.test('registry: user-b cannot read, push or delete team-a (plain HTTP with the
   }
   const cat = await reg('GET', '/v2/_catalog', bearer);
   t.equal(cat.status, 200);
-  t.same(JSON.parse(cat.text).repositories, [REPO_B], "user-b's catalog: team-b's repositories only");
+  const catB: string[] = JSON.parse(cat.text).repositories;
+  t.ok(catB.includes(REPO_B) && catB.includes((await sourceSnapshot('team-b')).repo), `user-b's catalog has team-b's repositories (${catB})`);
+  t.same(catB.filter((r) => !r.startsWith('team-b/')), [], "user-b's catalog: team-b's repositories only");
   const { token: ta } = await registryToken('user-a', 'token-a', ['registry:catalog:*']);
-  t.same(JSON.parse((await reg('GET', '/v2/_catalog', { Authorization: `Bearer ${ta}` })).text).repositories, [REPO_A], "user-a's catalog: team-a's only");
-  const all = await reg('GET', '/v2/_catalog', {}, { cert: pem('admin.crt'), key: pem('admin.key') });
-  t.same(JSON.parse(all.text).repositories, [REPO_A, REPO_B], 'the server sees all');
+  const catA: string[] = JSON.parse((await reg('GET', '/v2/_catalog', { Authorization: `Bearer ${ta}` })).text).repositories;
+  t.ok(catA.includes(REPO_A), "user-a's catalog has team-a's");
+  t.same(catA.filter((r) => !r.startsWith('team-a/')), [], "user-a's catalog: team-a's only");
+  const all: string[] = JSON.parse((await reg('GET', '/v2/_catalog', {}, { cert: pem('admin.crt'), key: pem('admin.key') })).text).repositories;
+  t.same(all.sort(), [...catA, ...catB].sort(), 'the server sees all');
   t.equal((await reg('HEAD', `/v2/${REPO_A}/manifests/1700000000`, {}, { cert: pem('admin.crt'), key: pem('admin.key') })).status, 200, 'team-a untouched');
 });
 
@@ -248,4 +336,80 @@ t.test('registry: skopeo with the token flow — user-a pulls its own, user-b ge
   t.equal(head.headers['docker-content-digest'], digestA, 'team-a still serves its own snapshot');
   t.equal((await reg('HEAD', `/v2/${REPO_B}/manifests/1700000001`, {}, admin)).status, 404, 'nothing pushed');
   t.equal((await reg('HEAD', `/v2/${REPO_B}/manifests/1700000000`, {}, admin)).headers['docker-content-digest'], digestB);
+});
+
+t.test("the server's own snapshots: user-a pulls its own (skopeo, token flow); user-b cannot", async (t) => {
+  const a = await sourceSnapshot('team-a');
+  t.match(a.repo, /^team-a\//, 'the snapshot lives under its namespace');
+  const caOnly = certDir('ca-only');
+  const raw = await skopeo('inspect', '--raw', '--cert-dir', caOnly, '--creds', 'user-a:token-a', `docker://${registry}/${a.repo}:${a.tag}`);
+  t.equal(sha(raw), a.digest, 'user-a reads its snapshot manifest byte for byte');
+  const layer = JSON.parse(raw).layers[0].digest as string;
+  const { token } = await registryToken('user-a', 'token-a', [`repository:${a.repo}:pull`]);
+  const blob = await reg('GET', `/v2/${a.repo}/blobs/${layer}`, { Authorization: `Bearer ${token}` });
+  t.equal(blob.status, 200, 'and its layer');
+  await t.rejects(skopeo('inspect', '--raw', '--cert-dir', caOnly, '--creds', 'user-b:token-b', `docker://${registry}/${a.repo}:${a.tag}`), 'user-b cannot');
+  const { token: tb } = await registryToken('user-b', 'token-b', [`repository:${a.repo}:pull`]);
+  t.equal((await reg('GET', `/v2/${a.repo}/blobs/${layer}`, { Authorization: `Bearer ${tb}` })).status, 401, "user-b cannot fetch team-a's layer");
+});
+
+t.test('the Flux certificate of a namespace pulls that namespace and nothing else', async (t) => {
+  const secA = await fluxSecret('team-a');
+  const secB = await fluxSecret('team-b');
+  t.equal(secB['ca.crt'], pem('ca.crt'), 'ca.crt: the server CA');
+  t.not(secA['tls.crt'], secB['tls.crt'], 'one certificate per namespace');
+  t.match(new X509Certificate(secB['tls.crt']).subjectAltName, 'URI:urn:ocm-apiserver:registry:pull:team-b', 'naming its namespace');
+  t.ok(new X509Certificate(secB['tls.crt']).verify(new X509Certificate(pem('ca.crt')).publicKey), 'signed by the server CA');
+  const fluxB = { cert: secB['tls.crt'], key: secB['tls.key'] };
+  const dirB = certDir('flux-b', fluxB);
+  const a = await sourceSnapshot('team-a');
+  const b = await sourceSnapshot('team-b');
+
+  t.equal(sha(await skopeo('inspect', '--raw', '--cert-dir', dirB, `docker://${registry}/${b.repo}:${b.tag}`)), b.digest, "team-b's certificate pulls team-b's snapshot (skopeo, mTLS)");
+  await t.rejects(skopeo('inspect', '--raw', '--cert-dir', dirB, `docker://${registry}/${a.repo}:${a.tag}`), "but not team-a's");
+  await t.rejects(skopeo('list-tags', '--cert-dir', dirB, `docker://${registry}/${a.repo}`), "nor lists team-a's tags");
+  await t.rejects(
+    skopeo('copy', '--preserve-digests', '--dest-cert-dir', dirB, `oci:${join(dir, 'layout-b')}:v1`, `docker://${registry}/${a.repo}:${a.tag}`),
+    "nor overwrites team-a's tag",
+  );
+  await t.rejects(skopeo('copy', '--preserve-digests', '--dest-cert-dir', dirB, `oci:${join(dir, 'layout-b')}:v1`, `docker://${registry}/${b.repo}:1700000009`), 'nor pushes into its own');
+  await t.rejects(skopeo('delete', '--cert-dir', dirB, `docker://${registry}/${b.repo}:${b.tag}`), 'nor deletes');
+  for (const [method, path] of [
+    ['GET', `/v2/${a.repo}/manifests/${a.tag}`],
+    ['DELETE', `/v2/${a.repo}/manifests/${a.digest}`],
+    ['POST', `/v2/${b.repo}/blobs/uploads/`],
+  ]) {
+    const r = await reg(method, path, {}, fluxB);
+    t.equal(r.status, 403, `${method} ${path}: 403 DENIED`);
+    t.equal(JSON.parse(r.text).errors[0].code, 'DENIED');
+  }
+  const cat: string[] = JSON.parse((await reg('GET', '/v2/_catalog', {}, fluxB)).text).repositories;
+  t.ok(cat.includes(b.repo), 'its catalog: its own snapshots');
+  t.same(cat.filter((r) => !r.startsWith('team-b/')), [], 'and nothing of team-a');
+  const tok = JSON.parse((await reg('GET', `/token?scope=repository:${a.repo}:pull,push&scope=repository:${b.repo}:pull,push`, {}, fluxB)).text).token;
+  const claims = JSON.parse(Buffer.from(tok.split('.')[0], 'base64url').toString('utf8'));
+  t.same(claims.access, [{ type: 'repository', name: b.repo, actions: ['pull'] }], 'a token for it: pull of its own namespace only');
+  t.equal((await reg('HEAD', `/v2/${a.repo}/manifests/${a.tag}`, {}, { cert: pem('admin.crt'), key: pem('admin.key') })).headers['docker-content-digest'], a.digest, 'team-a unchanged');
+  const api = await s.request('GET', '/api/v1/namespaces/team-b/secrets', { cert: fluxB });
+  t.equal(api.status, 401, 'and it is no identity at the API');
+});
+
+t.test('a new CA: every namespace gets a new Flux certificate, the old one is refused', async (t) => {
+  const before = await fluxSecret('team-b');
+  await s.stop();
+  for (const f of ['ca.crt', 'ca.key']) rmSync(join(dir, 'server', 'certs', f));
+  await startTenancyServer(registry.split(':')[1]);
+  t.not(pem('ca.crt'), before['ca.crt'], 'a new CA');
+  let after = before;
+  for (let i = 0; i < 150 && after['ca.crt'] === before['ca.crt']; i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    after = await fluxSecret('team-b');
+  }
+  t.equal(after['ca.crt'], pem('ca.crt'), 'the Secret holds the new CA');
+  t.not(after['tls.crt'], before['tls.crt'], 'and a new certificate');
+  t.ok(new X509Certificate(after['tls.crt']).verify(new X509Certificate(pem('ca.crt')).publicKey), 'signed by the new CA');
+  // (The Actions themselves stop at AttestationInvalid: the old snapshots are signed with the old key.)
+  const b = await sourceSnapshot('team-b');
+  t.equal((await reg('HEAD', `/v2/${b.repo}/manifests/${b.tag}`, {}, { cert: after['tls.crt'], key: after['tls.key'] })).status, 200, 'the new certificate pulls');
+  t.equal((await reg('HEAD', `/v2/${b.repo}/manifests/${b.tag}`, {}, { cert: before['tls.crt'], key: before['tls.key'] })).status, 401, 'the old one is nobody');
 });
