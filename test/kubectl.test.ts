@@ -208,7 +208,7 @@ t.test('kubectl explain documents the spec and nested fields', async (t) => {
   t.match(spec.stdout, /^ {2}version\t<string> -required-$/m);
   t.match(spec.stdout, /^ {2}repository\t<Object> -required-$/m);
   t.match(spec.stdout, /^ {2}interval\t<string>$/m);
-  t.match(spec.stdout, /^ {2}verify\t<\[\]Object>$/m);
+  t.match(spec.stdout, /^ {2}verify\t<Object>$/m, 'verify: list or object form (x-kubernetes-preserve-unknown-fields, checked by the strategy)');
   t.match(spec.stdout, /^ {2}suspend\t<boolean>$/m);
 
   const nested = await ok(t, ['explain', 'source.spec.providerRef']);
@@ -442,7 +442,7 @@ t.test('kubectl get -w streams the created object and its changes', async (t) =>
   t.ok(await plain.waitFor(/^w-new\s.*True\s+Snapshot stored/m), 'plain watch shows the change', { stdout: plain.stdout });
   await Promise.all([plain.stop(), events.stop(), nameWatch.stop()]);
 
-  t.match(plain.stdout, /^NAME\s+RESOURCE\s+SNAPSHOT\s+READY\s+STATUS\s+AGE$/m, 'header with printer columns');
+  t.match(plain.stdout, /^NAME\s+RESOURCE\s+READY\s+STATUS\s+AGE$/m, 'header with printer columns');
   t.match(plain.stdout, /^w-new\s+new-image\s/m, 'the created object');
   t.match(plain.stdout, /^w-new\s+new-image\s+True\s+Snapshot stored\s/m, 'its status change');
 

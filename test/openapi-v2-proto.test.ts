@@ -357,12 +357,20 @@ t.test('the whole document round-trips through protobuf', async (t) => {
   t.equal(name.max_length, 255);
   t.equal(name.pattern, json.definitions[`${DEF}.OCMComponent`].properties.spec.properties.name.pattern);
   t.same(props(comp).get('metadata'), { _ref: `#/definitions/${META}.ObjectMeta`, description: json.definitions[`${DEF}.OCMComponent`].properties.metadata.description, default: { yaml: '{}\n' } });
+  // verify takes a list or the design's object form: no type, x-kubernetes-preserve-unknown-fields
   const verify = props(spec).get('verify')!;
-  t.same(verify.type, { value: ['array'] });
-  t.equal(verify.items.schema.length, 1, 'items: one schema');
+  t.equal(verify.type, undefined);
   t.same(
     Object.fromEntries((verify.vendor_extension as Obj[]).map((e) => [e.name, YAML.parse(e.value.yaml)])),
-    { 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['signature'] },
+    { 'x-kubernetes-preserve-unknown-fields': true },
+    'vendor extensions',
+  );
+  const conds = props(props(comp).get('status')!).get('conditions')!;
+  t.same(conds.type, { value: ['array'] });
+  t.equal(conds.items.schema.length, 1, 'items: one schema');
+  t.same(
+    Object.fromEntries((conds.vendor_extension as Obj[]).map((e) => [e.name, YAML.parse(e.value.yaml)])),
+    { 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'] },
     'list extensions',
   );
   const labels = props(byName.get(`${META}.ObjectMeta`)!).get('labels')!;
