@@ -19,8 +19,10 @@ import {
   serviceUnavailable,
   staleConflict,
   timeout,
+  tooLarge,
   unsupportedMediaType,
 } from './errors.js';
+import { MAX_BYTES } from './prescan.js';
 import { type BodyType, parseBody, parseMediaType, parseProtobufBody } from './negotiate.js';
 import { keyFor, type Resource } from './resources.js';
 import { type Matcher, parseFieldSelector, parseLabelSelector } from './selectors.js';
@@ -65,6 +67,44 @@ export function generateName(prefix: string): string {
   let s = prefix.length > 58 ? prefix.slice(0, 58) : prefix;
   for (let i = 0; i < 5; i++) s += NAME_CHARS[Math.floor(Math.random() * NAME_CHARS.length)];
   return s;
+}
+
+/** kube's maxJSONPatchOperations (k8s.io/apiserver pkg/endpoints/handlers/patch.go): more is a 413. */
+export const MAX_JSON_PATCH_OPERATIONS = 10_000;
+/** kube's JSONPatchMaxCopyBytes (pkg/server/config.go): the bytes all `copy` operations of one patch may copy. */
+export const MAX_JSON_PATCH_COPY_BYTES = 3 * 1024 * 1024;
+/** Largest object stored, whoever writes it (users, the server's own reconcilers): kube's request limit. */
+export const MAX_OBJECT_BYTES = MAX_BYTES;
+
+/** Throws 413 when an object about to be stored is over MAX_OBJECT_BYTES. */
+export function assertStoredSize(obj: KubeObject) {
+  const n = Buffer.byteLength(JSON.stringify(obj));
+  if (n > MAX_OBJECT_BYTES) throw tooLarge(`Request entity too large: the object is ${n} bytes, over the limit of ${MAX_OBJECT_BYTES} bytes for a stored object`);
+}
+
+/**
+ * Applies a JSON patch one operation at a time with kube's bounds: the operation count was checked
+ * before; the bytes `copy` operations add up to at most MAX_JSON_PATCH_COPY_BYTES (40 self-copies of
+ * a ConfigMap would otherwise make 2^40 of it). Throws the library's errors, or a 422 for the copies.
+ */
+function applyJsonPatch(doc: unknown, ops: fastJsonPatch.Operation[]): unknown {
+  let copied = 0;
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i];
+    if (op.op === 'copy') {
+      let v: unknown;
+      try {
+        v = fastJsonPatch.getValueByPointer(doc, op.from);
+      } catch {
+        v = undefined; // the library reports the bad path
+      }
+      copied += v === undefined ? 0 : Buffer.byteLength(JSON.stringify(v) ?? '');
+      if (copied > MAX_JSON_PATCH_COPY_BYTES)
+        throw new ApiError(422, 'Invalid', `Unable to copy, the accumulated size increase of copy is ${copied}, exceeding the limit ${MAX_JSON_PATCH_COPY_BYTES}`);
+    }
+    doc = fastJsonPatch.applyOperation(doc, op, true, true, true, i).newDocument;
+  }
+  return doc;
 }
 
 export function mapStoreError(err: unknown, r: Resource, name: string): never {
@@ -223,6 +263,7 @@ export class GenericREST {
     r.def.strategy?.prepareForCreate?.(obj);
     const errs = this.validateAll(r, obj);
     if (errs.length) throw invalid(r.gr, String(meta.name ?? meta.generateName ?? ''), errs);
+    assertStoredSize(obj);
     if (opts.dryRun) {
       if (await this.store.get(keyFor(r, ns, meta.name!))) throw alreadyExists(r.gr, meta.name!);
       return { key: '', rv: 0, obj, json: JSON.stringify(obj) };
@@ -290,8 +331,13 @@ export class GenericREST {
     return next;
   }
 
-  private async guaranteedUpdate(r: Resource, ns: string | undefined, name: string, opts: RequestOptions, fn: (cur: StoredObject) => KubeObject | null): Promise<StoredObject> {
+  private async guaranteedUpdate(r: Resource, ns: string | undefined, name: string, opts: RequestOptions, update: (cur: StoredObject) => KubeObject | null): Promise<StoredObject> {
     const key = keyFor(r, ns, name);
+    const fn = (cur: StoredObject) => {
+      const next = update(cur);
+      if (next !== null && next !== cur.obj) assertStoredSize(next);
+      return next;
+    };
     try {
       if (opts.dryRun) {
         const cur = await this.store.get(key);
@@ -321,6 +367,7 @@ export class GenericREST {
     const patch = parseBody(body, false);
     if (type === 'json-patch') {
       if (!Array.isArray(patch)) throw badRequest('json patch must be an array of operations');
+      if (patch.length > MAX_JSON_PATCH_OPERATIONS) throw tooLarge(`The allowed maximum operations in a JSON patch is ${MAX_JSON_PATCH_OPERATIONS}, got ${patch.length}`);
       const err = fastJsonPatch.validate(patch as fastJsonPatch.Operation[]);
       if (err) throw badRequest(`invalid json patch: ${err.message.split('\n')[0]}`);
     } else if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) throw badRequest('merge patch must be a JSON object');
@@ -328,8 +375,9 @@ export class GenericREST {
       let patched: unknown;
       if (type === 'json-patch') {
         try {
-          patched = fastJsonPatch.applyPatch(clone(cur.obj), patch as fastJsonPatch.Operation[], true, true).newDocument;
+          patched = applyJsonPatch(clone(cur.obj), patch as fastJsonPatch.Operation[]);
         } catch (err) {
+          if (err instanceof ApiError) throw err;
           const e = err as Error & { name?: string };
           if (e.name === 'TEST_OPERATION_FAILED') throw invalid(r.gr, name, [{ type: 'FieldValueInvalid', field: '', message: 'the json patch test operation failed' }]);
           throw new ApiError(422, 'Invalid', `the server rejected our request due to an error in our request: ${e.message.split('\n')[0]}`);

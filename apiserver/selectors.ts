@@ -4,25 +4,34 @@ import { badRequest } from './errors.js';
 
 export type Matcher = (obj: KubeObject) => boolean;
 
+/** Longest label or field selector accepted (kube has none; a URL is bounded by the 64 KiB head). */
+export const MAX_SELECTOR_BYTES = 16 * 1024;
+
+function assertSelectorSize(sel: string, what: 'labelSelector' | 'fieldSelector') {
+  if (sel.length > MAX_SELECTOR_BYTES) throw badRequest(`${what} is ${sel.length} characters, over the limit of ${MAX_SELECTOR_BYTES}`);
+}
+
 interface LabelRequirement {
   key: string;
   op: 'exists' | '!exists' | '=' | '!=' | 'in' | 'notin';
   values: string[];
 }
 
+/** Splits at commas outside parentheses: one pass, no regular expression. */
 function splitTopLevel(s: string): string[] {
   const parts: string[] = [];
   let depth = 0;
-  let cur = '';
-  for (const ch of s) {
-    if (ch === '(') depth++;
-    if (ch === ')') depth--;
-    if (ch === ',' && depth === 0) {
-      parts.push(cur);
-      cur = '';
-    } else cur += ch;
+  let start = 0;
+  for (let i = 0; i < s.length; i++) {
+    const ch = s.charCodeAt(i);
+    if (ch === 0x28) depth++;
+    else if (ch === 0x29) depth--;
+    else if (ch === 0x2c && depth === 0) {
+      parts.push(s.slice(start, i));
+      start = i + 1;
+    }
   }
-  parts.push(cur);
+  parts.push(s.slice(start));
   return parts.map((p) => p.trim()).filter((p) => p !== '');
 }
 
@@ -38,13 +47,15 @@ function parseRequirement(raw: string): LabelRequirement {
   else if ((m = /^([^\s!=(),]+)\s+(in|notin)\s*\(([^()]*)\)$/.exec(raw)))
     req = { key: m[1], op: m[2] as 'in' | 'notin', values: m[3].split(',').map((v) => v.trim()) };
   else throw bad(`found '${raw}', expected: !, identifier, or 'end of string'`);
-  if (!keyRe.test(req.key) || req.key.length > 317) throw bad(`invalid label key "${req.key}": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character`);
-  for (const v of req.values) if (!valueRe.test(v) || v.length > 63) throw bad(`invalid label value: "${v}": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character`);
+  if (req.key.length > 317 || !keyRe.test(req.key)) throw bad(`invalid label key "${req.key}": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character`);
+  for (const v of req.values) if (v.length > 63 || !valueRe.test(v)) throw bad(`invalid label value: "${v}": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character`);
   return req;
 }
 
 export function parseLabelSelector(sel: string | undefined): Matcher | undefined {
-  if (!sel || !sel.trim()) return undefined;
+  if (!sel) return undefined;
+  assertSelectorSize(sel, 'labelSelector');
+  if (!sel.trim()) return undefined;
   const reqs = splitTopLevel(sel).map(parseRequirement);
   return (obj) => {
     const labels = obj.metadata.labels ?? {};
@@ -78,23 +89,39 @@ export const defaultFieldGetters: Record<string, FieldGetter> = {
 
 /** Parses a field selector; `getters` are the fields this kind supports. */
 export function parseFieldSelector(sel: string | undefined, getters: Record<string, FieldGetter>): Matcher | undefined {
-  if (!sel || !sel.trim()) return undefined;
+  if (!sel) return undefined;
+  assertSelectorSize(sel, 'fieldSelector');
+  if (!sel.trim()) return undefined;
   const reqs = splitTopLevel(sel).map((raw) => {
-    const m = /^([^=!]+?)\s*(==|=|!=)\s*(.*)$/.exec(raw);
-    if (!m) throw badRequest(`invalid selector: '${sel}'; can't understand '${raw}'`);
-    const get = getters[m[1]];
-    if (!get) throw badRequest(`field label not supported: ${m[1]}`);
-    return { get, neg: m[2] === '!=', value: m[3].replace(/\\(.)/g, '$1') };
+    const t = splitFieldTerm(raw);
+    if (!t) throw badRequest(`invalid selector: '${sel.length > 200 ? `${sel.slice(0, 200)}...` : sel}'; can't understand '${raw.length > 200 ? `${raw.slice(0, 200)}...` : raw}'`);
+    const get = getters[t.field];
+    if (!get) throw badRequest(`field label not supported: ${t.field.length > 200 ? `${t.field.slice(0, 200)}...` : t.field}`);
+    return { get, neg: t.neg, value: t.value.replace(/\\(.)/g, '$1') };
   });
   return (obj) => reqs.every((r) => ((r.get(obj) ?? '') === r.value) !== r.neg);
+}
+
+/** `field op value` at the first `=` or `!=` (linear; `field` without its trailing blanks, `value` without leading ones). */
+function splitFieldTerm(raw: string): { field: string; neg: boolean; value: string } | undefined {
+  let i = 0;
+  while (i < raw.length && raw[i] !== '=' && raw[i] !== '!') i++;
+  if (i === 0 || i >= raw.length) return undefined;
+  const neg = raw[i] === '!';
+  if (neg && raw[i + 1] !== '=') return undefined;
+  const field = raw.slice(0, i).trimEnd();
+  if (!field) return undefined;
+  const rest = raw.slice(i + (neg || raw[i + 1] === '=' ? 2 : 1));
+  return { field, neg, value: rest.trimStart() };
 }
 
 /** The `metadata.name=X` value of a field selector, if it pins one name (kubectl wait/delete do). */
 export function pinnedName(sel: string | undefined): string | undefined {
   if (!sel) return undefined;
+  if (sel.length > MAX_SELECTOR_BYTES) return undefined;
   for (const p of splitTopLevel(sel)) {
-    const m = /^metadata\.name\s*==?\s*(.*)$/.exec(p);
-    if (m) return m[1];
+    const t = splitFieldTerm(p);
+    if (t && !t.neg && t.field === 'metadata.name') return t.value;
   }
   return undefined;
 }
