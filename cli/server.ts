@@ -45,43 +45,63 @@ const SNAPSHOT_CLIENT_TUNING = { contentCacheBytes: 32 << 20, singlePostMaxBytes
 import { isWatchUrl, RequestTracker, shutdown } from './shutdown.js';
 import { resolveLogFormat } from '../apiserver/logging.js';
 
-const { values } = parseArgs({
-  options: {
-    mode: { type: 'string', default: 'standalone' },
-    kubeconfig: { type: 'string' },
-    'data-dir': { type: 'string', default: './data' },
-    'cert-dir': { type: 'string' },
-    port: { type: 'string', default: '8443' },
-    'registry-port': { type: 'string', default: '5001' },
-    bind: { type: 'string', default: '127.0.0.1' },
-    'log-level': { type: 'string', default: 'info' },
-    'log-format': { type: 'string', default: 'auto' },
-    'history-size': { type: 'string', default: '10000' },
-    'token-auth-file': { type: 'string' },
-    'authorization-policy-file': { type: 'string' },
-    'registry-anonymous-pull': { type: 'boolean', default: false },
-    'allow-cross-namespace-refs': { type: 'boolean', default: false },
-    reconcilers: { type: 'string', default: 'all' },
-    'registry-external-host': { type: 'string' },
-    'leader-elect': { type: 'boolean' },
-    storage: { type: 'string', default: 'leveldb' },
-    'etcd-endpoints': { type: 'string', default: 'http://127.0.0.1:2379' },
-    'etcd-prefix': { type: 'string', default: '/ocm-apiserver' },
-    'etcd-cafile': { type: 'string' },
-    'etcd-certfile': { type: 'string' },
-    'etcd-keyfile': { type: 'string' },
-    'snapshot-registry': { type: 'string' },
-    'snapshot-registry-config': { type: 'string' },
-    'leader-election-namespace': { type: 'string', default: 'ocm-system' },
-    'snapshot-history': { type: 'string', default: '5' },
-    'registry-gc-interval': { type: 'string', default: '600' },
-    'max-requests-inflight': { type: 'string', default: String(LIMIT_DEFAULTS.maxRequestsInflight) },
-    'max-mutating-requests-inflight': { type: 'string', default: String(LIMIT_DEFAULTS.maxMutatingRequestsInflight) },
-    'request-timeout': { type: 'string', default: '1m0s' },
-    'max-watches-per-user': { type: 'string', default: String(LIMIT_DEFAULTS.maxWatchesPerUser) },
-  },
-  strict: true,
-});
+const OPTIONS = {
+  mode: { type: 'string', default: 'standalone' },
+  kubeconfig: { type: 'string' },
+  'data-dir': { type: 'string', default: './data' },
+  'cert-dir': { type: 'string' },
+  port: { type: 'string', default: '8443' },
+  'registry-port': { type: 'string', default: '5001' },
+  bind: { type: 'string', default: '127.0.0.1' },
+  'log-level': { type: 'string', default: 'info' },
+  'log-format': { type: 'string', default: 'auto' },
+  'history-size': { type: 'string', default: '10000' },
+  'token-auth-file': { type: 'string' },
+  'authorization-policy-file': { type: 'string' },
+  'registry-anonymous-pull': { type: 'boolean', default: false },
+  'allow-cross-namespace-refs': { type: 'boolean', default: false },
+  reconcilers: { type: 'string', default: 'all' },
+  'registry-external-host': { type: 'string' },
+  'leader-elect': { type: 'boolean' },
+  storage: { type: 'string', default: 'leveldb' },
+  'etcd-endpoints': { type: 'string', default: 'http://127.0.0.1:2379' },
+  'etcd-prefix': { type: 'string', default: '/ocm-apiserver' },
+  'etcd-cafile': { type: 'string' },
+  'etcd-certfile': { type: 'string' },
+  'etcd-keyfile': { type: 'string' },
+  'snapshot-registry': { type: 'string' },
+  'snapshot-registry-config': { type: 'string' },
+  'leader-election-namespace': { type: 'string', default: 'ocm-system' },
+  'snapshot-history': { type: 'string', default: '5' },
+  'registry-gc-interval': { type: 'string', default: '600' },
+  'max-requests-inflight': { type: 'string', default: String(LIMIT_DEFAULTS.maxRequestsInflight) },
+  'max-mutating-requests-inflight': { type: 'string', default: String(LIMIT_DEFAULTS.maxMutatingRequestsInflight) },
+  'request-timeout': { type: 'string', default: '1m0s' },
+  'max-watches-per-user': { type: 'string', default: String(LIMIT_DEFAULTS.maxWatchesPerUser) },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+const { values } = parseArgs({ options: OPTIONS, strict: true });
+
+if (values.help) {
+  process.stdout.write(`Usage: npm start -- [flags]   (README.md "Command line" has the full table)
+
+  --mode standalone|aggregated      standalone: the whole cluster the product needs; aggregated: behind kube-apiserver
+  --kubeconfig FILE                 the host cluster (aggregated; default: in-cluster service account)
+  --data-dir DIR                    storage and key material (default ./data); --cert-dir DIR: key material elsewhere
+  --port N, --registry-port N       HTTPS ports of the API (8443) and of the snapshot registry (5001); 0 picks one
+  --bind ADDR                       listen address (127.0.0.1)
+  --token-auth-file FILE            standalone: static tokens, token,user,uid,"group1,group2" per line
+  --authorization-policy-file FILE  standalone: YAML policy rules
+  --registry-anonymous-pull         let clients without credentials pull snapshots. WARNING: every tenant's
+                                    snapshots (blobs, manifests, tags) become public to anyone who reaches
+                                    the registry port, whatever the authorizer says
+  --snapshot-registry HOST[:PORT]   keep snapshots in an external OCI registry (--snapshot-registry-config FILE)
+  --storage leveldb|etcd            storage backend (--etcd-endpoints, --etcd-prefix, --etcd-cafile/certfile/keyfile)
+  --reconcilers all|none|LIST       which reconcilers run (all)
+  also: ${Object.keys(OPTIONS).filter((k) => !['mode', 'kubeconfig', 'data-dir', 'cert-dir', 'port', 'registry-port', 'bind', 'token-auth-file', 'authorization-policy-file', 'registry-anonymous-pull', 'snapshot-registry', 'snapshot-registry-config', 'storage', 'reconcilers', 'help'].includes(k) && !k.startsWith('etcd-')).map((k) => `--${k}`).join(', ')}
+`);
+  process.exit(0);
+}
 
 const mode = values.mode;
 const logFormat = resolveLogFormat(values['log-format']);

@@ -413,3 +413,9 @@ t.test('a new CA: every namespace gets a new Flux certificate, the old one is re
   t.equal((await reg('HEAD', `/v2/${b.repo}/manifests/${b.tag}`, {}, { cert: after['tls.crt'], key: after['tls.key'] })).status, 200, 'the new certificate pulls');
   t.equal((await reg('HEAD', `/v2/${b.repo}/manifests/${b.tag}`, {}, { cert: before['tls.crt'], key: before['tls.key'] })).status, 401, 'the old one is nobody');
 });
+
+t.test('--help says what --registry-anonymous-pull gives away', async (t) => {
+  const { stdout } = await exec(process.execPath, [join(import.meta.dirname, '..', 'cli', 'server.js'), '--help']);
+  t.match(stdout, /--registry-anonymous-pull[\s\S]*every tenant's\s+snapshots \(blobs, manifests, tags\) become public/);
+  t.match(stdout, /also: .*--max-watches-per-user/, 'every other flag is named');
+});
