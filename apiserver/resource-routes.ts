@@ -5,7 +5,7 @@ import type { StoredObject } from '../storage/store.js';
 import { badRequest, methodNotAllowed, pathNotFound } from './errors.js';
 import { bodyType, duplicateFields, negotiate, parseRequestBody, type Representation, serialize, type Target } from './negotiate.js';
 import type { Resource, ResourceRegistry } from './resources.js';
-import { type GenericREST, type ListPage, type ListQuery, parseDeleteOptions, type RequestOptions, requestOptions } from './rest.js';
+import { fillTypeMeta, type GenericREST, type ListPage, type ListQuery, parseDeleteOptions, type RequestOptions, requestOptions } from './rest.js';
 import { type IncludeObject, partialMetadata, table } from './table.js';
 import { WatchHub } from './watch.js';
 import { infoOf, type Query, queryBool } from './request-info.js';
@@ -133,6 +133,7 @@ export class ResourceHandler {
       const target = negotiate(accept, single);
       const obj = parseRequestBody(req.body, req.headers['content-type']);
       if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) throw badRequest(`expected a JSON object of kind ${r.def.kind}`);
+      fillTypeMeta(r, obj as KubeObject);
       const answered = await r.create(obj as KubeObject, req.user!, ns);
       return this.sendObject(reply, 201, r, { key: '', rv: 0, obj: answered, json: JSON.stringify(answered) }, target, q);
     }

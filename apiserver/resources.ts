@@ -7,8 +7,16 @@ import type { VirtualCreate } from './reviews.js';
 export const VERBS = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'] as const;
 export const STATUS_VERBS = ['get', 'patch', 'update'] as const;
 
+/**
+ * Groups compiled into kube-apiserver (not CRDs): their decoder fills a missing kind/apiVersion in
+ * from the endpoint, and strategic merge patch applies to them.
+ */
+export const BUILTIN_GROUPS = new Set(['', 'coordination.k8s.io', 'authentication.k8s.io', 'authorization.k8s.io', 'events.k8s.io']);
+
 export interface Resource {
   def: KindDefinition;
+  /** A built-in type of kube-apiserver (BUILTIN_GROUPS) rather than a custom resource. */
+  builtin: boolean;
   apiVersion: string;
   listKind: string;
   /** For Status messages: `ocmcomponents.delivery.ocm.software`. */
@@ -41,6 +49,7 @@ export class ResourceRegistry {
   add(def: KindDefinition): Resource {
     const r: Resource = {
       def,
+      builtin: BUILTIN_GROUPS.has(def.group),
       apiVersion: apiVersionOf(def),
       listKind: def.listKind ?? `${def.kind}List`,
       gr: { group: def.group, resource: def.plural, kind: def.kind },

@@ -152,6 +152,16 @@ function specPart(r: Resource, obj: KubeObject): Record<string, unknown> {
   return out;
 }
 
+/**
+ * A built-in type's missing kind/apiVersion, from the endpoint: kube decodes built-in bodies with
+ * the endpoint's GroupVersionKind as defaults (apimachinery/pkg/runtime/serializer/json/json.go,
+ * gvkWithDefaults); custom resources get `Object 'Kind' is missing` instead.
+ */
+export function fillTypeMeta(r: Resource, obj: KubeObject) {
+  if (obj.kind === undefined || obj.kind === '') obj.kind = r.def.kind;
+  if (obj.apiVersion === undefined || obj.apiVersion === '') obj.apiVersion = r.apiVersion;
+}
+
 export class GenericREST {
   constructor(private readonly store: Store) {}
 
@@ -208,10 +218,11 @@ export class GenericREST {
   }
 
   /** Validates a body's apiVersion/kind/namespace/name against the request. */
-  private checkIdentity(r: Resource, body: unknown, ns: string | undefined, name?: string): KubeObject {
+  private checkIdentity(r: Resource, body: unknown, ns: string | undefined, name?: string, apply = false): KubeObject {
     assertObjectDepth(body); // before anything walks it recursively (apiserver/limits.ts)
     if (body === null || typeof body !== 'object' || Array.isArray(body)) throw badRequest(`expected a JSON object of kind ${r.def.kind}, got ${Array.isArray(body) ? 'an array' : typeof body}`);
     const obj = body as KubeObject;
+    if (r.builtin && !apply) fillTypeMeta(r, obj); // an apply patch must name its version (fieldmanager's Apply)
     if (obj.kind === undefined || obj.kind === '') throw badRequest(`Object 'Kind' is missing in the request body`);
     if (obj.apiVersion === undefined || obj.apiVersion === '') throw badRequest(`Object 'apiVersion' is missing in the request body`);
     if (obj.apiVersion !== r.apiVersion) throw badRequest(`the API version in the data (${String(obj.apiVersion)}) does not match the expected API version (${r.apiVersion})`);
@@ -394,7 +405,7 @@ export class GenericREST {
     if (status) throw unsupportedMediaType('server-side apply to the status subresource is not supported by this server; apply the object, or PUT/PATCH its status');
     const manager = opts.fieldManager;
     if (!manager) throw new ApiError(422, 'Invalid', 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch');
-    const applied = this.checkIdentity(r, parseBody(body, true), ns, name);
+    const applied = this.checkIdentity(r, parseBody(body, true), ns, name, true);
     applied.metadata.name ??= name;
     this.pruneUnknown(r, applied, opts);
     const rvCheck = applied.metadata.resourceVersion;

@@ -15,7 +15,7 @@ const nameColumn = {
 
 export function columnDefinitions(r: Resource) {
   return [
-    nameColumn,
+    ...(r.def.nameColumn === false ? [] : [nameColumn]),
     ...r.def.columns.map((c) => ({ name: c.name, type: c.type === 'date' ? 'string' : c.type, format: c.format ?? (c.type === 'date' ? 'date' : ''), description: c.description, priority: c.priority ?? 0 })),
   ];
 }
@@ -39,6 +39,7 @@ export function humanDuration(ms: number): string {
 }
 
 function cell(obj: KubeObject, c: PrinterColumn, now: number): unknown {
+  if (c.value) return c.value(obj, (ts) => (typeof ts === 'string' && !Number.isNaN(Date.parse(ts)) ? humanDuration(now - Date.parse(ts)) : '<unknown>'));
   const found = JSONPath({ path: '$' + c.jsonPath, json: obj, wrap: true }) as unknown[];
   if (!found.length || found[0] === undefined || found[0] === null) return null;
   const v = found[0];
@@ -56,7 +57,8 @@ export function partialMetadata(obj: KubeObject) {
 }
 
 export function tableRow(r: Resource, obj: KubeObject, include: IncludeObject, now = Date.now()) {
-  const row: Record<string, unknown> = { cells: [obj.metadata.name, ...r.def.columns.map((c) => cell(obj, c, now))] };
+  const cells = r.def.columns.map((c) => cell(obj, c, now));
+  const row: Record<string, unknown> = { cells: r.def.nameColumn === false ? cells : [obj.metadata.name, ...cells] };
   if (include === 'Object') row.object = obj;
   else if (include === 'Metadata') row.object = partialMetadata(obj);
   return row;

@@ -55,6 +55,11 @@ export interface PrinterColumn {
   /** 0 = shown by default, >0 = only with `-o wide`. */
   priority?: number;
   format?: string;
+  /**
+   * A computed cell, as kube's built-in printers compute theirs (pkg/printers/internalversion);
+   * `since` formats a timestamp as kubectl's age (`<unknown>` when absent). Overrides jsonPath.
+   */
+  value?: (obj: KubeObject, since: (timestamp: unknown) => string) => unknown;
 }
 
 export type FieldErrorType =
@@ -114,6 +119,8 @@ export interface KindDefinition {
   /** Top-level fields that only the status subresource may change (normally ['status']). */
   statusFields?: string[];
   columns: PrinterColumn[];
+  /** false: no leading NAME column (kube's Event table has none; its name is a wide column). */
+  nameColumn?: false;
   subresources: { status?: boolean };
   /** The verbs served; all of them when absent. Create-only kinds (reviews) are not stored. */
   verbs?: readonly Verb[];

@@ -144,3 +144,85 @@ print(json.dumps(out))
   t.equal(out.applied, 'theirs', 'force=True took the field over');
   t.same(out.dynwatch, [['ADDED', 'a']]);
 });
+
+t.test('built-in types posted without kind and apiVersion get them from the endpoint; custom resources do not', async (t) => {
+  // apimachinery/pkg/runtime/serializer/json/json.go: built-in bodies decode with the endpoint's
+  // GroupVersionKind as defaults; CRDs (unstructured) need both.
+  const ns = await s.request('POST', '/api/v1/namespaces', { body: { metadata: { name: 'bare' } } });
+  t.equal(ns.status, 201, ns.body);
+  t.match(ns.json(), { kind: 'Namespace', apiVersion: 'v1', metadata: { name: 'bare' } });
+  const c = await s.request('POST', '/api/v1/namespaces/bare/configmaps', { body: { kind: 'ConfigMap', metadata: { name: 'k' }, data: { a: 'b' } } });
+  t.equal(c.status, 201, 'kind without apiVersion');
+  t.equal(c.json().apiVersion, 'v1');
+  const put = await s.request('PUT', '/api/v1/namespaces/bare/configmaps/k', { body: { metadata: { name: 'k', resourceVersion: c.json().metadata.resourceVersion }, data: { a: 'c' } } });
+  t.equal(put.status, 200, put.body);
+  const ssar = await s.request('POST', '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews', { body: { spec: { resourceAttributes: { verb: 'get', resource: 'configmaps', namespace: 'bare' } } } });
+  t.equal(ssar.status, 201, ssar.body);
+  t.match(ssar.json(), { kind: 'SelfSubjectAccessReview', apiVersion: 'authorization.k8s.io/v1', status: { allowed: true } });
+  const cr = await s.request('POST', '/apis/delivery.ocm.software/v1alpha1/namespaces/bare/ocmcomponents', { body: { metadata: { name: 'x' }, spec: {} } });
+  t.equal(cr.status, 400);
+  t.match(cr.json().message, "Object 'Kind' is missing");
+  const applied = await s.request('PATCH', '/api/v1/namespaces/bare/configmaps/k?fieldManager=m', { body: { metadata: { name: 'k' } }, headers: { 'Content-Type': 'application/apply-patch+yaml' } });
+  t.equal(applied.status, 400, 'an apply patch must name its apiVersion and kind (fieldmanager Apply)');
+  const py = await python(`
+import sys
+from kubernetes import client, config
+config.load_kube_config(config_file=sys.argv[1])
+v1 = client.CoreV1Api()
+v1.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name='py-typed')))
+v1.create_namespaced_secret('py-typed', client.V1Secret(metadata=client.V1ObjectMeta(name='s'), string_data={'k': 'v'}))
+print(v1.read_namespaced_secret('s', 'py-typed').data['k'])
+`);
+  t.equal(py.code, 0, py.stderr);
+  t.equal(py.stdout.trim(), Buffer.from('v').toString('base64'), 'the typed Python models (which send no kind) work');
+});
+
+t.test('tables of Secrets, ConfigMaps and Events print as kube prints them', async (t) => {
+  // pkg/printers/internalversion/printers.go: printSecret (NAME TYPE DATA AGE, DATA = number of
+  // keys), printConfigMap (NAME DATA AGE, data + binaryData), printEvent (LAST SEEN TYPE REASON
+  // OBJECT MESSAGE; wide: SUBOBJECT SOURCE FIRST SEEN COUNT NAME).
+  t.equal((await s.kubectl(['create', 'namespace', 'tables'])).code, 0);
+  t.equal((await s.kubectl(['create', 'secret', 'generic', 'sec', '-n', 'tables', '--from-literal=password=hunter2-value', '--from-literal=user=u'])).code, 0);
+  t.equal((await s.request('POST', '/api/v1/namespaces/tables/configmaps', { body: { ...cm('tables', 'cfg', { a: 'alpha-value' }), binaryData: { b: 'AA==' } } })).status, 201);
+  const sec = await s.kubectl(['get', 'secret', 'sec', '-n', 'tables']);
+  t.match(sec.stdout, /^NAME\s+TYPE\s+DATA\s+AGE\n/);
+  t.match(sec.stdout, /^sec\s+Opaque\s+2\s+\d+s\n/m);
+  t.notOk(sec.stdout.includes(Buffer.from('hunter2-value').toString('base64')), 'no secret value');
+  const table = (await s.request('GET', '/api/v1/namespaces/tables/secrets/sec', { headers: { Accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' } })).json();
+  t.same(table.columnDefinitions.map((c: { name: string }) => c.name), ['Name', 'Type', 'Data', 'Age']);
+  t.same(table.rows[0].cells.slice(0, 3), ['sec', 'Opaque', 2]);
+  const cfg = await s.kubectl(['get', 'configmap', 'cfg', '-n', 'tables']);
+  t.match(cfg.stdout, /^NAME\s+DATA\s+AGE\n/);
+  t.match(cfg.stdout, /^cfg\s+2\s+\d+s\n/m);
+  t.notOk(cfg.stdout.includes('alpha-value'));
+
+  const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  const ev = (name: string, extra: Record<string, unknown>) => ({ apiVersion: 'v1', kind: 'Event', metadata: { name, namespace: 'tables' }, involvedObject: { kind: 'ConfigMap', name: 'cfg', namespace: 'tables', fieldPath: 'data.a' }, reason: 'Tested', message: ' it happened \n', type: 'Normal', ...extra });
+  t.equal((await s.request('POST', '/api/v1/namespaces/tables/events', { body: ev('e1', { firstTimestamp: now, lastTimestamp: now, count: 3, source: { component: 'tester', host: 'node-1' } }) })).status, 201);
+  t.equal((await s.request('POST', '/api/v1/namespaces/tables/events', { body: ev('e2', { eventTime: new Date().toISOString().replace('Z', '000Z'), reportingComponent: 'ctl', reportingInstance: 'ctl-1', involvedObject: { kind: 'Namespace', name: '' } }) })).status, 201);
+  const evs = await s.kubectl(['get', 'events', '-n', 'tables']);
+  t.match(evs.stdout, /^LAST SEEN\s+TYPE\s+REASON\s+OBJECT\s+MESSAGE\n/);
+  t.match(evs.stdout, /^\d+s\s+Normal\s+Tested\s+configmap\/cfg\s+it happened\n/m);
+  t.match(evs.stdout, /^\d+s\s+Normal\s+Tested\s+namespace\s+it happened\n/m, 'no name: the kind alone; eventTime when there are no timestamps');
+  const wide = await s.kubectl(['get', 'events', '-n', 'tables', '-o', 'wide']);
+  t.match(wide.stdout, /^LAST SEEN\s+TYPE\s+REASON\s+OBJECT\s+SUBOBJECT\s+SOURCE\s+MESSAGE\s+FIRST SEEN\s+COUNT\s+NAME\n/);
+  t.match(wide.stdout, /configmap\/cfg\s+data\.a\s+tester, node-1\s+it happened\s+\d+s\s+3\s+e1\n/);
+  t.match(wide.stdout, /namespace\s+ctl, ctl-1\s+it happened\s+\d+s\s+1\s+e2\n/);
+});
+
+t.test('namespaces carry kubernetes.io/metadata.name, which cannot be changed or removed', async (t) => {
+  // pkg/registry/core/namespace/strategy.go Canonicalize: the label is the name on every write.
+  const created = await s.request('POST', '/api/v1/namespaces', { body: { metadata: { generateName: 'gen-', labels: { 'kubernetes.io/metadata.name': 'lie', team: 'x' } } } });
+  t.equal(created.status, 201);
+  const name = created.json().metadata.name;
+  t.same(created.json().metadata.labels, { 'kubernetes.io/metadata.name': name, team: 'x' }, 'generated names too');
+  const sel = await s.kubectl(['get', 'namespaces', '-l', `kubernetes.io/metadata.name in (${name},team)`, '-o', 'name']);
+  t.same(sel.stdout.trim().split('\n').sort(), [`namespace/${name}`, 'namespace/team'], 'a namespaceSelector on the label matches');
+  for (const patch of [{ metadata: { labels: { 'kubernetes.io/metadata.name': 'other' } } }, { metadata: { labels: null } }]) {
+    const r = await s.request('PATCH', `/api/v1/namespaces/${name}`, { body: patch, headers: { 'Content-Type': 'application/merge-patch+json' } });
+    t.equal(r.status, 200, r.body);
+    t.equal(r.json().metadata.labels['kubernetes.io/metadata.name'], name, JSON.stringify(patch));
+  }
+  const boot = await s.kubectl(['get', 'namespace', 'default', '-o', 'jsonpath={.metadata.labels}']);
+  t.match(boot.stdout, '"kubernetes.io/metadata.name":"default"', 'the bootstrap namespaces too');
+});

@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import { ageColumn, fieldError } from '../common.js';
 import type { FieldError, KindDefinition } from '../types.js';
-import { validateDataMap } from './secret.js';
+import { countKeys, validateDataMap } from './secret.js';
 
 export const configMapKind: KindDefinition = {
   group: '',
@@ -18,7 +18,8 @@ export const configMapKind: KindDefinition = {
     immutable: Type.Optional(Type.Boolean({ description: 'Immutable, if set to true, ensures that data stored in the ConfigMap cannot be updated (only object metadata can be modified).' })),
   }),
   subresources: {},
-  columns: [{ name: 'Data', type: 'string', jsonPath: '.data', description: 'The data entries.' }, ageColumn()],
+  // kube's printConfigMap (pkg/printers/internalversion/printers.go): len(data) + len(binaryData)
+  columns: [{ name: 'Data', type: 'string', jsonPath: '.data', description: 'The number of data and binaryData entries.', value: (o) => countKeys(o.data, o.binaryData) }, ageColumn()],
   strategy: {
     validate: (obj) => [...validateDataMap(obj.data, 'data', false), ...validateDataMap(obj.binaryData, 'binaryData', true)],
     validateUpdate(obj, old) {

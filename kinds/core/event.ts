@@ -18,6 +18,28 @@ const ObjectReference = (description: string) =>
 
 const involved = (field: string) => (o: KubeObject) => ((o.involvedObject ?? {}) as Record<string, string | undefined>)[field];
 
+const str = (v: unknown): string => (typeof v === 'string' ? v : '');
+const series = (o: KubeObject) => (o.series ?? undefined) as { count?: number; lastObservedTime?: string } | undefined;
+const firstSeen = (o: KubeObject, since: (t: unknown) => string) => (o.firstTimestamp ? since(o.firstTimestamp) : since(o.eventTime));
+function lastSeen(o: KubeObject, since: (t: unknown) => string): string {
+  if (series(o)) return since(series(o)!.lastObservedTime);
+  return o.lastTimestamp ? since(o.lastTimestamp) : firstSeen(o, since);
+}
+/** Singleton events of the new API have no count: 1. */
+const count = (o: KubeObject): number => (series(o) ? (series(o)!.count ?? 0) : typeof o.count === 'number' && o.count !== 0 ? o.count : 1);
+function target(o: KubeObject): string {
+  const kind = str(involved('kind')(o)).toLowerCase();
+  const name = str(involved('name')(o));
+  return name ? `${kind}/${name}` : kind;
+}
+/** formatEventSource: component (or reportingComponent), then ", host" (or reportingInstance) when there is one. */
+function source(o: KubeObject): string {
+  const s = (o.source ?? {}) as { component?: string; host?: string };
+  const component = s.component || str(o.reportingComponent);
+  const instance = s.host || str(o.reportingInstance);
+  return instance ? `${component}, ${instance}` : component;
+}
+
 export const eventKind: KindDefinition = {
   group: '',
   version: 'v1',
@@ -49,12 +71,20 @@ export const eventKind: KindDefinition = {
     series: Type.Optional(Type.Object({ count: Type.Optional(Type.Integer()), lastObservedTime: Type.Optional(Type.String()) }, { description: 'Data about the Event series this event represents.' })),
   }),
   subresources: {},
+  // kube's printEvent (pkg/printers/internalversion/printers.go), as the server prints it (wide):
+  // no leading NAME; OBJECT is kind/name in lower case; priority-1 columns only with -o wide.
+  nameColumn: false,
   columns: [
-    { name: 'Last Seen', type: 'date', jsonPath: '.lastTimestamp', description: 'When the event last occurred.' },
-    { name: 'Type', type: 'string', jsonPath: '.type', description: 'Normal or Warning.' },
-    { name: 'Reason', type: 'string', jsonPath: '.reason', description: 'Why the event happened.' },
-    { name: 'Object', type: 'string', jsonPath: '.involvedObject.name', description: 'The object the event is about.' },
-    { name: 'Message', type: 'string', jsonPath: '.message', description: 'What happened.' },
+    { name: 'Last Seen', type: 'string', jsonPath: '.lastTimestamp', description: 'The time at which the most recent occurrence of this event was recorded.', value: (o, since) => lastSeen(o, since) },
+    { name: 'Type', type: 'string', jsonPath: '.type', description: 'Type of this event (Normal, Warning).', value: (o) => str(o.type) },
+    { name: 'Reason', type: 'string', jsonPath: '.reason', description: "Why the action was taken.", value: (o) => str(o.reason) },
+    { name: 'Object', type: 'string', jsonPath: '.involvedObject', description: 'The object that this event is about.', value: (o) => target(o) },
+    { name: 'Subobject', type: 'string', jsonPath: '.involvedObject.fieldPath', priority: 1, description: 'If referring to a piece of an object instead of an entire object, a JSON path to it.', value: (o) => str(involved('fieldPath')(o)) },
+    { name: 'Source', type: 'string', jsonPath: '.source', priority: 1, description: 'The component reporting this event.', value: (o) => source(o) },
+    { name: 'Message', type: 'string', jsonPath: '.message', description: 'A human-readable description of the status of this operation.', value: (o) => str(o.message).trim() },
+    { name: 'First Seen', type: 'string', jsonPath: '.firstTimestamp', priority: 1, description: 'The time at which the event was first recorded.', value: (o, since) => firstSeen(o, since) },
+    { name: 'Count', type: 'string', jsonPath: '.count', priority: 1, description: 'The number of times this event has occurred.', value: (o) => count(o) },
+    { name: 'Name', type: 'string', format: 'name', jsonPath: '.metadata.name', priority: 1, description: 'Name must be unique within a namespace.', value: (o) => o.metadata.name },
   ],
   selectableFields: {
     'involvedObject.kind': involved('kind'),

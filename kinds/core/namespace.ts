@@ -1,6 +1,16 @@
 import { Type } from '@sinclair/typebox';
 import { ageColumn, stringEnum } from '../common.js';
-import type { KindDefinition } from '../types.js';
+import type { KindDefinition, KubeObject } from '../types.js';
+
+/**
+ * `kubernetes.io/metadata.name` = the name, set on every create and update whatever the body says,
+ * so it can be neither changed nor removed (pkg/registry/core/namespace/strategy.go Canonicalize).
+ */
+function nameLabel(obj: KubeObject) {
+  const labels = obj.metadata.labels && typeof obj.metadata.labels === 'object' ? obj.metadata.labels : {};
+  labels['kubernetes.io/metadata.name'] = obj.metadata.name!;
+  obj.metadata.labels = labels;
+}
 
 export const namespaceKind: KindDefinition = {
   group: '',
@@ -33,10 +43,12 @@ export const namespaceKind: KindDefinition = {
   selectableFields: { 'status.phase': (o) => (o.status as { phase?: string } | undefined)?.phase },
   strategy: {
     prepareForCreate(obj) {
+      nameLabel(obj);
       obj.status = { phase: 'Active' };
       const spec = (obj.spec ??= {}) as { finalizers?: string[] };
       spec.finalizers = [...new Set([...(spec.finalizers ?? []), 'kubernetes'])];
     },
+    prepareForUpdate: nameLabel,
     deletionPending: (obj) => ((obj.spec as { finalizers?: string[] } | undefined)?.finalizers?.length ?? 0) > 0,
     prepareForDelete(obj) {
       obj.status = { ...(obj.status as object), phase: 'Terminating' };

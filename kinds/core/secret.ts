@@ -25,6 +25,9 @@ export function validateDataMap(data: unknown, field: string, base64: boolean): 
   return errs;
 }
 
+/** The number of keys of a data map (the DATA column of Secrets and ConfigMaps). */
+export const countKeys = (...maps: unknown[]): number => maps.reduce<number>((n, m) => n + (isRecord(m) ? Object.keys(m).length : 0), 0);
+
 export const secretKind: KindDefinition = {
   group: '',
   version: 'v1',
@@ -45,8 +48,9 @@ export const secretKind: KindDefinition = {
   }),
   subresources: {},
   columns: [
+    // kube's printSecret (pkg/printers/internalversion/printers.go): the number of keys, never the values
     { name: 'Type', type: 'string', jsonPath: '.type', description: 'The type of the secret.' },
-    { name: 'Data', type: 'string', jsonPath: '.data', description: 'The number of data entries.' },
+    { name: 'Data', type: 'string', jsonPath: '.data', description: 'The number of data entries.', value: (o) => countKeys(o.data) },
     ageColumn(),
   ],
   selectableFields: { type: (o) => o.type as string | undefined },
