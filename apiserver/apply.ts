@@ -7,8 +7,8 @@
 //     manager and the field) unless `force=true`, which takes it over;
 //   - ownership is recorded in metadata.managedFields as FieldsV1, one `Apply` entry per manager.
 // Simplifications against kube's structured-merge-diff, stated so nobody is surprised: maps are
-// merged key by key, lists are atomic (owned and replaced whole), and writes that are not applies
-// (PUT, merge and JSON patches) do not record ownership, so they never conflict with an apply.
+// merged key by key, lists are atomic (owned and replaced whole). Writes that are not applies
+// (create, PUT, patches) record `Update` entries (recordUpdate below), as kube does.
 import { isDeepStrictEqual } from 'node:util';
 import type { KubeObject } from '../kinds/types.js';
 import { ApiError } from './errors.js';
@@ -102,6 +102,14 @@ function merge(into: Obj, from: Obj): void {
   }
 }
 
+/** How kube names a manager in a conflict (fieldmanager internal/conflict.go printManager). */
+function printManager(e: ManagedFieldsEntry): string {
+  let s = JSON.stringify(e.manager);
+  if (e.subresource) s += ` with subresource ${JSON.stringify(e.subresource)}`;
+  if (e.operation === 'Update') s += e.time ? ` using ${e.apiVersion} at ${e.time}` : ` using ${e.apiVersion}`;
+  return s;
+}
+
 /**
  * The object after `manager` applies `applied` to `live` (undefined: it does not exist yet), with
  * managedFields updated. A conflict with another manager is a 409 unless `force`.
@@ -113,7 +121,7 @@ export function applyConfiguration(live: KubeObject | undefined, applied: KubeOb
   const others = entries.filter((e) => !(e.manager === manager && e.operation === 'Apply' && !e.subresource));
   const mine = entries.find((e) => e.manager === manager && e.operation === 'Apply' && !e.subresource);
 
-  const conflicts: { manager: string; field: string[] }[] = [];
+  const conflicts: { manager: string; who: string; field: string[] }[] = [];
   const othersLeaves = others.map((e) => ({ e, leaves: leaves(e.fieldsV1 ?? {}) }));
   if (live) {
     for (const o of othersLeaves) {
@@ -121,7 +129,7 @@ export function applyConfiguration(live: KubeObject | undefined, applied: KubeOb
         const p = wantedLeaves.find((w) => overlaps(w, q));
         if (!p) continue;
         const at = p.length <= q.length ? p : q;
-        if (!isDeepStrictEqual(get(live, at), get(applied, at))) conflicts.push({ manager: o.e.manager, field: at });
+        if (!isDeepStrictEqual(get(live, at), get(applied, at))) conflicts.push({ manager: o.e.manager, who: printManager(o.e), field: at });
       }
     }
   }
@@ -129,12 +137,12 @@ export function applyConfiguration(live: KubeObject | undefined, applied: KubeOb
     const err = new ApiError(
       409,
       'Conflict',
-      `Apply failed with ${conflicts.length} conflict${conflicts.length === 1 ? '' : 's'}: ${conflicts.map((c) => `conflict with "${c.manager}": ${show(c.field)}`).join('; ')}`,
+      `Apply failed with ${conflicts.length} conflict${conflicts.length === 1 ? '' : 's'}: ${conflicts.map((c) => `conflict with ${c.who}: ${show(c.field)}`).join('; ')}`,
     );
     err.status.details = {
       name: live?.metadata.name,
       kind: live?.kind?.toLowerCase(),
-      causes: conflicts.map((c) => ({ reason: 'FieldManagerConflict', message: `conflict with "${c.manager}"`, field: show(c.field) })),
+      causes: conflicts.map((c) => ({ reason: 'FieldManagerConflict', message: `conflict with ${c.who}`, field: show(c.field) })),
     };
     throw err;
   }
@@ -164,4 +172,67 @@ export function applyConfiguration(live: KubeObject | undefined, applied: KubeOb
   ];
   next.metadata.managedFields = managed;
   return next;
+}
+
+/**
+ * A write that is not an apply (create, update, patch), as kube's fieldmanager records it
+ * (structured-merge-diff merge/update.go Updater.Update): the fields it added or changed become
+ * the manager's `Update` entry (with those it removed taken out), and leave every other manager's
+ * set, so a later applier that wants them with another value gets a conflict. `status`: a write
+ * to the status subresource, which only changes status fields (`statusFields`). Nothing changes
+ * when the write changed no field.
+ */
+export function recordUpdate(old: KubeObject | undefined, next: KubeObject, manager: string, apiVersion: string, now: string, statusFields: string[], subresource?: 'status'): void {
+  const scope = (o: KubeObject | undefined): Obj => {
+    if (!o) return {};
+    if (subresource) return Object.fromEntries(statusFields.filter((f) => o[f] !== undefined).map((f) => [f, o[f]]));
+    const { metadata, ...rest } = o as Obj;
+    for (const f of statusFields) delete rest[f];
+    return { ...rest, ...(isMap(metadata) ? { metadata } : {}) };
+  };
+  const before = scope(old);
+  const after = scope(next);
+  const skipStatus = (fs: FieldSet) => {
+    if (!subresource) return fs;
+    const out: FieldSet = {};
+    for (const f of statusFields) if (fs[`f:${f}`]) out[`f:${f}`] = fs[`f:${f}`];
+    return out;
+  };
+  const afterLeaves = leaves(subresource ? skipStatus(fieldsOfAll(after)) : fieldsOf(after));
+  const beforeLeaves = leaves(subresource ? skipStatus(fieldsOfAll(before)) : fieldsOf(before));
+  const changed = afterLeaves.filter((p) => !isDeepStrictEqual(get(before, p), get(after, p)));
+  const removed = beforeLeaves.filter((p) => get(after, p) === undefined);
+  if (!changed.length && !removed.length) return;
+  const touched = [...changed, ...removed];
+  const entries = ((next.metadata.managedFields ?? []) as ManagedFieldsEntry[]).filter((e) => isMap(e) && typeof e.manager === 'string');
+  const isMine = (e: ManagedFieldsEntry) => e.manager === manager && e.operation === 'Update' && (e.subresource ?? undefined) === subresource;
+  const mine = entries.find(isMine);
+  const out: ManagedFieldsEntry[] = [];
+  for (const e of entries) {
+    if (e === mine) continue;
+    const ls = leaves(e.fieldsV1 ?? {});
+    const left = ls.filter((q) => !touched.some((p) => overlaps(p, q)));
+    if (left.length === ls.length) out.push(e);
+    else if (left.length) out.push({ ...e, fieldsV1: build(left) });
+  }
+  let set = leaves(mine?.fieldsV1 ?? {}).filter((q) => !removed.some((p) => overlaps(p, q)) && !changed.some((p) => overlaps(p, q)));
+  set = [...set, ...changed];
+  set = set.filter((q) => !set.some((p) => p !== q && p.length < q.length && isPrefix(p, q))); // a leaf replaces what was under it
+  if (set.length) out.push({ manager, operation: 'Update', apiVersion, time: now, fieldsType: 'FieldsV1', fieldsV1: build(set), ...(subresource ? { subresource } : {}) });
+  if (out.length) next.metadata.managedFields = out;
+  else delete next.metadata.managedFields;
+}
+
+/** Every field of a value (fieldsOf without the apply exclusions; for status). */
+function fieldsOfAll(o: Obj): FieldSet {
+  const out: FieldSet = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[`f:${k}`] = isMap(v) && Object.keys(v).length ? fieldsOfAll(v) : {};
+  return out;
+}
+
+/** kube's managerOrUserAgent: the fieldManager, else the User-Agent up to its first `/`. */
+export function updateManager(fieldManager: string | undefined, userAgent: string | undefined): string | undefined {
+  if (fieldManager) return fieldManager;
+  const ua = (userAgent ?? '').split('/')[0].slice(0, 128);
+  return ua || undefined;
 }

@@ -88,8 +88,9 @@ export class ResourceHandler {
   }
 
   private sendList(reply: FastifyReply, r: Resource, page: ListPage, t: Target, q: Query) {
-    const meta: Record<string, string> = { resourceVersion: page.resourceVersion };
+    const meta: Record<string, unknown> = { resourceVersion: page.resourceVersion };
     if (page.continue) meta.continue = page.continue;
+    if (page.remainingItemCount !== undefined) meta.remainingItemCount = page.remainingItemCount;
     reply.code(200).header('Content-Type', contentType(t));
     if (t.as === 'Table') return reply.send(serialize(table(r, page.items.map((i) => i.obj), includeObject(q), meta), t.format));
     if (t.as === 'PartialObjectMetadataList')
@@ -173,7 +174,7 @@ export class ResourceHandler {
       if (method === 'POST') {
         if (r.def.namespaced && ns === undefined) throw methodNotAllowed(`POST is not supported on ${r.def.plural} across all namespaces; use /namespaces/<namespace>/${r.def.plural}`);
         const target = negotiate(accept, single);
-        const opts = requestOptions(q);
+        const opts: RequestOptions = { ...requestOptions(q), userAgent: req.headers['user-agent'] };
         const obj = parseRequestBody(req.body, req.headers['content-type']);
         checkDuplicates(req.body, req.headers['content-type'], opts);
         const created = await this.rest.create(r, ns, obj, opts);
@@ -182,7 +183,7 @@ export class ResourceHandler {
       }
       if (method === 'DELETE') {
         const target = negotiate(accept, many);
-        const opts = requestOptions(q);
+        const opts: RequestOptions = { ...requestOptions(q), userAgent: req.headers['user-agent'] };
         const page = await this.rest.deleteCollection(r, ns, { labelSelector: q.labelSelector, fieldSelector: q.fieldSelector }, parseDeleteOptions(req.body, q, req.headers['content-type']), opts);
         return this.sendList(reply, r, page, target, q);
       }
@@ -196,7 +197,7 @@ export class ResourceHandler {
       }
       case 'PUT': {
         const target = negotiate(accept, single);
-        const opts = requestOptions(q);
+        const opts: RequestOptions = { ...requestOptions(q), userAgent: req.headers['user-agent'] };
         const obj = parseRequestBody(req.body, req.headers['content-type']);
         checkDuplicates(req.body, req.headers['content-type'], opts);
         const updated = await this.rest.update(r, ns, name, obj, status, opts);
@@ -205,7 +206,7 @@ export class ResourceHandler {
       }
       case 'PATCH': {
         const target = negotiate(accept, single);
-        const opts = requestOptions(q);
+        const opts: RequestOptions = { ...requestOptions(q), userAgent: req.headers['user-agent'] };
         checkDuplicates(req.body, req.headers['content-type'], opts);
         const type = bodyType(req.headers['content-type']);
         if (type === 'apply-patch') {
@@ -220,8 +221,14 @@ export class ResourceHandler {
       case 'DELETE': {
         if (status) throw methodNotAllowed('DELETE is not supported on the status subresource');
         const target = negotiate(accept, single);
-        const opts = requestOptions(q);
-        const { obj } = await this.rest.delete(r, ns, name, parseDeleteOptions(req.body, q, req.headers['content-type']), opts);
+        const opts: RequestOptions = { ...requestOptions(q), userAgent: req.headers['user-agent'] };
+        const { obj, deleted } = await this.rest.delete(r, ns, name, parseDeleteOptions(req.body, q, req.headers['content-type']), opts);
+        if (deleted && r.builtin) {
+          // kube's generic store (registry/generic/registry/store.go finalizeDelete) answers a
+          // finished delete with a Status, unless ReturnDeletedObject (custom resources, which get the object)
+          const status = { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details: { name, group: r.def.group, kind: r.def.plural, uid: obj.obj.metadata.uid } };
+          return reply.code(200).header('Content-Type', contentType(target)).send(serialize(status, target.format));
+        }
         return this.sendObject(reply, 200, r, obj, target, q);
       }
       default:

@@ -27,7 +27,7 @@ import { type BodyType, parseBody, parseMediaType, parseProtobufBody } from './n
 import { keyFor, type Resource } from './resources.js';
 import { type Matcher, parseFieldSelector, parseLabelSelector } from './selectors.js';
 import { validateObjectMeta } from './validation.js';
-import { applyConfiguration } from './apply.js';
+import { applyConfiguration, recordUpdate, updateManager } from './apply.js';
 import { assertObjectDepth } from './limits.js';
 import { queryBool } from './request-info.js';
 
@@ -42,6 +42,8 @@ export interface RequestOptions {
   fieldManager?: string;
   /** Server-side apply: take over fields other managers own (`?force=true`). */
   force?: boolean;
+  /** The client's User-Agent: the manager of a non-apply write without fieldManager. */
+  userAgent?: string;
 }
 
 export interface ListQuery {
@@ -57,6 +59,8 @@ export interface ListPage {
   items: StoredObject[];
   resourceVersion: string;
   continue?: string;
+  /** Items after this page, when the list has no selector (kube's remainingItemCount). */
+  remainingItemCount?: number;
 }
 
 const clone = <T>(v: T): T => structuredClone(v);
@@ -162,6 +166,19 @@ export function fillTypeMeta(r: Resource, obj: KubeObject) {
   if (obj.apiVersion === undefined || obj.apiVersion === '') obj.apiVersion = r.apiVersion;
 }
 
+/**
+ * Empty maps and lists of ObjectMeta are absent, as kube stores them (Go's omitempty on the typed
+ * ObjectMeta, which custom resources' metadata is round-tripped through too): removing the last
+ * label leaves no `labels: {}`.
+ */
+export function dropEmptyMeta(obj: KubeObject) {
+  const m = obj.metadata as Record<string, unknown>;
+  for (const k of ['labels', 'annotations', 'finalizers', 'ownerReferences', 'managedFields']) {
+    const v = m[k];
+    if (v === null || (Array.isArray(v) && v.length === 0) || (v && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 0)) delete m[k];
+  }
+}
+
 export class GenericREST {
   constructor(private readonly store: Store) {}
 
@@ -214,7 +231,12 @@ export class GenericREST {
         );
       mapStoreError(err, r, '');
     }
-    return { items: res.items, resourceVersion: String(res.rv), continue: res.lastKey ? encodeContinue(res.rv, res.lastKey) : undefined };
+    return {
+      items: res.items,
+      resourceVersion: String(res.rv),
+      continue: res.lastKey ? encodeContinue(res.rv, res.lastKey) : undefined,
+      ...(res.lastKey && res.remaining !== undefined ? { remainingItemCount: res.remaining } : {}),
+    };
   }
 
   /** Validates a body's apiVersion/kind/namespace/name against the request. */
@@ -272,6 +294,9 @@ export class GenericREST {
     if (!keepManagedFields) delete meta.managedFields;
     if (generate) meta.name = generateName(meta.generateName as string);
     r.def.strategy?.prepareForCreate?.(obj);
+    dropEmptyMeta(obj);
+    const manager = keepManagedFields ? undefined : updateManager(opts.fieldManager, opts.userAgent);
+    if (manager) recordUpdate(undefined, obj, manager, r.apiVersion, now(), r.statusFields);
     const errs = this.validateAll(r, obj);
     if (errs.length) throw invalid(r.gr, String(meta.name ?? meta.generateName ?? ''), errs);
     assertStoredSize(obj);
@@ -309,6 +334,8 @@ export class GenericREST {
         if (proposed[f] === undefined) delete next[f];
         else next[f] = proposed[f];
       }
+      const manager = updateManager(opts.fieldManager, opts.userAgent);
+      if (manager) recordUpdate(old, next, manager, r.apiVersion, now(), r.statusFields, 'status');
     } else {
       next = proposed;
       const m = next.metadata;
@@ -326,6 +353,9 @@ export class GenericREST {
         else next[f] = clone(old[f]);
       }
       r.def.strategy?.prepareForUpdate?.(next, old);
+      dropEmptyMeta(next);
+      const manager = keepManagedFields ? undefined : updateManager(opts.fieldManager, opts.userAgent);
+      if (manager) recordUpdate(old, next, manager, r.apiVersion, now(), r.statusFields);
       if (old.metadata.deletionTimestamp) {
         const had = new Set(old.metadata.finalizers ?? []);
         const added = (Array.isArray(next.metadata.finalizers) ? next.metadata.finalizers : []).filter((f) => !had.has(f));

@@ -157,9 +157,58 @@ export async function createApiServer(opts: ServerOptions): Promise<ApiServer> {
   const limiter = new RequestLimiter(opts.limits);
   await app.register(requestLimits, { limiter, metrics: opts.metrics }); // after authn: needs the user
 
-  for (const p of ['/healthz', '/livez', '/readyz']) {
-    app.get(p, async (_req, reply) => reply.type('text/plain').send('ok'));
-    app.get(`${p}/*`, async (_req, reply) => reply.type('text/plain').send('ok'));
+  // Health as k8s.io/apiserver/pkg/server/healthz/healthz.go: `ok`, or with ?verbose one
+  // `[+]check ok` line per check and `<name> check passed`; ?exclude=check; a failure is a 500
+  // listing the checks with `[-]check failed: reason withheld`; /<name>/<check> runs one check.
+  let closing = false;
+  const storageCheck = async () => {
+    await opts.store.check?.();
+  };
+  const base: [string, () => Promise<void>][] = [
+    ['ping', async () => {}],
+    ['log', async () => {}],
+    ['storage', storageCheck],
+  ];
+  const shutdown: [string, () => Promise<void>] = ['shutdown', async () => {
+    if (closing) throw new Error('process is shutting down');
+  }];
+  const healthChecks: Record<string, [string, () => Promise<void>][]> = { healthz: base, livez: base, readyz: [...base, shutdown] };
+  for (const [name, checks] of Object.entries(healthChecks)) {
+    app.get(`/${name}`, async (req, reply) => {
+      const params = new URLSearchParams(req.url.split('?')[1] ?? '');
+      const excluded = new Set(params.getAll('exclude').flatMap((v) => v.split(',')).filter(Boolean));
+      let out = '';
+      const failed: string[] = [];
+      for (const [check, run] of checks) {
+        if (excluded.delete(check)) {
+          out += `[+]${check} excluded: ok\n`;
+          continue;
+        }
+        try {
+          await run();
+          out += `[+]${check} ok\n`;
+        } catch (err) {
+          req.log.warn({ err, check }, `${name} check failed`);
+          out += `[-]${check} failed: reason withheld\n`;
+          failed.push(check);
+        }
+      }
+      if (excluded.size) out += `warn: some health checks cannot be excluded: no matches for ${[...excluded].map((c) => `"${c}"`).join(',')}\n`;
+      reply.header('X-Content-Type-Options', 'nosniff').type('text/plain; charset=utf-8');
+      if (failed.length) return reply.code(500).send(`${out}${name} check failed\n`);
+      return reply.send(params.has('verbose') ? `${out}${name} check passed\n` : 'ok');
+    });
+    app.get(`/${name}/*`, async (req, reply) => {
+      const check = checks.find(([c]) => c === (req.params as { '*': string })['*']);
+      if (!check) throw pathNotFound(req.url.split('?')[0]);
+      reply.header('X-Content-Type-Options', 'nosniff').type('text/plain; charset=utf-8');
+      try {
+        await check[1]();
+        return reply.send('ok');
+      } catch (err) {
+        return reply.code(500).send(`internal server error: ${(err as Error).message}\n`);
+      }
+    });
   }
   const version = async () => ({
     major: '1',
@@ -250,6 +299,7 @@ export async function createApiServer(opts: ServerOptions): Promise<ApiServer> {
     watches,
     limiter,
     async close() {
+      closing = true;
       watches.closeAll();
       await app.close();
     },

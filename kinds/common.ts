@@ -302,6 +302,11 @@ export function getPath(obj: unknown, path: string): unknown {
   return cur;
 }
 
+/** Deletes the named top-level maps when empty: Go's omitempty on a built-in type's map fields (ConfigMap data, Secret data). */
+export function dropEmptyMaps(obj: Record<string, unknown>, fields: string[]) {
+  for (const f of fields) if (obj[f] === null || (isRecord(obj[f]) && Object.keys(obj[f] as object).length === 0)) delete obj[f];
+}
+
 export const isRecord = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 export const specOf = (obj: KubeObject): Record<string, unknown> => (isRecord(obj.spec) ? obj.spec : {});

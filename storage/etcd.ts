@@ -327,6 +327,7 @@ export class EtcdStore implements Store {
     const range = this.rangeOf(prefix);
     const items: StoredObject[] = [];
     let lastKey: string | undefined;
+    let remaining: number | undefined;
     if (range) {
       const limit = opts.limit && opts.limit > 0 ? opts.limit : Infinity;
       let [start] = range;
@@ -348,11 +349,12 @@ export class EtcdStore implements Store {
           unavailable(err);
         }
         rv ??= Number(res.header.revision);
-        for (const kv of res.kvs) {
+        for (const [j, kv] of res.kvs.entries()) {
           const o = this.fromKV(kv);
           if (opts.filter && !opts.filter(o)) continue;
           if (items.length === limit) {
             lastKey = items[items.length - 1].key;
+            if (!opts.filter) remaining = Number(res.count) - j; // count: every key of the range from this batch's start
             done = true;
             break;
           }
@@ -366,7 +368,7 @@ export class EtcdStore implements Store {
     // a list at the current revision: let currentRV() catch up, so the list's resourceVersion is
     // one this process's watches (and bookmarks) have reached
     if (opts.atRV === undefined) await this.syncTo(rv, LIST_SYNC_WAIT_MS);
-    return { items, rv, lastKey };
+    return { items, rv, lastKey, ...(remaining !== undefined ? { remaining } : {}) };
   }
 
   // ---- writes ------------------------------------------------------------------------------
@@ -827,6 +829,12 @@ export class EtcdStore implements Store {
   }
 
   // ---- lifecycle ---------------------------------------------------------------------------
+
+  /** A quorum read of the revision: etcd answers. */
+  async check(): Promise<void> {
+    this.assertOpen();
+    await this.clusterRV();
+  }
 
   private assertOpen() {
     if (this.closed) throw new StoreError('Unavailable', 'storage is shutting down');

@@ -170,7 +170,12 @@ export class LevelStore implements Store {
       }
       items.push(o);
     }
-    return { items, rv, lastKey };
+    let remaining: number | undefined;
+    if (lastKey !== undefined && !opts.filter) {
+      remaining = 0;
+      for (; i < keys.length; i++) if (past.has(keys[i]) ? past.get(keys[i]) : this.buckets.get(bucketOf(keys[i]))?.objects.has(keys[i])) remaining++;
+    }
+    return { items, rv, lastKey, ...(remaining !== undefined ? { remaining } : {}) };
   }
 
   /** Sorted keys under prefix, including keys that existed at an older rv (`past`). */
@@ -332,6 +337,10 @@ export class LevelStore implements Store {
     const entry = { prefix, listener };
     this.listeners.add(entry);
     return { stop: () => this.listeners.delete(entry) };
+  }
+
+  async check(): Promise<void> {
+    this.assertOpen();
   }
 
   private assertOpen() {

@@ -60,6 +60,10 @@ export class MeteredStore implements Store {
     return this.inner.watch(prefix, fromRV, listener, onError);
   }
 
+  check(): Promise<void> {
+    return this.inner.check ? this.inner.check() : Promise.resolve();
+  }
+
   syncRV(maxWaitMs?: number): Promise<unknown> {
     return this.inner.syncRV ? this.inner.syncRV(maxWaitMs) : Promise.resolve();
   }

@@ -39,6 +39,8 @@ export interface ListResult {
   rv: number;
   /** Set when there are more items: the last key returned. */
   lastKey?: string;
+  /** With lastKey and no filter: how many items follow this page (kube's remainingItemCount). */
+  remaining?: number;
 }
 
 export type Listener = (ev: StoreEvent) => void;
@@ -71,6 +73,8 @@ export interface Store {
   watch(prefix: string, fromRV: number, listener: Listener, onError?: (err: StoreError) => void): WatchHandle;
   /** Waits until currentRV() has caught up with the backend (several replicas on one etcd). */
   syncRV?(maxWaitMs?: number): Promise<unknown>;
+  /** The storage health check of /livez and /readyz: rejects when the backend cannot serve. */
+  check?(): Promise<void>;
   close(): Promise<void>;
 }
 

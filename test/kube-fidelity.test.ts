@@ -226,3 +226,92 @@ t.test('namespaces carry kubernetes.io/metadata.name, which cannot be changed or
   const boot = await s.kubectl(['get', 'namespace', 'default', '-o', 'jsonpath={.metadata.labels}']);
   t.match(boot.stdout, '"kubernetes.io/metadata.name":"default"', 'the bootstrap namespaces too');
 });
+
+t.test('deleting a ConfigMap or Secret answers Status Success; custom resources answer the object', async (t) => {
+  // registry/generic/registry/store.go finalizeDelete: a Status with details unless ReturnDeletedObject (CRDs)
+  t.equal((await s.kubectl(['create', 'namespace', 'del'])).code, 0);
+  const c = (await s.request('POST', '/api/v1/namespaces/del/configmaps', { body: cm('del', 'gone') })).json();
+  const r = await s.request('DELETE', '/api/v1/namespaces/del/configmaps/gone');
+  t.equal(r.status, 200);
+  t.same(r.json(), { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details: { name: 'gone', group: '', kind: 'configmaps', uid: c.metadata.uid } });
+  const held = await s.request('POST', '/api/v1/namespaces/del/configmaps', { body: { ...cm('del', 'held'), metadata: { name: 'held', finalizers: ['example.com/x'] } } });
+  t.equal(held.status, 201);
+  const pending = await s.request('DELETE', '/api/v1/namespaces/del/configmaps/held');
+  t.equal(pending.json().kind, 'ConfigMap', 'a delete that waits for finalizers answers the object');
+  t.ok(pending.json().metadata.deletionTimestamp);
+  t.equal((await s.request('POST', '/apis/delivery.ocm.software/v1alpha1/namespaces/del/ocmcomponents', {
+    body: { apiVersion: 'delivery.ocm.software/v1alpha1', kind: 'OCMComponent', metadata: { name: 'c' }, spec: { name: 'x.org/c', version: '1.0.0', repository: { url: 'ghcr.io/x' } } },
+  })).status, 201);
+  t.equal((await s.request('DELETE', '/apis/delivery.ocm.software/v1alpha1/namespaces/del/ocmcomponents/c')).json().kind, 'OCMComponent');
+  const k = await s.kubectl(['delete', 'secret', 'nope', '-n', 'del', '--ignore-not-found']);
+  t.equal(k.code, 0);
+  t.equal((await s.kubectl(['create', 'secret', 'generic', 'sx', '-n', 'del', '--from-literal=a=b'])).code, 0);
+  const ks = await s.kubectl(['delete', 'secret', 'sx', '-n', 'del']);
+  t.equal(ks.stdout.trim(), 'secret "sx" deleted', ks.stderr);
+});
+
+t.test('limited lists carry remainingItemCount (without selectors), and empty label maps vanish', async (t) => {
+  // storage/etcd3/store.go: remainingItemCount = count - limit, only when the predicate is empty
+  t.equal((await s.kubectl(['create', 'namespace', 'many'])).code, 0);
+  for (let i = 0; i < 5; i++) t.equal((await s.request('POST', '/api/v1/namespaces/many/configmaps', { body: { ...cm('many', `c${i}`), metadata: { name: `c${i}`, labels: { i: String(i) } } } })).status, 201);
+  const p1 = (await s.request('GET', '/api/v1/namespaces/many/configmaps?limit=2')).json();
+  t.equal(p1.metadata.remainingItemCount, 3);
+  const p2 = (await s.request('GET', `/api/v1/namespaces/many/configmaps?limit=2&continue=${p1.metadata.continue}`)).json();
+  t.equal(p2.metadata.remainingItemCount, 1);
+  const p3 = (await s.request('GET', `/api/v1/namespaces/many/configmaps?limit=2&continue=${p2.metadata.continue}`)).json();
+  t.equal(p3.metadata.remainingItemCount, undefined, 'the last page has none');
+  t.equal(p3.metadata.continue, undefined);
+  const sel = (await s.request('GET', '/api/v1/namespaces/many/configmaps?limit=1&labelSelector=i')).json();
+  t.ok(sel.metadata.continue);
+  t.equal(sel.metadata.remainingItemCount, undefined, 'not with a selector');
+  const table = (await s.request('GET', '/api/v1/namespaces/many/configmaps?limit=2', { headers: { Accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' } })).json();
+  t.equal(table.metadata.remainingItemCount, 3, 'tables too');
+
+  // ObjectMeta's maps are omitempty in kube: the last label removed leaves no labels: {}
+  const unl = await s.kubectl(['label', 'configmap', 'c0', '-n', 'many', 'i-']);
+  t.equal(unl.code, 0, unl.stderr);
+  const got = (await s.request('GET', '/api/v1/namespaces/many/configmaps/c0')).json();
+  t.notOk('labels' in got.metadata, JSON.stringify(got.metadata));
+  const data = await s.request('PATCH', '/api/v1/namespaces/many/configmaps/c1', { body: { data: null, metadata: { annotations: {} } }, headers: { 'Content-Type': 'application/merge-patch+json' } });
+  t.notOk('annotations' in data.json().metadata);
+});
+
+t.test('/readyz?verbose and /livez?verbose list their checks as kube does', async (t) => {
+  // k8s.io/apiserver/pkg/server/healthz/healthz.go handleRootHealth
+  for (const name of ['readyz', 'livez', 'healthz']) {
+    const v = await s.request('GET', `/${name}?verbose`, { cert: null });
+    t.equal(v.status, 200);
+    t.match(v.body, new RegExp(`^\\[\\+\\]ping ok\\n\\[\\+\\]log ok\\n\\[\\+\\]storage ok\\n(\\[\\+\\]shutdown ok\\n)?${name} check passed\\n$`));
+    t.equal((await s.request('GET', `/${name}`, { cert: null })).body, 'ok');
+  }
+  t.match((await s.request('GET', '/readyz?verbose&exclude=storage&exclude=nope')).body, /\[\+\]storage excluded: ok\n[\s\S]*warn: some health checks cannot be excluded: no matches for "nope"\n/);
+  t.equal((await s.request('GET', '/readyz/shutdown', { cert: null })).body, 'ok');
+  t.equal((await s.request('GET', '/livez/nope', { cert: null })).status, 404);
+});
+
+t.test('non-apply writes record an Update manager, so a later applier conflicts on their fields', async (t) => {
+  // fieldmanager (structured-merge-diff merge/update.go Updater.Update); managerOrUserAgent; conflict
+  // wording from internal/conflict.go printManager
+  t.equal((await s.kubectl(['create', 'namespace', 'ssa'])).code, 0);
+  t.equal((await s.kubectl(['create', 'configmap', 'owned', '-n', 'ssa', '--from-literal=a=1', '--from-literal=b=2'])).code, 0);
+  const mf = (await s.request('GET', '/api/v1/namespaces/ssa/configmaps/owned')).json().metadata.managedFields;
+  t.match(mf, [{ manager: 'kubectl-create', operation: 'Update', apiVersion: 'v1', fieldsType: 'FieldsV1', fieldsV1: { 'f:data': { 'f:a': {}, 'f:b': {} } } }]);
+  const apply = (v: string, force = false) =>
+    s.kubectl(['apply', '--server-side', '--field-manager', 'gitops', ...(force ? ['--force-conflicts'] : []), '-f', '-'], { input: JSON.stringify(cm('ssa', 'owned', { a: v })) });
+  const conflict = await apply('9');
+  t.not(conflict.code, 0);
+  t.match(conflict.stderr, /conflict with "kubectl-create" using v1 at [0-9T:-]+Z: \.data\.a/);
+  t.equal((await apply('1')).code, 0, 'the same value is shared, not a conflict');
+  const edit = await s.request('PATCH', '/api/v1/namespaces/ssa/configmaps/owned', { body: { data: { b: '3' } }, headers: { 'Content-Type': 'application/merge-patch+json', 'User-Agent': 'my-editor/1.0 (linux)' } });
+  t.equal(edit.status, 200);
+  const after = edit.json().metadata.managedFields;
+  t.match(after.find((e: { manager: string }) => e.manager === 'my-editor'), { operation: 'Update', fieldsV1: { 'f:data': { 'f:b': {} } } }, 'the User-Agent names the manager');
+  t.notOk(after.find((e: { manager: string }) => e.manager === 'kubectl-create').fieldsV1['f:data']['f:b'], 'the field left its previous manager');
+  t.equal((await apply('9', true)).code, 0, 'force takes it over');
+  const last = (await s.request('GET', '/api/v1/namespaces/ssa/configmaps/owned')).json();
+  t.equal(last.data.a, '9');
+  t.notOk(last.metadata.managedFields.find((e: { manager: string }) => e.manager === 'kubectl-create')?.fieldsV1?.['f:data']?.['f:a']);
+  const rv = last.metadata.resourceVersion;
+  const noop = await s.request('PATCH', '/api/v1/namespaces/ssa/configmaps/owned', { body: { data: { b: '3' } }, headers: { 'Content-Type': 'application/merge-patch+json', 'User-Agent': 'someone-else' } });
+  t.equal(noop.json().metadata.resourceVersion, rv, 'a write that changes nothing records nothing');
+});

@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import { ageColumn, fieldError } from '../common.js';
+import { ageColumn, dropEmptyMaps, fieldError } from '../common.js';
 import type { FieldError, KindDefinition } from '../types.js';
 import { countKeys, validateDataMap } from './secret.js';
 
@@ -21,6 +21,8 @@ export const configMapKind: KindDefinition = {
   // kube's printConfigMap (pkg/printers/internalversion/printers.go): len(data) + len(binaryData)
   columns: [{ name: 'Data', type: 'string', jsonPath: '.data', description: 'The number of data and binaryData entries.', value: (o) => countKeys(o.data, o.binaryData) }, ageColumn()],
   strategy: {
+    prepareForCreate: (obj) => dropEmptyMaps(obj, ['data', 'binaryData']),
+    prepareForUpdate: (obj) => dropEmptyMaps(obj, ['data', 'binaryData']),
     validate: (obj) => [...validateDataMap(obj.data, 'data', false), ...validateDataMap(obj.binaryData, 'binaryData', true)],
     validateUpdate(obj, old) {
       const errs: FieldError[] = [];

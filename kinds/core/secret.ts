@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import { ageColumn, fieldError, isRecord } from '../common.js';
+import { ageColumn, dropEmptyMaps, fieldError, isRecord } from '../common.js';
 import type { FieldError, KindDefinition, KubeObject } from '../types.js';
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
@@ -57,10 +57,12 @@ export const secretKind: KindDefinition = {
   strategy: {
     prepareForCreate(obj) {
       foldStringData(obj);
+      dropEmptyMaps(obj, ['data']);
       obj.type ??= 'Opaque';
     },
     prepareForUpdate(obj) {
       foldStringData(obj);
+      dropEmptyMaps(obj, ['data']);
       obj.type ??= 'Opaque';
     },
     validate: (obj) => validateDataMap(obj.data, 'data', true),
