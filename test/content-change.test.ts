@@ -1,0 +1,115 @@
+// Issue 12, item 7 (the snapshot side): the same version re-pushed with different signed content.
+// The OCMComponent sees the new manifest digest; every Source and Action on it runs again, because
+// what they key their last run on includes the component's status (manifest digest and all), not
+// only its version. Pulled from the registry: the Source's and the Action's new snapshots hold the
+// new bytes, and nothing else moves afterwards.
+import { generateKeyPairSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import YAML from 'yaml';
+import { archiveToFiles } from '../providers/content.js';
+import { type ComponentSpec, publish } from '../ocm/publish.js';
+import { OcmRepository } from '../ocm/repository.js';
+import { OciClient } from '../registry/client.js';
+import { pullSnapshot } from '../registry/snapshot.js';
+import { startServer, tempDir, type TestServer } from './helpers/server.js';
+
+const GV = 'delivery.ocm.software/v1alpha1';
+const NS = 'repush';
+let s: TestServer;
+let client: OciClient;
+let repo: OcmRepository;
+const key = generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
+
+const yaml = (...objs: unknown[]) => objs.map((o) => YAML.stringify(o)).join('---\n');
+async function json(args: string[]) {
+  const r = await s.kubectl([...args, '-o', 'json']);
+  if (r.code !== 0) throw new Error(r.stderr);
+  return JSON.parse(r.stdout);
+}
+async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+const readyWith = (kind: string, name: string, pred: (o: any) => boolean = () => true) =>
+  until(`${kind}/${name}`, async () => {
+    const o = await json(['get', kind, name, '-n', NS]);
+    return o.status?.conditions?.find((c: { type: string }) => c.type === 'Ready')?.status === 'True' && o.status.snapshot && pred(o) ? o : undefined;
+  });
+async function content(snapshot: string): Promise<string> {
+  const snap = await json(['get', 'snapshot', snapshot, '-n', NS]);
+  const files = await archiveToFiles(await pullSnapshot(client, `${snap.status.repositoryURL}:${snap.status.tag}`, { expectedDigest: snap.status.digest }));
+  return files['data.yaml'].toString('utf8');
+}
+const spec = (text: string): ComponentSpec => ({
+  name: 'ocm.software/test/repush',
+  version: '2.0.0',
+  provider: 'acme',
+  resources: [
+    { name: 'data', type: 'blob', input: { type: 'utf8', text, mediaType: 'application/yaml' } },
+    {
+      name: 'img',
+      type: 'ociImage',
+      relation: 'external',
+      access: { type: 'ociArtifact', imageReference: 'registry.example.internal/app:2.0.0' },
+      digest: { hashAlgorithm: 'SHA-256', normalisationAlgorithm: 'ociArtifactDigest/v1', value: '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08' },
+    },
+  ],
+});
+
+t.before(async () => {
+  s = await startServer({ reconcilers: 'all' });
+  const registry = s.logs.map((l) => /"registry":"([^"]+)"/.exec(l)?.[1]).find(Boolean)!;
+  const certs = join(s.dataDir, 'certs');
+  client = new OciClient({ ca: readFileSync(join(certs, 'ca.crt'), 'utf8'), cert: readFileSync(join(certs, 'admin.crt'), 'utf8'), key: readFileSync(join(certs, 'admin.key'), 'utf8') });
+  repo = new OcmRepository(client, `${registry}/ocm`);
+  await publish(repo, spec('image: old # first push\n'), tempDir(), { sign: { name: 'acme', privateKeyPem: key.privateKey } });
+  await s.kubectl(['create', 'namespace', NS]);
+  await s.kubectl(['create', 'secret', 'generic', 'acme-key', '-n', NS, `--from-literal=acme=${key.publicKey}`]);
+  const a = await s.kubectl(['apply', '-f', '-'], {
+    input: yaml(
+      {
+        apiVersion: GV,
+        kind: 'OCMComponent',
+        metadata: { name: 'comp', namespace: NS },
+        spec: { name: 'ocm.software/test/repush', version: '2.0.0', interval: '2s', repository: { url: `${registry}/ocm` }, verify: [{ signature: 'acme', secretRef: { name: 'acme-key' } }] },
+      },
+      { apiVersion: GV, kind: 'OCMResource', metadata: { name: 'data', namespace: NS }, spec: { resource: 'data' } },
+      { apiVersion: GV, kind: 'Source', metadata: { name: 'src', namespace: NS }, spec: { componentRef: { name: 'comp' }, providerRef: { apiVersion: GV, kind: 'OCMResource', name: 'data' } } },
+      { apiVersion: GV, kind: 'Localization', metadata: { name: 'loc', namespace: NS }, spec: { rules: [{ resource: { name: 'img' }, file: 'data.yaml', image: 'image' }] } },
+      { apiVersion: GV, kind: 'Action', metadata: { name: 'loc', namespace: NS }, spec: { componentRef: { name: 'comp' }, sourceRef: { kind: 'Source', name: 'src' }, providerRef: { apiVersion: GV, kind: 'Localization', name: 'loc' } } },
+    ),
+  });
+  if (a.code !== 0) throw new Error(a.stderr);
+});
+t.teardown(() => s?.stop());
+
+t.test('new signed content under the same version flows through Source and Action', async (t) => {
+  const src1 = await readyWith('source', 'src');
+  const act1 = await readyWith('action', 'loc');
+  t.equal(await content(src1.status.snapshot), 'image: old # first push\n');
+  t.equal(await content(act1.status.snapshot), 'image: registry.example.internal/app:2.0.0 # first push\n');
+  const comp1 = await json(['get', 'ocmcomponent', 'comp', '-n', NS]);
+
+  await publish(repo, spec('image: old # pushed again, same version\n'), tempDir(), { sign: { name: 'acme', privateKeyPem: key.privateKey }, overwrite: true });
+  const comp2 = await until('the new manifest digest', async () => {
+    const c = await json(['get', 'ocmcomponent', 'comp', '-n', NS]);
+    return c.status.manifestDigest && c.status.manifestDigest !== comp1.status.manifestDigest ? c : undefined;
+  });
+  t.equal(comp2.status.resolvedVersion, '2.0.0', 'the same version');
+  const src2 = await readyWith('source', 'src', (o) => o.status.snapshot !== src1.status.snapshot);
+  t.equal(await content(src2.status.snapshot), 'image: old # pushed again, same version\n', "the Source's new snapshot holds the new bytes");
+  const act2 = await readyWith('action', 'loc', (o) => o.status.snapshot !== act1.status.snapshot && o.status.inputSnapshot === src2.status.snapshot);
+  t.equal(await content(act2.status.snapshot), 'image: registry.example.internal/app:2.0.0 # pushed again, same version\n', "and the Action's, from it");
+
+  // And then it rests: three intervals of the component later, no further snapshot.
+  await new Promise((r) => setTimeout(r, 6000));
+  t.equal((await json(['get', 'source', 'src', '-n', NS])).status.snapshot, src2.status.snapshot);
+  t.equal((await json(['get', 'action', 'loc', '-n', NS])).status.snapshot, act2.status.snapshot);
+});
