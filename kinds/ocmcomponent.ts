@@ -14,6 +14,7 @@ import {
   VERSION,
   anyValue,
   isRecord,
+  stringEnum,
   commonColumns,
   fieldError,
   interval,
@@ -109,6 +110,8 @@ function ajvErrors(errors: NonNullable<typeof verifyCheck.errors>, v: unknown): 
   );
 }
 
+export const DOWNGRADE_POLICIES = ['Allow', 'Deny', 'Enforce'] as const;
+
 export const OCMComponentSpec = Type.Object(
   {
     interval: Type.Optional(
@@ -152,6 +155,13 @@ export const OCMComponentSpec = Type.Object(
           'An object, the design\'s form `{secretRef: {name}}`: every data entry of the Secret is `<signature name>: <PEM public key>` and each of those signatures must verify (at least one entry); with `signature` (and `key`) set it is one entry of the list form.',
       ),
     ),
+    downgradePolicy: Type.Optional(
+      stringEnum(DOWNGRADE_POLICIES, {
+        description:
+          'What happens when the version to use is older than the one in use (a tag deleted upstream, a constraint edited, newer versions that do not verify), as the OCM controller (ocm-k8s-toolkit) has it. `Deny` (default): never; the OCMComponent stays on its version with Ready=False `DowngradeDenied`. `Allow`: when the version in use carries the label `ocm.software/ocm-k8s-toolkit/downgradable` whose value is a semver constraint the older version satisfies. `Enforce`: always. Either way the move is an Event.',
+        default: 'Deny',
+      }),
+    ),
     suspend: Type.Optional(suspend('component')),
   },
   { description: 'Desired state of the OCMComponent: which component version to fetch, from where, and how to verify it.' },
@@ -167,6 +177,19 @@ export const OCMComponentStatus = statusSchema('OCMComponent', {
   ),
   deployPackage: Type.Optional(
     ObjectReference('The object holding the deploy package (the component\'s resource with the Flux package media type), if the component has one.', 'object holding the deploy package'),
+  ),
+  skippedVersions: Type.Optional(
+    Type.Array(
+      Type.Object(
+        {
+          version: Type.String({ description: 'The version.' }),
+          reason: Type.String({ description: 'Why it was skipped, as a condition reason (`VerificationFailed`, `DigestMismatch`, ...).' }),
+          message: Type.String({ description: 'What failed.' }),
+        },
+        { description: 'A version that was skipped.' },
+      ),
+      { description: 'Versions newer than the one in use that `spec.version` admits but that did not verify, newest first; each was named in an Event when first skipped.' },
+    ),
   ),
   manifestDigest: Type.Optional(
     Type.String({

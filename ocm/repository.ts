@@ -147,16 +147,24 @@ export class OcmRepository {
 
   /** An exact version, or the newest version matching a semver constraint (`v0.9.x`, `>=1.2 <2`). */
   async resolveVersion(component: string, constraint: string): Promise<string> {
+    return (await this.candidateVersions(component, constraint))[0];
+  }
+
+  /**
+   * The versions `constraint` admits, newest first: an exact version alone (matched exactly, build
+   * metadata included), or every version matching a semver constraint. A NO_MATCH error when none.
+   */
+  async candidateVersions(component: string, constraint: string): Promise<string[]> {
     const c = constraint.trim();
     let versions: string[];
     try {
       versions = await this.listVersions(component);
     } catch (e) {
       // a registry that does not list tags can still serve an exact version
-      if (semver.valid(c, { loose: true }) && !(e instanceof OcmRepositoryError)) return c;
+      if (semver.valid(c, { loose: true }) && !(e instanceof OcmRepositoryError)) return [c];
       throw e;
     }
-    if (versions.includes(c)) return c;
+    if (versions.includes(c)) return [c];
     // An exact version matches exactly: build metadata included (semver ranges ignore it, so
     // `1.2.0+build.6` would otherwise resolve to `1.2.0+build.5`); `v1.2.0` and `1.2.0` are the same.
     const exact = semver.parse(c, { loose: true });
@@ -165,18 +173,18 @@ export class OcmRepository {
         const p = semver.parse(v, { loose: true });
         return p !== null && p.compare(exact) === 0 && p.build.join('.') === exact.build.join('.');
       });
-      if (same) return same;
+      if (same) return [same];
       const have = versions.length ? versions.join(', ') : 'none';
       throw new OcmRepositoryError('NO_MATCH', `version ${c} of component ${component} is not in ${this.baseUrl} (versions: ${have})`);
     }
     const range = semver.validRange(c, { loose: true });
     if (range === null) throw new OcmRepositoryError('NO_MATCH', `"${c}" is neither a version of component ${component} in ${this.baseUrl} nor a semver constraint`);
-    const match = versions.filter((v) => semver.valid(v, { loose: true }) && semver.satisfies(v, range, { loose: true })).sort(compareVersions).pop();
-    if (!match) {
+    const matches = versions.filter((v) => semver.valid(v, { loose: true }) && semver.satisfies(v, range, { loose: true })).sort(compareVersions).reverse();
+    if (!matches.length) {
       const have = versions.length ? versions.join(', ') : 'none';
       throw new OcmRepositoryError('NO_MATCH', `no version of component ${component} in ${this.baseUrl} matches "${c}" (versions: ${have})`);
     }
-    return match;
+    return matches;
   }
 
   /** A component version by its tag or, with `digest`, by that manifest digest (the exact content). */

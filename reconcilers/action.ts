@@ -9,7 +9,7 @@ import { TransformError } from '../providers/configdata.js';
 import { archiveToFiles } from '../providers/content.js';
 import type { ActionOutput, ActionProvider, Files } from '../providers/types.js';
 import { pullSnapshot } from '../registry/snapshot.js';
-import { componentState, readyComponent, withComponentVersion } from './components.js';
+import { announceVersionChange, componentState, readyComponent, withComponentVersion } from './components.js';
 import { API_VERSION, ensureRegistryTlsSecret, getObject, listObjects, NOT_READY_RETRY_MS, ReconcileError, type ReconcilerContext, reportRunFailure, resourceOf } from './context.js';
 import { stalled, toReconcileError, waiting } from './runtime/errors.js';
 import { runExternalProvider } from './external.js';
@@ -160,6 +160,7 @@ export function actionController(ctx: ReconcilerContext, providers: ActionProvid
       : snapshot
         ? `snapshot ${snapshot.metadata.name} (${digest!.slice(0, 19)}) from ${i.snapshot.metadata.name}`
         : `${out.message ?? `deployed ${i.snapshot.metadata.name}`}${unnamed.length ? `: ${unnamed.join(', ')}` : ''}`;
+    await announceVersionChange(ctx, action, (action.status as { componentVersion?: string } | undefined)?.componentVersion, rc);
     // Only the Action's own status: its provider may serve other Actions too (providerStatusController).
     await ctx.status.update(ACT, { namespace: ns, name: action.metadata.name! }, (st, o) => {
       st.ready = ready;
@@ -170,6 +171,7 @@ export function actionController(ctx: ReconcilerContext, providers: ActionProvid
       setCondition(st, { type: 'Ready', status: ready ? 'True' : 'False', reason: ready ? 'Succeeded' : 'Progressing', message }, o.metadata.generation);
       st.inputSnapshot = i.snapshot.metadata.name;
       st.inputDigest = i.digest;
+      st.componentVersion = rc.version;
     });
     if (!ready || !provider) return { requeueAfterMs: every ?? NOT_READY_RETRY_MS };
     return every ? { requeueAfterMs: every } : undefined;

@@ -71,3 +71,13 @@ export async function withComponentVersion<T>(ctx: ReconcilerContext, c: ReadyCo
     if (client !== ctx.snapshots.client) client.close?.();
   }
 }
+
+/**
+ * An Event on a Source or Action when the component version it runs on changes (`before` is the
+ * version its status names): every move a new, older or re-resolved version makes is visible in
+ * `kubectl describe` of everything it moves.
+ */
+export async function announceVersionChange(ctx: ReconcilerContext, obj: KubeObject, before: string | undefined, c: ReadyComponent): Promise<void> {
+  if (!before || before === c.version) return;
+  await ctx.events?.record(obj, 'Normal', 'ComponentVersionChanged', `OCMComponent ${c.component.metadata.name} moved ${c.name} from ${before} to ${c.version}`).catch(() => undefined);
+}

@@ -4,6 +4,7 @@
 // the referenced components it names), every referenced component against the digest its parent
 // records, every resource stored with a component version against its digest. A version that
 // fails any of it produces nothing downstream.
+import semver from 'semver';
 import { parseDuration } from '../kinds/common.js';
 import { componentDescriptorName } from '../kinds/componentdescriptor.js';
 import { type OCMComponentSpec, verifyRules } from '../kinds/ocmcomponent.js';
@@ -14,6 +15,7 @@ import { verifyDescriptor } from '../ocm/signing.js';
 import {
   API_VERSION,
   applyObject,
+  getObject,
   listObjects,
   ownerRef,
   ReconcileError,
@@ -25,10 +27,36 @@ import {
 import { internalOptions } from '../apiserver/rest.js';
 import type { ControllerSpec, Result } from './runtime/controller.js';
 import { DigestMismatch, isDigestMismatch, stalled, toReconcileError } from './runtime/errors.js';
-import { setCondition } from './runtime/status.js';
+import { condition, removeCondition, setCondition } from './runtime/status.js';
 
 /** Resource types that carry a Flux deploy package (the design's "flux media type"). */
 const DEPLOY_PACKAGE_TYPES = ['package.ocm.fluxcd.io', 'flux.package.ocm.software'];
+
+/** Label of a component version that allows downgrades to versions matching its value (ocm-k8s-toolkit's). */
+export const DOWNGRADABLE_LABEL = 'ocm.software/ocm-k8s-toolkit/downgradable';
+
+/** Failures of one candidate version after which an older matching version is tried. */
+const SKIPPABLE = ['VerificationFailed', 'DigestMismatch', 'ReferenceDigestMismatch', 'InvalidComponentVersion', 'DescriptorTooLarge'];
+
+interface Skipped {
+  version: string;
+  reason: string;
+  message: string;
+}
+interface Loaded {
+  version: string;
+  cv: ComponentVersion;
+  graph: Awaited<ReturnType<OcmRepository['referenceGraph']>>;
+  signatures: string[];
+  problems: string[];
+  checked: number;
+}
+interface PreviousStatus {
+  resolvedVersion?: string;
+  manifestDigest?: string;
+  skippedVersions?: Skipped[];
+  componentDescriptor?: { name: string };
+}
 
 /** Reasons of failures that mean the content is not verified (status.verified false). */
 const NOT_VERIFIED = ['VerificationFailed', 'DigestMismatch', 'ReferenceDigestMismatch'];
@@ -133,6 +161,99 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
     return done;
   }
 
+  /** Fetches and verifies one version: a ReconcileError naming why it is not usable. */
+  async function load(repo: OcmRepository, ns: string, spec: OCMComponentSpec, version: string, seen: (manifestDigest: string) => void): Promise<Loaded> {
+    let cv;
+    try {
+      cv = await repo.getComponentVersion(spec.name, version);
+    } catch (err) {
+      tooLarge(err, `${spec.name}:${version}`);
+      throw new ReconcileError(err instanceof OcmRepositoryError && err.code !== 'NOT_FOUND' ? 'InvalidComponentVersion' : 'FetchFailed', `fetching ${spec.name}:${version} from ${spec.repository.url}: ${(err as Error).message}`, !(err instanceof OcmRepositoryError));
+    }
+    seen(cv.manifestDigest);
+    // The reference graph, every edge against the digest its parent records.
+    let graph;
+    try {
+      graph = await repo.referenceGraph(cv);
+    } catch (err) {
+      tooLarge(err, `a component referenced by ${spec.name}:${version}`);
+      if (isDigestMismatch(err)) throw new DigestMismatch(`${spec.name}:${version}: ${(err as Error).message}`, 'ReferenceDigestMismatch', { cause: err });
+      throw toReconcileError(err, 'ReferenceFailed', `resolving the component references of ${spec.name}:${version}`);
+    }
+    const signatures = await verifySignatures(ns, spec, cv.descriptor, graph.components.map((c) => c.descriptor));
+    // Resource digests against the bytes, of the component and of every component it references.
+    const problems = graph.edges.filter((e) => !e.digest).map((e) => `${e.parent.component.name}:${e.parent.component.version} references ${e.ref.componentName}:${e.ref.version} (${e.ref.name}) without a digest`);
+    let checked = 0;
+    for (const c of [cv, ...graph.components]) {
+      try {
+        const r = await checkResources(repo, c);
+        checked += r.checked;
+        problems.push(...r.missing);
+      } catch (err) {
+        if (isDigestMismatch(err)) throw new DigestMismatch(`${spec.name}:${version}: ${(err as Error).message}`, 'DigestMismatch', { cause: err });
+        throw toReconcileError(err, 'FetchFailed', `checking the resources of ${c.descriptor.component.name}:${c.descriptor.component.version}`);
+      }
+    }
+    if (signatures.length && problems.length) {
+      throw stalled('VerificationFailed', `${spec.name}:${version} cannot be verified: ${problems.join('; ')}`);
+    }
+    return { version, cv, graph, signatures, problems, checked };
+  }
+
+  const event = (obj: KubeObject, type: 'Normal' | 'Warning', reason: string, message: string) =>
+    ctx.events?.record(obj, type, reason, message).catch((err: Error) => ctx.log.warn({ err: err.message }, 'recording an event failed'));
+
+  /**
+   * Names each newly skipped version in an Event and in status.skippedVersions; a content change
+   * under the same version gets a Warning Event and the ContentChanged condition.
+   */
+  async function reportSkipped(obj: KubeObject, skipped: Skipped[], change: { from: string; to: string } | undefined) {
+    const before = ((obj.status ?? {}) as PreviousStatus).skippedVersions ?? [];
+    for (const x of skipped) {
+      if (!before.some((b) => b.version === x.version && b.reason === x.reason)) await event(obj, 'Warning', 'VersionSkipped', `${x.version} skipped: ${x.message}`);
+    }
+    const name = (obj.spec as OCMComponentSpec).name;
+    const version = (obj.status as PreviousStatus | undefined)?.resolvedVersion;
+    const contentMessage = change && `the content of ${name}:${version} changed under the same version: manifest ${change.from} is now ${change.to}`;
+    const old = condition(obj, 'ContentChanged');
+    if (contentMessage && old?.message?.startsWith(contentMessage) !== true) await event(obj, 'Warning', 'ContentChanged', `${contentMessage}; it flows on only once the new content verifies`);
+    await ctx.status.update(R, { namespace: obj.metadata.namespace, name: obj.metadata.name! }, (st) => {
+      if (skipped.length) st.skippedVersions = skipped.map((x) => ({ version: x.version, reason: x.reason, message: x.message.slice(0, 1024) }));
+      else delete st.skippedVersions;
+      if (contentMessage && old?.message?.startsWith(contentMessage) !== true) {
+        setCondition(st, { type: 'ContentChanged', status: 'True', reason: 'ManifestDigestChanged', message: contentMessage }, obj.metadata.generation);
+      }
+    });
+  }
+
+  /**
+   * A move to an older version than the one in use follows spec.downgradePolicy, as the OCM
+   * controller (ocm-k8s-toolkit) has it: Deny (default) refuses; Allow when the version in use
+   * carries the label `ocm.software/ocm-k8s-toolkit/downgradable` with a semver constraint the
+   * new version satisfies; Enforce always. An allowed downgrade is a Warning Event.
+   */
+  async function checkDowngrade(obj: KubeObject, spec: OCMComponentSpec, prev: PreviousStatus, version: string, skipped: Skipped[]) {
+    const cur = prev.resolvedVersion;
+    if (!cur || !semver.valid(cur, { loose: true }) || !semver.valid(version, { loose: true }) || semver.compare(version, cur, { loose: true }) >= 0) return;
+    const policy = spec.downgradePolicy ?? 'Deny';
+    const why = skipped.length ? `newer matching versions do not verify (${skipped.map((x) => x.version).join(', ')})` : `${cur} is no longer among the versions "${spec.version}" admits`;
+    const what = `${spec.name}: ${cur} -> ${version} is a downgrade (${why})`;
+    let allowed = policy === 'Enforce';
+    let detail = '';
+    if (policy === 'Allow') {
+      const cdName = prev.componentDescriptor?.name;
+      const cd = cdName ? await getObject(ctx, CD, obj.metadata.namespace, cdName) : undefined;
+      const label = ((cd?.spec as { labels?: Array<{ name: string; value: unknown }> } | undefined)?.labels ?? []).find((l) => l.name === DOWNGRADABLE_LABEL);
+      const range = typeof label?.value === 'string' ? semver.validRange(label.value, { loose: true }) : null;
+      allowed = range !== null && semver.satisfies(version, range, { loose: true });
+      detail = label ? `${cur} allows downgrades to "${String(label.value)}"` : `${cur} has no label ${DOWNGRADABLE_LABEL}`;
+    }
+    if (!allowed) {
+      throw stalled('DowngradeDenied', `${what}, which spec.downgradePolicy ${policy}${policy === 'Deny' ? ' (the default)' : ''} refuses${detail ? `: ${detail}` : ''}; staying on ${cur}`);
+    }
+    await event(obj, 'Warning', 'Downgraded', `${what}; spec.downgradePolicy ${policy} allows it${detail ? ` (${detail})` : ''}`);
+  }
+
   async function reconcile(obj: KubeObject): Promise<Result> {
     const ns = obj.metadata.namespace!;
     const spec = obj.spec as OCMComponentSpec;
@@ -140,47 +261,39 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
     const client = await repositoryClient(ctx, ns, spec.repository.url, spec.repository.secretRef);
     try {
       const repo = new OcmRepository(client, spec.repository.url);
-      let version: string;
+      const prev = (obj.status ?? {}) as PreviousStatus;
+      let candidates: string[];
       try {
-        version = await repo.resolveVersion(spec.name, spec.version);
+        candidates = await repo.candidateVersions(spec.name, spec.version);
       } catch (err) {
         // No such component or no matching version is VersionNotFound; a repository that cannot be
         // read (refused, 5xx, 429, 401, a cut connection) is FetchFailed, whatever the version.
         throw new ReconcileError(err instanceof OcmRepositoryError ? 'VersionNotFound' : 'FetchFailed', `resolving ${spec.name} ${spec.version} in ${spec.repository.url}: ${(err as Error).message}`);
       }
-      let cv;
-      try {
-        cv = await repo.getComponentVersion(spec.name, version);
-      } catch (err) {
-        tooLarge(err, `${spec.name}:${version}`);
-        throw new ReconcileError('FetchFailed', `fetching ${spec.name}:${version} from ${spec.repository.url}: ${(err as Error).message}`);
-      }
-      // The reference graph, every edge against the digest its parent records.
-      let graph;
-      try {
-        graph = await repo.referenceGraph(cv);
-      } catch (err) {
-        tooLarge(err, `a component referenced by ${spec.name}:${version}`);
-        if (isDigestMismatch(err)) throw new DigestMismatch(`${spec.name}:${version}: ${(err as Error).message}`, 'ReferenceDigestMismatch', { cause: err });
-        throw toReconcileError(err, 'ReferenceFailed', `resolving the component references of ${spec.name}:${version}`);
-      }
-      const signatures = await verifySignatures(ns, spec, cv.descriptor, graph.components.map((c) => c.descriptor));
-      // Resource digests against the bytes, of the component and of every component it references.
-      const problems = graph.edges.filter((e) => !e.digest).map((e) => `${e.parent.component.name}:${e.parent.component.version} references ${e.ref.componentName}:${e.ref.version} (${e.ref.name}) without a digest`);
-      let checked = 0;
-      for (const c of [cv, ...graph.components]) {
+      // The newest candidate that verifies; the ones that do not are skipped (and named).
+      const skipped: Skipped[] = [];
+      let loaded: Loaded | undefined;
+      let contentChange: { from: string; to: string } | undefined;
+      for (const v of candidates) {
         try {
-          const r = await checkResources(repo, c);
-          checked += r.checked;
-          problems.push(...r.missing);
+          loaded = await load(repo, ns, spec, v, (digest) => {
+            if (v === prev.resolvedVersion && prev.manifestDigest && prev.manifestDigest !== digest) contentChange = { from: prev.manifestDigest, to: digest };
+          });
+          break;
         } catch (err) {
-          if (isDigestMismatch(err)) throw new DigestMismatch(`${spec.name}:${version}: ${(err as Error).message}`, 'DigestMismatch', { cause: err });
-          throw toReconcileError(err, 'FetchFailed', `checking the resources of ${c.descriptor.component.name}:${c.descriptor.component.version}`);
+          const e = toReconcileError(err, 'ReconcileFailed');
+          if (!SKIPPABLE.includes(e.reason)) throw e;
+          skipped.push({ version: v, reason: e.reason, message: e.message });
         }
       }
-      if (signatures.length && problems.length) {
-        throw stalled('VerificationFailed', `${spec.name}:${version} cannot be verified: ${problems.join('; ')}`);
+      await reportSkipped(obj, skipped, contentChange);
+      if (!loaded) {
+        const [first, ...rest] = skipped;
+        const e = new ReconcileError(first.reason, `${first.message}${rest.length ? `; older matching versions do not verify either: ${rest.map((x) => `${x.version} (${x.reason})`).join(', ')}` : ''}`, 'Stalled');
+        throw contentChange ? Object.assign(e, { contentChange }) : e;
       }
+      const { version, cv, graph, signatures, problems, checked } = loaded;
+      await checkDowngrade(obj, spec, prev, version, skipped);
       const refs = graph.components;
 
       const owner = ownerRef(obj);
@@ -245,7 +358,17 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
           },
           obj.metadata.generation,
         );
+        if (prev.resolvedVersion !== version) removeCondition(st, 'ContentChanged');
+        else if (contentChange) {
+          setCondition(st, { type: 'ContentChanged', status: 'True', reason: 'ContentVerified', message: `the content of ${spec.name}:${version} changed under the same version: manifest ${contentChange.from} is now ${contentChange.to}; the new content verified and flows on` }, obj.metadata.generation);
+        }
       });
+      if (prev.resolvedVersion && prev.resolvedVersion !== version) {
+        const up = semver.valid(prev.resolvedVersion, { loose: true }) && semver.valid(version, { loose: true }) ? semver.compare(version, prev.resolvedVersion, { loose: true }) : 0;
+        await event(obj, 'Normal', 'VersionChanged', `${spec.name}: ${prev.resolvedVersion} -> ${version}${up > 0 ? ' (upgrade)' : up < 0 ? ' (downgrade)' : ''}`);
+      } else if (contentChange) {
+        await event(obj, 'Normal', 'ContentVerified', `the new content of ${spec.name}:${version} (manifest ${contentChange.to}) verified; Sources and Actions move to it`);
+      }
       return { requeueAfterMs: interval };
     } finally {
       if (client !== ctx.snapshots.client) client.close?.();

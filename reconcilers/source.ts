@@ -9,7 +9,7 @@ import type { SourceSpec } from '../kinds/source.js';
 import type { KubeObject } from '../kinds/types.js';
 import { ocmResourceProvider, ReferenceNotFound, ResourceNotFound } from '../providers/ocmresource.js';
 import type { SourceProvider } from '../providers/types.js';
-import { componentState, readyComponent, withComponentVersion } from './components.js';
+import { announceVersionChange, componentState, readyComponent, withComponentVersion } from './components.js';
 import { runExternalProvider } from './external.js';
 import { API_VERSION, getObject, listObjects, type ReconcilerContext, reportRunFailure, resourceOf } from './context.js';
 import { stalled, toReconcileError, waiting } from './runtime/errors.js';
@@ -72,6 +72,7 @@ export function sourceController(ctx: ReconcilerContext): ControllerSpec {
       });
       const snap = snapshot.status as { digest: string; tag: string };
       const what = `${out.identity.resourceName ?? 'the resource'} from ${rc.name}:${rc.version}`;
+      await announceVersionChange(ctx, src, (src.status as { componentVersion?: string } | undefined)?.componentVersion, rc);
       await ctx.status.update(SRC, { namespace: ns, name: src.metadata.name! }, (st, o) => {
         st.ready = true;
         st.snapshot = snapshot.metadata.name;

@@ -321,3 +321,119 @@ t.test('verified means all of it: referenced components against their parents\' 
   const snaps = (await json(['get', 'snapshots', '-n', 'graph'])).items.map((x: any) => x.metadata.ownerReferences[0].name);
   t.notOk(snaps.includes('swapped') || snaps.includes('loose') || snaps.includes('top-late'), 'no snapshot of anything unverified');
 });
+
+/** Events of one object (kind/name), as kubectl lists them. */
+async function events(ns: string, kind: string, name: string): Promise<Array<{ type: string; reason: string; message: string }>> {
+  const list = await json(['get', 'events', '-n', ns]);
+  return list.items.filter((e: any) => e.involvedObject?.kind === kind && e.involvedObject?.name === name);
+}
+const waitEvent = (ns: string, kind: string, name: string, reason: string, message?: RegExp) =>
+  waitFor(`a ${reason} Event on ${kind}/${name}`, async () => (await events(ns, kind, name)).find((e) => e.reason === reason && (!message || message.test(e.message))));
+
+t.test('the same version pushed again with other content: detected by manifest digest, flows on only when it verifies', async (t) => {
+  await namespace('repush', { 'acme-key': { acme: signer.publicKey } });
+  await publish(repo, textComponent('ocm.software/it/repush', '1.0.0', 'first\n'), work, sign);
+  await apply(
+    component('repush', 'repush', { name: 'ocm.software/it/repush', version: '1.0.0', verify: [{ signature: 'acme', secretRef: { name: 'acme-key' } }] }),
+    ...source('repush', 'repush', 'repush', { resource: 'config' }),
+  );
+  const first = await waitReason('ocmcomponent', 'repush', 'repush', 'Succeeded');
+  await waitReason('source', 'repush', 'repush', 'Succeeded');
+  t.equal(await snapshotText('repush', 'repush'), 'first\n');
+
+  // New, validly signed content under 1.0.0: detected, verified, and the Source re-runs on it.
+  const second = await publish(repo, textComponent('ocm.software/it/repush', '1.0.0', 'second\n'), work, { ...sign, overwrite: true });
+  const c2 = await waitFor('the new manifest digest', async () => {
+    const o = await json(['get', 'ocmcomponent', 'repush', '-n', 'repush']);
+    return o.status.manifestDigest === second.manifestDigest && ready(o)?.status === 'True' ? o : undefined;
+  });
+  t.not(c2.status.manifestDigest, first.status.manifestDigest);
+  t.equal(cond(c2, 'ContentChanged').reason, 'ContentVerified');
+  t.match(cond(c2, 'ContentChanged').message, new RegExp(`manifest ${first.status.manifestDigest} is now ${second.manifestDigest}`));
+  const warn = await waitEvent('repush', 'OCMComponent', 'repush', 'ContentChanged');
+  t.equal(warn.type, 'Warning');
+  await waitFor('the Source on the new content', async () => ((await snapshotText('repush', 'repush')) === 'second\n' ? true : undefined));
+  t.pass('the Source delivers the new bytes');
+
+  // Content that does not verify under the same version: detected, not verified, nothing moves.
+  const before = (await json(['get', 'source', 'repush', '-n', 'repush'])).status.snapshot;
+  const third = await publish(repo, textComponent('ocm.software/it/repush', '1.0.0', 'third\n'), work, { sign: { name: 'acme', privateKeyPem: stranger.privateKey }, overwrite: true });
+  const c3 = await waitReason('ocmcomponent', 'repush', 'repush', 'VerificationFailed');
+  t.equal(c3.status.verified, false);
+  t.equal(c3.status.manifestDigest, second.manifestDigest, 'status keeps naming the content that verified');
+  t.equal(cond(c3, 'ContentChanged').reason, 'ManifestDigestChanged');
+  t.match(cond(c3, 'ContentChanged').message, new RegExp(`is now ${third.manifestDigest}`));
+  await waitEvent('repush', 'OCMComponent', 'repush', 'ContentChanged', new RegExp(third.manifestDigest));
+  await waitReason('source', 'repush', 'repush', 'ComponentNotVerified');
+  await new Promise((r) => setTimeout(r, 3000)); // beyond the component's interval
+  const src = await json(['get', 'source', 'repush', '-n', 'repush']);
+  t.equal(src.status.snapshot, before, 'no new snapshot');
+  t.equal(await snapshotText('repush', 'repush'), 'second\n', 'the snapshot keeps the verified bytes');
+  const cc = (await events('repush', 'OCMComponent', 'repush')).filter((e) => e.reason === 'ContentChanged');
+  t.equal(cc.length, 2, 'one ContentChanged Event per change, not one per interval');
+});
+
+t.test('version policy: the newest version that verifies, skipped ones named; downgrades follow spec.downgradePolicy; every move an Event', async (t) => {
+  await namespace('policy', { 'acme-key': { acme: signer.publicKey } });
+  const name = 'ocm.software/it/policy';
+  const pub = (v: string, key = signer.privateKey, extra: Partial<ComponentSpec> = {}) => publish(repo, textComponent(name, v, `policy ${v}\n`, extra), work, { sign: { name: 'acme', privateKeyPem: key } });
+  await pub('1.0.0');
+  await pub('1.1.0');
+  const verify = [{ signature: 'acme', secretRef: { name: 'acme-key' } }];
+  await apply(component('policy', 'policy', { name, version: '>=1.0.0', verify }), ...source('policy', 'policy', 'policy', { resource: 'config' }));
+  t.equal((await waitReason('ocmcomponent', 'policy', 'policy', 'Succeeded')).status.resolvedVersion, '1.1.0');
+  await waitReason('source', 'policy', 'policy', 'Succeeded');
+  t.equal(await snapshotText('policy', 'policy'), 'policy 1.1.0\n');
+
+  // A newer version that does not verify is skipped, named in an Event and the status; the chain stays.
+  await pub('1.2.0', stranger.privateKey);
+  const skippedEvent = await waitEvent('policy', 'OCMComponent', 'policy', 'VersionSkipped', /^1\.2\.0 skipped: .*signature acme does not verify/);
+  t.equal(skippedEvent.type, 'Warning');
+  const c = await json(['get', 'ocmcomponent', 'policy', '-n', 'policy']);
+  t.same(c.status.skippedVersions.map((x: any) => [x.version, x.reason]), [['1.2.0', 'VerificationFailed']]);
+  t.equal(c.status.resolvedVersion, '1.1.0');
+  t.equal(ready(c).status, 'True', 'still Ready on the newest version that verifies');
+
+  // A newer one that verifies: used; an Event on the OCMComponent and on the Source it moves.
+  await pub('1.3.0');
+  await waitFor('1.3.0', async () => ((await json(['get', 'source', 'policy', '-n', 'policy'])).status?.componentVersion === '1.3.0' ? true : undefined));
+  t.equal(await snapshotText('policy', 'policy'), 'policy 1.3.0\n');
+  t.match((await waitEvent('policy', 'OCMComponent', 'policy', 'VersionChanged', /1\.1\.0 -> 1\.3\.0 \(upgrade\)/)).type, 'Normal');
+  await waitEvent('policy', 'Source', 'policy', 'ComponentVersionChanged', /from 1\.1\.0 to 1\.3\.0/);
+  t.notOk((await json(['get', 'ocmcomponent', 'policy', '-n', 'policy'])).status.skippedVersions, 'nothing skipped any more');
+
+  // The tag of 1.3.0 deleted upstream: the newest that verifies is 1.1.0, a downgrade; Deny (default) refuses.
+  const m = await repo.client.getManifest(repo.refOf(name, '1.3.0'));
+  await repo.client.deleteManifest({ ...repo.refOf(name), digest: m.digest });
+  const denied = await waitReason('ocmcomponent', 'policy', 'policy', 'DowngradeDenied');
+  t.match(ready(denied).message, /1\.3\.0 -> 1\.1\.0 is a downgrade \(newer matching versions do not verify \(1\.2\.0\)\).*Deny \(the default\) refuses.*staying on 1\.3\.0/);
+  t.equal(denied.status.resolvedVersion, '1.3.0');
+  t.equal(await snapshotText('policy', 'policy'), 'policy 1.3.0\n', 'nothing delivered moves back');
+  await waitEvent('policy', 'OCMComponent', 'policy', 'DowngradeDenied');
+
+  // Enforce moves back, with a Warning Event, and the Source follows with its own Event.
+  await apply(component('policy', 'policy', { name, version: '>=1.0.0', verify, downgradePolicy: 'Enforce' }));
+  await waitFor('1.1.0 again', async () => ((await json(['get', 'source', 'policy', '-n', 'policy'])).status?.componentVersion === '1.1.0' ? true : undefined));
+  t.equal(await snapshotText('policy', 'policy'), 'policy 1.1.0\n');
+  t.equal((await waitEvent('policy', 'OCMComponent', 'policy', 'Downgraded', /1\.3\.0 -> 1\.1\.0 .*Enforce allows it/)).type, 'Warning');
+  await waitEvent('policy', 'Source', 'policy', 'ComponentVersionChanged', /from 1\.3\.0 to 1\.1\.0/);
+
+  // Allow: only as far as the label of the version in use permits (ocm-k8s-toolkit's downgradable label).
+  const allow = 'ocm.software/it/allow';
+  const pubA = (v: string, labels?: ComponentSpec['labels']) => publish(repo, textComponent(allow, v, `allow ${v}\n`, labels ? { labels } : {}), work, sign);
+  await pubA('1.0.0');
+  await pubA('1.6.0');
+  await pubA('2.0.0', [{ name: 'ocm.software/ocm-k8s-toolkit/downgradable', value: '>=1.5.0' }]);
+  await apply(component('allow', 'policy', { name: allow, version: '>=1.0.0', verify, downgradePolicy: 'Allow' }));
+  t.equal((await waitReason('ocmcomponent', 'allow', 'policy', 'Succeeded')).status.resolvedVersion, '2.0.0');
+  await apply(component('allow', 'policy', { name: allow, version: '<2.0.0', verify, downgradePolicy: 'Allow' }));
+  await waitFor('1.6.0', async () => ((await json(['get', 'ocmcomponent', 'allow', '-n', 'policy'])).status?.resolvedVersion === '1.6.0' ? true : undefined));
+  await waitEvent('policy', 'OCMComponent', 'allow', 'Downgraded', /2\.0\.0 -> 1\.6\.0 .*2\.0\.0 allows downgrades to ">=1\.5\.0"/);
+  await apply(component('allow', 'policy', { name: allow, version: '<1.5.0', verify, downgradePolicy: 'Allow' }));
+  const no = await waitReason('ocmcomponent', 'allow', 'policy', 'DowngradeDenied');
+  t.match(ready(no).message, /1\.6\.0 has no label ocm\.software\/ocm-k8s-toolkit\/downgradable/);
+  t.equal(no.status.resolvedVersion, '1.6.0');
+
+  const bad = await s.kubectl(['apply', '-f', '-'], { input: yaml(component('allow', 'policy', { name: allow, version: '<1.5.0', downgradePolicy: 'Sometimes' })) });
+  t.match(bad.stderr, /spec\.downgradePolicy.*supported values: "Allow", "Deny", "Enforce"/);
+});
