@@ -421,7 +421,8 @@ t.test('chunked upload: PATCH, status, out-of-order chunk, abort, PUT', async (t
 
   await abortedRequest('PATCH', loc, 10_000, data.subarray(10_000, 15_000), { 'Content-Range': '10000-19999' });
   t.ok(await eventually(async () => (await req('GET', loc)).headers.range === '0-9999'), 'aborted chunk undone');
-  t.equal(fs.statSync(path.join(dataDir, 'uploads', loc.split('/').pop()!, 'data')).size, 10_000);
+  // the Range above is the committed size all along; cutting off the aborted bytes follows the abort
+  t.ok(await eventually(() => fs.statSync(path.join(dataDir, 'uploads', loc.split('/').pop()!, 'data')).size === 10_000), 'aborted bytes cut off');
 
   r = await req('PATCH', loc, { body: data.subarray(10_000, 20_000), chunked: true });
   t.equal(r.status, 202, 'streamed chunk without Content-Range');
