@@ -2,6 +2,7 @@
 // kubeconfig. The tests play the aggregator (kube-apiserver) honestly: a front-proxy client
 // certificate from A's requestheader CA plus X-Remote-* headers, over real TLS.
 import { readFileSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
 import { join } from 'node:path';
 import t from 'tap';
 import { issueClientCert } from '../certs/index.js';
@@ -191,4 +192,31 @@ t.test('B reads Secrets from, and writes Events to, the host cluster A', async (
   const ev = await A.kubectl(['get', 'events', '-n', 'team-a', '--field-selector', 'involvedObject.name=uses-secret', '-o', 'json']);
   const reasons = JSON.parse(ev.stdout).items.map((e: { reason: string }) => e.reason);
   t.ok(reasons.includes('FetchFailed'), `B recorded the transition as an Event in A (${reasons.join(', ')})`);
+});
+
+t.test("B's registry asks A: a token grants pull where A's SubjectAccessReview allows get on snapshots, and nothing else", async (t) => {
+  const port = Number(/"registry":"[^"]*:(\d+)"/.exec(B.logs.find((l) => l.includes('"registry"'))!)![1]);
+  const ca = readFileSync(join(B.dataDir, 'certs', 'ca.crt'), 'utf8');
+  const token = (user: string, pass: string, scopes: string[]) =>
+    new Promise<{ status: number; access?: { name: string; actions: string[] }[] }>((resolve, reject) => {
+      const qs = scopes.map((s) => `scope=${encodeURIComponent(s)}`).join('&');
+      const auth = `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`;
+      https
+        .get({ host: '127.0.0.1', port, path: `/token?service=ocm-apiserver-registry&${qs}`, ca, servername: 'localhost', headers: { Authorization: auth }, agent: false }, (res) => {
+          let body = '';
+          res.on('data', (c) => (body += c));
+          res.on('end', () => {
+            if (res.statusCode !== 200) return resolve({ status: res.statusCode! });
+            const tok = JSON.parse(body).token as string;
+            resolve({ status: 200, access: JSON.parse(Buffer.from(tok.split('.')[0], 'base64url').toString('utf8')).access });
+          });
+        })
+        .on('error', reject);
+    });
+  const bob = await token('bob', 'tok-bob', ['repository:team-a/c/s-p:pull,push,delete', 'repository:team-b/c/s-p:pull']);
+  t.equal(bob.status, 200, 'bob authenticated by a TokenReview on A');
+  t.same(bob.access, [{ type: 'repository', name: 'team-a/c/s-p', actions: ['pull'] }], 'team-a: pull (A allows get), never push or delete; team-b: nothing');
+  const carol = await token('carol', 'tok-carol', ['repository:team-a/c/s-p:pull']);
+  t.same(carol.access, [], 'carol may get nothing on A: nothing granted');
+  t.equal((await token('bob', 'wrong', ['repository:team-a/c/s-p:pull'])).status, 401, 'a token A does not know');
 });
