@@ -84,7 +84,7 @@ export async function startNodeProcess<T>(o: NodeProcessOptions<T>): Promise<Nod
     keep(d.toString());
     if (o.echo) process.stderr.write(`[${o.name} stderr] ${d}`);
   });
-  const timeoutMs = o.timeoutMs ?? 30_000;
+  const timeoutMs = o.timeoutMs ?? 60_000; // generous: shared CI machines start a TLS server with fresh keys slowly under load
   try {
     const ready = await new Promise<T>((resolve, reject) => {
       onReady = resolve;
