@@ -4,10 +4,11 @@
 // are driven with real kubectl, and what a Snapshot holds is pulled from the snapshot registry and
 // compared byte for byte.
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import YAML from 'yaml';
 import { buildComponentVersion, type ComponentSpec, publish } from '../ocm/publish.js';
@@ -436,4 +437,40 @@ t.test('version policy: the newest version that verifies, skipped ones named; do
 
   const bad = await s.kubectl(['apply', '-f', '-'], { input: yaml(component('allow', 'policy', { name: allow, version: '<1.5.0', downgradePolicy: 'Sometimes' })) });
   t.match(bad.stderr, /spec\.downgradePolicy.*supported values: "Allow", "Deny", "Enforce"/);
+});
+
+const CTF = resolve(dirname(fileURLToPath(import.meta.url)), '../../test/fixtures/ocm-vectors/ctf-compat');
+/** Pushes a CTF's artifact (blobs and manifest, byte for byte as the OCM Go library wrote them) under `<registry>/<base>`. */
+async function pushCtf(dir: string, base: string): Promise<string> {
+  const blob = (d: string) => readFileSync(join(CTF, dir, 'blobs', d.replace(':', '.')));
+  const a = JSON.parse(readFileSync(join(CTF, dir, 'artifact-index.json'), 'utf8')).artifacts[0];
+  const manifest = blob(a.digest);
+  const m = JSON.parse(manifest.toString());
+  const ref = `${reg.host}/${base}/${a.repository}`;
+  for (const l of [m.config, ...m.layers]) await repo.client.pushBlob(ref, blob(l.digest), l.digest, l.size);
+  return (await repo.client.putManifest(`${ref}:${a.tag}`, manifest, m.mediaType)).digest;
+}
+
+t.test('component versions as the OCM Go library wrote them (ctf-compat vectors): stored resources checked, external ones left to the Source', async (t) => {
+  await namespace('vectors');
+  const pushed: Record<string, string> = {};
+  for (const [dir, base] of [['01/transport-archive', 'vec01'], ['02/with-resource', 'vec02'], ['02/without-resource', 'vec02b']]) {
+    pushed[base] = await pushCtf(dir, base);
+    await apply({ ...component(base, 'vectors', {}), spec: { interval: '2s', name: 'github.com/acme.org/helloworld', version: '1.0.0', repository: { url: `http://${reg.host}/${base}` } } });
+  }
+  const expect: Record<string, RegExp> = {
+    vec01: /digests of 1 stored resource and 0 references matched/,
+    vec02: /digests of 1 stored resource and 0 references matched/, // the Helm chart's OCI layout, ociArtifactDigest/v1
+    vec02b: /digests of 0 stored resources and 0 references matched/, // its chart is at ghcr.io: the Source checks it when it fetches it
+  };
+  for (const base of Object.keys(expect)) {
+    const c = await waitReason('ocmcomponent', base, 'vectors', 'Succeeded');
+    t.equal(c.status.manifestDigest, pushed[base], `${base}: the manifest as the Go library wrote it`);
+    t.equal(c.status.verified, false, 'unsigned, nothing asked: not verified');
+    t.equal(cond(c, 'Verified').reason, 'NotRequested');
+    t.match(cond(c, 'Verified').message, expect[base]);
+  }
+  await apply(...source('vec01', 'vectors', 'vec01', { resource: 'resource' }));
+  await waitReason('source', 'vec01', 'vectors', 'Succeeded');
+  t.equal(await snapshotText('vec01', 'vectors'), readFileSync(join(CTF, '01/transport-archive/blobs/sha256.9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'), 'utf8'), 'the local blob, byte for byte');
 });
