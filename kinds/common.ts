@@ -159,6 +159,19 @@ export const statusSchema = <P extends TProperties>(what: string, properties: P)
   );
 
 /**
+ * The status of a built-in provider, which several Sources or Actions may share: only what holds
+ * for the provider itself, written by its own reconciler (reconcilers/providers.ts).
+ */
+export const sharedProviderStatusProperties = () => ({
+  ready: Type.Optional(
+    Type.Boolean({
+      description:
+        'True when the provider\'s spec was accepted. A provider may be shared by several Sources or Actions, which never write here: each reports its own snapshot, digest and failures in its own status.',
+    }),
+  ),
+});
+
+/**
  * The provider contract of the design: `ready`, and for producers `snapshot` and `digest`.
  * Sources must set all three; Actions may omit snapshot and digest.
  */

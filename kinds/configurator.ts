@@ -11,7 +11,7 @@ import {
   fieldError,
   isRecord,
   objectName,
-  providerContractProperties,
+  sharedProviderStatusProperties,
   specOf,
   statusSchema,
   stringEnum,
@@ -70,7 +70,7 @@ export const ConfiguratorSpec = Type.Object(
 export type ConfiguratorSpec = Static<typeof ConfiguratorSpec>;
 
 export const ConfiguratorStatus = statusSchema('Configurator', {
-  ...providerContractProperties(),
+  ...sharedProviderStatusProperties(),
 });
 export type ConfiguratorStatus = Static<typeof ConfiguratorStatus>;
 

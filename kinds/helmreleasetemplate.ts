@@ -3,15 +3,15 @@ import type { KindDefinition } from './types.js';
 import {
   CATEGORIES,
   GROUP,
-  NamespacedObjectReference,
   VERSION,
   commonColumns,
   freeFormObject,
   interval,
   namespaceName,
+  sharedProviderStatusProperties,
   statusSchema,
 } from './common.js';
-import { deployerStatusProperties, validateTemplate, waitForReady } from './kustomizationtemplate.js';
+import { validateTemplate, waitForReady } from './kustomizationtemplate.js';
 
 /** Fields of the template that the provider fills in and that users must not set. */
 export const HELMRELEASE_PROVIDER_FIELDS = ['chartRef', 'chart'] as const;
@@ -41,11 +41,9 @@ export const HelmReleaseTemplateSpec = Type.Object(
 );
 export type HelmReleaseTemplateSpec = Static<typeof HelmReleaseTemplateSpec>;
 
+// Shared by any number of Actions: which Flux objects each one wrote is in that Action's status.
 export const HelmReleaseTemplateStatus = statusSchema('HelmReleaseTemplate', {
-  ...deployerStatusProperties(),
-  helmRelease: Type.Optional(
-    NamespacedObjectReference('The Flux HelmRelease (helm.toolkit.fluxcd.io/v2) generated in the host cluster.', 'HelmRelease'),
-  ),
+  ...sharedProviderStatusProperties(),
 });
 export type HelmReleaseTemplateStatus = Static<typeof HelmReleaseTemplateStatus>;
 
@@ -70,7 +68,6 @@ export const helmReleaseTemplateKind: KindDefinition = {
     { name: 'Release', type: 'string', jsonPath: '.spec.template.releaseName', description: 'Name of the Helm release.' },
     { name: 'Target Namespace', type: 'string', jsonPath: '.spec.template.targetNamespace', description: 'Namespace the chart is installed into.', priority: 1 },
     ...commonColumns(),
-    { name: 'HelmRelease', type: 'string', jsonPath: '.status.helmRelease.name', description: 'The generated Flux HelmRelease.', priority: 1 },
   ],
   strategy: { validate: (obj) => validateTemplate(obj, HELMRELEASE_PROVIDER_FIELDS) },
 };

@@ -3,7 +3,6 @@ import type { FieldError, KindDefinition, KubeObject } from './types.js';
 import {
   CATEGORIES,
   GROUP,
-  NamespacedObjectReference,
   VERSION,
   commonColumns,
   fieldError,
@@ -12,19 +11,11 @@ import {
   isRecord,
   namespaceName,
   specOf,
+  sharedProviderStatusProperties,
   statusSchema,
   validateInterval,
 } from './common.js';
 
-/** Status shared by the Flux deployers: `ready` (provider contract) and the generated OCIRepository. */
-export const deployerStatusProperties = () => ({
-  ready: Type.Optional(
-    Type.Boolean({ description: 'Provider contract: true when the Flux objects are up to date with the input snapshot (and, with waitForReady, report Ready).' }),
-  ),
-  ociRepository: Type.Optional(
-    NamespacedObjectReference('The Flux OCIRepository (source.toolkit.fluxcd.io/v1) generated in the host cluster, pointing at the input snapshot.', 'OCIRepository'),
-  ),
-});
 
 export const waitForReady = (what: string) =>
   Type.Boolean({
@@ -63,11 +54,9 @@ export const KustomizationTemplateSpec = Type.Object(
 );
 export type KustomizationTemplateSpec = Static<typeof KustomizationTemplateSpec>;
 
+// Shared by any number of Actions: which Flux objects each one wrote is in that Action's status.
 export const KustomizationTemplateStatus = statusSchema('KustomizationTemplate', {
-  ...deployerStatusProperties(),
-  kustomization: Type.Optional(
-    NamespacedObjectReference('The Flux Kustomization (kustomize.toolkit.fluxcd.io/v1) generated in the host cluster.', 'Kustomization'),
-  ),
+  ...sharedProviderStatusProperties(),
 });
 export type KustomizationTemplateStatus = Static<typeof KustomizationTemplateStatus>;
 
@@ -106,7 +95,6 @@ export const kustomizationTemplateKind: KindDefinition = {
     { name: 'Path', type: 'string', jsonPath: '.spec.template.path', description: 'Path inside the snapshot.' },
     { name: 'Target Namespace', type: 'string', jsonPath: '.spec.template.targetNamespace', description: 'Namespace the objects are applied to.', priority: 1 },
     ...commonColumns(),
-    { name: 'Kustomization', type: 'string', jsonPath: '.status.kustomization.name', description: 'The generated Flux Kustomization.', priority: 1 },
   ],
   strategy: { validate: (obj) => validateTemplate(obj, KUSTOMIZATION_PROVIDER_FIELDS) },
 };

@@ -8,7 +8,7 @@ import {
   commonColumns,
   fieldError,
   isRecord,
-  providerContractProperties,
+  sharedProviderStatusProperties,
   specOf,
   statusSchema,
   validateRelativePath,
@@ -68,7 +68,7 @@ export const LocalizationSpec = Type.Object(
 export type LocalizationSpec = Static<typeof LocalizationSpec>;
 
 export const LocalizationStatus = statusSchema('Localization', {
-  ...providerContractProperties(),
+  ...sharedProviderStatusProperties(),
 });
 export type LocalizationStatus = Static<typeof LocalizationStatus>;
 

@@ -7,7 +7,7 @@ import {
   commonColumns,
   fieldError,
   isRecord,
-  providerContractProperties,
+  sharedProviderStatusProperties,
   referencePath,
   specOf,
   statusSchema,
@@ -30,7 +30,7 @@ export const OCMResourceSpec = Type.Object(
 export type OCMResourceSpec = Static<typeof OCMResourceSpec>;
 
 export const OCMResourceStatus = statusSchema('OCMResource', {
-  ...providerContractProperties(),
+  ...sharedProviderStatusProperties(),
 });
 export type OCMResourceStatus = Static<typeof OCMResourceStatus>;
 
