@@ -242,6 +242,8 @@ t.test('token endpoint', async (t) => {
   t.equal(r.status, 401, 'catalog needs registry:catalog:*');
   const priv = (await req('GET', '/token?scope=repository:private/a:pull,push,delete', { cert: false, basic: 'alice:secret' })).json().token;
   t.equal((await req('GET', '/v2/private/a/tags/list', { token: priv })).status, 401, 'a namespace alice may not read: nothing granted');
+  const top = (await req('GET', '/token?scope=repository:toplevel:pull', { cert: false, basic: 'alice:secret' })).json().token;
+  t.same(JSON.parse(Buffer.from(top.split('.')[0], 'base64url').toString('utf8')).access, [], 'a name without a namespace: the server\'s alone');
 
   r = await req('GET', '/token?scope=repository:tok/a:pull&scope=registry:catalog:*', {});
   t.equal(r.status, 200, 'client certificate');
