@@ -145,8 +145,18 @@ export interface Decision {
   reason?: string;
 }
 
+/** What a user may do in a namespace (authorizer.RuleResolver; SelfSubjectRulesReview's status). */
+export interface RulesResult {
+  resourceRules: { verbs: string[]; apiGroups: string[]; resources: string[]; resourceNames?: string[] }[];
+  nonResourceRules: { verbs: string[]; nonResourceURLs: string[] }[];
+  incomplete: boolean;
+  evaluationError?: string;
+}
+
 export interface Authorizer {
   authorize(a: Attributes): Promise<Decision>;
+  /** The rules that apply to a user in a namespace; absent: the authorizer cannot list them (kube's webhook mode). */
+  rulesFor?(user: UserInfo, namespace: string): Promise<RulesResult>;
 }
 
 /** kube-apiserver's wording of a 403. */
@@ -191,9 +201,10 @@ function urlMatches(patterns: string[], path: string): boolean {
   return patterns.some((p) => p === '*' || p === path || (p.endsWith('*') && path.startsWith(p.slice(0, -1))));
 }
 
+const subjectOf = (r: PolicyRule, u: UserInfo) => (r.users && (r.users.includes('*') || r.users.includes(u.name))) || (r.groups && r.groups.some((g) => g === '*' || u.groups.includes(g)));
+
 export function ruleAllows(r: PolicyRule, a: Attributes): boolean {
-  const subject = (r.users && (r.users.includes('*') || r.users.includes(a.user.name))) || (r.groups && r.groups.some((g) => g === '*' || a.user.groups.includes(g)));
-  if (!subject || !matches(r.verbs, a.verb)) return false;
+  if (!subjectOf(r, a.user) || !matches(r.verbs, a.verb)) return false;
   if (!a.resourceRequest) return !!r.nonResourceURLs && urlMatches(r.nonResourceURLs, a.path);
   if (!r.resources || !matches(r.apiGroups ?? [''], a.apiGroup)) return false;
   const res = a.subresource ? `${a.resource}/${a.subresource}` : a.resource;
@@ -212,6 +223,26 @@ export class StaticAuthorizer implements Authorizer {
   async authorize(a: Attributes): Promise<Decision> {
     return this.rules.some((r) => ruleAllows(r, a)) ? { allowed: true } : { allowed: false };
   }
+  /** The policy's rules for this user that hold in `namespace` (cluster-wide ones included), complete. */
+  async rulesFor(user: UserInfo, namespace: string): Promise<RulesResult> {
+    const out: RulesResult = { resourceRules: [], nonResourceRules: [], incomplete: false };
+    for (const r of this.rules) {
+      if (!subjectOf(r, user)) continue;
+      if (r.resources && (!r.namespaces || r.namespaces.includes('*') || r.namespaces.includes(namespace)))
+        out.resourceRules.push({ verbs: r.verbs, apiGroups: r.apiGroups ?? [''], resources: r.resources, ...(r.resourceNames ? { resourceNames: r.resourceNames } : {}) });
+      if (r.nonResourceURLs) out.nonResourceRules.push({ verbs: r.verbs, nonResourceURLs: r.nonResourceURLs });
+    }
+    return out;
+  }
+}
+
+/**
+ * An authorizer's rules, or what kube's webhook authorizer answers when it cannot list them
+ * (plugin/pkg/authorizer/webhook/webhook.go RulesFor): nothing, incomplete, with the reason.
+ */
+export async function rulesOf(authz: Authorizer, user: UserInfo, namespace: string): Promise<RulesResult> {
+  if (authz.rulesFor) return authz.rulesFor(user, namespace);
+  return { resourceRules: [], nonResourceRules: [], incomplete: true, evaluationError: 'webhook authorizer does not support user rule resolution' };
 }
 
 /** Caches decisions of a slower authorizer (SubjectAccessReviews) for a short time. */
@@ -230,6 +261,9 @@ export class CachingAuthorizer implements Authorizer {
     if (this.cache.size > 10_000) this.cache.clear();
     this.cache.set(key, { d, until: Date.now() + (d.allowed ? this.allowTTL : this.denyTTL) });
     return d;
+  }
+  rulesFor(user: UserInfo, namespace: string): Promise<RulesResult> {
+    return rulesOf(this.inner, user, namespace);
   }
 }
 

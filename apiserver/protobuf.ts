@@ -298,6 +298,35 @@ message SelfSubjectAccessReviewSpec {
   optional NonResourceAttributes nonResourceAttributes = 2;
 }
 
+message SelfSubjectRulesReview {
+  optional .k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta metadata = 1;
+  optional SelfSubjectRulesReviewSpec spec = 2;
+  optional SubjectRulesReviewStatus status = 3;
+}
+
+message SelfSubjectRulesReviewSpec {
+  optional string namespace = 1;
+}
+
+message SubjectRulesReviewStatus {
+  repeated ResourceRule resourceRules = 1;
+  repeated NonResourceRule nonResourceRules = 2;
+  optional bool incomplete = 3;
+  optional string evaluationError = 4;
+}
+
+message ResourceRule {
+  repeated string verbs = 1;
+  repeated string apiGroups = 2;
+  repeated string resources = 3;
+  repeated string resourceNames = 4;
+}
+
+message NonResourceRule {
+  repeated string verbs = 1;
+  repeated string nonResourceURLs = 2;
+}
+
 message SubjectAccessReview {
   optional .k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta metadata = 1;
   optional SubjectAccessReviewSpec spec = 2;
@@ -351,6 +380,7 @@ const KINDS: Record<string, string> = {
   'authorization.k8s.io/v1/SubjectAccessReview': 'k8s.io.api.authorization.v1.SubjectAccessReview',
   'authorization.k8s.io/v1/SelfSubjectAccessReview': 'k8s.io.api.authorization.v1.SelfSubjectAccessReview',
   'authorization.k8s.io/v1/LocalSubjectAccessReview': 'k8s.io.api.authorization.v1.LocalSubjectAccessReview',
+  'authorization.k8s.io/v1/SelfSubjectRulesReview': 'k8s.io.api.authorization.v1.SelfSubjectRulesReview',
 };
 
 /**
@@ -396,6 +426,9 @@ const ALWAYS = new Set([
   'LocalSubjectAccessReview.metadata',
   'LocalSubjectAccessReview.spec',
   'LocalSubjectAccessReview.status',
+  'SelfSubjectRulesReview.metadata',
+  'SelfSubjectRulesReview.spec',
+  'SelfSubjectRulesReview.status',
 ]);
 
 /** Go pointer scalars (`*bool`, `*int64`, `*string`): an explicit zero on the wire is kept. */

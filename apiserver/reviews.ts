@@ -4,7 +4,7 @@
 import { Type } from '@sinclair/typebox';
 import { freeFormObject } from '../kinds/common.js';
 import type { KindDefinition, KubeObject } from '../kinds/types.js';
-import { type Attributes, type Authorizer, type UserInfo } from './auth.js';
+import { type Attributes, type Authorizer, rulesOf, type UserInfo } from './auth.js';
 import { badRequest } from './errors.js';
 
 export type VirtualCreate = (obj: KubeObject, user: UserInfo, namespace: string | undefined) => Promise<KubeObject>;
@@ -96,7 +96,15 @@ export function reviewHandlers(authz: Authorizer, tokens: ((t: string) => Promis
   handlers.set(subjectAccessReviewKind, (obj) => access(obj, subjectOf(obj)));
   handlers.set(localSubjectAccessReviewKind, (obj, _user, ns) => access(obj, subjectOf(obj), ns));
   handlers.set(selfSubjectAccessReviewKind, (obj, user) => access(obj, user));
+  // pkg/registry/authorization/selfsubjectrulesreview/rest.go: spec.namespace is required
+  handlers.set(selfSubjectRulesReviewKind, async (obj, user) => {
+    const ns = (obj.spec as { namespace?: unknown } | undefined)?.namespace;
+    if (typeof ns !== 'string' || ns === '') throw badRequest('no namespace on request');
+    return { ...obj, status: await rulesOf(authz, user, ns) };
+  });
   return handlers;
 }
 
-export const reviewKinds = [tokenReviewKind, selfSubjectReviewKind, subjectAccessReviewKind, selfSubjectAccessReviewKind, localSubjectAccessReviewKind];
+export const selfSubjectRulesReviewKind = review('authorization.k8s.io', 'SelfSubjectRulesReview', 'selfsubjectrulesreviews', false, 'SelfSubjectRulesReview enumerates the set of actions the current user can perform within a namespace.');
+
+export const reviewKinds = [tokenReviewKind, selfSubjectReviewKind, subjectAccessReviewKind, selfSubjectAccessReviewKind, localSubjectAccessReviewKind, selfSubjectRulesReviewKind];

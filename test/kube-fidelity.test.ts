@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
+import { CachingAuthorizer } from '../apiserver/auth.js';
 import { startServer, type TestServer } from './helpers/server.js';
 
 const PYTHON = '/usr/bin/python3';
@@ -314,4 +315,42 @@ t.test('non-apply writes record an Update manager, so a later applier conflicts 
   const rv = last.metadata.resourceVersion;
   const noop = await s.request('PATCH', '/api/v1/namespaces/ssa/configmaps/owned', { body: { data: { b: '3' } }, headers: { 'Content-Type': 'application/merge-patch+json', 'User-Agent': 'someone-else' } });
   t.equal(noop.json().metadata.resourceVersion, rv, 'a write that changes nothing records nothing');
+});
+
+t.test('selfsubjectrulesreviews: kubectl auth can-i --list from the standalone policy', async (t) => {
+  // pkg/registry/authorization/selfsubjectrulesreview/rest.go; kubectl auth can-i --list prints the rules
+  const admin = await s.kubectl(['auth', 'can-i', '--list', '-n', 'team']);
+  t.equal(admin.code, 0, admin.stderr);
+  t.match(admin.stdout, /^Resources\s+Non-Resource URLs\s+Resource Names\s+Verbs\n/);
+  t.match(admin.stdout, /^\*\.\*\s+\[\]\s+\[\]\s+\[\*\]\n/m, 'system:masters: everything');
+  const bobConfig = join(dir, 'bob.kubeconfig');
+  const cfg = (await s.kubectl(['config', 'view', '--raw', '-o', 'json'])).stdout;
+  const kc = JSON.parse(cfg);
+  kc.users = [{ name: 'bob', user: { token: 'bobtoken' } }];
+  kc.contexts[0].context.user = 'bob';
+  writeFileSync(bobConfig, JSON.stringify(kc));
+  const bob = await s.kubectl(['--kubeconfig', bobConfig, 'auth', 'can-i', '--list', '-n', 'team']);
+  t.equal(bob.code, 0, bob.stderr);
+  t.match(bob.stdout, /^configmaps\s+\[\]\s+\[\]\s+\[get list\]\n/m, 'his policy rule in his namespace');
+  t.match(bob.stdout, /^selfsubjectaccessreviews\.authorization\.k8s\.io\s+\[\]\s+\[\]\s+\[create\]\n/m);
+  t.match(bob.stdout, /^\s+\[\/api\/\*\]\s+\[\]\s+\[get\]\n/m, 'non-resource URLs');
+  const elsewhere = await s.kubectl(['--kubeconfig', bobConfig, 'auth', 'can-i', '--list', '-n', 'py']);
+  t.notMatch(elsewhere.stdout, /^configmaps/m, 'not in another namespace');
+  const noNs = await s.request('POST', '/apis/authorization.k8s.io/v1/selfsubjectrulesreviews', { body: { spec: {} } });
+  t.equal(noNs.status, 400);
+  t.match(noNs.json().message, 'no namespace on request');
+  const raw = (await s.request('POST', '/apis/authorization.k8s.io/v1/selfsubjectrulesreviews', { cert: null, headers: BOB, body: { spec: { namespace: 'team' } } })).json();
+  t.match(raw, { kind: 'SelfSubjectRulesReview', status: { incomplete: false } });
+  t.same(raw.status.resourceRules.find((r: { resources: string[] }) => r.resources.includes('configmaps')), { verbs: ['get', 'list'], apiGroups: [''], resources: ['configmaps'] });
+});
+
+t.test('a delegating authorizer cannot list rules: incomplete, as the webhook authorizer of kube answers', async (t) => {
+  // plugin/pkg/authorizer/webhook/webhook.go RulesFor
+  const delegating = new CachingAuthorizer({ authorize: async () => ({ allowed: true }) });
+  t.same(await delegating.rulesFor({ name: 'u', groups: [] }, 'ns'), {
+    resourceRules: [],
+    nonResourceRules: [],
+    incomplete: true,
+    evaluationError: 'webhook authorizer does not support user rule resolution',
+  });
 });
