@@ -152,6 +152,21 @@ Object.entries(VERSIONS).forEach(([minor, version], i) => {
     t.equal(exc.code, 0, exc.stderr);
     t.match(exc.stdout, /FIELD:\s+data/);
 
+    // delete --cascade (issue 13 item 6; test/gc.test.ts has the details)
+    const ownerUid = (await k.run(['get', 'configmap', 'csa-config', '-n', ns, '-o', 'jsonpath={.metadata.uid}'])).stdout;
+    const dependent = (name: string) => JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, ownerReferences: [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'csa-config', uid: ownerUid, blockOwnerDeletion: true }] } });
+    t.equal((await k.run(['create', '-n', ns, '-f', '-'], dependent('csa-orphan'))).code, 0);
+    const orphan = await k.run(['delete', 'configmap', 'csa-config', '-n', ns, '--cascade=orphan', '--timeout=30s']);
+    t.equal(orphan.code, 0, orphan.stderr);
+    const kept = await k.run(['get', 'configmap', 'csa-orphan', '-n', ns, '-o', 'jsonpath={.metadata.ownerReferences}']);
+    t.equal(kept.code, 0, '--cascade=orphan keeps the dependent');
+    t.equal(kept.stdout, '', 'without its reference to the owner');
+    const fgOwner = await k.run(['create', 'configmap', 'fg-owner', '-n', ns, '-o', 'jsonpath={.metadata.uid}']);
+    t.equal((await k.run(['create', '-n', ns, '-f', '-'], dependent('fg-dep').replace(/csa-config/, 'fg-owner').replace(ownerUid, fgOwner.stdout))).code, 0);
+    const fg = await k.run(['delete', 'configmap', 'fg-owner', '-n', ns, '--cascade=foreground', '--timeout=30s']);
+    t.equal(fg.code, 0, fg.stderr);
+    t.not((await k.run(['get', 'configmap', 'fg-dep', '-n', ns])).code, 0, '--cascade=foreground deleted the dependent first');
+
     // delete (kubectl waits until the objects are gone)
     const del = await k.run(['delete', '-n', ns, '-f', FIXTURE]);
     t.equal(del.code, 0, del.stderr);
