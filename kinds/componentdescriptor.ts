@@ -161,7 +161,7 @@ export const ComponentDescriptorSpec = Type.Object(
 export type ComponentDescriptorSpec = Static<typeof ComponentDescriptorSpec>;
 
 export const ComponentDescriptorStatus = statusSchema('ComponentDescriptor', {
-  verified: Type.Optional(Type.Boolean({ description: 'True when the signatures required by the owning OCMComponent verified for this descriptor.' })),
+  verified: Type.Optional(Type.Boolean({ description: 'True when this descriptor is part of what the owning OCMComponent verified (its signatures, reference digests and stored resource digests; see OCMComponent status.verified); false when the OCMComponent asks for no verification. The `Verified` condition says which.' })),
 });
 export type ComponentDescriptorStatus = Static<typeof ComponentDescriptorStatus>;
 

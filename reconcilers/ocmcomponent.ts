@@ -282,15 +282,18 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
           break;
         } catch (err) {
           const e = toReconcileError(err, 'ReconcileFailed');
-          if (!SKIPPABLE.includes(e.reason)) throw e;
+          if (!SKIPPABLE.includes(e.reason) || candidates.length === 1) {
+            // an exact version (or the only match) is not skipped: it fails
+            await reportSkipped(obj, [], contentChange);
+            throw e;
+          }
           skipped.push({ version: v, reason: e.reason, message: e.message });
         }
       }
       await reportSkipped(obj, skipped, contentChange);
       if (!loaded) {
         const [first, ...rest] = skipped;
-        const e = new ReconcileError(first.reason, `${first.message}${rest.length ? `; older matching versions do not verify either: ${rest.map((x) => `${x.version} (${x.reason})`).join(', ')}` : ''}`, 'Stalled');
-        throw contentChange ? Object.assign(e, { contentChange }) : e;
+        throw new ReconcileError(first.reason, `${first.message}${rest.length ? `; older matching versions do not verify either: ${rest.map((x) => `${x.version} (${x.reason})`).join(', ')}` : ''}`, 'Stalled');
       }
       const { version, cv, graph, signatures, problems, checked } = loaded;
       await checkDowngrade(obj, spec, prev, version, skipped);
@@ -312,6 +315,15 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
       const main = await write(cv.descriptor);
       const written = new Set([main.metadata.name!]);
       for (const ref of refs) written.add((await write(ref.descriptor)).metadata.name!);
+      // Each descriptor object says whether it is part of what verified (the whole graph is, or none).
+      for (const name of written) {
+        await ctx.status.update(CD, { namespace: ns, name }, (st, o) => {
+          st.verified = signatures.length > 0;
+          setCondition(st, signatures.length > 0
+            ? { type: 'Verified', status: 'True', reason: 'Succeeded', message: `verified as part of ${spec.name}:${version} for OCMComponent ${obj.metadata.name}` }
+            : { type: 'Verified', status: 'False', reason: 'NotRequested', message: `OCMComponent ${obj.metadata.name} asks for no verification` }, o.metadata.generation);
+        });
+      }
       // Descriptors this OCMComponent wrote before (older versions, the older naming) and no longer shows.
       for (const old of await listObjects(ctx, CD, ns)) {
         const mine = old.metadata.ownerReferences?.some((o) => o.controller && o.uid === obj.metadata.uid);

@@ -271,6 +271,8 @@ t.test('verified means all of it: referenced components against their parents\' 
   t.equal(cond(top, 'Verified').status, 'True');
   t.match(cond(top, 'Verified').message, /acme \(ocm\.software\/it\/lib:1\.0\.0\) verified; digests of 2 stored resources and 1 reference matched/);
   t.match(top.status.manifestDigest, /^sha256:[0-9a-f]{64}$/);
+  const topCds = (await json(['get', 'componentdescriptors', '-n', 'graph'])).items.filter((x: any) => x.metadata.ownerReferences[0].uid === top.metadata.uid);
+  t.same(topCds.map((x: any) => [x.spec.name, x.status?.verified]).sort(), [['ocm.software/it/lib', true], ['ocm.software/it/top', true]], 'each descriptor object says it is verified');
   await waitReason('source', 'lib', 'graph', 'Succeeded');
   t.equal(await snapshotText('lib', 'graph'), 'lib 1.0.0\n');
   // the referenced component's signature with a key that does not verify it
@@ -305,6 +307,7 @@ t.test('verified means all of it: referenced components against their parents\' 
   const plain = await waitReason('ocmcomponent', 'loose-plain', 'graph', 'Succeeded');
   t.equal(plain.status.verified, false);
   t.equal(cond(plain, 'Verified').reason, 'NotRequested');
+  t.equal((await json(['get', 'componentdescriptor', plain.status.componentDescriptor.name, '-n', 'graph'])).status?.verified, false);
   t.match(cond(plain, 'Verified').message, /without a digest/);
 
   // A stored resource whose bytes do not match its signed digest: not verified, nothing downstream.
