@@ -60,6 +60,7 @@ const OPTIONS = {
   'authorization-policy-file': { type: 'string' },
   'registry-anonymous-pull': { type: 'boolean', default: false },
   'allow-cross-namespace-refs': { type: 'boolean', default: false },
+  'allow-private-upstreams': { type: 'boolean', default: false },
   reconcilers: { type: 'string', default: 'all' },
   'registry-external-host': { type: 'string' },
   'leader-elect': { type: 'boolean' },
@@ -98,7 +99,9 @@ if (values.help) {
   --snapshot-registry HOST[:PORT]   keep snapshots in an external OCI registry (--snapshot-registry-config FILE)
   --storage leveldb|etcd            storage backend (--etcd-endpoints, --etcd-prefix, --etcd-cafile/certfile/keyfile)
   --reconcilers all|none|LIST       which reconcilers run (all)
-  also: ${Object.keys(OPTIONS).filter((k) => !['mode', 'kubeconfig', 'data-dir', 'cert-dir', 'port', 'registry-port', 'bind', 'token-auth-file', 'authorization-policy-file', 'registry-anonymous-pull', 'snapshot-registry', 'snapshot-registry-config', 'storage', 'reconcilers', 'help'].includes(k) && !k.startsWith('etcd-')).map((k) => `--${k}`).join(', ')}
+  --allow-cross-namespace-refs      let Sources/Actions name an OCMComponent of another namespace
+  --allow-private-upstreams         let user-supplied registries be on loopback/private addresses
+  also: ${Object.keys(OPTIONS).filter((k) => !['mode', 'kubeconfig', 'data-dir', 'cert-dir', 'port', 'registry-port', 'bind', 'token-auth-file', 'authorization-policy-file', 'registry-anonymous-pull', 'snapshot-registry', 'snapshot-registry-config', 'storage', 'reconcilers', 'allow-cross-namespace-refs', 'allow-private-upstreams', 'help'].includes(k) && !k.startsWith('etcd-')).map((k) => `--${k}`).join(', ')}
 `);
   process.exit(0);
 }
@@ -309,8 +312,9 @@ const ctx: ReconcilerContext = {
     },
     attestationKeyPem: certs.serverKeyPem,
     attestationCertPem: certs.serverCertPem,
+    caCertPem: certs.caCertPem,
   },
-  tenancy: { allowCrossNamespaceRefs: values['allow-cross-namespace-refs'] },
+  tenancy: { allowCrossNamespaceRefs: values['allow-cross-namespace-refs'], allowPrivateUpstreams: values['allow-private-upstreams'], ownPorts: [actualPort, registry.port] },
 };
 // `--reconcilers none` serves the API alone (API conformance tests and benchmarks).
 const manager = new ControllerManager(store, log);

@@ -104,10 +104,15 @@ export class OcmRepository {
   /** Repository path prefix in the registry ('' for the registry root). */
   readonly prefix: string;
 
+  /** Reads external accesses (ociBlob, ociArtifact): the repository's client unless given another. */
+  readonly accessClient: OciClient;
+
   constructor(
     readonly client: OciClient,
     baseUrl: string,
+    opts: { accessClient?: OciClient } = {},
   ) {
+    this.accessClient = opts.accessClient ?? client;
     const s = baseUrl.trim().replace(/^(?:oci|https?):\/\//i, '').replace(/\/+$/, '');
     const slash = s.indexOf('/');
     this.host = (slash < 0 ? s : s.slice(0, slash)).toLowerCase();
@@ -268,11 +273,11 @@ export class OcmRepository {
       return { data, mediaType: access.mediaType || layer?.mediaType || 'application/octet-stream' };
     }
     if (kind === 'ociblob') {
-      const data = await this.client.getBlobBuffer(String(access.ref), String(access.digest), maxBytes);
+      const data = await this.accessClient.getBlobBuffer(String(access.ref), String(access.digest), maxBytes);
       return { data, mediaType: access.mediaType || 'application/octet-stream' };
     }
     if (kind === 'ociartifact') {
-      const m = await this.client.getManifest(String(access.imageReference));
+      const m = await this.accessClient.getManifest(String(access.imageReference));
       return { data: m.body, mediaType: m.mediaType, manifestDigest: m.digest };
     }
     if (kind === 'none') throw new OcmRepositoryError('UNSUPPORTED', `${what} has no content (access type none)`);

@@ -3,7 +3,7 @@
 import type { KubeObject } from '../kinds/types.js';
 import { type ComponentVersion, OcmRepository } from '../ocm/repository.js';
 import { verifyRules } from '../kinds/ocmcomponent.js';
-import { getObject, type ReconcilerContext, repositoryClient, resourceOf } from './context.js';
+import { accessClientFor, getObject, type ReconcilerContext, repositoryClient, resourceOf } from './context.js';
 import { stalled } from './runtime/errors.js';
 import { condition, isReady } from './runtime/status.js';
 
@@ -56,8 +56,8 @@ export function componentState(component: KubeObject): string {
 export async function withComponentVersion<T>(ctx: ReconcilerContext, c: ReadyComponent, fn: (repo: OcmRepository, cv: ComponentVersion) => Promise<T>): Promise<T> {
   const spec = c.component.spec as { repository: { url: string; secretRef?: { name: string } } };
   const client = await repositoryClient(ctx, c.for, spec.repository.url, spec.repository.secretRef);
+  const repo = new OcmRepository(client, spec.repository.url, { accessClient: accessClientFor(ctx, client) });
   try {
-    const repo = new OcmRepository(client, spec.repository.url);
     const key = `${c.for}|${spec.repository.secretRef?.name ?? ''}|${spec.repository.url}|${c.name}|${c.version}|${componentState(c.component)}`; // per namespace: never another tenant's fetch
     let hit = cache.get(key);
     if (!hit || Date.now() - hit.at > TTL_MS) {
@@ -69,6 +69,7 @@ export async function withComponentVersion<T>(ctx: ReconcilerContext, c: ReadyCo
     return await fn(repo, await hit.value);
   } finally {
     if (client !== ctx.snapshots.client) client.close?.();
+    if (repo.accessClient !== client) repo.accessClient.close();
   }
 }
 

@@ -4,8 +4,10 @@ import { ApiError } from '../apiserver/errors.js';
 import { keyFor, type Resource, type ResourceRegistry } from '../apiserver/resources.js';
 import { type GenericREST, internalOptions } from '../apiserver/rest.js';
 import type { KubeObject, OwnerReference } from '../kinds/types.js';
-import { credentialsFromDockerConfig, OciClient, type Credentials } from '../registry/client.js';
+import { credentialsFromDockerConfig, normalizeRegistryHost, OciClient, type Credentials } from '../registry/client.js';
 import type * as k8s from '@kubernetes/client-node';
+import type { UpstreamPolicy } from '../registry/upstream.js';
+import { stalled } from './runtime/errors.js';
 import type { Store } from '../storage/store.js';
 import type { Logger, ObjectKey, Result } from './runtime/controller.js';
 import type { EventRecorder } from './runtime/events.js';
@@ -28,6 +30,8 @@ export interface SnapshotStore {
   /** The server's key that signs snapshot attestations, and the certificate that verifies them. */
   attestationKeyPem: string;
   attestationCertPem: string;
+  /** The CA of the embedded registry's serving certificate (for clients with a user's credentials there). */
+  caCertPem?: string;
 }
 
 export interface ReconcilerContext {
@@ -46,6 +50,10 @@ export interface ReconcilerContext {
 export interface TenancyOptions {
   /** --allow-cross-namespace-refs: Sources/Actions may name an OCMComponent (and Flux templates objects) of another namespace. */
   allowCrossNamespaceRefs?: boolean;
+  /** --allow-private-upstreams: user-supplied registries may be on loopback or private addresses. */
+  allowPrivateUpstreams?: boolean;
+  /** This server's own ports (API, registry), never reachable through a user-supplied URL. */
+  ownPorts?: number[];
 }
 
 export const GROUP = 'delivery.ocm.software';
@@ -136,21 +144,50 @@ export async function secretData(ctx: ReconcilerContext, namespace: string, name
   return out;
 }
 
-/** An OCI client for a user's repository: plain HTTP for `http://` URLs, credentials from a Secret. */
+const hostName = (h: string) => h.toLowerCase().replace(/^localhost(?=:|$)/, '127.0.0.1');
+
+/** Whether `host` (host:port) names this server's snapshot registry. */
+export function isOwnRegistry(ctx: ReconcilerContext, host: string): boolean {
+  return [ctx.snapshots.host, ctx.snapshots.externalHost].map(hostName).includes(hostName(host));
+}
+
+/** Where a client acting for a user may connect (registry/upstream.ts). */
+export function upstreamPolicy(ctx: ReconcilerContext): UpstreamPolicy {
+  return { allowPrivate: ctx.tenancy?.allowPrivateUpstreams ?? false, ownPorts: ctx.tenancy?.ownPorts ?? [] };
+}
+
+/**
+ * An OCI client for a user's repository: plain HTTP for `http://` URLs, credentials from a Secret
+ * of `namespace` (bound to the repository's host). This server's own registry is read with the
+ * server's identity only for repositories under `<namespace>/` (refused elsewhere); any other
+ * host through the upstream policy, which also refuses this server's own ports (issue 16).
+ */
 export async function repositoryClient(ctx: ReconcilerContext, namespace: string, url: string, secretRef?: { name: string }): Promise<OciClient> {
-  // The embedded registry can hold OCM repositories too; this process reaches it with its own certificate.
-  const host = url.replace(/^(?:oci|https?):\/\//, '').split('/')[0].replace(/^localhost(?=:)/, '127.0.0.1');
-  if (!secretRef && [ctx.snapshots.host, ctx.snapshots.externalHost].map((h) => h.replace(/^localhost(?=:)/, '127.0.0.1')).includes(host)) return ctx.snapshots.client;
+  const bare = url.replace(/^(?:oci|https?):\/\//, '');
+  const host = bare.split('/')[0];
+  const own = isOwnRegistry(ctx, host);
+  if (own) {
+    const path = bare.split('/').slice(1).join('/');
+    if (path !== namespace && !path.startsWith(`${namespace}/`))
+      throw stalled('ForeignRepository', `${url} is in this server's own registry but outside namespace ${namespace}: objects of ${namespace} may read only its repositories under ${namespace}/`);
+    if (!secretRef) return ctx.snapshots.client;
+  }
   let credentials: ((host: string) => Credentials | undefined) | undefined;
   if (secretRef) {
     const data = await secretData(ctx, namespace, secretRef.name);
     if (data['.dockerconfigjson']) credentials = credentialsFromDockerConfig(data['.dockerconfigjson'].toString('utf8'));
     else if (data.username && data.password) {
       const c = { username: data.username.toString('utf8'), password: data.password.toString('utf8') };
-      credentials = () => c;
+      const repoHost = normalizeRegistryHost(host);
+      credentials = (h) => (normalizeRegistryHost(h) === repoHost ? c : undefined);
     } else throw new ReconcileError('InvalidSecret', `Secret ${namespace}/${secretRef.name} has neither .dockerconfigjson nor username/password`, false);
   }
-  return new OciClient({ insecureHttp: url.startsWith('http://'), credentials, retries: 3 });
+  return new OciClient({ insecureHttp: url.startsWith('http://'), credentials, retries: 3, ...(own ? { ca: ctx.snapshots.caCertPem } : { upstream: upstreamPolicy(ctx) }) });
+}
+
+/** The client for a component's external accesses (ociBlob, ociArtifact): never the server's identity, always the upstream policy. */
+export function accessClientFor(ctx: ReconcilerContext, repositoryClient: OciClient): OciClient {
+  return repositoryClient === ctx.snapshots.client || !repositoryClient.guarded ? new OciClient({ retries: 3, upstream: upstreamPolicy(ctx) }) : repositoryClient;
 }
 
 

@@ -21,6 +21,7 @@ import {
   ReconcileError,
   type ReconcilerContext,
   repositoryClient,
+  accessClientFor,
   resourceOf,
   secretData,
 } from './context.js';
@@ -259,8 +260,8 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
     const spec = obj.spec as OCMComponentSpec;
     const interval = parseDuration(spec.interval ?? '10m') ?? 600_000;
     const client = await repositoryClient(ctx, ns, spec.repository.url, spec.repository.secretRef);
+    const repo = new OcmRepository(client, spec.repository.url, { accessClient: accessClientFor(ctx, client) });
     try {
-      const repo = new OcmRepository(client, spec.repository.url);
       const prev = (obj.status ?? {}) as PreviousStatus;
       let candidates: string[];
       try {
@@ -384,6 +385,7 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
       return { requeueAfterMs: interval };
     } finally {
       if (client !== ctx.snapshots.client) client.close?.();
+      if (repo.accessClient !== client) repo.accessClient.close();
     }
   }
 

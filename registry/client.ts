@@ -5,7 +5,9 @@ import { createHash, type Hash } from 'node:crypto';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { Readable, Transform, pipeline } from 'node:stream';
+import net from 'node:net';
 import tls from 'node:tls';
+import { guardedLookup, type UpstreamPolicy, upstreamProblem } from './upstream.js';
 
 export interface Credentials {
   username?: string;
@@ -37,6 +39,8 @@ export interface OciClientOptions {
   /** Push blobs up to this size with one POST carrying digest and content instead of HEAD, POST and
    * PUT (default 0: never). A registry that opens a session instead gets the PUT. */
   singlePostMaxBytes?: number;
+  /** For a client acting for a user: where it may connect (registry/upstream.ts); anywhere when absent. */
+  upstream?: UpstreamPolicy;
 }
 
 export interface Reference {
@@ -215,6 +219,7 @@ function toOciError(e: unknown, what = 'request'): OciError {
   const err = e as NodeJS.ErrnoException;
   const code = err?.code ?? '';
   const msg = `${what}: ${err?.message ?? String(e)}`;
+  if (code === 'ERR_UPSTREAM_FORBIDDEN') return new OciError('UPSTREAM_FORBIDDEN', msg, { cause: e });
   if (/CERT|SIGNATURE|TLS|SSL/.test(code)) return new OciError('TLS', msg, { cause: e });
   const retryable = NETWORK_CODES.has(code) || /socket hang up|aborted|premature close/i.test(err?.message ?? '');
   return new OciError('NETWORK', msg, { retryable, cause: e });
@@ -252,6 +257,9 @@ function parseRetryAfter(v: string | undefined): number | undefined {
   return Number.isNaN(t) ? undefined : Math.max(0, t - Date.now());
 }
 
+/** The error codes of the OCI distribution spec (and distribution's TOOMANYREQUESTS). */
+const SPEC_ERROR_CODES = new Set(['BLOB_UNKNOWN', 'BLOB_UPLOAD_INVALID', 'BLOB_UPLOAD_UNKNOWN', 'DIGEST_INVALID', 'MANIFEST_BLOB_UNKNOWN', 'MANIFEST_INVALID', 'MANIFEST_UNKNOWN', 'NAME_INVALID', 'NAME_UNKNOWN', 'SIZE_INVALID', 'UNAUTHORIZED', 'DENIED', 'UNSUPPORTED', 'TOOMANYREQUESTS']);
+
 async function errorFrom(res: IncomingMessage, what: string): Promise<OciError> {
   const status = res.statusCode ?? 0;
   let body: Buffer | undefined;
@@ -267,11 +275,12 @@ async function errorFrom(res: IncomingMessage, what: string): Promise<OciError> 
     /* not a spec error body */
   }
   const byStatus: Record<number, string> = { 401: 'UNAUTHORIZED', 403: 'DENIED', 404: 'NOT_FOUND', 429: 'TOOMANYREQUESTS' };
-  const code = typeof first?.code === 'string' ? first.code : (byStatus[status] ?? `HTTP_${status}`);
-  const text = first?.message ?? body?.toString('utf8').slice(0, 200).trim();
+  // Only the spec's error codes, never the upstream's own words: messages end up in status, and
+  // echoing response bodies there would let a user read whatever an address answers (issue 16).
+  const code = typeof first?.code === 'string' && SPEC_ERROR_CODES.has(first.code) ? first.code : (byStatus[status] ?? `HTTP_${status}`);
   const retryAfterMs = parseRetryAfter(res.headers['retry-after']);
   const retryable = (status === 408 || status === 429 || (status >= 500 && status !== 501)) && !(retryAfterMs! > MAX_RETRY_AFTER_MS);
-  return new OciError(code, `${what}: ${status} ${code}${text ? `: ${text}` : ''}`, { status, retryable, retryAfterMs, detail: first?.detail });
+  return new OciError(code, `${what}: ${status} ${code}`, { status, retryable, retryAfterMs });
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -386,6 +395,8 @@ interface Req {
   /** Retry on retryable failures (idempotent requests only). */
   retry?: boolean;
   what: string;
+  /** For requests without `host` (the token endpoint): the registry origin whose client certificate may go along. */
+  certOrigin?: string;
 }
 
 const scopes = {
@@ -402,6 +413,8 @@ export class OciClient {
   private readonly userAgent: string;
   private readonly httpAgent = new http.Agent({ keepAlive: true });
   private readonly httpsAgent: https.Agent;
+  /** Without the client certificate: for other origins (redirects, token endpoints elsewhere). */
+  private readonly bareHttpsAgent: https.Agent;
   private readonly challenges = new Map<string, Challenge>();
   private readonly content: ContentCache;
   /** Registries that answered a POST with digest and content by opening an upload session instead. */
@@ -421,12 +434,19 @@ export class OciClient {
     // the concatenation of all of them.
     const secureContext = ca || opts.cert || opts.key ? tls.createSecureContext({ ca, cert: opts.cert, key: opts.key }) : undefined;
     this.httpsAgent = new https.Agent({ keepAlive: true, secureContext });
+    this.bareHttpsAgent = opts.cert || opts.key ? new https.Agent({ keepAlive: true, secureContext: ca ? tls.createSecureContext({ ca }) : undefined }) : this.httpsAgent;
+  }
+
+  /** Whether an upstream policy limits where this client connects. */
+  get guarded(): boolean {
+    return this.opts.upstream !== undefined;
   }
 
   /** Closes idle keep-alive connections. */
   close(): void {
     this.httpAgent.destroy();
     this.httpsAgent.destroy();
+    this.bareHttpsAgent.destroy();
   }
 
   // ---- plumbing ----
@@ -450,12 +470,20 @@ export class OciClient {
     return exp / 2 + (Math.random() * exp) / 2;
   }
 
-  private send(method: string, url: URL, headers: Record<string, string>, body: Buffer | Readable | undefined, what: string): Promise<IncomingMessage> {
+  private send(method: string, url: URL, headers: Record<string, string>, body: Buffer | Readable | undefined, what: string, withCert = true): Promise<IncomingMessage> {
     const isHttps = url.protocol === 'https:';
     const h: Record<string, string> = { 'user-agent': this.userAgent, ...headers };
     if ((body === undefined || Buffer.isBuffer(body)) && method !== 'GET' && method !== 'HEAD') h['content-length'] = String(body?.length ?? 0);
+    const policy = this.opts.upstream;
+    const port = Number(url.port) || (isHttps ? 443 : 80);
+    if (policy) {
+      const host = url.hostname.replace(/^\[|\]$/g, '');
+      const why = net.isIP(host) ? upstreamProblem(policy, host, port) : undefined;
+      if (why) return Promise.reject(new OciError('UPSTREAM_FORBIDDEN', `${what}: ${why}`));
+    }
     return new Promise((resolve, reject) => {
-      const req = (isHttps ? https : http).request(url, { method, headers: h, agent: isHttps ? this.httpsAgent : this.httpAgent });
+      const agent = isHttps ? (withCert ? this.httpsAgent : this.bareHttpsAgent) : this.httpAgent;
+      const req = (isHttps ? https : http).request(url, { method, headers: h, agent, ...(policy ? { lookup: guardedLookup(policy, port) as never } : {}) });
       req.setTimeout(this.timeoutMs, () => req.destroy(new OciError('TIMEOUT', `${what}: no data for ${this.timeoutMs} ms`, { retryable: true })));
       req.on('error', (e) => reject(toOciError(e, what)));
       req.on('response', resolve);
@@ -503,7 +531,7 @@ export class OciClient {
     } catch {
       throw new OciError('UNAUTHORIZED', `${what}: invalid realm "${ch.realm}"`);
     }
-    const req: Req = { method: 'GET', url: realm, expect: [200], retry: true, what };
+    const req: Req = { method: 'GET', url: realm, expect: [200], retry: true, what, certOrigin: this.origin(host).origin };
     const scopeList = scope.split(' ').filter(Boolean);
     if (creds?.identityToken) {
       const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: creds.identityToken, client_id: 'ocm-apiserver' });
@@ -534,15 +562,21 @@ export class OciClient {
 
   /** One logical request: auth (answering one 401 challenge) and redirects. Returns any status. */
   private async exchange(r: Req): Promise<IncomingMessage> {
-    const origin = r.host === undefined ? undefined : this.origin(r.host).host;
+    // Credentials (Authorization, the client certificate) go only to the origin they are for:
+    // scheme, host and port. A redirect elsewhere is followed without them (blob storage), and
+    // never from https to http.
+    const origin = r.host === undefined ? undefined : this.origin(r.host).origin;
+    const certOrigin = origin ?? r.certOrigin;
     let auth = r.host === undefined ? undefined : await this.authorization(r.host, r.scope ?? '');
     let url = r.url;
+    const first = url.origin;
     let challenged = false;
     for (let hops = 0; ; ) {
       const body = typeof r.body === 'function' ? r.body() : r.body;
-      const sameOrigin = url.host === origin;
-      const headers = { ...r.headers, ...(auth && sameOrigin ? { authorization: auth } : {}) };
-      const res = await this.send(r.method, url, headers, body, r.what);
+      const sameOrigin = url.origin === origin;
+      const { authorization: given, ...rest } = r.headers ?? {};
+      const headers = { ...rest, ...(given && url.origin === first ? { authorization: given } : {}), ...(auth && sameOrigin ? { authorization: auth } : {}) };
+      const res = await this.send(r.method, url, headers, body, r.what, url.origin === certOrigin);
       const status = res.statusCode ?? 0;
       if (status === 401 && sameOrigin && !challenged && !(r.body instanceof Readable)) {
         challenged = true;
@@ -553,7 +587,10 @@ export class OciClient {
       }
       if ([301, 302, 303, 307, 308].includes(status) && res.headers.location && (r.method === 'GET' || r.method === 'HEAD') && hops++ < 5) {
         drain(res);
-        url = new URL(res.headers.location, url);
+        const next = new URL(res.headers.location, url);
+        if (url.protocol === 'https:' && next.protocol !== 'https:') throw new OciError('REDIRECT_REFUSED', `${r.what}: refused a redirect from https to ${next.protocol.replace(':', '')}`);
+        if (next.protocol !== 'https:' && next.protocol !== 'http:') throw new OciError('REDIRECT_REFUSED', `${r.what}: refused a redirect to a ${next.protocol.replace(':', '')} URL`);
+        url = next;
         continue;
       }
       if (body instanceof Readable && !r.expect.includes(status)) body.unpipe().destroy();

@@ -41,10 +41,10 @@ t.before(async () => {
   client = new OciClient({ ca: readFileSync(join(certs, 'ca.crt'), 'utf8'), cert: readFileSync(join(certs, 'admin.crt'), 'utf8'), key: readFileSync(join(certs, 'admin.key'), 'utf8') });
   // A component in the embedded registry, so the OCMComponent becomes Ready.
   const dir = tempDir();
-  await publish(new OcmRepository(client, `${registry}/ocm`), { name: 'ocm.software/demo/acts', version: '1.0.0', provider: 'acme', resources: [{ name: 'cfg', type: 'blob', input: { type: 'utf8', text: 'a: 1\n', mediaType: 'application/yaml' } }] }, dir);
+  await publish(new OcmRepository(client, `${registry}/acts/ocm`), { name: 'ocm.software/demo/acts', version: '1.0.0', provider: 'acme', resources: [{ name: 'cfg', type: 'blob', input: { type: 'utf8', text: 'a: 1\n', mediaType: 'application/yaml' } }] }, dir);
   await s.kubectl(['create', 'namespace', 'acts']);
   const r = await s.kubectl(['apply', '-f', '-'], {
-    input: yaml({ apiVersion: GV, kind: 'OCMComponent', metadata: { name: 'acts', namespace: 'acts' }, spec: { name: 'ocm.software/demo/acts', version: '1.0.0', repository: { url: `${registry}/ocm` } } }),
+    input: yaml({ apiVersion: GV, kind: 'OCMComponent', metadata: { name: 'acts', namespace: 'acts' }, spec: { name: 'ocm.software/demo/acts', version: '1.0.0', repository: { url: `${registry}/acts/ocm` } } }),
   });
   if (r.code !== 0) throw new Error(r.stderr);
   await condition('ocmcomponent', 'acts', 'Succeeded');

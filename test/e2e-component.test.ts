@@ -97,7 +97,7 @@ t.before(async () => {
   reg = await startDistribution();
   repo = new OcmRepository(new OciClient({ insecureHttp: true }), `http://${reg.host}/ocm`);
   await publish(repo, spec('6.8.0'), work, { sign: { name: 'acme', privateKeyPem: signer.privateKey } });
-  s = await startServer({ reconcilers: 'all' });
+  s = await startServer({ reconcilers: 'all', args: ['--allow-private-upstreams'] }); // the upstream registry is on 127.0.0.1
   for (const ns of ['demo', 'wrongkey', 'tampered']) await s.kubectl(['create', 'namespace', ns]);
   for (const ns of ['demo', 'wrongkey', 'tampered'])
     await s.kubectl(['create', 'secret', 'generic', 'acme-key', '-n', ns, `--from-literal=acme=${ns === 'wrongkey' ? stranger.publicKey : signer.publicKey}`]);

@@ -47,9 +47,9 @@ t.test('npm run example -- --kubeconfig FILE publishes, signs and creates the ke
   exampleOut = r.out;
   t.equal(r.code, 0, 'exit status 0');
   if (r.code !== 0) t.comment(r.out);
-  t.match(r.out, `published ocm.software/demos/podinfo:6.8.0 to ${registry}/ocm, signed as "ocm-example"`);
+  t.match(r.out, `published ocm.software/demos/podinfo:6.8.0 to ${registry}/podinfo/ocm, signed as "ocm-example"`);
   t.match(r.out, /(created|updated) Secret podinfo\/ocm-example-key|Secret is up to date podinfo\/ocm-example-key/);
-  t.match(r.out, `NOTE: examples/podinfo/10-component.yaml reads the component from ${DEFAULT_REGISTRY}/ocm, but this server's registry is ${registry}`);
+  t.match(r.out, `NOTE: examples/podinfo/10-component.yaml reads the component from ${DEFAULT_REGISTRY}/podinfo/ocm, but this server's registry is ${registry}`);
   printedApply = /^ {2}(for f in .*apply -f -)$/m.exec(r.out)?.[1] ?? '';
   t.match(printedApply, `sed 's#${DEFAULT_REGISTRY}/#${registry}/#'`, 'prints an apply with the address replaced');
   t.match(r.out, /run this command again with --apply/);
@@ -69,7 +69,7 @@ t.test('the printed apply, run as printed, then wait for the deployer', async (t
     t.match(apply.out, o);
   }
   const comp = await json(['get', 'ocmcomponent', 'podinfo', '-n', NS]);
-  t.equal(comp.spec.repository.url, `${registry}/ocm`, 'the applied OCMComponent names this server\'s registry');
+  t.equal(comp.spec.repository.url, `${registry}/podinfo/ocm`, 'the applied OCMComponent names this server\'s registry');
   const wait = await s.kubectl(['wait', '--for=condition=Ready', 'action/deployer', '-n', NS, '--timeout=120s'], { timeoutMs: 130_000 });
   t.equal(wait.code, 0, `kubectl wait: ${wait.stdout}${wait.stderr}`);
   t.match(wait.stdout, 'action.delivery.ocm.software/deployer condition met');
@@ -183,7 +183,7 @@ t.test('running npm run example again, with --apply, changes nothing', async (t)
   for (const o of ['namespace/podinfo', 'ocmcomponent.delivery.ocm.software/podinfo', 'source.delivery.ocm.software/manifests', 'action.delivery.ocm.software/deployer']) t.match(r.out, `${o} applied`);
   t.notMatch(r.out, /NOTE:/, 'applied itself: nothing left to do by hand');
   const after = await json(['get', 'ocmcomponent', 'podinfo', '-n', NS]);
-  t.equal(after.spec.repository.url, `${registry}/ocm`, 'still this server\'s registry');
+  t.equal(after.spec.repository.url, `${registry}/podinfo/ocm`, 'still this server\'s registry');
   t.equal(after.status.conditions[0].status, 'True', 'the OCMComponent is still Ready');
   t.equal(after.metadata.generation, before.metadata.generation, 'and unchanged');
 });

@@ -110,7 +110,7 @@ async function namespace(ns: string, secrets: Record<string, Record<string, stri
 t.before(async () => {
   reg = await startDistribution();
   repo = new OcmRepository(new OciClient({ insecureHttp: true }), `http://${reg.host}/ocm`);
-  s = await startServer({ reconcilers: 'all' });
+  s = await startServer({ reconcilers: 'all', args: ['--allow-private-upstreams'] }); // the upstream registry is on 127.0.0.1
   snapshots = new OciClient({
     ca: await readFile(join(s.dataDir, 'certs', 'ca.crt'), 'utf8'),
     cert: await readFile(join(s.dataDir, 'certs', 'admin.crt'), 'utf8'),

@@ -46,11 +46,11 @@ async function storeRV(): Promise<number> {
 const DATA = 'replicas: 3\n# kept byte for byte\n';
 
 t.before(async () => {
-  s = await startServer({ reconcilers: 'all' });
+  s = await startServer({ reconcilers: 'all', args: ['--allow-private-upstreams'] }); // resource access on 127.0.0.1:9
   registry = s.logs.map((l) => /"registry":"([^"]+)"/.exec(l)?.[1]).find(Boolean)!;
   const certs = join(s.dataDir, 'certs');
   client = new OciClient({ ca: readFileSync(join(certs, 'ca.crt'), 'utf8'), cert: readFileSync(join(certs, 'admin.crt'), 'utf8'), key: readFileSync(join(certs, 'admin.key'), 'utf8') });
-  const repo = new OcmRepository(client, `${registry}/ocm`);
+  const repo = new OcmRepository(client, `${registry}/${NS}/ocm`);
   const dir = tempDir();
   // good: resource `data` is a local blob. remote: resource `data` lives on a host that refuses
   // connections, so fetching it fails Transiently, again and again, with the same message.
@@ -66,7 +66,7 @@ t.before(async () => {
 t.teardown(() => s?.stop());
 
 t.test('failing consumers never write onto the provider they share; at rest nothing is written', async (t) => {
-  const comp = (name: string, component: string) => ({ apiVersion: GV, kind: 'OCMComponent', metadata: { name, namespace: NS }, spec: { name: component, version: '1.0.0', repository: { url: `${registry}/ocm` } } });
+  const comp = (name: string, component: string) => ({ apiVersion: GV, kind: 'OCMComponent', metadata: { name, namespace: NS }, spec: { name: component, version: '1.0.0', repository: { url: `${registry}/${NS}/ocm` } } });
   const source = (name: string, component: string) => ({
     apiVersion: GV,
     kind: 'Source',

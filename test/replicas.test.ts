@@ -27,7 +27,7 @@ const start = (name: string) =>
     dataDir: join(work, name),
     certDir,
     reconcilers: 'all',
-    args: ['--storage', 'etcd', '--etcd-endpoints', etcd.endpoints.join(','), '--snapshot-registry', `http://${reg.host}`],
+    args: ['--allow-private-upstreams', '--storage', 'etcd', '--etcd-endpoints', etcd.endpoints.join(','), '--snapshot-registry', `http://${reg.host}`],
   });
 
 const leaderOf = (s: TestServer) => s.logs.some((l) => l.includes('became the leader'));
@@ -53,10 +53,13 @@ t.before(async () => {
   mkdirSync(join(work, 'b'));
   mkdirSync(join(work, 'files'));
   writeFileSync(join(work, 'files', 'app.yaml'), 'kind: ConfigMap\n');
-  const repo = new OcmRepository(new OciClient({ insecureHttp: true }), `http://${reg.host}/ocm`);
-  await publish(repo, { name: 'ocm.software/demo/app', version: '1.0.0', provider: 'acme', resources: [{ name: 'app', type: 'blob', input: { type: 'file', path: 'files/app.yaml', mediaType: 'application/yaml' } }] }, work, {
-    sign: { name: 'acme', privateKeyPem: keys.privateKey },
-  });
+  // The snapshot registry holds the component too: the server reads it there only under <namespace>/ (issue 16).
+  for (const ns of ['before', 'after']) {
+    const repo = new OcmRepository(new OciClient({ insecureHttp: true }), `http://${reg.host}/${ns}/ocm`);
+    await publish(repo, { name: 'ocm.software/demo/app', version: '1.0.0', provider: 'acme', resources: [{ name: 'app', type: 'blob', input: { type: 'file', path: 'files/app.yaml', mediaType: 'application/yaml' } }] }, work, {
+      sign: { name: 'acme', privateKeyPem: keys.privateKey },
+    });
+  }
   servers.push(await start('a'));
   servers.push(await start('b'));
 });
@@ -97,7 +100,7 @@ t.test('exactly one replica leads; killing it moves reconciling to the other, an
         apiVersion: 'delivery.ocm.software/v1alpha1',
         kind: 'OCMComponent',
         metadata: { name: 'app', namespace: ns },
-        spec: { name: 'ocm.software/demo/app', version: '1.0.0', repository: { url: `http://${reg.host}/ocm` }, verify: [{ signature: 'acme', secretRef: { name: 'key' } }] },
+        spec: { name: 'ocm.software/demo/app', version: '1.0.0', repository: { url: `http://${reg.host}/${ns}/ocm` }, verify: [{ signature: 'acme', secretRef: { name: 'key' } }] },
       },
       { apiVersion: 'delivery.ocm.software/v1alpha1', kind: 'OCMResource', metadata: { name: 'app', namespace: ns }, spec: { resource: 'app' } },
       {

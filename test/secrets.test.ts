@@ -151,7 +151,7 @@ t.before(async () => {
   );
   pusher.close();
 
-  s = await startServer({ reconcilers: 'all', args: ['--log-level', 'debug'] });
+  s = await startServer({ reconcilers: 'all', args: ['--log-level', 'debug', '--allow-private-upstreams'] }); // the upstream registry is on 127.0.0.1
   keyNeedles(s.dataDir);
   const create = async (o: any) => {
     const plural = o.kind === 'Secret' ? null : `${o.kind.toLowerCase()}s`;

@@ -5,6 +5,9 @@
 // The model is Flux's multi-tenancy lockdown (fluxcd/flux2 docs, "Multi-tenancy lockdown":
 // --no-cross-namespace-refs; fluxcd/pkg/runtime/acl: "cross-namespace references are blocked").
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
@@ -14,10 +17,13 @@ import { OcmRepository } from '../ocm/repository.js';
 import { OciClient } from '../registry/client.js';
 import { archiveToFiles } from '../providers/content.js';
 import { pullSnapshot } from '../registry/snapshot.js';
+import { startDistribution } from './helpers/distribution.js';
 import { KUBECTL, startServer, tempDir, type TestServer } from './helpers/server.js';
 
 const GV = 'delivery.ocm.software/v1alpha1';
 const SECRET_TEXT = 'TEAM-A-PRIVATE-7f3c'; // in team-a's component only; must never show up in team-b
+const CLOUD_CREDS = 'FAKE-CLOUD-CREDS-9d1e'; // what an "internal endpoint" answers; must never show up in team-b
+const A_TEXT = `secret: ${SECRET_TEXT}\n`;
 type Obj = Record<string, any>;
 type Test = Parameters<Parameters<typeof t.test>[0]>[0];
 
@@ -34,6 +40,8 @@ const userArgs = ['--token-auth-file', join(dir, 'tokens.csv'), '--authorization
 
 interface Env {
   s: TestServer;
+  apiPort: number;
+  registryPort: number;
   registry: string;
   admin: OciClient;
   as(user: 'a' | 'b', args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }>;
@@ -64,7 +72,37 @@ async function env(extraArgs: string[] = []): Promise<Env> {
       child.stdin!.end(input ?? '');
     });
   for (const ns of ['team-a', 'team-b']) await s.kubectl(['create', 'namespace', ns]);
-  return { s, registry, admin, as };
+  return { s, registry, admin, as, apiPort: s.port, registryPort: Number(registry.split(':').pop()) };
+}
+
+/** An "internal endpoint" (it answers fake cloud credentials to anything) and a registry user-b controls that redirects there. */
+async function redirector() {
+  const internalSeen: http.IncomingHttpHeaders[] = [];
+  const internal = http.createServer((req, res) => {
+    internalSeen.push(req.headers);
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ tags: ['1.0.0'], AccessKeyId: CLOUD_CREDS, errors: [{ code: 'DENIED', message: CLOUD_CREDS }] }));
+  });
+  await new Promise<void>((r) => internal.listen(0, '127.0.0.1', r));
+  const target = { api: '' };
+  const seen: string[] = [];
+  const reg = http.createServer((req, res) => {
+    seen.push(req.url!);
+    if (!req.headers.authorization) return res.writeHead(401, { 'www-authenticate': 'Basic realm="b"' }).end();
+    const to = req.url!.startsWith('/v2/internal/')
+      ? `http://127.0.0.1:${(internal.address() as AddressInfo).port}/latest/meta-data/iam/security-credentials/`
+      : req.url!.startsWith('/v2/api/')
+        ? `${target.api}/api/v1/namespaces/team-a/secrets`
+        : 'http://169.254.169.254/latest/meta-data/';
+    res.writeHead(302, { location: to }).end();
+  });
+  await new Promise<void>((r) => reg.listen(0, '127.0.0.1', r));
+  return {
+    host: `127.0.0.1:${(reg.address() as AddressInfo).port}`,
+    internalSeen,
+    seen,
+    target,
+    close: () => Promise.all([new Promise((r) => internal.close(r)), new Promise((r) => reg.close(r))]),
+  };
 }
 
 const yaml = (...objs: unknown[]) => objs.map((o) => YAML.stringify(o)).join('---\n');
@@ -87,6 +125,17 @@ async function reason(e: Env, user: 'a' | 'b', kind: string, name: string, want:
   throw new Error(`${kind}/${name}: expected reason ${want}, have ${JSON.stringify(last)}`);
 }
 
+/** Waits until the object is Ready=False (any reason but a transient one); returns the condition. */
+async function refused(e: Env, user: 'a' | 'b', kind: string, name: string): Promise<Obj> {
+  let last: Obj | undefined;
+  for (let i = 0; i < 150; i++) {
+    last = (await getAs(e, user, kind, name)).status?.conditions?.find((x: Obj) => x.type === 'Ready');
+    if (last?.status === 'False' && last.reason !== 'Progressing') return last;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${kind}/${name}: no Ready=False, have ${JSON.stringify(last)}`);
+}
+
 async function applyAs(t: Test, e: Env, user: 'a' | 'b', ...objs: Obj[]) {
   const r = await e.as(user, ['apply', '-f', '-'], yaml(...objs));
   t.equal(r.code, 0, `user-${user} applies ${objs.map((o) => `${o.kind}/${o.metadata.name}`).join(', ')}: ${r.stderr}`);
@@ -94,7 +143,7 @@ async function applyAs(t: Test, e: Env, user: 'a' | 'b', ...objs: Obj[]) {
 
 /** Two components: team-a's private one and team-b's own, each in its namespace's repository of the embedded registry. */
 async function publishComponents(e: Env) {
-  for (const [team, text] of [['team-a', `secret: ${SECRET_TEXT}\n`], ['team-b', 'b: 1\n']]) {
+  for (const [team, text] of [['team-a', A_TEXT], ['team-b', 'b: 1\n']]) {
     await publish(
       new OcmRepository(e.admin, `${e.registry}/${team}/ocm`),
       { name: `acme.org/${team}`, version: '1.0.0', provider: 'acme', resources: [{ name: 'cfg', type: 'blob', input: { type: 'utf8', text, mediaType: 'application/yaml' } }] },
@@ -209,5 +258,105 @@ t.test('default server: every way into team-a is refused', async (t) => {
     t.equal(flux.stdout.trim(), '', 'no Flux object written for it');
   });
 
+  t.test('item 4: the server\'s identity reads only team-b\'s repositories of its own registry for team-b', async (t) => {
+    const cases: [string, string, RegExp][] = [
+      ['own-a', `${e.registry}/team-a/ocm`, /ForeignRepository/],
+      ['own-root', `${e.registry}/ocm`, /ForeignRepository/],
+      ['own-alias', `localhost:${e.registryPort}/team-a/ocm`, /ForeignRepository/],
+      ['own-other-ip', `127.0.0.2:${e.registryPort}/team-a/ocm`, /this server itself/],
+      ['api', `127.0.0.1:${e.apiPort}/team-a`, /this server itself/],
+    ];
+    await applyAs(t, e, 'b', ...cases.map(([name, url]) => comp('team-b', name, url)));
+    for (const [name, url, want] of cases) {
+      const o = await refused(e, 'b', 'ocmcomponent', name);
+      t.match(`${o.reason}: ${o.message}`, want, `${url}: ${o.reason}: ${o.message}`);
+    }
+    // A resource access (ociBlob) naming team-a's blob in this registry, in team-b's own component: never read as the server.
+    await publish(
+      new OcmRepository(e.admin, `${e.registry}/team-b/ocm`),
+      {
+        name: 'acme.org/team-b-access',
+        version: '1.0.0',
+        provider: 'acme',
+        resources: [{ name: 'cfg', type: 'blob', relation: 'external', access: { type: 'ociBlob', ref: `${e.registry}/team-a/ocm/component-descriptors/acme.org/team-a`, digest: `sha256:${createHash('sha256').update(A_TEXT).digest('hex')}`, mediaType: 'application/yaml', size: A_TEXT.length } }],
+      },
+      tempDir(),
+    );
+    await applyAs(t, e, 'b', { ...comp('team-b', 'access', `${e.registry}/team-b/ocm`), spec: { ...comp('team-b', 'access', '').spec, name: 'acme.org/team-b-access', repository: { url: `${e.registry}/team-b/ocm` } } }, src('team-b', 'access', { name: 'access' }));
+    // The OCMComponent checks its resources itself (or the Source, fetching it): refused either way.
+    const c = await refused(e, 'b', 'source', 'access');
+    t.match(c.message, /this server itself/, `${c.reason}: ${c.message}`);
+    t.equal((await getAs(e, 'b', 'source', 'access')).status.ready, false);
+  });
+
+  t.test('item 6: user-supplied upstreams on loopback are refused (no --allow-private-upstreams)', async (t) => {
+    const r = await redirector();
+    t.teardown(r.close);
+    await applyAs(t, e, 'b', comp('team-b', 'ssrf', `http://${r.host}/internal/ocm`));
+    const c = await reason(e, 'b', 'ocmcomponent', 'ssrf', 'FetchFailed');
+    t.match(c.message, /is a loopback or private address/);
+    t.same(r.seen, [], 'the redirector was never contacted');
+    t.equal(r.internalSeen.length, 0, 'nor the internal endpoint');
+  });
+
   t.test('nothing of team-a reached team-b', async (t) => nothingOfTeamA(t, e, teamA));
+});
+
+t.test('with --allow-cross-namespace-refs and --allow-private-upstreams: still nothing of team-a for team-b', async (t) => {
+  const e = await env(['--allow-cross-namespace-refs', '--allow-private-upstreams']);
+  t.teardown(() => e.s.stop());
+  await publishComponents(e);
+  const dist = await startDistribution({ htpasswd: { 'user-a': 'pass-a' } });
+  t.teardown(() => dist.stop());
+  await publish(
+    new OcmRepository(new OciClient({ insecureHttp: true, credentials: () => ({ username: 'user-a', password: 'pass-a' }) }), `http://${dist.host}/ocm`),
+    { name: 'acme.org/team-a', version: '1.0.0', provider: 'acme', resources: [{ name: 'cfg', type: 'blob', input: { type: 'utf8', text: A_TEXT, mediaType: 'application/yaml' } }] },
+    tempDir(),
+  );
+  const r = await redirector();
+  t.teardown(r.close);
+  r.target.api = `https://127.0.0.1:${e.apiPort}`;
+
+  // team-a: a component in its repository of the embedded registry, and one behind its pull Secret.
+  await applyAs(
+    t,
+    e,
+    'a',
+    { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'pull', namespace: 'team-a' }, stringData: { username: 'user-a', password: 'pass-a' } },
+    comp('team-a', 'private', `${e.registry}/team-a/ocm`),
+    comp('team-a', 'behind-secret', `http://${dist.host}/ocm`, { secretRef: { name: 'pull' } }),
+    res('team-a'),
+    src('team-a', 'private', { name: 'private' }),
+    src('team-a', 'behind-secret', { name: 'behind-secret' }),
+  );
+  await reason(e, 'a', 'source', 'private', 'Succeeded');
+  await reason(e, 'a', 'source', 'behind-secret', 'Succeeded');
+  const digests = await Promise.all(['private', 'behind-secret'].map(async (n) => (await getAs(e, 'a', 'snapshot', (await getAs(e, 'a', 'source', n)).status.snapshot)).status.digest));
+  await applyAs(t, e, 'b', res('team-b'));
+
+  t.test('item 3: a reference is allowed, but read as team-b: not with the server\'s identity, not with team-a\'s Secret', async (t) => {
+    await applyAs(t, e, 'b', src('team-b', 'via-registry', { name: 'private', namespace: 'team-a' }), src('team-b', 'via-secret', { name: 'behind-secret', namespace: 'team-a' }));
+    t.match((await reason(e, 'b', 'source', 'via-registry', 'ForeignRepository')).message, 'outside namespace team-b');
+    t.match((await reason(e, 'b', 'source', 'via-secret', 'SecretNotFound')).message, 'Secret team-b/pull not found', 'the Secret is looked up in team-b');
+  });
+
+  t.test('item 6: a redirect is followed without credentials, never to this server or link-local; no body in status', async (t) => {
+    await applyAs(
+      t,
+      e,
+      'b',
+      { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'creds', namespace: 'team-b' }, stringData: { username: 'user-b', password: 'pass-b' } },
+      comp('team-b', 'to-internal', `http://${r.host}/internal/ocm`, { secretRef: { name: 'creds' } }),
+      comp('team-b', 'to-api', `http://${r.host}/api/ocm`, { secretRef: { name: 'creds' } }),
+      comp('team-b', 'to-metadata', `http://${r.host}/metadata/ocm`, { secretRef: { name: 'creds' } }),
+    );
+    const internal = await refused(e, 'b', 'ocmcomponent', 'to-internal');
+    t.notMatch(internal.message, CLOUD_CREDS, `the internal answer is not in status: ${internal.message}`);
+    t.ok(r.internalSeen.length > 0, 'the internal endpoint was reached (private ranges are allowed on this server)');
+    t.notOk(r.internalSeen.some((h) => h.authorization), 'without user-b\'s credentials');
+    t.match((await refused(e, 'b', 'ocmcomponent', 'to-api')).message, /this server itself/);
+    t.match((await refused(e, 'b', 'ocmcomponent', 'to-metadata')).message, /169\.254\.169\.254 is a link-local/);
+  });
+
+  t.test('nothing of team-a reached team-b', async (t) => nothingOfTeamA(t, e, { digests }));
 });

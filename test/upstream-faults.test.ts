@@ -197,7 +197,7 @@ t.before(async () => {
     );
     repo.client.close();
   }
-  s = await startServer({ reconcilers: 'all' });
+  s = await startServer({ reconcilers: 'all', args: ['--allow-private-upstreams'] }); // the upstream registry is on 127.0.0.1
   results = await Promise.all(scenarios.map(run));
 });
 
