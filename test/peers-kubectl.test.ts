@@ -86,6 +86,10 @@ Object.entries(VERSIONS).forEach(([minor, version], i) => {
     t.equal(all.code, 0, all.stderr);
     t.match(all.stdout, /^configmaps\s+cm\s+v1\s+true\s+ConfigMap\s+/m);
 
+    // Issue 13 item 7: selfsubjectrulesreviews.
+    const canI = await k.run(['auth', 'can-i', '--list']);
+    t.equal(canI.code, 0, `auth can-i --list: ${canI.stderr}`);
+    t.match(canI.stdout, /^Resources\s+Non-Resource URLs\s+Resource Names\s+Verbs/m);
     t.equal((await k.run(['create', 'namespace', ns])).code, 0);
     // server-side apply
     const ssa = await k.run(['apply', '--server-side', '-n', ns, '-f', FIXTURE]);
