@@ -65,7 +65,7 @@ const NOT_VERIFIED = ['VerificationFailed', 'DigestMismatch', 'ReferenceDigestMi
 /** A descriptor over a limit (size, depth, elements; ocm/descriptor.ts) is Ready=False DescriptorTooLarge, not retried until the interval. */
 function tooLarge(err: unknown, what: string) {
   for (let e = err; e instanceof Error; e = e.cause) {
-    if (e instanceof DescriptorError && e.reason) throw new ReconcileError(e.reason, `${what}: ${e.message}`, false);
+    if (e instanceof DescriptorError && e.reason) throw new ReconcileError(e.reason, `${what}: ${e.message}`, 'Stalled');
   }
 }
 

@@ -2,6 +2,7 @@
 // deduplicating work queue keyed by namespace/name; one worker per key at a time; failures are
 // retried with per-key exponential backoff and jitter; successes may ask to run again later
 // (spec.interval). On start every existing object is queued, so work pending at a crash resumes.
+import { withMemoryLeases } from '../../registry/memory-budget.js';
 import type { Resource } from '../../apiserver/resources.js';
 import type { KubeObject } from '../../kinds/types.js';
 import type { Store, WatchHandle } from '../../storage/store.js';
@@ -158,7 +159,8 @@ export class Controller {
       if (key === undefined) return;
       const started = Date.now();
       try {
-        const res = await this.spec.reconcile(parseKey(key));
+        // Archive content read in memory is leased from one budget for the reconcile's duration.
+        const res = await withMemoryLeases(() => this.spec.reconcile(parseKey(key)));
         this.reconciles++;
         this.queue.forget(key);
         if (res?.requeueAfterMs) this.queue.addAfter(key, res.requeueAfterMs);

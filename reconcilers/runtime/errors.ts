@@ -67,6 +67,8 @@ export function toReconcileError(err: unknown, reason: string, context?: string,
   if (err instanceof ReconcileError) return err;
   const message = `${context ? `${context}: ` : ''}${(err as Error)?.message ?? String(err)}`;
   if (isDigestMismatch(err)) return new DigestMismatch(message, mismatchReason, { cause: err });
+  // Upstream content over a limit (issue 15: size, entries, ratio, nesting): its own reason, not retried before the interval.
+  if (err instanceof OciError && err.code === 'ARCHIVE_TOO_LARGE') return new ReconcileError('ArchiveTooLarge', message, 'Stalled', { cause: err });
   if (err instanceof OciError) return new ReconcileError(reason, message, err.retryable ? 'Transient' : 'Stalled', { cause: err });
   if (err instanceof OcmRepositoryError) return new ReconcileError(reason, message, 'Stalled', { cause: err });
   return new ReconcileError(reason, message, 'Transient', { cause: err });
