@@ -388,6 +388,12 @@ t.test('version policy: the newest version that verifies, skipped ones named; do
   t.equal((await waitReason('ocmcomponent', 'policy', 'policy', 'Succeeded')).status.resolvedVersion, '1.1.0');
   await waitReason('source', 'policy', 'policy', 'Succeeded');
   t.equal(await snapshotText('policy', 'policy'), 'policy 1.1.0\n');
+  // An Action downstream (a deployer: it writes Flux objects and waits for them)
+  await apply(
+    { apiVersion: API, kind: 'KustomizationTemplate', metadata: { name: 'kt', namespace: 'policy' }, spec: { template: { interval: '10m', path: './' } } },
+    { apiVersion: API, kind: 'Action', metadata: { name: 'deploy', namespace: 'policy' }, spec: { componentRef: { name: 'policy' }, sourceRef: { kind: 'Source', name: 'policy' }, providerRef: { apiVersion: API, kind: 'KustomizationTemplate', name: 'kt' } } },
+  );
+  await waitFor('the Action on 1.1.0', async () => ((await json(['get', 'action', 'deploy', '-n', 'policy'])).status?.componentVersion === '1.1.0' ? true : undefined));
 
   // A newer version that does not verify is skipped, named in an Event and the status; the chain stays.
   await pub('1.2.0', stranger.privateKey);
@@ -404,6 +410,7 @@ t.test('version policy: the newest version that verifies, skipped ones named; do
   t.equal(await snapshotText('policy', 'policy'), 'policy 1.3.0\n');
   t.match((await waitEvent('policy', 'OCMComponent', 'policy', 'VersionChanged', /1\.1\.0 -> 1\.3\.0 \(upgrade\)/)).type, 'Normal');
   await waitEvent('policy', 'Source', 'policy', 'ComponentVersionChanged', /from 1\.1\.0 to 1\.3\.0/);
+  await waitEvent('policy', 'Action', 'deploy', 'ComponentVersionChanged', /from 1\.1\.0 to 1\.3\.0/);
   t.notOk((await json(['get', 'ocmcomponent', 'policy', '-n', 'policy'])).status.skippedVersions, 'nothing skipped any more');
 
   // The tag of 1.3.0 deleted upstream: the newest that verifies is 1.1.0, a downgrade; Deny (default) refuses.
@@ -421,6 +428,7 @@ t.test('version policy: the newest version that verifies, skipped ones named; do
   t.equal(await snapshotText('policy', 'policy'), 'policy 1.1.0\n');
   t.equal((await waitEvent('policy', 'OCMComponent', 'policy', 'Downgraded', /1\.3\.0 -> 1\.1\.0 .*Enforce allows it/)).type, 'Warning');
   await waitEvent('policy', 'Source', 'policy', 'ComponentVersionChanged', /from 1\.3\.0 to 1\.1\.0/);
+  await waitEvent('policy', 'Action', 'deploy', 'ComponentVersionChanged', /from 1\.3\.0 to 1\.1\.0/);
 
   // Allow: only as far as the label of the version in use permits (ocm-k8s-toolkit's downgradable label).
   const allow = 'ocm.software/it/allow';
