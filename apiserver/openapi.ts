@@ -108,6 +108,11 @@ const WRITE_PARAMS = [P.dryRun, P.fieldManager, P.fieldValidation];
 export const PATCH_TYPES = ['application/apply-patch+yaml', 'application/json-patch+json', 'application/merge-patch+json', 'application/strategic-merge-patch+json'];
 /** The status subresource takes every patch but server-side apply (apiserver/apply.ts). */
 const STATUS_PATCH_TYPES = PATCH_TYPES.filter((t) => !t.startsWith('application/apply-patch'));
+/** Custom resources take no strategic merge patch (kube answers 415; apiextensions' handler lists the others). */
+const CR_PATCH_TYPES = PATCH_TYPES.filter((t) => t !== 'application/strategic-merge-patch+json');
+const CR_STATUS_PATCH_TYPES = STATUS_PATCH_TYPES.filter((t) => t !== 'application/strategic-merge-patch+json');
+const patchTypes = (r: Resource, body: string | undefined): string[] =>
+  body === 'patch' ? (r.builtin ? PATCH_TYPES : CR_PATCH_TYPES) : body === 'statusPatch' ? (r.builtin ? STATUS_PATCH_TYPES : CR_STATUS_PATCH_TYPES) : ['*/*'];
 
 interface Op {
   method: 'get' | 'post' | 'put' | 'patch' | 'delete';
@@ -212,6 +217,8 @@ function v3Document(title: string, resources: Resource[]) {
   const requestBodies: Record<string, Schema> = {
     patch: { content: Object.fromEntries(PATCH_TYPES.map((t) => [t, { schema: ref3(`${META}.Patch`) }])), required: true },
     statusPatch: { content: Object.fromEntries(STATUS_PATCH_TYPES.map((t) => [t, { schema: ref3(`${META}.Patch`) }])), required: true },
+    crPatch: { content: Object.fromEntries(CR_PATCH_TYPES.map((t) => [t, { schema: ref3(`${META}.Patch`) }])), required: true },
+    crStatusPatch: { content: Object.fromEntries(CR_STATUS_PATCH_TYPES.map((t) => [t, { schema: ref3(`${META}.Patch`) }])), required: true },
     deleteOptions: { content: { '*/*': { schema: ref3(`${META}.DeleteOptions`) } } },
   };
   const response = (key: string, description: string, schema: string) => {
@@ -238,7 +245,8 @@ function v3Document(title: string, resources: Resource[]) {
           'x-kubernetes-action': op.action,
           'x-kubernetes-group-version-kind': { group: r.def.group, version: r.def.version, kind: op.kind },
         };
-        if (op.body) o.requestBody = { $ref: `#/components/requestBodies/${op.body === 'object' ? obj : op.body}` };
+        const bodyKey = op.body === 'object' ? obj : !r.builtin && op.body === 'patch' ? 'crPatch' : !r.builtin && op.body === 'statusPatch' ? 'crStatusPatch' : op.body;
+        if (op.body) o.requestBody = { $ref: `#/components/requestBodies/${bodyKey}` };
         pi[op.method] = o;
       }
       paths[item.path] = pi;
@@ -322,7 +330,7 @@ export class OpenAPI {
             if (op.body === 'deleteOptions') params.unshift({ name: 'body', in: 'body', schema: { $ref: `#/definitions/${META}.DeleteOptions` } });
             pi[op.method] = {
               description: op.description,
-              consumes: op.body === 'patch' ? PATCH_TYPES : op.body === 'statusPatch' ? STATUS_PATCH_TYPES : ['*/*'],
+              consumes: patchTypes(r, op.body),
               produces: ['application/json', 'application/yaml'],
               schemes: ['https'],
               tags: [tagOf(r)],

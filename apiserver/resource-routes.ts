@@ -31,7 +31,9 @@ export function resolve(reg: ResourceRegistry, group: string, version: string, s
   }
   let ns: string | undefined;
   let rest = segs;
-  if (segs[0] === 'namespaces' && segs.length >= 3) {
+  if (segs[0] === 'namespaces' && segs.length === 3 && segs[2] === 'status') {
+    // /api/v1/namespaces/NAME/status: the namespace's own subresource (kube's namespaceSubresources)
+  } else if (segs[0] === 'namespaces' && segs.length >= 3) {
     ns = segs[1];
     rest = segs.slice(2);
   }

@@ -30,6 +30,7 @@ import { validateObjectMeta } from './validation.js';
 import { applyConfiguration, recordUpdate, updateManager } from './apply.js';
 import { assertObjectDepth } from './limits.js';
 import { queryBool } from './request-info.js';
+import { META_STRATEGIES, strategicMergePatch } from './smp.js';
 
 export type FieldValidation = 'Strict' | 'Warn' | 'Ignore';
 
@@ -403,8 +404,11 @@ export class GenericREST {
   async patch(r: Resource, ns: string | undefined, name: string, type: BodyType, body: unknown, status: boolean, opts: RequestOptions): Promise<StoredObject> {
     if (type === 'apply-patch') return (await this.apply(r, ns, name, body, status, opts)).obj;
     if (opts.force) throw badRequest('force: Forbidden: may not be specified for non-apply patch');
-    if (type !== 'merge-patch' && type !== 'strategic-merge-patch' && type !== 'json-patch')
-      throw unsupportedMediaType(`the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json`);
+    if ((type !== 'merge-patch' && type !== 'strategic-merge-patch' && type !== 'json-patch') || (type === 'strategic-merge-patch' && !r.builtin))
+      // custom resources take no strategic merge patch (apiextensions-apiserver's handler; clients fall back)
+      throw unsupportedMediaType(
+        `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml${r.builtin ? ', application/strategic-merge-patch+json' : ''}`,
+      );
     const patch = parseBody(body, false);
     if (type === 'json-patch') {
       if (!Array.isArray(patch)) throw badRequest('json patch must be an array of operations');
@@ -423,7 +427,8 @@ export class GenericREST {
           if (e.name === 'TEST_OPERATION_FAILED') throw invalid(r.gr, name, [{ type: 'FieldValueInvalid', field: '', message: 'the json patch test operation failed' }]);
           throw new ApiError(422, 'Invalid', `the server rejected our request due to an error in our request: ${e.message.split('\n')[0]}`);
         }
-      } else patched = mergePatch.apply(clone(cur.obj), patch);
+      } else if (type === 'strategic-merge-patch') patched = strategicMergePatch(cur.obj, patch as Record<string, unknown>, { ...META_STRATEGIES, ...r.def.patchStrategies });
+      else patched = mergePatch.apply(clone(cur.obj), patch);
       const proposed = this.checkIdentity(r, patched, ns, name);
       this.pruneUnknown(r, proposed, opts);
       return this.nextState(r, cur, proposed, status, opts, proposed.metadata.resourceVersion);

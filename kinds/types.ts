@@ -119,6 +119,11 @@ export interface KindDefinition {
   /** Top-level fields that only the status subresource may change (normally ['status']). */
   statusFields?: string[];
   columns: PrinterColumn[];
+  /**
+   * Built-in types: the fields with patchStrategy "merge" beyond ObjectMeta's, by dotted path,
+   * with their patchMergeKey ('' for lists of scalars), from k8s.io/api's struct tags.
+   */
+  patchStrategies?: Record<string, string>;
   /** false: no leading NAME column (kube's Event table has none; its name is a wide column). */
   nameColumn?: false;
   subresources: { status?: boolean };

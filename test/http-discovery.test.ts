@@ -17,7 +17,8 @@ const ALL_VERBS = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch
 const SERVER_WRITTEN = ['Snapshot'];
 const verbsOf = (k: { kind: string }) => (SERVER_WRITTEN.includes(k.kind) ? ['delete', 'deletecollection', 'get', 'list', 'watch'] : ALL_VERBS);
 const statusVerbsOf = (k: { kind: string }) => (SERVER_WRITTEN.includes(k.kind) ? ['get'] : ['get', 'patch', 'update']);
-const PATCH_TYPES = ['application/apply-patch+yaml', 'application/json-patch+json', 'application/merge-patch+json', 'application/strategic-merge-patch+json'];
+// custom resources: no strategic merge patch (apiextensions-apiserver's patch types)
+const PATCH_TYPES = ['application/apply-patch+yaml', 'application/json-patch+json', 'application/merge-patch+json'];
 const STATUS_PATCH_TYPES = PATCH_TYPES.slice(1); // no server-side apply to the status subresource
 
 const server = await startServer();

@@ -354,3 +354,63 @@ t.test('a delegating authorizer cannot list rules: incomplete, as the webhook au
     evaluationError: 'webhook authorizer does not support user rule resolution',
   });
 });
+
+t.test('strategic merge patch: real for built-in types (directives included), 415 for custom resources', async (t) => {
+  // apimachinery/pkg/util/strategicpatch/patch.go; merge strategies from k8s.io/api struct tags
+  // (ObjectMeta.finalizers merge, ownerReferences merge by uid, NamespaceStatus.conditions by type)
+  t.equal((await s.kubectl(['create', 'namespace', 'smp'])).code, 0);
+  const withFin = (fins: string[], data: Record<string, string>) => JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'fin', namespace: 'smp', finalizers: fins }, data });
+  let r = await s.kubectl(['apply', '-f', '-'], { input: withFin(['example.com/a', 'example.com/b'], { x: '1' }) });
+  t.equal(r.code, 0, r.stderr);
+  r = await s.kubectl(['apply', '-f', '-'], { input: withFin(['example.com/a'], { x: '2' }) });
+  t.equal(r.code, 0, `client-side apply removing a finalizer ($deleteFromPrimitiveList, $setElementOrder): ${r.stderr}`);
+  let got = (await s.request('GET', '/api/v1/namespaces/smp/configmaps/fin')).json();
+  t.same(got.metadata.finalizers, ['example.com/a']);
+  t.same(got.data, { x: '2' });
+  r = await s.kubectl(['patch', 'configmap', 'fin', '-n', 'smp', '-p', '{"metadata":{"finalizers":["example.com/c"]}}']);
+  t.equal(r.code, 0, r.stderr);
+  got = (await s.request('GET', '/api/v1/namespaces/smp/configmaps/fin')).json();
+  t.same(got.metadata.finalizers, ['example.com/a', 'example.com/c'], 'finalizers merge (a union), a merge patch would replace');
+  r = await s.kubectl(['patch', 'configmap', 'fin', '-n', 'smp', '-p', '{"data":{"$patch":"replace","only":"this"}}']);
+  t.equal(r.code, 0, r.stderr);
+  got = (await s.request('GET', '/api/v1/namespaces/smp/configmaps/fin')).json();
+  t.same(got.data, { only: 'this' }, '$patch: replace');
+  const smp = (body: unknown) => s.request('PATCH', '/api/v1/namespaces/smp/configmaps/fin', { body, headers: { 'Content-Type': 'application/strategic-merge-patch+json' } });
+  const owners = [];
+  for (const i of [1, 2, 3]) {
+    const o = (await s.request('POST', '/api/v1/namespaces/smp/configmaps', { body: cm('smp', `o${i}`) })).json();
+    owners.push({ apiVersion: 'v1', kind: 'ConfigMap', name: `o${i}`, uid: o.metadata.uid as string });
+  }
+  t.equal((await smp({ metadata: { ownerReferences: owners.slice(0, 2) } })).status, 200);
+  got = (await smp({ metadata: { ownerReferences: [{ uid: owners[0].uid, blockOwnerDeletion: false }, { uid: owners[1].uid, $patch: 'delete' }, owners[2]] } })).json();
+  t.same(got.metadata.ownerReferences.map((o: { name: string; blockOwnerDeletion?: boolean }) => `${o.name}:${o.blockOwnerDeletion}`), ['o1:false', 'o3:undefined'], 'merge by uid, $patch: delete');
+  got = (await smp({ metadata: { $setElementOrder: undefined, '$setElementOrder/finalizers': ['example.com/c', 'example.com/a'], '$deleteFromPrimitiveList/finalizers': [] } })).json();
+  t.same(got.metadata.finalizers, ['example.com/c', 'example.com/a'], '$setElementOrder');
+  got = (await smp({ data: { $retainKeys: ['only'], extra: 'x' } })).json();
+  t.same(got.data, { only: 'this' }, '$retainKeys');
+  const bad = await smp({ data: { $patch: 'sideways' } });
+  t.equal(bad.status, 400);
+  t.match(bad.json().message, 'Unknown patch type');
+  got = (await smp({ metadata: { finalizers: null } })).json();
+  t.notOk(got.metadata.finalizers, JSON.stringify(got.metadata));
+  const ns = await s.request('PATCH', '/api/v1/namespaces/smp/status', { body: { status: { conditions: [{ type: 'A', status: 'True' }] } }, headers: { 'Content-Type': 'application/strategic-merge-patch+json' } });
+  t.equal(ns.status, 200, ns.body);
+  const ns2 = (await s.request('PATCH', '/api/v1/namespaces/smp/status', { body: { status: { conditions: [{ type: 'B', status: 'False' }] } }, headers: { 'Content-Type': 'application/strategic-merge-patch+json' } })).json();
+  t.same(ns2.status.conditions.map((c: { type: string }) => c.type), ['A', 'B'], 'namespace conditions merge by type');
+
+  t.equal((await s.request('POST', '/apis/delivery.ocm.software/v1alpha1/namespaces/smp/ocmcomponents', {
+    body: { apiVersion: 'delivery.ocm.software/v1alpha1', kind: 'OCMComponent', metadata: { name: 'c' }, spec: { name: 'x.org/c', version: '1.0.0', repository: { url: 'ghcr.io/x' } } },
+  })).status, 201);
+  const cr = await s.request('PATCH', '/apis/delivery.ocm.software/v1alpha1/namespaces/smp/ocmcomponents/c', { body: { metadata: { labels: { a: 'b' } } }, headers: { 'Content-Type': 'application/strategic-merge-patch+json' } });
+  t.equal(cr.status, 415);
+  t.match(cr.json(), { reason: 'UnsupportedMediaType', message: /accepted media types include: application\/json-patch\+json, application\/merge-patch\+json, application\/apply-patch\+yaml$/ });
+  const kp = await s.kubectl(['patch', 'ocmcomponent', 'c', '-n', 'smp', '-p', '{"metadata":{"labels":{"a":"b"}}}']);
+  t.not(kp.code, 0, 'kubectl patch of a custom resource needs --type merge, as against kube');
+  t.match(kp.stderr, /not supported|unknown format/);
+  const ka = await s.kubectl(['apply', '-f', '-'], {
+    input: JSON.stringify({ apiVersion: 'delivery.ocm.software/v1alpha1', kind: 'OCMComponent', metadata: { name: 'c', namespace: 'smp', labels: { via: 'apply' } }, spec: { name: 'x.org/c', version: '1.0.0', repository: { url: 'ghcr.io/x' } } }),
+  });
+  t.equal(ka.code, 0, `client-side apply of a custom resource (a merge patch): ${ka.stderr}`);
+  const v3 = (await s.request('GET', '/openapi/v3/apis/delivery.ocm.software/v1alpha1')).json();
+  t.notOk(JSON.stringify(v3.components.requestBodies.crPatch).includes('strategic'), 'OpenAPI: no strategic merge patch for custom resources');
+});

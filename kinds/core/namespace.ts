@@ -32,12 +32,26 @@ export const namespaceKind: KindDefinition = {
       Type.Object(
         {
           phase: Type.Optional(stringEnum(['Active', 'Terminating'], { description: 'Phase is the current lifecycle phase of the namespace.' })),
+          conditions: Type.Optional(
+            Type.Array(
+              Type.Object({
+                type: Type.String({ description: 'Type of namespace controller condition.' }),
+                status: Type.String({ description: 'Status of the condition, one of True, False, Unknown.' }),
+                lastTransitionTime: Type.Optional(Type.String({ description: 'Last time the condition transitioned from one status to another.' })),
+                reason: Type.Optional(Type.String({ description: 'Unique, one-word, CamelCase reason for the condition\'s last transition.' })),
+                message: Type.Optional(Type.String({ description: 'Human-readable message indicating details about last transition.' })),
+              }),
+              { description: 'Represents the latest available observations of a namespace\'s current state.' },
+            ),
+          ),
         },
         { description: 'Status describes the current status of a Namespace.' },
       ),
     ),
   }),
   statusFields: ['status'],
+  // k8s.io/api/core/v1 NamespaceStatus.Conditions: patchStrategy:"merge" patchMergeKey:"type"
+  patchStrategies: { 'status.conditions': 'type' },
   subresources: { status: true },
   columns: [{ name: 'Status', type: 'string', jsonPath: '.status.phase', description: 'The phase of the namespace.' }, ageColumn()],
   selectableFields: { 'status.phase': (o) => (o.status as { phase?: string } | undefined)?.phase },

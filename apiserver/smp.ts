@@ -1,0 +1,140 @@
+// Strategic merge patch (application/strategic-merge-patch+json) for the built-in types this
+// server serves, as k8s.io/apimachinery/pkg/util/strategicpatch/patch.go applies it:
+//   - maps merge key by key, `null` deletes; other values (and lists without a strategy) replace;
+//   - lists whose field has patchStrategy "merge" (struct tags of k8s.io/api) merge: lists of maps
+//     by their patchMergeKey, lists of scalars as a union;
+//   - directives: `$patch: replace | delete | merge` in a map or a list element,
+//     `$deleteFromPrimitiveList/<field>`, `$setElementOrder/<field>`, `$retainKeys`.
+// No npm library does this (the official clients leave it to the server), hence this small one.
+// Simplification: `$setElementOrder` puts the patch's elements in its order and keeps the
+// others where they were relative to each other (kube interleaves them by the live order).
+import { badRequest } from './errors.js';
+
+/** patchStrategy "merge" fields, by dotted path from the object's root: the merge key of a list of maps, or '' for scalars. */
+export type PatchStrategies = Record<string, string>;
+
+/** ObjectMeta's (k8s.io/apimachinery/pkg/apis/meta/v1/types.go): finalizers merge, ownerReferences merge by uid. */
+export const META_STRATEGIES: PatchStrategies = { 'metadata.finalizers': '', 'metadata.ownerReferences': 'uid' };
+
+type Obj = Record<string, unknown>;
+const isMap = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v);
+// Own properties only, written as data properties: a `__proto__` key in a patch is a field name,
+// never the prototype (no prototype pollution through a patch).
+const own = (o: Obj, k: string): unknown => (Object.hasOwn(o, k) ? o[k] : undefined);
+const put = (o: Obj, k: string, v: unknown) => Object.defineProperty(o, k, { value: v, writable: true, enumerable: true, configurable: true });
+const DELETE_LIST = '$deleteFromPrimitiveList/';
+const ORDER = '$setElementOrder/';
+
+export function strategicMergePatch(original: Obj, patch: Obj, strategies: PatchStrategies): Obj {
+  return mergeMap(structuredClone(original), patch, '', strategies) ?? {};
+}
+
+function mergeMap(orig: Obj, patch: Obj, path: string, st: PatchStrategies): Obj | undefined {
+  const directive = patch.$patch;
+  if (directive !== undefined) {
+    if (directive === 'delete') return undefined;
+    if (directive === 'replace') {
+      const { $patch: _, ...rest } = patch;
+      return clean(rest);
+    }
+    if (directive !== 'merge') throw badRequest(`Unknown patch type: ${JSON.stringify(directive)} in map: ${JSON.stringify(patch)}`);
+  }
+  const retain = patch.$retainKeys;
+  if (retain !== undefined && (!Array.isArray(retain) || retain.some((k) => typeof k !== 'string'))) throw badRequest('$retainKeys must be a list of strings');
+  const orders: Record<string, unknown[]> = {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (k === '$patch' || k === '$retainKeys') continue;
+    if (k.startsWith(ORDER)) {
+      if (!Array.isArray(v)) throw badRequest(`${k} must be a list`);
+      orders[k.slice(ORDER.length)] = v;
+      continue;
+    }
+    if (k.startsWith(DELETE_LIST)) {
+      const field = k.slice(DELETE_LIST.length);
+      if (!Array.isArray(v)) throw badRequest(`${k} must be a list`);
+      const cur = own(orig, field);
+      if (Array.isArray(cur)) put(orig, field, cur.filter((x) => !v.some((d) => equal(d, x))));
+      continue;
+    }
+    if (k.startsWith('$')) throw badRequest(`unknown patch directive: ${k}`);
+    const p = path ? `${path}.${k}` : k;
+    if (v === null) {
+      delete orig[k];
+    } else if (isMap(v)) {
+      const cur = own(orig, k);
+      const merged = mergeMap(isMap(cur) ? cur : {}, v, p, st);
+      if (merged === undefined) delete orig[k];
+      else put(orig, k, merged);
+    } else if (Array.isArray(v) && Object.hasOwn(st, p)) {
+      const cur = own(orig, k);
+      put(orig, k, mergeList(Array.isArray(cur) ? cur : [], v, p, st[p], st));
+    } else put(orig, k, clean(structuredClone(v)));
+  }
+  for (const [field, order] of Object.entries(orders)) {
+    const p = path ? `${path}.${field}` : field;
+    const cur = own(orig, field);
+    if (Array.isArray(cur)) put(orig, field, applyOrder(cur, order, Object.hasOwn(st, p) ? st[p] : ''));
+  }
+  if (Array.isArray(retain)) for (const k of Object.keys(orig)) if (!retain.includes(k)) delete orig[k];
+  return orig;
+}
+
+function mergeList(orig: unknown[], patch: unknown[], path: string, mergeKey: string, st: PatchStrategies): unknown[] {
+  // `{$patch: replace}` as an element: the rest of the patch list is the list
+  if (patch.some((e) => isMap(e) && e.$patch === 'replace')) return patch.filter((e) => !(isMap(e) && e.$patch === 'replace')).map((e) => clean(structuredClone(e)));
+  const out = [...orig];
+  if (!mergeKey) {
+    for (const e of patch) {
+      if (isMap(e)) throw badRequest(`${path}: a list of scalars cannot merge a map`);
+      if (!out.some((x) => equal(x, e))) out.push(e);
+    }
+    return out;
+  }
+  for (const e of patch) {
+    if (!isMap(e)) throw badRequest(`${path}: an element without the merge key ${mergeKey}`);
+    const key = own(e, mergeKey);
+    if (key === undefined) throw badRequest(`map: ${JSON.stringify(e)} does not contain declared merge key: ${mergeKey}`);
+    const i = out.findIndex((x) => isMap(x) && equal(own(x, mergeKey), key));
+    if (e.$patch === 'delete') {
+      if (i >= 0) out.splice(i, 1);
+      continue;
+    }
+    if (i >= 0) {
+      const merged = mergeMap(out[i] as Obj, e, path, st);
+      if (merged === undefined) out.splice(i, 1);
+      else out[i] = merged;
+    } else out.push(mergeMap({}, e, path, st));
+  }
+  return out;
+}
+
+/** `$setElementOrder`: the listed elements in that order, the others kept at their relative place. */
+function applyOrder(list: unknown[], order: unknown[], mergeKey: string): unknown[] {
+  const keyOf = (x: unknown) => (mergeKey && isMap(x) ? x[mergeKey] : x);
+  const rank = (x: unknown) => order.findIndex((o) => equal(mergeKey && isMap(o) ? o[mergeKey] : o, keyOf(x)));
+  const listed = list.filter((x) => rank(x) >= 0).sort((a, b) => rank(a) - rank(b));
+  const others = list.filter((x) => rank(x) < 0);
+  // each other element goes back right after the listed element that preceded it
+  const out = [...listed];
+  for (const x of others) {
+    const before = list.slice(0, list.indexOf(x)).filter((y) => rank(y) >= 0);
+    const anchor = before.length ? out.indexOf(before[before.length - 1]) + 1 : 0;
+    let at = anchor;
+    while (at < out.length && others.includes(out[at]) && list.indexOf(out[at]) < list.indexOf(x)) at++;
+    out.splice(at, 0, x);
+  }
+  return out;
+}
+
+/** Directives never stay in the result. */
+function clean<T>(v: T): T {
+  if (Array.isArray(v)) return v.map(clean) as T;
+  if (!isMap(v)) return v;
+  const out: Obj = {};
+  for (const [k, x] of Object.entries(v)) if (!k.startsWith('$')) put(out, k, clean(x));
+  return out as T;
+}
+
+function equal(a: unknown, b: unknown): boolean {
+  return a === b || JSON.stringify(a) === JSON.stringify(b);
+}
