@@ -3,6 +3,7 @@
 // by the Source or Action that made it) whose status tells where it came from. Unchanged
 // content gives no new snapshot.
 import { createHash } from 'node:crypto';
+import { labelValue } from '../providers/flux.js';
 import type { Files } from '../providers/types.js';
 import type { KubeObject } from '../kinds/types.js';
 import { internalOptions } from '../apiserver/rest.js';
@@ -113,7 +114,7 @@ export async function storeSnapshot(ctx: ReconcilerContext, s: StoreSnapshotInpu
       name,
       namespace: ns,
       ownerReferences: [ownerRef(s.producer)],
-      labels: { [PRODUCER_LABEL]: `${s.producer.kind.toLowerCase()}.${s.producer.metadata.name}`.slice(0, 63).replace(/[^-_.a-zA-Z0-9]+/g, '-').replace(/[-_.]+$/, '') },
+      labels: { [PRODUCER_LABEL]: labelValue(`${s.producer.kind.toLowerCase()}.${s.producer.metadata.name}`) }, // long names: cut, with a hash
       annotations: { [CONTENT_DIGEST]: packed.digest, 'delivery.ocm.software/files': summary(packed.files) },
     },
     spec: {
