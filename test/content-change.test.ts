@@ -68,7 +68,7 @@ t.before(async () => {
   const registry = s.logs.map((l) => /"registry":"([^"]+)"/.exec(l)?.[1]).find(Boolean)!;
   const certs = join(s.dataDir, 'certs');
   client = new OciClient({ ca: readFileSync(join(certs, 'ca.crt'), 'utf8'), cert: readFileSync(join(certs, 'admin.crt'), 'utf8'), key: readFileSync(join(certs, 'admin.key'), 'utf8') });
-  repo = new OcmRepository(client, `${registry}/ocm`);
+  repo = new OcmRepository(client, `${registry}/${NS}/ocm`);
   await publish(repo, spec('image: old # first push\n'), tempDir(), { sign: { name: 'acme', privateKeyPem: key.privateKey } });
   await s.kubectl(['create', 'namespace', NS]);
   await s.kubectl(['create', 'secret', 'generic', 'acme-key', '-n', NS, `--from-literal=acme=${key.publicKey}`]);
@@ -78,7 +78,7 @@ t.before(async () => {
         apiVersion: GV,
         kind: 'OCMComponent',
         metadata: { name: 'comp', namespace: NS },
-        spec: { name: 'ocm.software/test/repush', version: '2.0.0', interval: '2s', repository: { url: `${registry}/ocm` }, verify: [{ signature: 'acme', secretRef: { name: 'acme-key' } }] },
+        spec: { name: 'ocm.software/test/repush', version: '2.0.0', interval: '2s', repository: { url: `${registry}/${NS}/ocm` }, verify: [{ signature: 'acme', secretRef: { name: 'acme-key' } }] },
       },
       { apiVersion: GV, kind: 'OCMResource', metadata: { name: 'data', namespace: NS }, spec: { resource: 'data' } },
       { apiVersion: GV, kind: 'Source', metadata: { name: 'src', namespace: NS }, spec: { componentRef: { name: 'comp' }, providerRef: { apiVersion: GV, kind: 'OCMResource', name: 'data' } } },

@@ -73,7 +73,7 @@ t.before(async () => {
   const a = JSON.parse(readFileSync(join(CTF, 'artifact-index.json'), 'utf8')).artifacts[0];
   const manifest = blob(a.digest);
   const m = JSON.parse(manifest.toString());
-  const ref = `${registry}/ocm/${a.repository}`;
+  const ref = `${registry}/${NS}/ocm/${a.repository}`;
   for (const d of [m.config, ...m.layers]) await client.pushBlob(ref, blob(d.digest), d.digest, d.size);
   const pushed = await client.putManifest(`${ref}:${a.tag}`, manifest, m.mediaType);
   if (pushed.digest !== a.digest) throw new Error('the vector manifest changed on the way');
@@ -82,7 +82,7 @@ t.before(async () => {
 t.teardown(() => s?.stop());
 
 const pipeline = (name: string, version: string) => [
-  { apiVersion: GV, kind: 'OCMComponent', metadata: { name, namespace: NS }, spec: { name: COMPONENT, version, repository: { url: `${registry}/ocm` } } },
+  { apiVersion: GV, kind: 'OCMComponent', metadata: { name, namespace: NS }, spec: { name: COMPONENT, version, repository: { url: `${registry}/${NS}/ocm` } } },
   { apiVersion: GV, kind: 'OCMResource', metadata: { name: `${name}-chart`, namespace: NS }, spec: { resource: 'mychart' } },
   { apiVersion: GV, kind: 'Source', metadata: { name, namespace: NS }, spec: { componentRef: { name }, providerRef: { apiVersion: GV, kind: 'OCMResource', name: `${name}-chart` } } },
   { apiVersion: GV, kind: 'HelmReleaseTemplate', metadata: { name: 'podinfo', namespace: NS }, spec: { template: { releaseName: 'podinfo', interval: '10m', values: { replicaCount: 2 } } } },
@@ -157,7 +157,7 @@ t.test('a layout whose chart layer does not match its digest delivers nothing', 
   const dir = tempDir();
   writeFileSync(join(dir, 'chart.tgz'), tampered);
   await publish(
-    new OcmRepository(client, `${registry}/ocm`),
+    new OcmRepository(client, `${registry}/${NS}/ocm`),
     { name: COMPONENT, version: '1.0.1', provider: 'acme.org', resources: [{ name: 'mychart', type: 'helmChart', version: '6.7.1', input: { type: 'file', path: 'chart.tgz', mediaType: 'application/vnd.oci.image.manifest.v1+tar+gzip' } }] },
     dir,
   );

@@ -55,7 +55,7 @@ t.before(async () => {
   const certs = join(s.dataDir, 'certs');
   client = new OciClient({ ca: readFileSync(join(certs, 'ca.crt'), 'utf8'), cert: readFileSync(join(certs, 'admin.crt'), 'utf8'), key: readFileSync(join(certs, 'admin.key'), 'utf8') });
   await publish(
-    new OcmRepository(client, `${registry}/ocm`),
+    new OcmRepository(client, `${registry}/${NS}/ocm`),
     {
       name: 'ocm.software/test/places',
       version: '1.0.0',
@@ -84,7 +84,7 @@ t.before(async () => {
   });
   const a = await s.kubectl(['apply', '-f', '-'], {
     input: yaml(
-      { apiVersion: GV, kind: 'OCMComponent', metadata: { name: 'comp', namespace: NS }, spec: { name: 'ocm.software/test/places', version: '1.0.0', repository: { url: `${registry}/ocm` } } },
+      { apiVersion: GV, kind: 'OCMComponent', metadata: { name: 'comp', namespace: NS }, spec: { name: 'ocm.software/test/places', version: '1.0.0', repository: { url: `${registry}/${NS}/ocm` } } },
       res('b-c', 'one'),
       res('c', 'two'),
       res('x', 'two'),
