@@ -38,7 +38,8 @@ const scenarios: Scenario[] = [
   { key: 'refused', registry: () => downReg, failing: 'OCMComponent', problem: /ECONNREFUSED|connection refused/i, reason: /Unavailable|Unreachable|Network|Connect|Fetch|Repository/ },
   { key: 'http500', registry: () => reg, fault: { mode: '500' }, failing: 'OCMComponent', problem: /\b500\b/, reason: /Unavailable|Fetch|Repository|Server|Upstream/ },
   { key: 'http429', registry: () => reg, fault: { mode: '429', retryAfterSeconds: 1 }, failing: 'OCMComponent', problem: /\b429\b|TOOMANYREQUESTS|rate limit/i, reason: /Unavailable|Fetch|Repository|RateLimit|TooMany|Throttl|Upstream/ },
-  { key: 'cutblob', registry: () => reg, fault: { mode: 'cut', atByte: 40_000 }, failing: 'Source', problem: /aborted|premature|socket hang up|ECONNRESET|closed|terminated/i, reason: /Unavailable|Fetch|Provider|Network|Download|Repository/ },
+  // the OCMComponent reads every resource blob to check its digest before it is verified, so a cut blob stops it first
+  { key: 'cutblob', registry: () => reg, fault: { mode: 'cut', atByte: 40_000 }, failing: 'OCMComponent', problem: /aborted|premature|socket hang up|ECONNRESET|closed|terminated/i, reason: /Unavailable|Fetch|Provider|Network|Download|Repository/ },
 ];
 
 interface Facts {
