@@ -14,7 +14,6 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const FIXTURE = join(root, 'test/fixtures/peers/kubectl-smoke.yaml');
 // Checks that wait for another part of issue 13 (marked tap todo until it lands on main).
 const TODO_ITEM5 = 'issue 13 item 5: strategic merge patch for built-in types';
-const TODO_ITEM8 = 'issue 13 item 8: ConfigMap/Secret tables as kube prints them';
 const VERSIONS = { '29': 'v1.29.4', '35': 'v1.35.2' } as const;
 
 const install = spawnSync('bash', [join(root, 'scripts/ensure-kubectl-version.sh'), ...Object.keys(VERSIONS)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 240_000 });
@@ -127,7 +126,7 @@ Object.entries(VERSIONS).forEach(([minor, version], i) => {
 
     // Issue 13 item 8: the ConfigMap table counts the keys (kube's printers.go printConfigMap).
     const cmTable = await k.run(['get', 'configmap', 'csa-config', '-n', ns]);
-    t.match(cmTable.stdout, /^csa-config\s+1\s+/m, 'DATA is the number of keys', { todo: TODO_ITEM8 });
+    t.match(cmTable.stdout, /^csa-config\s+1\s+/m, 'DATA is the number of keys');
     // Issue 13 item 5: client-side apply dropping a finalizer sends a strategic merge patch with
     // $deleteFromPrimitiveList for a ConfigMap.
     const fin = yaml.replace('name: csa-config\n', 'name: csa-fin\n  finalizers: [example.com/a, example.com/b]\n');

@@ -14,10 +14,6 @@ const PY = '/usr/bin/python3';
 
 // Checks that wait for another part of issue 13 (tap todo until it lands on main).
 const TODO: Record<string, string> = {
-  'core: create a namespace from V1Namespace(metadata=...) without kind/apiVersion': 'issue 13 item 2',
-  'core: namespace has the kubernetes.io/metadata.name label': 'issue 13 item 9',
-  'core: ConfigMap created from V1ConfigMap without kind/apiVersion': 'issue 13 item 2',
-  'core: delete of a ConfigMap returns Status Success': 'issue 13 item 10',
   'dynamic: a strategic merge patch of a custom resource is 415, as kube answers': 'issue 13 item 5',
 };
 
