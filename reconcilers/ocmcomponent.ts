@@ -101,8 +101,9 @@ const checkedResources = new Map<string, Promise<{ checked: number; missing: str
  * Resources elsewhere (an image in its own registry) are checked by the Source that fetches them.
  * Returns how many were checked and which have no digest to check against.
  */
-function checkResources(repo: OcmRepository, cv: ComponentVersion): Promise<{ checked: number; missing: string[] }> {
-  const key = `${repo.baseUrl}|${cv.descriptor.component.name}|${cv.manifestDigest}`;
+function checkResources(repo: OcmRepository, cv: ComponentVersion, tenant: string): Promise<{ checked: number; missing: string[] }> {
+  // per namespace and credentials too: a tenant never relies on another's fetch
+  const key = `${tenant}|${repo.baseUrl}|${cv.descriptor.component.name}|${cv.manifestDigest}`;
   let hit = checkedResources.get(key);
   if (!hit) {
     hit = (async () => {
@@ -187,7 +188,7 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
     let checked = 0;
     for (const c of [cv, ...graph.components]) {
       try {
-        const r = await checkResources(repo, c);
+        const r = await checkResources(repo, c, `${ns}|${spec.repository.secretRef?.name ?? ''}`);
         checked += r.checked;
         problems.push(...r.missing);
       } catch (err) {
