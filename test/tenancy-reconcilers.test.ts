@@ -2,8 +2,10 @@
 // user-a owning team-a and user-b owning team-b (static token file + policy file, standalone),
 // and every way user-b could make the reconcilers reach team-a, driven with real kubectl as
 // user-b: each is refused with a condition naming why, and nothing of team-a reaches team-b.
-// The model is Flux's multi-tenancy lockdown (fluxcd/flux2 docs, "Multi-tenancy lockdown":
-// --no-cross-namespace-refs; fluxcd/pkg/runtime/acl: "cross-namespace references are blocked").
+// The model is Flux's multi-tenancy lockdown (fluxcd/flux2 rfcs/0002-source-acl/README.md:
+// `--no-cross-namespace-refs`), with the flag inverted as flux-iac/tofu-controller has it
+// (docs/how_to/use-cross-namespace-refs.md: refused unless `--allow-cross-namespace-refs`; "References
+// using a different namespace will cause the controller to stop processing ... non-Ready state").
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import http from 'node:http';
@@ -19,6 +21,7 @@ import { archiveToFiles } from '../providers/content.js';
 import { pullSnapshot } from '../registry/snapshot.js';
 import { startDistribution } from './helpers/distribution.js';
 import { KUBECTL, startServer, tempDir, type TestServer } from './helpers/server.js';
+import { crossNamespaceRefs } from '../reconcilers/tenancy.js';
 
 const GV = 'delivery.ocm.software/v1alpha1';
 const SECRET_TEXT = 'TEAM-A-PRIVATE-7f3c'; // in team-a's component only; must never show up in team-b
@@ -179,6 +182,17 @@ async function nothingOfTeamA(t: Test, e: Env, teamA: { digests: string[] }) {
   const events = await e.s.kubectl(['get', 'events', '-n', 'team-b', '-o', 'json']);
   t.notMatch(events.stdout, SECRET_TEXT, 'no Event in team-b holds it');
 }
+
+t.test('crossNamespaceRefs names every spec field that leaves the namespace', async (t) => {
+  const o = (spec: Obj) => ({ apiVersion: GV, kind: 'Action', metadata: { name: 'x', namespace: 'team-b' }, spec });
+  t.same(crossNamespaceRefs(o({ componentRef: { name: 'c' } })), [], 'no namespace: its own');
+  t.same(crossNamespaceRefs(o({ componentRef: { name: 'c', namespace: 'team-b' } })), [], 'its own, spelt out');
+  t.same(crossNamespaceRefs(o({ componentRef: { name: 'c', namespace: '' } })), [], 'empty: its own');
+  t.same(
+    crossNamespaceRefs(o({ componentRef: { name: 'c', namespace: 'team-a' }, template: { sourceRef: { kind: 'OCIRepository', name: 'r', namespace: 'team-a' }, chartRef: { name: 'c', namespace: 'x' }, dependsOn: [{ name: 'ok' }, { name: 'd', namespace: 'team-a' }] } })),
+    ['spec.componentRef → team-a', 'spec.template.sourceRef → team-a', 'spec.template.chartRef → x', 'spec.template.dependsOn[1] → team-a'],
+  );
+});
 
 t.test('default server: every way into team-a is refused', async (t) => {
   const e = await env();
