@@ -36,6 +36,7 @@ const CHECKS = [
   'dynamic: server-side apply with force_conflicts=True (force=True)',
   'dynamic: watch (watch=True)',
   'core: delete with V1DeleteOptions(propagation_policy="Orphan") keeps the dependent',
+  'core: paginated list (limit, _continue, remaining_item_count)',
 ];
 
 let s: TestServer;
