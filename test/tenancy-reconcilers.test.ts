@@ -119,7 +119,7 @@ async function getAs(e: Env, user: 'a' | 'b', kind: string, name: string): Promi
 /** Waits until the object's Ready condition has `reason`; returns the condition. */
 async function reason(e: Env, user: 'a' | 'b', kind: string, name: string, want: string): Promise<Obj> {
   let last: Obj | undefined;
-  for (let i = 0; i < 150; i++) {
+  for (let i = 0; i < 300; i++) {
     const o = await getAs(e, user, kind, name);
     last = o.status?.conditions?.find((c: Obj) => c.type === 'Ready');
     if (last?.reason === want) return last!;
@@ -131,7 +131,7 @@ async function reason(e: Env, user: 'a' | 'b', kind: string, name: string, want:
 /** Waits until the object is Ready=False (any reason but a transient one); returns the condition. */
 async function refused(e: Env, user: 'a' | 'b', kind: string, name: string): Promise<Obj> {
   let last: Obj | undefined;
-  for (let i = 0; i < 150; i++) {
+  for (let i = 0; i < 300; i++) {
     last = (await getAs(e, user, kind, name)).status?.conditions?.find((x: Obj) => x.type === 'Ready');
     if (last?.status === 'False' && last.reason !== 'Progressing') return last;
     await new Promise((r) => setTimeout(r, 200));
