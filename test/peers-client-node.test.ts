@@ -21,8 +21,6 @@ import { createRequire } from 'node:module';
 import t from 'tap';
 import { startServer, type TestServer } from './helpers/server.js';
 
-// Checks that wait for another part of issue 13 (tap todo until it lands on main).
-const TODO_ITEM5 = 'issue 13 item 5: strategic merge patch (415 for custom resources)';
 
 const G = 'delivery.ocm.software';
 const V = 'v1alpha1';
@@ -173,7 +171,7 @@ t.test('KubernetesObjectApi: create, read, list, patch, server-side apply, delet
   await objects.create(component('ko-comp'));
   const mp = (await objects.patch(component('ko-comp', '1.5.0'), undefined, undefined, undefined, undefined, PatchStrategy.MergePatch)) as { spec: { version: string } };
   t.equal(mp.spec.version, '1.5.0', 'merge patch of a custom resource');
-  t.equal(await status(objects.patch(component('ko-comp', '1.6.0'))), 415, 'a strategic merge patch of a custom resource is 415 (clients fall back)', { todo: TODO_ITEM5 });
+  t.equal(await status(objects.patch(component('ko-comp', '1.6.0'))), 415, 'a strategic merge patch of a custom resource is 415 (clients fall back)');
 
   // Server-side apply: create, conflict for another manager, force takes over.
   const a1 = (await objects.patch(component('ko-ssa', '1.0.0'), undefined, undefined, 'client-node-a', undefined, PatchStrategy.ServerSideApply)) as KubernetesObject & { spec: { version: string } };

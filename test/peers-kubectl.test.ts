@@ -12,8 +12,6 @@ import { startServer, type TestServer } from './helpers/server.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const FIXTURE = join(root, 'test/fixtures/peers/kubectl-smoke.yaml');
-// Checks that wait for another part of issue 13 (marked tap todo until it lands on main).
-const TODO_ITEM5 = 'issue 13 item 5: strategic merge patch for built-in types';
 const VERSIONS = { '29': 'v1.29.4', '35': 'v1.35.2' } as const;
 
 const install = spawnSync('bash', [join(root, 'scripts/ensure-kubectl-version.sh'), ...Object.keys(VERSIONS)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 240_000 });
@@ -132,9 +130,9 @@ Object.entries(VERSIONS).forEach(([minor, version], i) => {
     const fin = yaml.replace('name: csa-config\n', 'name: csa-fin\n  finalizers: [example.com/a, example.com/b]\n');
     t.equal((await k.run(['apply', '-n', ns, '-f', '-'], fin)).code, 0);
     const dropFin = await k.run(['apply', '-n', ns, '-f', '-'], fin.replace('[example.com/a, example.com/b]', '[example.com/a]'));
-    t.equal(dropFin.code, 0, `client-side apply removing a finalizer: ${dropFin.stderr}`, { todo: TODO_ITEM5 });
+    t.equal(dropFin.code, 0, `client-side apply removing a finalizer: ${dropFin.stderr}`);
     const finObj = JSON.parse((await k.run(['get', 'configmap', 'csa-fin', '-n', ns, '-o', 'json'])).stdout);
-    t.same(finObj.metadata.finalizers, ['example.com/a'], 'the finalizer is removed', { todo: TODO_ITEM5 });
+    t.same(finObj.metadata.finalizers, ['example.com/a'], 'the finalizer is removed');
     await k.run(['patch', 'configmap', 'csa-fin', '-n', ns, '--type', 'merge', '-p', '{"metadata":{"finalizers":null}}']);
 
     // watch

@@ -12,11 +12,6 @@ import { startServer, type TestServer } from './helpers/server.js';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const PY = '/usr/bin/python3';
 
-// Checks that wait for another part of issue 13 (tap todo until it lands on main).
-const TODO: Record<string, string> = {
-  'dynamic: a strategic merge patch of a custom resource is 415, as kube answers': 'issue 13 item 5',
-};
-
 const CHECKS = [
   'version: VersionApi().get_code() (GET /version/)',
   'core: create a namespace from V1Namespace(metadata=...) without kind/apiVersion',
@@ -57,5 +52,5 @@ t.test('official Python client', async (t) => {
   // HOME apart: the DynamicClient caches discovery under the temp dir, keyed by server.
   const run = await runPeerScript(PY, [join(root, 'test/fixtures/peers/python-client.py'), s.kubeconfig, 'python-peer'], { env: { ...process.env, HOME: s.dataDir, TMPDIR: s.dataDir } });
   t.equal(run.code, 0, 'the script ran to its end', { stderr: run.stderr.slice(-3000) });
-  assertChecks(t, run, CHECKS, TODO);
+  assertChecks(t, run, CHECKS);
 });
