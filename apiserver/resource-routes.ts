@@ -137,7 +137,11 @@ export class ResourceHandler {
       const obj = parseRequestBody(req.body, req.headers['content-type']);
       if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) throw badRequest(`expected a JSON object of kind ${r.def.kind}`);
       fillTypeMeta(r, obj as KubeObject);
-      const answered = await r.create(obj as KubeObject, req.user!, ns);
+      // The review kinds as the stored ones: the body's type must be the endpoint's (a `kind: false` was echoed back).
+      const o = obj as KubeObject;
+      if (o.apiVersion !== r.apiVersion) throw badRequest(`the API version in the data (${String(o.apiVersion)}) does not match the expected API version (${r.apiVersion})`);
+      if (o.kind !== r.def.kind) throw badRequest(`the kind in the data (${String(o.kind)}) does not match the expected kind (${r.def.kind})`);
+      const answered = await r.create(o, req.user!, ns);
       return this.sendObject(reply, 201, r, { key: '', rv: 0, obj: answered, json: JSON.stringify(answered) }, target, q);
     }
 

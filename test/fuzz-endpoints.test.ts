@@ -1,0 +1,164 @@
+// Structure-aware fuzzing of every endpoint with every content type (issue 15): objects of each
+// kind (core, delivery.ocm.software, the review kinds) built by fast-check, encoded as JSON, YAML,
+// protobuf, merge / strategic / JSON patches and apply patches, and made hostile (nested past the
+// depth limit, anchor floods, several documents, truncated, bytes flipped); then the snapshot
+// registry's API with random paths, methods and bodies. Fixed seed, FUZZ_RUNS requests per phase.
+// Asserted: no 5xx; every API error a Status, every registry error an OCI error body; the process
+// alive; the longest event-loop stall (the server's nodejs_eventloop_lag_max_seconds, scraped
+// after each phase) and the resident memory within their bounds; a canary object unchanged.
+import { readFileSync } from 'node:fs';
+import { Agent, request as httpsRequest } from 'node:https';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import t from 'tap';
+import { ENDPOINTS, hostileRequest, registryRequest } from './helpers/arbitraries.js';
+import { startServer, type TestServer } from './helpers/server.js';
+
+const RUNS = Number(process.env.FUZZ_RUNS ?? 150);
+const SEED = Number(process.env.FUZZ_SEED ?? 15);
+/** The README's bounds: the event loop is never held longer than this, the process never grows past that. */
+const MAX_STALL_S = Number(process.env.FUZZ_MAX_STALL_MS ?? 250) / 1000; // 100 in the README; slack for the shared test machine
+const MAX_RSS = 1536 << 20;
+const NS = 'fz';
+
+let s: TestServer;
+let agent: Agent;
+let registryPort = 0;
+
+interface Res {
+  status: number;
+  text: string;
+  type: string;
+}
+
+function send(port: number, method: string, path: string, body: Buffer | undefined, headers: Record<string, string>): Promise<Res> {
+  return new Promise((resolve) => {
+    const req = httpsRequest({ host: '127.0.0.1', port, method, path, agent, servername: 'localhost', headers: { ...headers, ...(body ? { 'Content-Length': String(body.length) } : {}) } }, (r) => {
+      const chunks: Buffer[] = [];
+      r.on('data', (c: Buffer) => chunks.push(c));
+      r.on('end', () => resolve({ status: r.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), type: String(r.headers['content-type'] ?? '') }));
+      r.on('error', (e) => resolve({ status: -1, text: String(e), type: '' }));
+    });
+    req.on('error', (e) => resolve({ status: -1, text: String(e), type: '' }));
+    req.end(body);
+  });
+}
+
+const bad: string[] = [];
+const statuses = new Map<string, number>();
+const note = (what: string, r: Res, problem?: string) => {
+  const k = `${what} ${r.status}`;
+  statuses.set(k, (statuses.get(k) ?? 0) + 1);
+  if (problem) bad.push(problem);
+};
+
+/** The API's answer: a 2xx object or a 4xx Status; never a 5xx, never a dropped connection. */
+function apiProblem(r: Res): string | undefined {
+  if (r.status < 0 || r.status >= 500) return `${r.status}: ${r.text.slice(0, 300)}`;
+  let body: any;
+  try {
+    body = JSON.parse(r.text);
+  } catch {
+    return `${r.status} with a body that is not JSON: ${r.text.slice(0, 200)}`;
+  }
+  if (r.status >= 400) {
+    if (body.kind !== 'Status' || body.code !== r.status || typeof body.reason !== 'string' || typeof body.message !== 'string') return `${r.status} without a Status: ${r.text.slice(0, 200)}`;
+  } else if (typeof body.kind !== 'string') return `${r.status} without an object: ${r.text.slice(0, 200)}`;
+  return undefined;
+}
+
+/** The registry's answer: never a 5xx; a 4xx carries the distribution spec's error body (HEAD none). */
+function registryProblem(method: string, r: Res): string | undefined {
+  if (r.status < 0 || r.status >= 500) return `${r.status}: ${r.text.slice(0, 300)}`;
+  if (r.status >= 400 && method !== 'HEAD') {
+    try {
+      const body = JSON.parse(r.text);
+      if (!Array.isArray(body.errors) || !body.errors.every((e: any) => typeof e.code === 'string')) return `${r.status} without OCI errors: ${r.text.slice(0, 200)}`;
+    } catch {
+      return `${r.status} with a body that is not JSON: ${r.text.slice(0, 200)}`;
+    }
+  }
+  return undefined;
+}
+
+async function metric(name: string): Promise<number> {
+  const r = await send(s.port, 'GET', '/metrics', undefined, {});
+  const line = r.text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.split(' ')[1]) : NaN;
+}
+
+const CANARY = `/api/v1/namespaces/${NS}/configmaps/canary`;
+let canary = '';
+
+t.before(async () => {
+  s = await startServer();
+  const certs = join(s.dataDir, 'certs');
+  agent = new Agent({ keepAlive: true, maxSockets: 4, ca: readFileSync(join(certs, 'ca.crt')), cert: readFileSync(join(certs, 'admin.crt')), key: readFileSync(join(certs, 'admin.key')) });
+  const mk = async (path: string, obj: unknown) => {
+    const r = await send(s.port, 'POST', path, Buffer.from(JSON.stringify(obj)), { 'Content-Type': 'application/json' });
+    if (r.status !== 201) throw new Error(`setup ${path}: ${r.status} ${r.text}`);
+    return r.text;
+  };
+  await mk('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
+  canary = await mk(`/api/v1/namespaces/${NS}/configmaps`, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'canary', labels: { keep: 'me' } }, data: { a: '1' } });
+  for (const e of ENDPOINTS.filter((e) => e.stored)) await mk(e.collection(NS), e.sample('x')).catch(() => undefined); // targets for PUT/PATCH
+  const pub = JSON.parse((await send(s.port, 'GET', '/api/v1/namespaces/kube-public/configmaps/ocm-apiserver', undefined, {})).text);
+  registryPort = Number(String(JSON.stringify(pub.data)).match(/127\.0\.0\.1:(\d+)/)?.[1] ?? 0);
+});
+t.teardown(async () => {
+  agent?.destroy();
+  await s?.stop();
+});
+
+async function bounded(t: any, phase: string) {
+  const stall = await metric('nodejs_eventloop_lag_max_seconds');
+  const rss = await metric('process_resident_memory_bytes');
+  t.ok(stall <= MAX_STALL_S, `${phase}: the longest event-loop stall was ${(stall * 1000).toFixed(0)} ms (bound ${MAX_STALL_S * 1000} ms)`);
+  t.ok(rss <= MAX_RSS, `${phase}: resident memory ${(rss / 2 ** 20).toFixed(0)} MiB (bound ${MAX_RSS / 2 ** 20} MiB)`);
+  t.equal(s.proc.exitCode, null, `${phase}: the process is alive`);
+}
+
+t.test('every endpoint, every content type, structured and hostile bodies', async (t) => {
+  await metric('nodejs_eventloop_lag_max_seconds'); // resets the server's maximum
+  await fc.assert(
+    fc.asyncProperty(hostileRequest(NS), async (q) => {
+      const r = await send(s.port, q.method, q.path, q.body, q.headers);
+      note(`${q.endpoint} ${q.method} ${q.contentType}`, r, (() => {
+        const p = apiProblem(r);
+        return p && `${q.method} ${q.path} [${q.contentType}] (${q.what}) ${q.body?.subarray(0, 120).toString('latin1') ?? ''}: ${p}`;
+      })());
+      return true;
+    }),
+    { numRuns: RUNS, seed: SEED },
+  );
+  t.same(bad.splice(0, 10), [], 'no 5xx, every error a Status');
+  await bounded(t, 'API');
+});
+
+t.test('the snapshot registry API: random paths, methods, headers and bodies', async (t) => {
+  t.ok(registryPort > 0, `registry on port ${registryPort}`);
+  await metric('nodejs_eventloop_lag_max_seconds');
+  await fc.assert(
+    fc.asyncProperty(registryRequest(), async (q) => {
+      const r = await send(registryPort, q.method, q.path, q.body, q.headers);
+      note(`registry ${q.method}`, r, (() => {
+        const p = registryProblem(q.method, r);
+        return p && `registry ${q.method} ${q.path}: ${p}`;
+      })());
+      return true;
+    }),
+    { numRuns: RUNS, seed: SEED },
+  );
+  t.same(bad.splice(0, 10), [], 'no 5xx, every error an OCI error');
+  await bounded(t, 'registry');
+});
+
+t.test('afterwards: alive, and the canary unchanged', async (t) => {
+  t.equal((await send(s.port, 'GET', '/healthz', undefined, {})).status, 200);
+  const now = JSON.parse((await send(s.port, 'GET', CANARY, undefined, {})).text);
+  const was = JSON.parse(canary);
+  t.same({ rv: now.metadata.resourceVersion, labels: now.metadata.labels, data: now.data }, { rv: was.metadata.resourceVersion, labels: was.metadata.labels, data: was.data }, 'the canary ConfigMap is as it was');
+  t.comment([...statuses].sort().map(([k, v]) => `${k} ×${v}`).join('; '));
+});
+
+
