@@ -9,6 +9,9 @@
 //      types, odd names) against create/update/patch/status of ConfigMaps and OCMComponents.
 //      Printed: inputs tried, answers by class, 5xx, 4xx without a Status, rejected requests that
 //      changed the store, crashes (the process gone or not answering /healthz).
+//   4. Every endpoint: test/fuzz-endpoints.test.ts's structure-aware requests (every kind, every content
+//      type, hostile bodies), --endpoint-runs of them with a fresh seed. Printed: 5xx, 4xx without a
+//      Status, the longest event-loop stall and the RSS the server reports, alive or not.
 //   3. Overload: a small --max-requests-inflight / --max-mutating-requests-inflight, and many
 //      concurrent clients of a user outside system:masters (who is exempt, as in kube) listing and
 //      creating ConfigMaps. Printed: requests shed (429, with Retry-After), and p50/p99 latency of
@@ -22,7 +25,7 @@ import { parseArgs } from 'node:util';
 import fc from 'fast-check';
 import YAML from 'yaml';
 import { ApiClient, type Answer, openWatch, percentile, sleep, type WatchLine } from '../test/helpers/load-client.js';
-import { weird } from '../test/helpers/arbitraries.js';
+import { ENDPOINTS, hostileRequest, weird } from '../test/helpers/arbitraries.js';
 import { startServer, tempDir, type TestServer } from '../test/helpers/server.js';
 
 const { values: flags } = parseArgs({
@@ -34,6 +37,7 @@ const { values: flags } = parseArgs({
     'overload-seconds': { type: 'string', default: '8' },
     'max-inflight': { type: 'string', default: '4' },
     'max-mutating-inflight': { type: 'string', default: '2' },
+    'endpoint-runs': { type: 'string', default: '5000' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -352,9 +356,57 @@ async function overload() {
   line('  latency p50 / p99 / max (ms)', `${fmt(percentile(masters.admitted, 50))} / ${fmt(percentile(masters.admitted, 99))} / ${fmt(masters.admitted.at(-1) ?? NaN)}`);
 }
 
+/**
+ * 4. Every endpoint (issue 15): test/fuzz-endpoints.test.ts's structure-aware requests, many more
+ * of them, with a seed of the moment. Printed: requests, 5xx, 4xx without a Status, the longest
+ * event-loop stall and the resident memory the server reports, whether it is alive.
+ */
+async function endpoints() {
+  const dataDir = tempDir('ocm-chaos-endpoints-');
+  const s: TestServer = await startServer({ dataDir });
+  const api = new ApiClient(s.port, dataDir, { maxSockets: 2 });
+  await createNamespace(api, 'fz');
+  for (const e of ENDPOINTS.filter((e) => e.stored)) await api.send('POST', e.collection('fz'), e.sample('x'));
+  const metric = async (name: string) => Number(((await api.send('GET', '/metrics')).text.split('\n').find((l) => l.startsWith(`${name} `)) ?? ' NaN').split(' ')[1]);
+  await metric('nodejs_eventloop_lag_max_seconds');
+  const seed = Date.now() % 2 ** 31;
+  let sent = 0;
+  let fivexx = 0;
+  let noStatus = 0;
+  let maxStall = 0;
+  let maxRss = 0;
+  const first: string[] = [];
+  await fc.assert(
+    fc.asyncProperty(hostileRequest('fz'), async (q) => {
+      const a = await api.send(q.method, q.path, q.body ?? Buffer.alloc(0), q.contentType).catch((e: Error) => ({ status: -1, text: String(e) }) as Answer);
+      sent++;
+      if (a.status < 0 || a.status >= 500) {
+        fivexx++;
+        if (first.length < 5) first.push(`${q.method} ${q.path} [${q.contentType}] ${a.status}: ${a.text.slice(0, 160)}`);
+      } else if (a.status >= 400 && !/"kind":"Status"/.test(a.text)) noStatus++;
+      if (sent % 500 === 0) {
+        maxStall = Math.max(maxStall, await metric('nodejs_eventloop_lag_max_seconds'));
+        maxRss = Math.max(maxRss, await metric('process_resident_memory_bytes'));
+      }
+      return true;
+    }),
+    { numRuns: Number(flags['endpoint-runs']), seed },
+  );
+  maxStall = Math.max(maxStall, await metric('nodejs_eventloop_lag_max_seconds'));
+  maxRss = Math.max(maxRss, await metric('process_resident_memory_bytes'));
+  console.log(`\n4. every endpoint, every content type (seed ${seed})`);
+  line('requests', sent);
+  line('5xx or dropped / 4xx without a Status', `${fivexx} / ${noStatus}`);
+  for (const f of first) line('  ', f);
+  line('longest event-loop stall (ms) / resident memory (MiB)', `${fmt(maxStall * 1000, 0)} / ${fmt(maxRss / 2 ** 20, 0)}`);
+  line('alive afterwards', String(s.proc.exitCode === null && (await api.send('GET', '/healthz')).status === 200));
+  await s.stop();
+  rmSync(dataDir, { recursive: true, force: true });
+}
+
 const started = Date.now();
 console.log('ocm-apiserver chaos figures');
-for (const [name, part] of [['kills', kills], ['malformed', malformed], ['overload', overload]] as const) {
+for (const [name, part] of [['kills', kills], ['malformed', malformed], ['overload', overload], ['endpoints', endpoints]] as const) {
   try {
     await part();
   } catch (err) {
