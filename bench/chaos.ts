@@ -9,13 +9,13 @@
 //      types, odd names) against create/update/patch/status of ConfigMaps and OCMComponents.
 //      Printed: inputs tried, answers by class, 5xx, 4xx without a Status, rejected requests that
 //      changed the store, crashes (the process gone or not answering /healthz).
-//   4. Every endpoint: test/fuzz-endpoints.test.ts's structure-aware requests (every kind, every content
-//      type, hostile bodies), --endpoint-runs of them with a fresh seed. Printed: 5xx, 4xx without a
-//      Status, the longest event-loop stall and the RSS the server reports, alive or not.
 //   3. Overload: a small --max-requests-inflight / --max-mutating-requests-inflight, and many
 //      concurrent clients of a user outside system:masters (who is exempt, as in kube) listing and
 //      creating ConfigMaps. Printed: requests shed (429, with Retry-After), and p50/p99 latency of
 //      the admitted ones; the same load as system:masters for comparison.
+//   4. Every endpoint: test/fuzz-endpoints.test.ts's structure-aware requests (every kind, every content
+//      type, hostile bodies), --endpoint-runs of them with a fresh seed. Printed: 5xx, 4xx without a
+//      Status, the longest event-loop stall and the RSS the server reports, alive or not.
 //
 //   npm run bench:chaos
 //   node dist/bench/chaos.js --kills 5 --clients 8 --fuzz-runs 1000 --overload-clients 64 --max-inflight 4
