@@ -13,7 +13,7 @@ const RUBY = '/usr/bin/ruby';
 
 const CHECKS = [
   'discovery: core v1 and delivery.ocm.software/v1alpha1',
-  'get: namespaces, create and get ConfigMaps and OCMComponents',
+  'get: namespaces, create, get, patch and apply ConfigMaps and OCMComponents',
   'watch: OCMComponents (GET /apis/delivery.ocm.software/v1alpha1/watch/namespaces/NS/ocmcomponents)',
   'watch: ConfigMaps (GET /api/v1/watch/namespaces/NS/configmaps)',
   'watch: one object by name, from a resourceVersion',
