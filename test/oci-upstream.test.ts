@@ -3,8 +3,10 @@
 // downgrade to http, never to link-local or this server's ports), and that upstream bodies never
 // reach error messages (which end up in status). Real HTTP servers on loopback.
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
+import { createCA, createServerCert, newKeysSync } from '../certs/pki.js';
 import { OciClient, OciError } from '../registry/client.js';
 import { upstreamProblem } from '../registry/upstream.js';
 
@@ -110,4 +112,25 @@ t.test('error messages carry the status and the spec\'s code, never the upstream
   await fails(t, c.getManifest(`${h}/spec/x:1`), 'MANIFEST_UNKNOWN', /: 404 MANIFEST_UNKNOWN$/);
   await fails(t, c.getManifest(`${h}/made-up/x:1`), 'HTTP_400', /: 400 HTTP_400$/);
   await fails(t, c.getManifest(`${h}/html/x:1`), 'HTTP_500', /: 500 HTTP_500$/);
+});
+
+t.test('a redirect from https to http is refused, with nothing sent to the http side', async (t) => {
+  const ca = createCA(newKeysSync(), 'test CA', 1);
+  const plain = await server((_q, r) => r.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ tags: [SECRET] })));
+  const tls = createServerCert(ca, newKeysSync(), '127.0.0.1', ['127.0.0.1'], 1);
+  const seen: http.IncomingHttpHeaders[] = [];
+  const srv = https.createServer({ cert: tls.certPem, key: tls.keyPem }, (req, res) => {
+    seen.push(req.headers);
+    if (!req.headers.authorization) return res.writeHead(401, { 'www-authenticate': 'Basic realm="r"' }).end();
+    res.writeHead(302, { location: `http://127.0.0.1:${plain.port}${req.url}` }).end();
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  t.teardown(async () => {
+    await plain.close();
+    await new Promise((r) => srv.close(r));
+  });
+  const c = new OciClient({ ca: ca.certPem, retries: 0, credentials: () => ({ username: 'user-b', password: 'secret-b' }), upstream: { allowPrivate: true } });
+  await fails(t, c.listTags(`127.0.0.1:${(srv.address() as AddressInfo).port}/x/y`), 'REDIRECT_REFUSED', /refused a redirect from https to http/);
+  t.ok(seen.some((h) => h.authorization), 'the https registry was asked (with the credentials)');
+  t.equal(plain.seen.length, 0, 'the http side never saw a request');
 });
