@@ -1,4 +1,4 @@
-import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
@@ -14,6 +14,9 @@ export interface CertBundle {
   caKeyPem: string;
   serverCertPem: string;
   serverKeyPem: string;
+  /** Signs snapshot attestations; kept across reissues of the serving certificate and new CAs. */
+  attestationKeyPem: string;
+  attestationPublicKeyPem: string;
   adminCertPem: string;
   adminKeyPem: string;
   dir: string;
@@ -48,6 +51,19 @@ function writePair(dir: string, name: string, pair: KeyPair): void {
 }
 
 /**
+ * The attestation signing key (`attestation.key`). Snapshots stay attested only while this key is
+ * the same, so it is independent of the serving certificate (reissued when hosts change) and of
+ * the CA. A data dir from before it existed adopts the serving key that signed its attestations.
+ */
+async function ensureAttestationKey(dir: string, previousServerKey: string | undefined): Promise<string> {
+  const file = path.join(dir, 'attestation.key');
+  if (fs.existsSync(file)) return fs.readFileSync(file, 'utf8');
+  const key = previousServerKey ?? (await newKeys()).privateKey;
+  fs.writeFileSync(file, key, { mode: 0o600 });
+  return key;
+}
+
+/**
  * Loads the CA, serving and admin key pairs from `dir`, generating whatever is missing.
  * A new CA invalidates the other pairs; an existing server cert is reissued only if
  * its SANs do not cover every requested host.
@@ -63,6 +79,7 @@ export async function ensureCerts(dir: string, opts: { hosts?: string[] } = {}):
     writePair(dir, 'ca', ca);
   }
   let server = fresh ? undefined : readPair(dir, 'server');
+  const attestationKey = await ensureAttestationKey(dir, readPair(dir, 'server')?.keyPem);
   if (!server || !coversHosts(server.certPem, hosts)) {
     server = createServerCert(ca, await newKeys(), 'ocm-apiserver', hosts, SERVER_DAYS);
     writePair(dir, 'server', server);
@@ -94,6 +111,8 @@ export async function ensureCerts(dir: string, opts: { hosts?: string[] } = {}):
     caKeyPem: ca.keyPem,
     serverCertPem: server.certPem,
     serverKeyPem: server.keyPem,
+    attestationKeyPem: attestationKey,
+    attestationPublicKeyPem: createPublicKey(attestationKey).export({ type: 'spki', format: 'pem' }) as string,
     adminCertPem: admin.certPem,
     adminKeyPem: admin.keyPem,
     dir,

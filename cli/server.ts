@@ -310,8 +310,8 @@ const ctx: ReconcilerContext = {
       const c = await namespacePullCert({ certPem: certs.caCertPem, keyPem: certs.caKeyPem }, ns, { certPem: cur['tls.crt'], keyPem: cur['tls.key'] });
       return { 'ca.crt': certs.caCertPem, 'tls.crt': c.certPem, 'tls.key': c.keyPem };
     },
-    attestationKeyPem: certs.serverKeyPem,
-    attestationCertPem: certs.serverCertPem,
+    attestationKeyPem: certs.attestationKeyPem,
+    attestationCertPem: certs.attestationPublicKeyPem,
     caCertPem: certs.caCertPem,
   },
   tenancy: { allowCrossNamespaceRefs: values['allow-cross-namespace-refs'], allowPrivateUpstreams: values['allow-private-upstreams'], ownPorts: [actualPort, registry.port] },

@@ -86,6 +86,29 @@ t.test('server cert is reissued with the same CA when new hosts are requested', 
   t.same(await ensureCerts(dir2, { hosts: ['api.example.com'] }), b, 'stable once covered');
 });
 
+t.test('the attestation key outlives reissued serving certificates and new CAs; an old data dir adopts its serving key', async (t) => {
+  t.equal(mode(path.join(dir, 'attestation.key')), 0o600);
+  t.not(bundle.attestationKeyPem, bundle.serverKeyPem, 'its own key');
+  t.equal(createPrivateKey(bundle.attestationKeyPem).asymmetricKeyType, 'rsa');
+  const reissued = path.join(tmp, 'attest-reissue');
+  fs.cpSync(dir, reissued, { recursive: true });
+  const b = await ensureCerts(reissued, { hosts: ['other.example.com'] });
+  t.not(b.serverKeyPem, bundle.serverKeyPem, 'a new serving key');
+  t.equal(b.attestationKeyPem, bundle.attestationKeyPem, 'the same attestation key');
+  const newCA = path.join(tmp, 'attest-ca');
+  fs.cpSync(dir, newCA, { recursive: true });
+  for (const f of ['ca.crt', 'ca.key']) fs.rmSync(path.join(newCA, f));
+  const c = await ensureCerts(newCA);
+  t.not(c.caCertPem, bundle.caCertPem, 'a new CA');
+  t.equal(c.attestationKeyPem, bundle.attestationKeyPem, 'the same attestation key');
+  const old = path.join(tmp, 'attest-old');
+  fs.cpSync(dir, old, { recursive: true });
+  fs.rmSync(path.join(old, 'attestation.key'));
+  const d = await ensureCerts(old, { hosts: ['new.example.com'] });
+  t.equal(d.attestationKeyPem, bundle.serverKeyPem, 'a data dir from before: the serving key that signed its attestations');
+  t.not(d.serverKeyPem, bundle.serverKeyPem);
+});
+
 t.test('issueClientCert mints certs for other users and groups', async (t) => {
   const c = issueClientCert({ certPem: bundle.caCertPem, keyPem: bundle.caKeyPem }, { commonName: 'alice', organizations: ['dev', 'ops'] }, 2);
   const cert = new X509Certificate(c.certPem);

@@ -408,7 +408,20 @@ t.test('a new CA: every namespace gets a new Flux certificate, the old one is re
   t.equal(after['ca.crt'], pem('ca.crt'), 'the Secret holds the new CA');
   t.not(after['tls.crt'], before['tls.crt'], 'and a new certificate');
   t.ok(new X509Certificate(after['tls.crt']).verify(new X509Certificate(pem('ca.crt')).publicKey), 'signed by the new CA');
-  // (The Actions themselves stop at AttestationInvalid: the old snapshots are signed with the old key.)
+  // The chain outlives the new CA: attestations are signed with attestation.key, not the serving key.
+  // An edit makes the Action check its input's attestation again.
+  const edit = await s.kubectl(['patch', 'action', 'deployer', '-n', 'team-b', '--type', 'merge', '-p', '{"spec":{"interval":"9m"}}']);
+  t.equal(edit.code, 0, edit.stderr);
+  let act: any;
+  for (let i = 0; i < 300; i++) {
+    act = (await s.request('GET', `/apis/${GV}/namespaces/team-b/actions/deployer`)).json();
+    const c = act.status?.conditions?.find((x: { type: string }) => x.type === 'Ready');
+    if (c && c.observedGeneration === act.metadata.generation && c.status !== 'Unknown') break;
+    await new Promise((res) => setTimeout(res, 200));
+  }
+  const c = act.status?.conditions?.find((x: { type: string }) => x.type === 'Ready');
+  t.equal(c?.observedGeneration, act.metadata.generation, 'the edit was reconciled');
+  t.equal(c?.status, 'True', `the Action, edited after the new CA, is Ready: its input still verifies (${c?.reason}: ${c?.message})`);
   const b = await sourceSnapshot('team-b');
   t.equal((await reg('HEAD', `/v2/${b.repo}/manifests/${b.tag}`, {}, { cert: after['tls.crt'], key: after['tls.key'] })).status, 200, 'the new certificate pulls');
   t.equal((await reg('HEAD', `/v2/${b.repo}/manifests/${b.tag}`, {}, { cert: before['tls.crt'], key: before['tls.key'] })).status, 401, 'the old one is nobody');
