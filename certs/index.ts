@@ -59,7 +59,13 @@ async function ensureAttestationKey(dir: string, previousServerKey: string | und
   const file = path.join(dir, 'attestation.key');
   if (fs.existsSync(file)) return fs.readFileSync(file, 'utf8');
   const key = previousServerKey ?? (await newKeys()).privateKey;
-  fs.writeFileSync(file, key, { mode: 0o600 });
+  try {
+    fs.writeFileSync(file, key, { mode: 0o600 });
+  } catch (e) {
+    // A read-only cert dir rendered before attestation.key existed (a cluster Secret): sign with the
+    // serving key as before; rendering the Secret again adds the file.
+    if (!previousServerKey || !['EROFS', 'EACCES', 'EPERM'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e;
+  }
   return key;
 }
 
