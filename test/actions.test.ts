@@ -5,24 +5,19 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import YAML from 'yaml';
 import { publish } from '../ocm/publish.js';
 import { OcmRepository } from '../ocm/repository.js';
 import { OciClient } from '../registry/client.js';
 import { packSnapshot, pushSnapshot } from '../registry/snapshot.js';
-import { startServer, tempDir, type TestServer } from './helpers/server.js';
+import { kubectlJson, yamlDocs, startServer, tempDir, type TestServer } from './helpers/server.js';
 
 const GV = 'delivery.ocm.software/v1alpha1';
 let s: TestServer;
 let registry: string;
 let client: OciClient;
 
-const yaml = (...objs: unknown[]) => objs.map((o) => YAML.stringify(o)).join('---\n');
-async function json(args: string[]) {
-  const r = await s.kubectl([...args, '-o', 'json']);
-  if (r.code !== 0) throw new Error(r.stderr);
-  return JSON.parse(r.stdout);
-}
+const yaml = yamlDocs;
+const json = (args: string[]) => kubectlJson(s, args);
 async function condition(kind: string, name: string, reason: string) {
   for (let i = 0; i < 150; i++) {
     const o = await json(['get', kind, name, '-n', 'acts']);

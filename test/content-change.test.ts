@@ -7,13 +7,12 @@ import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import YAML from 'yaml';
 import { archiveToFiles } from '../providers/content.js';
 import { type ComponentSpec, publish } from '../ocm/publish.js';
 import { OcmRepository } from '../ocm/repository.js';
 import { OciClient } from '../registry/client.js';
 import { pullSnapshot } from '../registry/snapshot.js';
-import { startServer, tempDir, type TestServer } from './helpers/server.js';
+import { kubectlJson, yamlDocs, startServer, tempDir, type TestServer } from './helpers/server.js';
 
 const GV = 'delivery.ocm.software/v1alpha1';
 const NS = 'repush';
@@ -22,12 +21,8 @@ let client: OciClient;
 let repo: OcmRepository;
 const key = generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
 
-const yaml = (...objs: unknown[]) => objs.map((o) => YAML.stringify(o)).join('---\n');
-async function json(args: string[]) {
-  const r = await s.kubectl([...args, '-o', 'json']);
-  if (r.code !== 0) throw new Error(r.stderr);
-  return JSON.parse(r.stdout);
-}
+const yaml = yamlDocs;
+const json = (args: string[]) => kubectlJson(s, args);
 async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {

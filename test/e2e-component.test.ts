@@ -8,14 +8,13 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import YAML from 'yaml';
 import { type ComponentSpec, publish } from '../ocm/publish.js';
 import { OcmRepository } from '../ocm/repository.js';
 import { OciClient } from '../registry/client.js';
 import { pullSnapshot } from '../registry/snapshot.js';
 import { archiveToFiles } from '../providers/content.js';
 import { type Distribution, startDistribution } from './helpers/distribution.js';
-import { startServer, type TestServer } from './helpers/server.js';
+import { kubectlJson, yamlDocs, startServer, type TestServer } from './helpers/server.js';
 
 const keys = () => generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
 const signer = keys();
@@ -67,13 +66,9 @@ const source = (name: string, ns: string, comp: string, resource: string) => [
     spec: { componentRef: { name: comp }, providerRef: { apiVersion: 'delivery.ocm.software/v1alpha1', kind: 'OCMResource', name: `${name}-res` } },
   },
 ];
-const yaml = (...objs: unknown[]) => objs.map((o) => YAML.stringify(o)).join('---\n');
+const yaml = yamlDocs;
 
-async function json(args: string[]) {
-  const r = await s.kubectl([...args, '-o', 'json']);
-  if (r.code !== 0) throw new Error(r.stderr);
-  return JSON.parse(r.stdout);
-}
+const json = (args: string[]) => kubectlJson(s, args);
 
 async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
   const until = Date.now() + ms;

@@ -13,7 +13,7 @@ import YAML from 'yaml';
 import { archiveToFiles } from '../providers/content.js';
 import { OciClient } from '../registry/client.js';
 import { pullSnapshot } from '../registry/snapshot.js';
-import { startServer, type TestServer } from './helpers/server.js';
+import { kubectlJson, startServer, type TestServer } from './helpers/server.js';
 import { runCommand } from './helpers/process.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -33,11 +33,7 @@ const certs = join(s.dataDir, 'certs');
 const client = new OciClient({ ca: readFileSync(join(certs, 'ca.crt'), 'utf8'), cert: readFileSync(join(certs, 'admin.crt'), 'utf8'), key: readFileSync(join(certs, 'admin.key'), 'utf8'), retries: 1 });
 t.teardown(() => client.close());
 
-async function json(args: string[]) {
-  const r = await s.kubectl([...args, '-o', 'json']);
-  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
-  return JSON.parse(r.stdout);
-}
+const json = (args: string[]) => kubectlJson(s, args);
 
 let printedApply = '';
 let exampleOut = '';

@@ -21,7 +21,7 @@ import { publish } from '../ocm/publish.js';
 import { OcmRepository } from '../ocm/repository.js';
 import { digestOf, MEDIA_TYPES, OciClient } from '../registry/client.js';
 import { packSnapshot } from '../registry/snapshot.js';
-import { startServer, tempDir, type TestServer } from './helpers/server.js';
+import { kubectlJson, yamlDocs, startServer, tempDir, type TestServer } from './helpers/server.js';
 
 const run = promisify(execFile);
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -38,12 +38,8 @@ const bindAddress = Object.values(networkInterfaces())
   .flat()
   .find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
 
-const yaml = (...objs: unknown[]) => objs.map((o) => YAML.stringify(o)).join('---\n');
-async function json(args: string[]) {
-  const r = await s.kubectl([...args, '-o', 'json']);
-  if (r.code !== 0) throw new Error(r.stderr);
-  return JSON.parse(r.stdout);
-}
+const yaml = yamlDocs;
+const json = (args: string[]) => kubectlJson(s, args);
 async function reason(kind: string, name: string, want: string) {
   for (let i = 0; i < 300; i++) {
     const o = await json(['get', kind, name, '-n', NS]);

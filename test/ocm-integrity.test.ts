@@ -10,7 +10,6 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import YAML from 'yaml';
 import { buildComponentVersion, type ComponentSpec, publish } from '../ocm/publish.js';
 import { signDescriptor } from '../ocm/signing.js';
 import { OcmRepository } from '../ocm/repository.js';
@@ -18,7 +17,7 @@ import { archiveToFiles } from '../providers/content.js';
 import { OciClient } from '../registry/client.js';
 import { pullSnapshot } from '../registry/snapshot.js';
 import { type Distribution, startDistribution } from './helpers/distribution.js';
-import { startServer, type TestServer } from './helpers/server.js';
+import { kubectlJson, yamlDocs, startServer, type TestServer } from './helpers/server.js';
 
 const keys = () => generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
 const signer = keys();
@@ -51,13 +50,9 @@ const source = (name: string, ns: string, comp: string, resource: Record<string,
   { apiVersion: API, kind: 'OCMResource', metadata: { name, namespace: ns }, spec: resource },
   { apiVersion: API, kind: 'Source', metadata: { name, namespace: ns }, spec: { componentRef: { name: comp }, providerRef: { apiVersion: API, kind: 'OCMResource', name } } },
 ];
-const yaml = (...objs: unknown[]) => objs.map((o) => YAML.stringify(o)).join('---\n');
+const yaml = yamlDocs;
 
-async function json(args: string[]) {
-  const r = await s.kubectl([...args, '-o', 'json']);
-  if (r.code !== 0) throw new Error(r.stderr);
-  return JSON.parse(r.stdout);
-}
+const json = (args: string[]) => kubectlJson(s, args);
 async function apply(...objs: unknown[]) {
   const r = await s.kubectl(['apply', '-f', '-'], { input: yaml(...objs) });
   if (r.code !== 0) throw new Error(r.stderr);

@@ -8,13 +8,12 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import YAML from 'yaml';
 import { archiveToFiles } from '../providers/content.js';
 import { publish } from '../ocm/publish.js';
 import { OcmRepository } from '../ocm/repository.js';
 import { OciClient } from '../registry/client.js';
 import { pullSnapshot } from '../registry/snapshot.js';
-import { startServer, tempDir, type TestServer } from './helpers/server.js';
+import { kubectlJson, yamlDocs, startServer, tempDir, type TestServer } from './helpers/server.js';
 
 const GV = 'delivery.ocm.software/v1alpha1';
 const NS = 'shared';
@@ -22,12 +21,8 @@ let s: TestServer;
 let registry: string;
 let client: OciClient;
 
-const yaml = (...objs: unknown[]) => objs.map((o) => YAML.stringify(o)).join('---\n');
-async function json(args: string[]) {
-  const r = await s.kubectl([...args, '-o', 'json']);
-  if (r.code !== 0) throw new Error(r.stderr);
-  return JSON.parse(r.stdout);
-}
+const yaml = yamlDocs;
+const json = (args: string[]) => kubectlJson(s, args);
 const cond = (o: any, type = 'Ready') => o?.status?.conditions?.find((c: { type: string }) => c.type === type);
 async function reason(kind: string, name: string, want: string) {
   for (let i = 0; i < 300; i++) {

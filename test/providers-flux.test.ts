@@ -5,7 +5,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import YAML from 'yaml';
 import type { KubeObject } from '../kinds/types.js';
 import { archiveToFiles } from '../providers/content.js';
 import { FluxProviderError, inClusterURL, isSubset, labelValue, registryHost } from '../providers/flux.js';
@@ -16,7 +15,7 @@ import { ReconcileError } from '../reconcilers/context.js';
 import { HostCluster } from '../reconcilers/runtime/host.js';
 import { digestOf, OciClient } from '../registry/client.js';
 import { packSnapshot, pushSnapshot, SNAPSHOT_LAYER_MEDIA_TYPE } from '../registry/snapshot.js';
-import { startServer, type TestServer } from './helpers/server.js';
+import { yamlDocs, startServer, type TestServer } from './helpers/server.js';
 
 const NS = 'team-flux';
 const GROUP_VERSION = 'delivery.ocm.software/v1alpha1';
@@ -29,7 +28,7 @@ let client: OciClient;
 let registry: string;
 let timestamp = Math.floor(Date.now() / 1000);
 
-const yaml = (...objs: unknown[]) => objs.map((o) => YAML.stringify(o)).join('---\n');
+const yaml = yamlDocs;
 
 async function kubectl(args: string[], input?: string): Promise<string> {
   const r = await s.kubectl(args, input === undefined ? {} : { input });

@@ -20,7 +20,7 @@ import { OciClient } from '../registry/client.js';
 import { archiveToFiles } from '../providers/content.js';
 import { pullSnapshot } from '../registry/snapshot.js';
 import { startDistribution } from './helpers/distribution.js';
-import { KUBECTL, startServer, tempDir, type TestServer } from './helpers/server.js';
+import { yamlDocs, KUBECTL, startServer, tempDir, type TestServer } from './helpers/server.js';
 import { crossNamespaceRefs } from '../reconcilers/tenancy.js';
 
 const GV = 'delivery.ocm.software/v1alpha1';
@@ -108,7 +108,7 @@ async function redirector() {
   };
 }
 
-const yaml = (...objs: unknown[]) => objs.map((o) => YAML.stringify(o)).join('---\n');
+const yaml = yamlDocs;
 
 async function getAs(e: Env, user: 'a' | 'b', kind: string, name: string): Promise<Obj> {
   const r = await e.as(user, ['get', kind, name, '-o', 'json']);

@@ -7,6 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEtcd, type TestEtcd } from './etcd.js';
 import { serverScript, startNodeProcess } from './process.js';
+import YAML from 'yaml';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const KUBECTL = process.env.KUBECTL || 'kubectl';
@@ -142,4 +143,14 @@ export async function startServer(opts: { dataDir?: string; certDir?: string; ar
     },
     kill9: server.kill9,
   };
+}
+
+/** Objects as one multi-document YAML stream, for `kubectl apply -f -`. */
+export const yamlDocs = (...objs: unknown[]): string => objs.map((o) => YAML.stringify(o)).join('---\n');
+
+/** `kubectl ARGS -o json` against a server, parsed; throws with kubectl's stderr when it fails. */
+export async function kubectlJson(s: Pick<TestServer, 'kubectl'>, args: string[]): Promise<any> {
+  const r = await s.kubectl([...args, '-o', 'json']);
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
+  return JSON.parse(r.stdout);
 }
