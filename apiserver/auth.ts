@@ -121,18 +121,8 @@ export class Authenticator {
 
 // ---- request attributes (k8s.io/apiserver/pkg/endpoints/request.RequestInfo) ----
 
-export interface Attributes {
-  user: UserInfo;
-  verb: string;
-  resourceRequest: boolean;
-  path: string;
-  apiGroup: string;
-  apiVersion: string;
-  resource: string;
-  subresource: string;
-  namespace: string;
-  name: string;
-}
+/** What an authorizer decides on: the request's RequestInfo fields and the user. */
+export type Attributes = Pick<RequestInfo, 'verb' | 'resourceRequest' | 'path' | 'apiGroup' | 'apiVersion' | 'resource' | 'subresource' | 'namespace' | 'name'> & { user: UserInfo };
 
 /** The authorizer's attributes of a request: its RequestInfo (apiserver/request-info.ts, read once per request) and the user. */
 export function requestAttributes(user: UserInfo, info: RequestInfo): Attributes {
