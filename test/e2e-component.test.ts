@@ -14,7 +14,7 @@ import { OciClient } from '../registry/client.js';
 import { pullSnapshot } from '../registry/snapshot.js';
 import { archiveToFiles } from '../providers/content.js';
 import { type Distribution, startDistribution } from './helpers/distribution.js';
-import { kubectlJson, yamlDocs, startServer, type TestServer } from './helpers/server.js';
+import { waitFor, kubectlJson, yamlDocs, startServer, type TestServer } from './helpers/server.js';
 
 const keys = () => generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
 const signer = keys();
@@ -70,20 +70,6 @@ const yaml = yamlDocs;
 
 const json = (args: string[]) => kubectlJson(s, args);
 
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
-  const until = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 t.before(async () => {
   mkdirSync(manifests);

@@ -17,7 +17,7 @@ import { archiveToFiles } from '../providers/content.js';
 import { OciClient } from '../registry/client.js';
 import { pullSnapshot } from '../registry/snapshot.js';
 import { type Distribution, startDistribution } from './helpers/distribution.js';
-import { kubectlJson, yamlDocs, startServer, type TestServer } from './helpers/server.js';
+import { waitFor, kubectlJson, yamlDocs, startServer, type TestServer } from './helpers/server.js';
 
 const keys = () => generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
 const signer = keys();
@@ -59,20 +59,6 @@ async function apply(...objs: unknown[]) {
 }
 const ready = (o: any) => o?.status?.conditions?.find((c: { type: string }) => c.type === 'Ready');
 
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
-  const until = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 /** Waits until `kind/name` has a Ready condition with `reason`; returns the object. */
 const waitReason = (kind: string, name: string, ns: string, reason: string, ms?: number) =>
   waitFor(`${kind}/${name} with reason ${reason}`, async () => {
