@@ -21,7 +21,7 @@ import {
   versionToTag,
 } from './descriptor.js';
 import { descriptorDigest } from './normalise.js';
-import { OCI_ARTIFACT_DIGEST, verifyResourceDigest } from './signing.js';
+import { GENERIC_BLOB_DIGEST, OCI_ARTIFACT_DIGEST, verifyResourceDigest } from './signing.js';
 
 export const OCM_CONFIG_MEDIA_TYPE = 'application/vnd.ocm.software.component.config.v1+json';
 export const LEGACY_CONFIG_MEDIA_TYPE = 'application/vnd.gardener.cloud.cnudie.component.config.v1+json';
@@ -106,13 +106,19 @@ export class OcmRepository {
 
   /** Reads external accesses (ociBlob, ociArtifact): the repository's client unless given another. */
   readonly accessClient: OciClient;
+  private readonly sameRegistry: (r: Reference) => boolean;
 
+  /**
+   * `sameRegistry`: whether an access in the repository's own registry may be read with the
+   * repository's client (default: yes); other accesses always go through `accessClient`.
+   */
   constructor(
     readonly client: OciClient,
     baseUrl: string,
-    opts: { accessClient?: OciClient } = {},
+    opts: { accessClient?: OciClient; sameRegistry?: (r: Reference) => boolean } = {},
   ) {
     this.accessClient = opts.accessClient ?? client;
+    this.sameRegistry = opts.sameRegistry ?? (() => true);
     const s = baseUrl.trim().replace(/^(?:oci|https?):\/\//i, '').replace(/\/+$/, '');
     const slash = s.indexOf('/');
     this.host = (slash < 0 ? s : s.slice(0, slash)).toLowerCase();
@@ -273,15 +279,80 @@ export class OcmRepository {
       return { data, mediaType: access.mediaType || layer?.mediaType || 'application/octet-stream' };
     }
     if (kind === 'ociblob') {
-      const data = await this.accessClient.getBlobBuffer(String(access.ref), String(access.digest), maxBytes);
+      const data = await this.clientFor(String(access.ref)).getBlobBuffer(String(access.ref), String(access.digest), maxBytes);
       return { data, mediaType: access.mediaType || 'application/octet-stream' };
     }
     if (kind === 'ociartifact') {
-      const m = await this.accessClient.getManifest(String(access.imageReference));
+      const m = await this.clientFor(String(access.imageReference)).getManifest(String(access.imageReference));
       return { data: m.body, mediaType: m.mediaType, manifestDigest: m.digest };
     }
     if (kind === 'none') throw new OcmRepositoryError('UNSUPPORTED', `${what} has no content (access type none)`);
     throw new OcmRepositoryError('UNSUPPORTED', `${what}: access type "${access?.type}" is not supported (localBlob, ociBlob, ociArtifact, ociRegistry)`);
+  }
+
+  /** The client for an access's reference: the repository's own for its registry (when allowed), else accessClient. */
+  clientFor(ref: string): OciClient {
+    const r = parseReference(ref);
+    return r.host === this.host && this.sameRegistry(r) ? this.client : this.accessClient;
+  }
+
+  /**
+   * Checks a resource with an OCI access (ociArtifact/ociRegistry, ociBlob) against its digest
+   * without keeping its content: an artifact's manifest is fetched (by the reference; a digest in
+   * the reference must match too) and its digest compared; an ociBlob's digest must be the
+   * resource's and the blob is hashed as it streams (at most `maxBytes`). A DIGEST_MISMATCH
+   * OcmRepositoryError when it differs; OciErrors (unreachable, not found) as they come.
+   */
+  async checkAccessDigest(cv: { descriptor: ComponentDescriptor }, resource: Resource, opts: { maxBytes?: number } = {}): Promise<void> {
+    const what = `resource "${resource.name}" of ${cv.descriptor.component.name}:${cv.descriptor.component.version}`;
+    const d = resource.digest;
+    const access = resource.access ?? {};
+    const kind = accessKind(access.type);
+    const mismatch = (why: string) => new OcmRepositoryError('DIGEST_MISMATCH', `${what}: ${why}`);
+    if (!d) throw mismatch('it has no digest, so its content cannot be verified');
+    if (d.normalisationAlgorithm === 'EXCLUDE-FROM-SIGNATURE') return;
+    const want = `${d.hashAlgorithm === 'SHA-512' ? 'sha512' : 'sha256'}:${String(d.value).toLowerCase()}`;
+    if (kind === 'ociartifact') {
+      const ref = String(access.imageReference ?? '');
+      const r = parseReference(ref);
+      if (d.normalisationAlgorithm !== OCI_ARTIFACT_DIGEST) throw mismatch(`its digest is ${d.normalisationAlgorithm}; an OCI artifact is checked by its ${OCI_ARTIFACT_DIGEST} digest`);
+      if (r.digest && r.digest !== want) throw mismatch(`its reference ${ref} names manifest ${r.digest}, the descriptor says ${want}`);
+      let m;
+      try {
+        m = await this.clientFor(ref).getManifest(r);
+      } catch (e) {
+        if (e instanceof OciError && e.code === 'DIGEST_MISMATCH') throw mismatch(e.message);
+        throw e;
+      }
+      const actual = digestOf(m.body, want.split(':')[0]);
+      if (actual !== want) throw mismatch(`digest mismatch: ${ref} is manifest ${actual} now, the descriptor says ${want}`);
+      return;
+    }
+    if (kind === 'ociblob') {
+      const ref = String(access.ref ?? '');
+      const digest = String(access.digest ?? '');
+      if (d.normalisationAlgorithm !== GENERIC_BLOB_DIGEST) throw mismatch(`its digest is ${d.normalisationAlgorithm}; an ociBlob is checked by its ${GENERIC_BLOB_DIGEST} digest`);
+      if (digest !== want) throw mismatch(`digest mismatch: its access names blob ${digest || '(none)'}, the descriptor says ${want}`);
+      const max = opts.maxBytes ?? 1 << 30;
+      if (typeof access.size === 'number' && access.size > max) throw new OciError('TOO_LARGE', `${what}: blob ${digest} is ${access.size} bytes, over the limit of ${max}`);
+      let n = 0;
+      try {
+        const stream = await this.clientFor(ref).getBlob(ref, digest);
+        for await (const c of stream as AsyncIterable<Buffer>) {
+          n += c.length;
+          if (n > max) {
+            stream.destroy();
+            throw new OciError('TOO_LARGE', `${what}: blob ${digest} is larger than ${max} bytes`);
+          }
+        }
+      } catch (e) {
+        if (e instanceof OciError && e.code === 'DIGEST_MISMATCH') throw mismatch(`digest mismatch: ${e.message}`);
+        throw e;
+      }
+      if (typeof access.size === 'number' && access.size !== n) throw mismatch(`blob ${digest} has ${n} bytes, its access says ${access.size}`);
+      return;
+    }
+    throw new OcmRepositoryError('UNSUPPORTED', `${what}: access type "${access.type}" is not an OCI access`);
   }
 
   /**

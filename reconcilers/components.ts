@@ -1,9 +1,9 @@
 // The verified component version behind a Ready OCMComponent, for Sources and Actions: the
 // repository it came from and its descriptor and manifest (cached briefly per version).
 import type { KubeObject } from '../kinds/types.js';
-import { type ComponentVersion, OcmRepository } from '../ocm/repository.js';
+import type { ComponentVersion, OcmRepository } from '../ocm/repository.js';
 import { verifyRules } from '../kinds/ocmcomponent.js';
-import { accessClientFor, getObject, type ReconcilerContext, repositoryClient, resourceOf } from './context.js';
+import { getObject, ocmRepositoryFor, type ReconcilerContext, resourceOf } from './context.js';
 import { stalled } from './runtime/errors.js';
 import { condition, isReady } from './runtime/status.js';
 
@@ -55,8 +55,7 @@ export function componentState(component: KubeObject): string {
 /** Runs `fn` with the component's repository and the component version, by the digest the OCMComponent verified. */
 export async function withComponentVersion<T>(ctx: ReconcilerContext, c: ReadyComponent, fn: (repo: OcmRepository, cv: ComponentVersion) => Promise<T>): Promise<T> {
   const spec = c.component.spec as { repository: { url: string; secretRef?: { name: string } } };
-  const client = await repositoryClient(ctx, c.for, spec.repository.url, spec.repository.secretRef);
-  const repo = new OcmRepository(client, spec.repository.url, { accessClient: accessClientFor(ctx, client) });
+  const { repo, close } = await ocmRepositoryFor(ctx, c.for, spec.repository.url, spec.repository.secretRef);
   try {
     const key = `${c.for}|${spec.repository.secretRef?.name ?? ''}|${spec.repository.url}|${c.name}|${c.version}|${componentState(c.component)}`; // per namespace: never another tenant's fetch
     let hit = cache.get(key);
@@ -68,8 +67,7 @@ export async function withComponentVersion<T>(ctx: ReconcilerContext, c: ReadyCo
     }
     return await fn(repo, await hit.value);
   } finally {
-    if (client !== ctx.snapshots.client) client.close?.();
-    if (repo.accessClient !== client) repo.accessClient.close();
+    close();
   }
 }
 

@@ -7,6 +7,7 @@ import type { KubeObject, OwnerReference } from '../kinds/types.js';
 import { credentialsFromDockerConfig, normalizeRegistryHost, OciClient, type Credentials } from '../registry/client.js';
 import type * as k8s from '@kubernetes/client-node';
 import type { UpstreamPolicy } from '../registry/upstream.js';
+import { OcmRepository } from '../ocm/repository.js';
 import { stalled } from './runtime/errors.js';
 import type { Store } from '../storage/store.js';
 import type { Logger, ObjectKey, Result } from './runtime/controller.js';
@@ -190,6 +191,26 @@ export function accessClientFor(ctx: ReconcilerContext, repositoryClient: OciCli
   return repositoryClient === ctx.snapshots.client || !repositoryClient.guarded ? new OciClient({ retries: 3, upstream: upstreamPolicy(ctx) }) : repositoryClient;
 }
 
+/**
+ * The OCM repository of an object of `namespace`, with the clients for its accesses: one in the
+ * repository's registry is read with the repository's client (in this server's own registry only
+ * under `<namespace>/`), any other through accessClientFor. `close` closes what it opened.
+ */
+export async function ocmRepositoryFor(ctx: ReconcilerContext, namespace: string, url: string, secretRef?: { name: string }): Promise<{ repo: OcmRepository; close: () => void }> {
+  const client = await repositoryClient(ctx, namespace, url, secretRef);
+  const accessClient = accessClientFor(ctx, client);
+  const repo = new OcmRepository(client, url, {
+    accessClient,
+    sameRegistry: (r) => !isOwnRegistry(ctx, r.host) || r.repository === namespace || r.repository.startsWith(`${namespace}/`),
+  });
+  return {
+    repo,
+    close: () => {
+      if (client !== ctx.snapshots.client) client.close?.();
+      if (accessClient !== client) accessClient.close();
+    },
+  };
+}
 
 const tlsSecretsEnsured = new Set<string>();
 

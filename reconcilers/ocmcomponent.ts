@@ -20,8 +20,7 @@ import {
   ownerRef,
   ReconcileError,
   type ReconcilerContext,
-  repositoryClient,
-  accessClientFor,
+  ocmRepositoryFor,
   resourceOf,
   secretData,
 } from './context.js';
@@ -51,6 +50,7 @@ interface Loaded {
   signatures: string[];
   problems: string[];
   checked: number;
+  external: number;
 }
 interface PreviousStatus {
   resolvedVersion?: string;
@@ -60,7 +60,7 @@ interface PreviousStatus {
 }
 
 /** Reasons of failures that mean the content is not verified (status.verified false). */
-const NOT_VERIFIED = ['VerificationFailed', 'DigestMismatch', 'ReferenceDigestMismatch'];
+const NOT_VERIFIED = ['VerificationFailed', 'DigestMismatch', 'ReferenceDigestMismatch', 'ResourceUnreachable', 'ResourceFetchFailed'];
 
 /** A descriptor over a limit (size, depth, elements; ocm/descriptor.ts) is Ready=False DescriptorTooLarge, not retried until the interval. */
 function tooLarge(err: unknown, what: string) {
@@ -96,10 +96,9 @@ const hostOf = (ref: unknown) => String(ref ?? '').replace(/^(?:oci|https?):\/\/
 const checkedResources = new Map<string, Promise<{ checked: number; missing: string[] }>>();
 
 /**
- * Checks every resource stored with the component version (local blobs; OCI artifacts and blobs in
- * the same registry) against its digest, by fetching it: a DIGEST_MISMATCH error when one differs.
- * Resources elsewhere (an image in its own registry) are checked by the Source that fetches them.
- * Returns how many were checked and which have no digest to check against.
+ * Checks every local blob of the component version against its digest, by fetching it: a
+ * DIGEST_MISMATCH error when one differs (content addressed, so once per manifest). Returns how
+ * many were checked and which resources have no digest to check against.
  */
 function checkResources(repo: OcmRepository, cv: ComponentVersion, tenant: string): Promise<{ checked: number; missing: string[] }> {
   // per namespace and credentials too: a tenant never relies on another's fetch
@@ -117,8 +116,7 @@ function checkResources(repo: OcmRepository, cv: ComponentVersion, tenant: strin
           missing.push(`resource "${r.name}" of ${c.name}:${c.version} has no digest`);
           continue;
         }
-        const here = kind === 'localblob' || (kind === 'ociartifact' && hostOf(r.access?.imageReference) === repo.host) || (kind === 'ociblob' && hostOf(r.access?.ref) === repo.host);
-        if (!here) continue;
+        if (kind !== 'localblob') continue;
         await repo.getResourceContent(cv, r, { requireDigest: true });
         checked++;
       }
@@ -129,6 +127,51 @@ function checkResources(repo: OcmRepository, cv: ComponentVersion, tenant: strin
     hit.catch(() => checkedResources.delete(key));
   }
   return hit;
+}
+
+/**
+ * OCI accesses checked (per tenant, component version manifest and scope), and when: a tag can
+ * move under the same descriptor, so they are checked again once per interval, not per reconcile.
+ */
+const checkedAccesses = new Map<string, { at: number; value: Promise<{ here: number; external: number }> }>();
+
+/**
+ * Checks the resources with an OCI access (ociArtifact/ociRegistry, ociBlob) against their digests
+ * (OcmRepository.checkAccessDigest): those in the component's own registry always, those elsewhere
+ * (an image in its own registry) with `external` (when signatures are to verify: `verified`
+ * covers them). A ReconcileError naming the resource: DigestMismatch, ResourceUnreachable
+ * (transient: the registry did not answer) or ResourceFetchFailed.
+ */
+function checkAccesses(repo: OcmRepository, cv: ComponentVersion, tenant: string, external: boolean, ttlMs: number): Promise<{ here: number; external: number }> {
+  const key = `${tenant}|${repo.baseUrl}|${cv.descriptor.component.name}|${cv.manifestDigest}|${external}`;
+  const hit = checkedAccesses.get(key);
+  if (hit && Date.now() - hit.at < ttlMs) return hit.value;
+  const value = (async () => {
+    const c = cv.descriptor.component;
+    const n = { here: 0, external: 0 };
+    for (const r of c.resources ?? []) {
+      const kind = accessKind(r.access?.type);
+      if ((kind !== 'ociartifact' && kind !== 'ociblob') || !r.digest) continue;
+      const ref = String((kind === 'ociblob' ? r.access?.ref : r.access?.imageReference) ?? '');
+      const here = hostOf(ref) === repo.host;
+      if (!here && !external) continue;
+      const what = `resource "${r.name}" of ${c.name}:${c.version} (${kind === 'ociblob' ? `ociBlob ${ref}@${r.access?.digest}` : ref})`;
+      try {
+        await repo.checkAccessDigest(cv, r);
+      } catch (err) {
+        if (isDigestMismatch(err)) throw new DigestMismatch((err as Error).message, 'DigestMismatch', { cause: err });
+        if (err instanceof OcmRepositoryError) throw stalled('VerificationFailed', `${what}: ${err.message}`, err);
+        const e = toReconcileError(err, 'ResourceFetchFailed', `${what} cannot be read`);
+        throw e.retry ? new ReconcileError('ResourceUnreachable', e.message, 'Transient', { cause: err }) : e;
+      }
+      n[here ? 'here' : 'external']++;
+    }
+    return n;
+  })();
+  if (checkedAccesses.size >= 512) for (const [k, v] of checkedAccesses) if (Date.now() - v.at >= ttlMs) checkedAccesses.delete(k);
+  checkedAccesses.set(key, { at: Date.now(), value });
+  value.catch(() => checkedAccesses.delete(key));
+  return value;
 }
 
 export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
@@ -186,20 +229,33 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
     // Resource digests against the bytes, of the component and of every component it references.
     const problems = graph.edges.filter((e) => !e.digest).map((e) => `${e.parent.component.name}:${e.parent.component.version} references ${e.ref.componentName}:${e.ref.version} (${e.ref.name}) without a digest`);
     let checked = 0;
+    let external = 0;
+    const tenant = `${ns}|${spec.repository.secretRef?.name ?? ''}`;
+    const interval = parseDuration(spec.interval ?? '10m') ?? 600_000;
     for (const c of [cv, ...graph.components]) {
       try {
-        const r = await checkResources(repo, c, `${ns}|${spec.repository.secretRef?.name ?? ''}`);
+        const r = await checkResources(repo, c, tenant);
         checked += r.checked;
         problems.push(...r.missing);
       } catch (err) {
         if (isDigestMismatch(err)) throw new DigestMismatch(`${spec.name}:${version}: ${(err as Error).message}`, 'DigestMismatch', { cause: err });
         throw toReconcileError(err, 'FetchFailed', `checking the resources of ${c.descriptor.component.name}:${c.descriptor.component.version}`);
       }
+      // Resources elsewhere (an image in its own registry) too when signatures are to verify:
+      // `verified` covers every resource's bytes.
+      try {
+        const r = await checkAccesses(repo, c, tenant, signatures.length > 0, interval);
+        checked += r.here;
+        external += r.external;
+      } catch (err) {
+        const e = toReconcileError(err, 'ResourceFetchFailed');
+        throw new ReconcileError(e.reason, `${spec.name}:${version}: ${e.message}`, e.policy, { cause: err });
+      }
     }
     if (signatures.length && problems.length) {
       throw stalled('VerificationFailed', `${spec.name}:${version} cannot be verified: ${problems.join('; ')}`);
     }
-    return { version, cv, graph, signatures, problems, checked };
+    return { version, cv, graph, signatures, problems, checked, external };
   }
 
   const event = (obj: KubeObject, type: 'Normal' | 'Warning', reason: string, message: string) =>
@@ -260,8 +316,7 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
     const ns = obj.metadata.namespace!;
     const spec = obj.spec as OCMComponentSpec;
     const interval = parseDuration(spec.interval ?? '10m') ?? 600_000;
-    const client = await repositoryClient(ctx, ns, spec.repository.url, spec.repository.secretRef);
-    const repo = new OcmRepository(client, spec.repository.url, { accessClient: accessClientFor(ctx, client) });
+    const { repo, close } = await ocmRepositoryFor(ctx, ns, spec.repository.url, spec.repository.secretRef);
     try {
       const prev = (obj.status ?? {}) as PreviousStatus;
       let candidates: string[];
@@ -297,7 +352,7 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
         const [first, ...rest] = skipped;
         throw new ReconcileError(first.reason, `${first.message}${rest.length ? `; older matching versions do not verify either: ${rest.map((x) => `${x.version} (${x.reason})`).join(', ')}` : ''}`, 'Stalled');
       }
-      const { version, cv, graph, signatures, problems, checked } = loaded;
+      const { version, cv, graph, signatures, problems, checked, external } = loaded;
       await checkDowngrade(obj, spec, prev, version, skipped);
       const refs = graph.components;
 
@@ -347,7 +402,8 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
       }
 
       const verified = signatures.length > 0;
-      const integrity = `digests of ${checked} stored resource${checked === 1 ? '' : 's'} and ${graph.edges.length} reference${graph.edges.length === 1 ? '' : 's'} matched`;
+      const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? '' : 's'}`;
+      const integrity = `digests of ${plural(checked, 'stored resource')}, ${plural(external, 'external resource')} and ${plural(graph.edges.length, 'reference')} matched`;
       await ctx.status.update(R, { namespace: ns, name: obj.metadata.name! }, (st) => {
         st.resolvedVersion = version;
         st.manifestDigest = cv.manifestDigest;
@@ -372,6 +428,7 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
           },
           obj.metadata.generation,
         );
+        removeCondition(st, 'Reconciling');
         if (prev.resolvedVersion !== version) removeCondition(st, 'ContentChanged');
         else if (contentChange) {
           setCondition(st, { type: 'ContentChanged', status: 'True', reason: 'ContentVerified', message: `the content of ${spec.name}:${version} changed under the same version: manifest ${contentChange.from} is now ${contentChange.to}; the new content verified and flows on` }, obj.metadata.generation);
@@ -385,8 +442,7 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
       }
       return { requeueAfterMs: interval };
     } finally {
-      if (client !== ctx.snapshots.client) client.close?.();
-      if (repo.accessClient !== client) repo.accessClient.close();
+      close();
     }
   }
 
@@ -400,12 +456,25 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
         return await reconcile(obj);
       } catch (err) {
         const e = toReconcileError(err, 'ReconcileFailed');
+        const notVerified = NOT_VERIFIED.includes(e.reason);
+        // kubectl describe names what failed: an Event when the reason or message is new.
+        const was = condition(obj, notVerified ? 'Verified' : 'Ready');
+        if (notVerified && (was?.reason !== e.reason || was?.message !== e.message)) await event(obj, 'Warning', e.reason, e.message);
         await ctx.status.update(R, key, (st) => {
-          if (NOT_VERIFIED.includes(e.reason)) {
+          if (notVerified) {
             st.verified = false;
             setCondition(st, { type: 'Verified', status: 'False', reason: e.reason, message: e.message }, obj.metadata.generation);
           }
           setCondition(st, { type: 'Ready', status: 'False', reason: e.reason, message: e.message }, obj.metadata.generation);
+          // Flux's kstatus: Stalled when retrying cannot help (until an input or the interval brings
+          // it back), Reconciling while it is retried with backoff.
+          if (e.policy === 'Stalled') {
+            setCondition(st, { type: 'Stalled', status: 'True', reason: e.reason, message: e.message }, obj.metadata.generation);
+            removeCondition(st, 'Reconciling');
+          } else {
+            removeCondition(st, 'Stalled');
+            setCondition(st, { type: 'Reconciling', status: 'True', reason: e.policy === 'Transient' ? 'ProgressingWithRetry' : 'Progressing', message: e.message }, obj.metadata.generation);
+          }
         });
         if (e.retry) throw e;
         return { requeueAfterMs: parseDuration((obj.spec as OCMComponentSpec).interval ?? '10m') ?? 600_000 };

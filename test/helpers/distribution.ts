@@ -20,6 +20,8 @@ export interface Distribution {
   dir: string;
   logs: string[];
   stop(): Promise<void>;
+  /** Stops the registry and keeps its storage: startDistribution({ dir, port }) brings it back with its content. */
+  kill(): Promise<void>;
 }
 
 export async function freePort(): Promise<number> {
@@ -50,13 +52,13 @@ export interface DistributionTls {
   probe?: { cert: string; key: string };
 }
 
-export async function startDistribution(opts: { htpasswd?: Record<string, string>; token?: TokenAuth; tls?: DistributionTls } = {}): Promise<Distribution> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'distribution-'));
+export async function startDistribution(opts: { htpasswd?: Record<string, string>; token?: TokenAuth; tls?: DistributionTls; dir?: string; port?: number } = {}): Promise<Distribution> {
+  const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'distribution-'));
   const logs: string[] = [];
   let proc: ChildProcess | undefined;
   let port = 0;
   for (let attempt = 0; attempt < 5; attempt++) {
-    port = await freePort();
+    port = opts.port ?? (await freePort());
     const config: any = {
       version: 0.1,
       log: { level: 'warn', accesslog: { disabled: true } },
@@ -98,17 +100,21 @@ export async function startDistribution(opts: { htpasswd?: Record<string, string
   }
   if (!proc) throw new Error(`docker-registry did not start:\n${logs.join('')}`);
   const child = proc;
+  const kill = async () => {
+    if (child.exitCode === null) {
+      const gone = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await gone;
+    }
+  };
   return {
     host: `127.0.0.1:${port}`,
     port,
     dir,
     logs,
+    kill,
     async stop() {
-      if (child.exitCode === null) {
-        const gone = new Promise((r) => child.once('exit', r));
-        child.kill('SIGTERM');
-        await gone;
-      }
+      await kill();
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
