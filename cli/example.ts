@@ -6,9 +6,11 @@
 //   2. finds the snapshot registry: `--registry`, else ConfigMap kube-public/ocm-apiserver
 //      (`data.registry`), which a standalone server publishes;
 //   3. generates an RSA key pair once (examples/.keys/, gitignored; `--keys` elsewhere);
-//   4. publishes the sample component (examples/podinfo/component/) into `<registry>/<base path of
-//      the OCMComponent's repository url>` with the project's own publisher, signed, over mTLS
-//      with the kubeconfig's client certificate;
+//   4. pushes a minimal image (registry/image.ts) for each image resource the component places in
+//      that registry, then publishes the sample component (examples/podinfo/component/) into
+//      `<registry>/<base path of the OCMComponent's repository url>` with the project's own
+//      publisher (which records the image's manifest digest), signed, over mTLS with the
+//      kubeconfig's client certificate;
 //   5. creates the namespace the files name if it is missing, and creates or updates the Secret
 //      with the public key that the OCMComponent's `spec.verify` names;
 //   6. prints what to run next: the apply, with the registry address replaced when the server's
@@ -29,6 +31,7 @@ import { loadComponentSpecs, publish } from '../ocm/publish.js';
 import { OcmRepository } from '../ocm/repository.js';
 import { generateKeyPair } from '../ocm/signing.js';
 import { OciClient } from '../registry/client.js';
+import { minimalImage, pushImage } from '../registry/image.js';
 
 const USAGE = `usage: npm run example -- --kubeconfig FILE [--registry HOST:PORT] [--keys DIR] [--apply]
 
@@ -355,6 +358,16 @@ async function main(): Promise<number> {
     // same bytes (fixed creationTime, deterministic RSA PKCS#1 v1.5 signature), or re-signs with a new key.
     const signature = target.signatures[0]?.signature ?? 'ocm-example';
     for (const spec of loadComponentSpecs(fs.readFileSync(SPEC_FILE, 'utf8'))) {
+      // Images the spec places in this registry (the files' address, as for the OCMComponent): a
+      // minimal real image is pushed there first, so that publishing records its manifest digest
+      // and the OCMComponent checks it, as it does for any image.
+      for (const r of spec.resources ?? []) {
+        const ref = r.access?.type === 'ociArtifact' ? String(r.access.imageReference ?? '') : '';
+        if (!ref.startsWith(`${target.registryHost}/`) && !ref.startsWith(`${registry}/`)) continue;
+        r.access!.imageReference = `${registry}/${ref.slice(ref.indexOf('/') + 1)}`;
+        const image = await pushImage(client, r.access!.imageReference as string, minimalImage({ path: `${r.name}/VERSION`, content: `${spec.version}\n` }));
+        say(`pushed image ${image.ref} (${image.digest}), a minimal one: a config and one layer`);
+      }
       const r = await publish(repo, spec, path.dirname(SPEC_FILE), { sign: { name: signature, privateKeyPem: keys.privateKeyPem }, overwrite: true, creator: 'ocm-apiserver example' }).catch((e: Error) => {
         throw new Error(`publishing ${spec.name}:${spec.version} to ${repoUrl}: ${e.message}`);
       });

@@ -403,7 +403,7 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
 
       const verified = signatures.length > 0;
       const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? '' : 's'}`;
-      const integrity = `digests of ${plural(checked, 'stored resource')}, ${plural(external, 'external resource')} and ${plural(graph.edges.length, 'reference')} matched`;
+      const integrity = `digests of ${plural(checked, 'stored resource')}${external ? `, ${plural(external, 'external resource')}` : ''} and ${plural(graph.edges.length, 'reference')} matched`;
       await ctx.status.update(R, { namespace: ns, name: obj.metadata.name! }, (st) => {
         st.resolvedVersion = version;
         st.manifestDigest = cv.manifestDigest;

@@ -11,6 +11,7 @@ import { archiveToFiles } from '../providers/content.js';
 import { type ComponentSpec, publish } from '../ocm/publish.js';
 import { OcmRepository } from '../ocm/repository.js';
 import { OciClient } from '../registry/client.js';
+import { minimalImage, pushImage } from '../registry/image.js';
 import { pullSnapshot } from '../registry/snapshot.js';
 import { kubectlJson, yamlDocs, startServer, tempDir, type TestServer } from './helpers/server.js';
 
@@ -42,6 +43,7 @@ async function content(snapshot: string): Promise<string> {
   const files = await archiveToFiles(await pullSnapshot(client, `${snap.status.repositoryURL}:${snap.status.tag}`, { expectedDigest: snap.status.digest }));
   return files['data.yaml'].toString('utf8');
 }
+let image = '';
 const spec = (text: string): ComponentSpec => ({
   name: 'ocm.software/test/repush',
   version: '2.0.0',
@@ -52,8 +54,8 @@ const spec = (text: string): ComponentSpec => ({
       name: 'img',
       type: 'ociImage',
       relation: 'external',
-      access: { type: 'ociArtifact', imageReference: 'registry.example.internal/app:2.0.0' },
-      digest: { hashAlgorithm: 'SHA-256', normalisationAlgorithm: 'ociArtifactDigest/v1', value: '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08' },
+      // A minimal image next to the component (pushed in t.before): publishing records its digest.
+      access: { type: 'ociArtifact', imageReference: image },
     },
   ],
 });
@@ -64,6 +66,7 @@ t.before(async () => {
   const certs = join(s.dataDir, 'certs');
   client = new OciClient({ ca: readFileSync(join(certs, 'ca.crt'), 'utf8'), cert: readFileSync(join(certs, 'admin.crt'), 'utf8'), key: readFileSync(join(certs, 'admin.key'), 'utf8') });
   repo = new OcmRepository(client, `${registry}/${NS}/ocm`);
+  image = (await pushImage(client, `${registry}/${NS}/images/app:2.0.0`, minimalImage({ path: 'VERSION', content: '2.0.0\n' }))).ref;
   await publish(repo, spec('image: old # first push\n'), tempDir(), { sign: { name: 'acme', privateKeyPem: key.privateKey } });
   await s.kubectl(['create', 'namespace', NS]);
   await s.kubectl(['create', 'secret', 'generic', 'acme-key', '-n', NS, `--from-literal=acme=${key.publicKey}`]);
@@ -89,7 +92,7 @@ t.test('new signed content under the same version flows through Source and Actio
   const src1 = await readyWith('source', 'src');
   const act1 = await readyWith('action', 'loc');
   t.equal(await content(src1.status.snapshot), 'image: old # first push\n');
-  t.equal(await content(act1.status.snapshot), 'image: registry.example.internal/app:2.0.0 # first push\n');
+  t.equal(await content(act1.status.snapshot), `image: ${image} # first push\n`);
   const comp1 = await json(['get', 'ocmcomponent', 'comp', '-n', NS]);
 
   await publish(repo, spec('image: old # pushed again, same version\n'), tempDir(), { sign: { name: 'acme', privateKeyPem: key.privateKey }, overwrite: true });
@@ -101,7 +104,7 @@ t.test('new signed content under the same version flows through Source and Actio
   const src2 = await readyWith('source', 'src', (o) => o.status.snapshot !== src1.status.snapshot);
   t.equal(await content(src2.status.snapshot), 'image: old # pushed again, same version\n', "the Source's new snapshot holds the new bytes");
   const act2 = await readyWith('action', 'loc', (o) => o.status.snapshot !== act1.status.snapshot && o.status.inputSnapshot === src2.status.snapshot);
-  t.equal(await content(act2.status.snapshot), 'image: registry.example.internal/app:2.0.0 # pushed again, same version\n', "and the Action's, from it");
+  t.equal(await content(act2.status.snapshot), `image: ${image} # pushed again, same version\n`, "and the Action's, from it");
 
   // And then it rests: three intervals of the component later, no further snapshot.
   await new Promise((r) => setTimeout(r, 6000));

@@ -11,6 +11,7 @@ import t from 'tap';
 import { type ComponentSpec, publish } from '../ocm/publish.js';
 import { OcmRepository } from '../ocm/repository.js';
 import { OciClient } from '../registry/client.js';
+import { minimalImage, pushImage } from '../registry/image.js';
 import { pullSnapshot } from '../registry/snapshot.js';
 import { archiveToFiles } from '../providers/content.js';
 import { type Distribution, startDistribution } from './helpers/distribution.js';
@@ -43,9 +44,9 @@ const spec = (version: string, name = 'ocm.software/demo/podinfo'): ComponentSpe
   version,
   provider: 'acme',
   resources: [
-    { name: 'image', version, type: 'ociImage', relation: 'external', access: { type: 'ociArtifact', imageReference: `ghcr.io/stefanprodan/podinfo:${version}` },
-      // Given, so publishing never reaches out to ghcr.io.
-      digest: { hashAlgorithm: 'SHA-256', normalisationAlgorithm: 'ociArtifactDigest/v1', value: '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08' } },
+    // A minimal image in the test's registry (pushed in t.before): publishing records its manifest
+    // digest, and the OCMComponent checks it.
+    { name: 'image', version, type: 'ociImage', relation: 'external', access: { type: 'ociArtifact', imageReference: `${reg.host}/stefanprodan/podinfo:${version}` } },
     { name: 'manifests', version, type: 'kustomize.ocm.fluxcd.io', input: { type: 'dir', path: 'manifests' } },
     { name: 'config', version, type: 'configdata.ocm.software', input: { type: 'utf8', text: 'kind: ConfigData\n', mediaType: 'application/yaml' } },
   ],
@@ -77,6 +78,7 @@ t.before(async () => {
   writeFileSync(join(manifests, 'kustomization.yaml'), 'resources:\n- deployment.yaml\n');
   reg = await startDistribution();
   repo = new OcmRepository(new OciClient({ insecureHttp: true }), `http://${reg.host}/ocm`);
+  for (const v of ['6.8.0', '6.8.1', '7.0.0', '8.0.0']) await pushImage(repo.client, `${reg.host}/stefanprodan/podinfo:${v}`, minimalImage({ path: 'VERSION', content: `${v}\n` }));
   await publish(repo, spec('6.8.0'), work, { sign: { name: 'acme', privateKeyPem: signer.privateKey } });
   s = await startServer({ reconcilers: 'all', args: ['--allow-private-upstreams'] }); // the upstream registry is on 127.0.0.1
   for (const ns of ['demo', 'wrongkey', 'tampered']) await s.kubectl(['create', 'namespace', ns]);

@@ -5,6 +5,7 @@
 // printed; `--apply` (which applies the files itself) runs last and changes nothing.
 // Then the final manifests in the last transforming snapshot (image localized, values configured:
 // defaults and overrides), the Flux objects, and `kubectl get ocm` with everything Ready.
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,6 +44,7 @@ t.test('npm run example -- --kubeconfig FILE publishes, signs and creates the ke
   exampleOut = r.out;
   t.equal(r.code, 0, 'exit status 0');
   if (r.code !== 0) t.comment(r.out);
+  t.match(r.out, `pushed image ${registry}/podinfo/images/podinfo:6.8.0 (sha256:`);
   t.match(r.out, `published ocm.software/demos/podinfo:6.8.0 to ${registry}/podinfo/ocm, signed as "ocm-example"`);
   t.match(r.out, /(created|updated) Secret podinfo\/ocm-example-key|Secret is up to date podinfo\/ocm-example-key/);
   t.match(r.out, `NOTE: examples/podinfo/10-component.yaml reads the component from ${DEFAULT_REGISTRY}/podinfo/ocm, but this server's registry is ${registry}`);
@@ -96,6 +98,14 @@ t.test('kubectl get ocm -n podinfo lists every object, Ready', async (t) => {
   const comp = list.items.find((o: any) => o.kind === 'OCMComponent');
   t.equal(comp.status.resolvedVersion, '6.8.0');
   t.equal(comp.status.verified, true, 'the signature verified');
+  // Verified covers the image: the manifest the registry serves has the digest the descriptor records.
+  const cd = list.items.find((o: any) => o.kind === 'ComponentDescriptor');
+  const image = cd.spec.resources.find((r: { name: string }) => r.name === 'image');
+  t.equal(image.access.imageReference, `${registry}/podinfo/images/podinfo:6.8.0`, 'the image is in the server\'s registry, next to the component');
+  const m = await client.getManifest(image.access.imageReference);
+  t.equal(createHash('sha256').update(m.body).digest('hex'), image.digest.value, 'the manifest bytes hash to the recorded digest');
+  t.same(m.manifest.layers.length, 1, 'a real image: a config and one layer');
+  t.match(comp.status.conditions.find((c: { type: string }) => c.type === 'Verified').message, /digests of 3 stored resources/);
 
   const table = await s.kubectl(['get', 'ocm', '-n', NS]);
   t.equal(table.code, 0);
@@ -116,7 +126,7 @@ t.test('the last snapshot holds the localized and configured manifests', async (
   t.same(Object.keys(files).sort(), ['configmap.yaml', 'deploy.yaml', 'kustomization.yaml', 'service.yaml']);
 
   const deploy = YAML.parse(files['deploy.yaml'].toString());
-  t.equal(deploy.spec.template.spec.containers[0].image, 'registry.example.internal/podinfo:6.8.0', "image localized to the image resource's reference");
+  t.equal(deploy.spec.template.spec.containers[0].image, `${registry}/podinfo/images/podinfo:6.8.0`, "image localized to the image resource's reference");
   t.equal(deploy.spec.replicas, 2, 'replicas: overridden by the Configurator (default 1)');
   const cm = YAML.parse(files['configmap.yaml'].toString());
   t.equal(cm.data.PODINFO_UI_MESSAGE, 'Delivered by OCM', 'message: overridden by the Configurator');
@@ -124,7 +134,7 @@ t.test('the last snapshot holds the localized and configured manifests', async (
 
   // Only the edited values changed: comments and every other line are as the component has them.
   const original = readFileSync(join(COMPONENT, 'manifests', 'deploy.yaml'), 'utf8');
-  const expected = original.replace('image: ghcr.io/stefanprodan/podinfo:6.8.0 #', 'image: registry.example.internal/podinfo:6.8.0 #').replace('  replicas: 1\n', '  replicas: 2\n');
+  const expected = original.replace('image: ghcr.io/stefanprodan/podinfo:6.8.0 #', `image: ${registry}/podinfo/images/podinfo:6.8.0 #`).replace('  replicas: 1\n', '  replicas: 2\n');
   t.equal(files['deploy.yaml'].toString(), expected, 'deploy.yaml: only the image and replicas lines changed');
   for (const f of ['kustomization.yaml', 'service.yaml']) t.equal(files[f].toString(), readFileSync(join(COMPONENT, 'manifests', f), 'utf8'), `${f} unchanged`);
 
