@@ -9,6 +9,7 @@ import type { UserInfo } from './auth.js';
 import { infoOf, type RequestInfo } from './request-info.js';
 import type { ResourceRegistry } from './resources.js';
 import { countTraffic, type TrafficSink } from '../registry/traffic.js';
+import { memoryBudget } from '../registry/memory-budget.js';
 
 /** kube-apiserver's buckets for apiserver_request_duration_seconds. */
 const REQUEST_BUCKETS = [0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 45, 60];
@@ -160,6 +161,25 @@ export class Metrics {
       help: 'Requests the snapshot registry answered, by method and HTTP status code.',
       labelNames: ['method', 'code'],
       registers,
+    });
+    new Gauge({
+      name: 'ocm_memory_budget_bytes',
+      help: 'The in-memory budget for upstream content held by reconciles (registry/memory-budget.ts): its total, what is leased now, the most ever leased at once.',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        this.set({ state: 'total' }, memoryBudget.total);
+        this.set({ state: 'used' }, memoryBudget.used);
+        this.set({ state: 'peak' }, memoryBudget.peak);
+      },
+    });
+    new Gauge({
+      name: 'ocm_memory_budget_waiting',
+      help: 'Reconciles waiting for a lease of the in-memory budget.',
+      registers,
+      collect() {
+        this.set(memoryBudget.queued);
+      },
     });
     new Gauge({
       name: 'registry_blobs',

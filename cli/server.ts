@@ -44,6 +44,7 @@ import { MeteredStore } from '../storage/metered.js';
 const SNAPSHOT_CLIENT_TUNING = { contentCacheBytes: 32 << 20, singlePostMaxBytes: 1 << 20 };
 import { isWatchUrl, RequestTracker, shutdown } from './shutdown.js';
 import { resolveLogFormat } from '../apiserver/logging.js';
+import { MEMORY_BUDGET_BYTES, setMemoryBudget } from '../registry/memory-budget.js';
 
 const OPTIONS = {
   mode: { type: 'string', default: 'standalone' },
@@ -79,6 +80,7 @@ const OPTIONS = {
   'max-mutating-requests-inflight': { type: 'string', default: String(LIMIT_DEFAULTS.maxMutatingRequestsInflight) },
   'request-timeout': { type: 'string', default: '1m0s' },
   'max-watches-per-user': { type: 'string', default: String(LIMIT_DEFAULTS.maxWatchesPerUser) },
+  'memory-budget-mib': { type: 'string', default: String(MEMORY_BUDGET_BYTES >> 20) },
   help: { type: 'boolean', short: 'h' },
 } as const;
 const { values } = parseArgs({ options: OPTIONS, strict: true });
@@ -107,6 +109,9 @@ if (values.help) {
 }
 
 const mode = values.mode;
+const budgetMiB = Number(values['memory-budget-mib']);
+if (!Number.isSafeInteger(budgetMiB) || budgetMiB < 1) throw new Error(`--memory-budget-mib must be a positive whole number of MiB, not ${values['memory-budget-mib']}`);
+setMemoryBudget(budgetMiB * 1048576);
 const logFormat = resolveLogFormat(values['log-format']);
 if (mode !== 'standalone' && mode !== 'aggregated') throw new Error(`--mode must be standalone or aggregated, not ${mode}`);
 const dataDir = resolve(values['data-dir']!);

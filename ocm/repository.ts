@@ -250,14 +250,16 @@ export class OcmRepository {
   /**
    * The content of a resource: a localBlob's layer, an ociBlob, or an OCI artifact's manifest (with
    * its digest). Checked against resource.digest when the descriptor has one (always, with requireDigest).
+   * `lease` is given the blob's size (as the manifest or the access declares it, else maxBytes)
+   * before the blob is read, and the read stops there (registry/memory-budget.ts).
    */
   async getResourceContent(
     cv: { descriptor: ComponentDescriptor; manifest: any },
     resource: Resource,
-    opts: { requireDigest?: boolean; maxBytes?: number } = {},
+    opts: { requireDigest?: boolean; maxBytes?: number; lease?: (bytes: number) => Promise<void> } = {},
   ): Promise<ResourceContent> {
     const what = `resource "${resource.name}" of ${cv.descriptor.component.name}:${cv.descriptor.component.version}`;
-    const content = await this.fetchAccess(cv, resource.access, what, opts.maxBytes);
+    const content = await this.fetchAccess(cv, resource.access, what, opts.maxBytes, opts.lease);
     if (resource.digest) {
       const check = resource.digest.normalisationAlgorithm === OCI_ARTIFACT_DIGEST && content.manifestDigest ? { manifestDigest: content.manifestDigest } : content.data;
       const r = await verifyResourceDigest(resource, check);
@@ -268,18 +270,24 @@ export class OcmRepository {
     return content;
   }
 
-  private async fetchAccess(cv: { descriptor: ComponentDescriptor; manifest: any }, access: any, what: string, maxBytes = 1 << 30): Promise<ResourceContent> {
+  private async fetchAccess(cv: { descriptor: ComponentDescriptor; manifest: any }, access: any, what: string, maxBytes = 1 << 30, lease?: (bytes: number) => Promise<void>): Promise<ResourceContent> {
+    /** The declared size (when it is one and under maxBytes), leased before the blob is read. */
+    const leased = async (declared: unknown) => {
+      const n = Number.isSafeInteger(declared) && (declared as number) >= 0 ? Math.min(declared as number, maxBytes) : maxBytes;
+      await lease?.(n);
+      return lease ? n : maxBytes;
+    };
     const kind = accessKind(access?.type);
     if (kind === 'localblob') {
       const digest = digestRef(access.localReference);
       const layer = (cv.manifest?.layers ?? []).find((l: any) => l?.digest === digest);
-      if (!layer && access.globalAccess) return this.fetchAccess(cv, access.globalAccess, what, maxBytes);
+      if (!layer && access.globalAccess) return this.fetchAccess(cv, access.globalAccess, what, maxBytes, lease);
       if (!/^sha(256|512):[a-f0-9]+$/.test(digest)) throw new OcmRepositoryError('INVALID', `${what}: localReference "${access.localReference}" is not a blob digest`);
-      const data = await this.client.getBlobBuffer(this.refOf(cv.descriptor.component.name), digest, maxBytes);
+      const data = await this.client.getBlobBuffer(this.refOf(cv.descriptor.component.name), digest, await leased(layer?.size));
       return { data, mediaType: access.mediaType || layer?.mediaType || 'application/octet-stream' };
     }
     if (kind === 'ociblob') {
-      const data = await this.clientFor(String(access.ref)).getBlobBuffer(String(access.ref), String(access.digest), maxBytes);
+      const data = await this.clientFor(String(access.ref)).getBlobBuffer(String(access.ref), String(access.digest), await leased(access.size));
       return { data, mediaType: access.mediaType || 'application/octet-stream' };
     }
     if (kind === 'ociartifact') {

@@ -1,6 +1,6 @@
 // Turns a resource's bytes into snapshot files: a tar or tar.gz becomes its entries (checked as
-// strictly as a snapshot: no links, no escaping paths, size limits), anything else one file.
-import { gzipSync } from 'node:zlib';
+// strictly as a snapshot: no links, no escaping paths, size limits; a plain tar is read as it is,
+// not gzipped first), anything else one file.
 import { readSnapshotFiles } from '../registry/snapshot.js';
 import type { Files } from './types.js';
 
@@ -15,7 +15,7 @@ export async function contentToFiles(data: Buffer, mediaType: string, fallbackNa
   if (isGzip(data) || /tar\+gzip|tgz|gzip/.test(mediaType)) {
     if (isGzip(data)) return archiveToFiles(data);
   }
-  if (isTar(data) || /x-tar|\+tar$|\.tar$/.test(mediaType)) return archiveToFiles(gzipSync(data));
+  if (isTar(data) || /x-tar|\+tar$|\.tar$/.test(mediaType)) return archiveToFiles(data);
   const ext = /yaml/.test(mediaType) ? '.yaml' : /json/.test(mediaType) ? '.json' : '';
   const name = ext && !fallbackName.endsWith(ext) ? fallbackName + ext : fallbackName;
   return { [name]: data };

@@ -22,7 +22,6 @@
 // With `spec.waitForReady` the output is ready only once the HelmRelease is Ready for the current
 // generation and (when Flux reports `lastAttemptedRevisionDigest`) for the chart just pushed.
 import { createHash } from 'node:crypto';
-import { gzipSync } from 'node:zlib';
 import YAML from 'yaml';
 import { findResource } from '../ocm/descriptor.js';
 import { OCI_ARTIFACT_DIGEST } from '../ocm/signing.js';
@@ -231,7 +230,7 @@ export async function packageChart(files: Files): Promise<PackagedChart> {
 async function layoutInArchive(data: Buffer, where: string): Promise<PackagedChart | undefined> {
   let files: Files;
   try {
-    files = await archiveToFiles(isGzip(data) ? data : gzipSync(data));
+    files = await archiveToFiles(data); // a tar.gz or a plain tar
   } catch {
     return undefined;
   }

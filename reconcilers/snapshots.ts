@@ -3,13 +3,16 @@
 // by the Source or Action that made it) whose status tells where it came from. Unchanged
 // content gives no new snapshot.
 import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { labelValue } from '../providers/flux.js';
 import type { Files } from '../providers/types.js';
 import type { KubeObject } from '../kinds/types.js';
 import { internalOptions } from '../apiserver/rest.js';
 import { attachAttestation, verifyAttestation } from '../registry/attestation.js';
 import { MEDIA_TYPES, parseReference } from '../registry/client.js';
-import { packSnapshot, type ProducerKind, pushSnapshot, type SnapshotPlace, snapshotRepository } from '../registry/snapshot.js';
+import { packSnapshot, packSnapshotToFile, type ProducerKind, pushSnapshot, type SnapshotPlace, snapshotRepository } from '../registry/snapshot.js';
 import { API_VERSION, applyObject, listObjects, ownerRef, type ReconcilerContext, resourceOf } from './context.js';
 import { setCondition } from './runtime/status.js';
 
@@ -69,9 +72,35 @@ function summary(files: { path: string; size: number }[]): string {
 }
 
 export async function storeSnapshot(ctx: ReconcilerContext, s: StoreSnapshotInput): Promise<{ snapshot: KubeObject; created: boolean }> {
+  // Small content is packed in memory (leased from the budget; pushed in one request and kept in
+  // the client's content cache for the next step). Larger content goes to a file as it is packed
+  // and is pushed from there: packing holds no second copy of the files (issue 15).
+  let bytes = 0;
+  for (const k in s.files) bytes += s.files[k].length;
+  if (bytes <= SMALL_SNAPSHOT) {
+    const packed = await packSnapshot({ files: s.files });
+    return store(ctx, s, packed, packed.tgz);
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'ocm-snapshot-'));
+  try {
+    const packed = await packSnapshotToFile({ files: s.files }, join(dir, 'snapshot.tar.gz'));
+    return await store(ctx, s, packed, packed);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Content up to which a snapshot is packed in memory. */
+const SMALL_SNAPSHOT = 4 << 20;
+
+async function store(
+  ctx: ReconcilerContext,
+  s: StoreSnapshotInput,
+  packed: { digest: string; files: { path: string; size: number }[] },
+  tgz: Buffer | { file: string; digest: string; size: number },
+): Promise<{ snapshot: KubeObject; created: boolean }> {
   const SNAP = resourceOf(ctx, 'Snapshot');
   const ns = s.producer.metadata.namespace!;
-  const packed = await packSnapshot({ files: s.files });
   const cur = s.current;
   const curStatus = (cur?.status ?? {}) as { tag?: string; digest?: string; repositoryURL?: string };
   const sameInput = (cur?.spec as { input?: { digest?: string } } | undefined)?.input?.digest === s.input?.digest;
@@ -85,7 +114,7 @@ export async function storeSnapshot(ctx: ReconcilerContext, s: StoreSnapshotInpu
     registry: ctx.snapshots.host,
     ...place,
     timestamp,
-    tgz: packed.tgz,
+    tgz,
     annotations: { 'delivery.ocm.software/producer': `${s.producer.kind}/${s.producer.metadata.name}` },
   });
   // What the registry now serves under the tag must be what was pushed.

@@ -24,6 +24,8 @@ import tar from 'tar-stream';
 import { MEDIA_TYPES, OciError, parseReference, type OciClient } from './client.js';
 import { leaseMemory, MAX_ARCHIVE_IN_MEMORY_BYTES } from './memory-budget.js';
 
+const isGzip = (b: Buffer) => b.length > 2 && b[0] === 0x1f && b[1] === 0x8b;
+
 const gzip = promisify(zlib.gzip);
 /** Lets the event loop run other work (the API) between batches of entries. */
 const breather = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -83,9 +85,10 @@ async function walk(root: string, realRoot: string, rel: string, out: PackEntry[
 
 const GZIP_OPTIONS: zlib.ZlibOptions = { level: 6, memLevel: 8, windowBits: 15, strategy: zlib.constants.Z_DEFAULT_STRATEGY };
 
-export async function packSnapshot(
-  input: { dir: string } | { files: Record<string, Buffer | string> },
-): Promise<{ tgz: Buffer; digest: string; size: number; files: { path: string; size: number }[] }> {
+type PackInput = { dir: string } | { files: Record<string, Buffer | string> };
+type Packed = { digest: string; size: number; files: { path: string; size: number }[] };
+
+async function packEntries(input: PackInput): Promise<PackEntry[]> {
   const entries: PackEntry[] = [];
   if ('dir' in input) {
     const dir = path.resolve(input.dir);
@@ -124,33 +127,50 @@ export async function packSnapshot(
     for (let i = 0; i < keyed.length; i++) entries[i] = keyed[i].e;
   } else entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   await breather();
+  return entries;
+}
 
-  const pack = tar.pack();
-  // Content given in memory is small: its tar is compressed in one call, which is far cheaper than
-  // a zlib stream; both give the same bytes (no flush points, same parameters).
-  const inMemory = entries.every((e) => e.type === 'directory' || e.content);
-  // The tar's pieces (a header, content and padding per entry) coalesced into ~1 MiB buffers: a
-  // few hundred objects for the collector to mark instead of three per entry.
-  const chunks: Buffer[] = [];
+const pad512 = (n: number) => Math.ceil(n / 512) * 512;
+/** At least the size of the tar of `entries`: a header, and for a long path a pax header, per entry. */
+function tarBound(entries: PackEntry[]): number {
+  let n = 1024;
+  for (const e of entries) n += 512 + pad512(e.size) + (e.path.length > 100 ? 1024 + pad512(3 * e.path.length + 64) : 0);
+  return n;
+}
+/** zlib's deflateBound for the gzip of `n` bytes, with room for the header and trailer. */
+const gzipBound = (n: number) => n + (n >> 12) + (n >> 14) + (n >> 25) + 64;
+
+/** The tar's pieces (a header, content and padding per entry) in ~1 MiB buffers: one zlib call each, not three per entry. */
+function coalesce(): Transform {
   let pending: Buffer[] = [];
-  let pendingBytes = 0;
-  const settle = () => {
-    if (pending.length) chunks.push(pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes));
+  let bytes = 0;
+  const flush = (t: Transform) => {
+    if (pending.length) t.push(pending.length === 1 ? pending[0] : Buffer.concat(pending, bytes));
     pending = [];
-    pendingBytes = 0;
+    bytes = 0;
   };
-  const sink = new Writable({
-    write(c: Buffer, _e, cb) {
-      pending.push(c);
-      if ((pendingBytes += c.length) >= 1 << 20) settle();
+  return new Transform({
+    transform(c: Buffer, _e, cb) {
+      if (c.length >= 1 << 20) {
+        flush(this);
+        this.push(c);
+      } else {
+        pending.push(c);
+        if ((bytes += c.length) >= 1 << 20) flush(this);
+      }
       cb();
     },
-    final(cb) {
-      settle();
+    flush(cb) {
+      flush(this);
       cb();
     },
   });
-  const collected = inMemory ? pipeline(pack, sink) : pipeline(pack, zlib.createGzip(GZIP_OPTIONS), sink);
+}
+
+/** Writes the tar of `entries` (gzipped unless `raw`) into `sink`. */
+async function writeTar(entries: PackEntry[], sink: Writable, raw: boolean): Promise<void> {
+  const pack = tar.pack();
+  const collected = raw ? pipeline(pack, sink) : pipeline(pack, coalesce(), zlib.createGzip(GZIP_OPTIONS), sink);
   collected.catch(() => {}); // awaited below; errors surface there
   try {
     let n = 0;
@@ -173,25 +193,84 @@ export async function packSnapshot(
     throw new OciError('PACK_FAILED', `packing snapshot: ${(err as Error).message}`, { cause: err });
   }
   await collected;
-  // In memory: one deflate call on the thread pool (same bytes as gzipSync); a large tar goes to a
-  // zlib stream in 1 MiB pieces instead (the same bytes again: no flush points) rather than being
-  // concatenated on this thread.
-  let tgz: Buffer;
-  if (!inMemory) tgz = Buffer.concat(chunks);
-  else if (chunks.reduce((n, c) => n + c.length, 0) <= 8 << 20) tgz = await gzip(Buffer.concat(chunks), GZIP_OPTIONS);
-  else {
-    const out: Buffer[] = [];
-    await pipeline(Readable.from(chunks), zlib.createGzip(GZIP_OPTIONS), new Writable({ write: (c: Buffer, _e, cb) => (out.push(c), cb()) }));
-    chunks.length = 0;
-    tgz = Buffer.concat(out);
-  }
-  tgz[9] = 3; // gzip OS byte: Unix, whatever zlib was built for (not covered by the gzip CRC)
-  return {
-    tgz,
-    digest: `sha256:${createHash('sha256').update(tgz).digest('hex')}`,
-    size: tgz.length,
-    files: entries.filter((e) => e.type === 'file').map((e) => ({ path: e.path, size: e.size })),
+}
+
+/** Collects what is written into ~1 MiB buffers: a few hundred objects for the collector to mark instead of three per entry. */
+function collector(): { sink: Writable; chunks: Buffer[] } {
+  const chunks: Buffer[] = [];
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  const settle = () => {
+    if (pending.length) chunks.push(pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes));
+    pending = [];
+    pendingBytes = 0;
   };
+  const sink = new Writable({
+    write(c: Buffer, _e, cb) {
+      pending.push(c);
+      if ((pendingBytes += c.length) >= 1 << 20) settle();
+      cb();
+    },
+    final(cb) {
+      settle();
+      cb();
+    },
+  });
+  return { sink, chunks };
+}
+
+const fileList = (entries: PackEntry[]) => entries.filter((e) => e.type === 'file').map((e) => ({ path: e.path, size: e.size }));
+/** Content up to which the tar is built in memory and compressed in one call. */
+const ONE_CALL_TAR = 8 << 20;
+
+/**
+ * The snapshot's tar.gz in memory. Inside a reconcile it leases what it holds from the in-memory
+ * budget first: the tgz (at most zlib's bound for the tar), and for a small tar (8 MiB) the tar twice.
+ */
+export async function packSnapshot(input: PackInput): Promise<Packed & { tgz: Buffer }> {
+  const entries = await packEntries(input);
+  const inMemory = entries.every((e) => e.type === 'directory' || e.content);
+  const bound = tarBound(entries);
+  // Small content given in memory: its tar is compressed in one call, which is far cheaper than a
+  // zlib stream; both give the same bytes (no flush points, same parameters). Anything larger goes
+  // through a zlib stream in pieces, and the tar is never held.
+  const oneCall = inMemory && bound <= ONE_CALL_TAR;
+  await leaseMemory(oneCall ? 2 * bound + gzipBound(bound) : gzipBound(bound));
+  const { sink, chunks } = collector();
+  await writeTar(entries, sink, oneCall);
+  const tgz = oneCall ? await gzip(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks), GZIP_OPTIONS) : Buffer.concat(chunks);
+  tgz[9] = 3; // gzip OS byte: Unix, whatever zlib was built for (not covered by the gzip CRC)
+  return { tgz, digest: `sha256:${createHash('sha256').update(tgz).digest('hex')}`, size: tgz.length, files: fileList(entries) };
+}
+
+/** The same tar.gz as packSnapshot, written to `file` as it is made (hashed on the way): nothing is held. */
+export async function packSnapshotToFile(input: PackInput, file: string): Promise<Packed & { file: string }> {
+  const entries = await packEntries(input);
+  const hash = createHash('sha256');
+  let size = 0;
+  const out = await fsp.open(file, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC, 0o600);
+  const ws = out.createWriteStream();
+  const tee = new Transform({
+    transform(c: Buffer, _e, cb) {
+      if (size <= 9 && size + c.length > 9) {
+        c = Buffer.from(c);
+        c[9 - size] = 3; // gzip OS byte, as packSnapshot
+      }
+      size += c.length;
+      hash.update(c);
+      cb(null, c);
+    },
+  });
+  const written = pipeline(tee, ws);
+  written.catch(() => {});
+  try {
+    await writeTar(entries, tee, false);
+    await written;
+  } catch (e) {
+    ws.destroy();
+    throw e;
+  }
+  return { file, digest: `sha256:${hash.digest('hex')}`, size, files: fileList(entries) };
 }
 
 /** One OCI path component (distribution's grammar): `[a-z0-9]+` joined by `.`, `_`, `__` or dashes. */
@@ -253,14 +332,15 @@ export function snapshotRepositoryNamespace(repository: string): string | undefi
 
 export async function pushSnapshot(
   client: OciClient,
-  opts: SnapshotPlace & { registry: string; timestamp?: number; tgz: Buffer; annotations?: Record<string, string> },
+  opts: SnapshotPlace & { registry: string; timestamp?: number; tgz: Buffer | { file: string; digest: string; size: number }; annotations?: Record<string, string> },
 ): Promise<{ repository: string; tag: string; digest: string; layerDigest: string; size: number; ref: string }> {
   const registry = opts.registry.replace(/^oci:\/\//, '').replace(/\/+$/, '');
   const { repository } = snapshotRepository(opts);
   const timestamp = opts.timestamp ?? Math.floor(Date.now() / 1000);
   const tag = String(timestamp);
   const base = parseReference(`${registry}/${repository}`);
-  const layer = await client.pushBlob(base, opts.tgz);
+  const tgz = opts.tgz;
+  const layer = Buffer.isBuffer(tgz) ? await client.pushBlob(base, tgz) : await client.pushBlob(base, () => createReadStream(tgz.file), tgz.digest, tgz.size);
   const configBody = Buffer.from(JSON.stringify({ schemaVersion: 1, namespace: opts.namespace, component: opts.component, kind: opts.kind, name: opts.name, provider: opts.provider }));
   const config = await client.pushBlob(base, configBody);
   const manifest = {
@@ -274,7 +354,10 @@ export async function pushSnapshot(
   return { repository, tag, digest, layerDigest: layer.digest, size: layer.size, ref: `${base.host}/${repository}@${digest}` };
 }
 
-/** The snapshot's tar.gz, verified; `expectedDigest` may be the manifest's or the layer's digest. */
+/**
+ * The snapshot's tar.gz, verified; `expectedDigest` may be the manifest's or the layer's digest.
+ * Inside a reconcile its size is leased from the in-memory budget before it is read.
+ */
 export async function pullSnapshot(client: OciClient, ref: string, opts: { expectedDigest?: string } = {}): Promise<Buffer> {
   const m = await client.getManifest(ref, [MEDIA_TYPES.ociManifest]);
   const config = m.manifest?.config;
@@ -285,6 +368,7 @@ export async function pullSnapshot(client: OciClient, ref: string, opts: { expec
   if (opts.expectedDigest && opts.expectedDigest !== m.digest && opts.expectedDigest !== layer.digest) {
     throw new OciError('DIGEST_MISMATCH', `${ref}: manifest ${m.digest} / layer ${layer.digest}, expected ${opts.expectedDigest}`);
   }
+  await leaseMemory(layer.size);
   const tgz = await client.getBlobBuffer(ref, layer.digest, layer.size);
   if (tgz.length !== layer.size) throw new OciError('SIZE_MISMATCH', `${ref}: layer is ${tgz.length} bytes, manifest says ${layer.size}`);
   return tgz;
@@ -297,11 +381,13 @@ export interface ExtractLimits {
   maxBytes?: number;
   maxEntries?: number;
   maxRatio?: number;
+  /** Inflate through a zlib stream also when the archive is small (nothing held but the entries). */
+  stream?: boolean;
 }
 
-type Entry = { rel: string; type: 'file' | 'directory'; mode: number; stream: Readable };
+type Entry = { rel: string; type: 'file' | 'directory'; mode: number; size: number; stream: Readable };
 
-/** Reads the archive, checking every entry and the limits; `visit` sees only entries that passed. */
+/** Reads the archive (a tar.gz, or a plain tar), checking every entry and the limits; `visit` sees only entries that passed. */
 async function readArchive(tgz: Buffer, limits: ExtractLimits, visit: (e: Entry) => Promise<void>): Promise<{ bytes: number }> {
   const maxBytes = limits.maxBytes ?? 1 << 30;
   const maxEntries = limits.maxEntries ?? MAX_SNAPSHOT_ENTRIES;
@@ -325,7 +411,8 @@ async function readArchive(tgz: Buffer, limits: ExtractLimits, visit: (e: Entry)
   });
   const extract = tar.extract();
   let feeding: Promise<void>;
-  if (tgz.length <= SMALL_ARCHIVE) {
+  if (!isGzip(tgz)) feeding = pipeline(Readable.from([tgz], { objectMode: false }), meter, extract);
+  else if (tgz.length <= SMALL_ARCHIVE && !limits.stream) {
     // A small archive is inflated in one call (bounded by the same limits) instead of a zlib stream.
     const limit = Math.min(maxBytes, Math.max(RATIO_FLOOR, tgz.length * maxRatio));
     let tarBytes: Buffer;
@@ -382,7 +469,7 @@ async function readArchive(tgz: Buffer, limits: ExtractLimits, visit: (e: Entry)
         entry.resume();
         continue;
       }
-      await visit({ rel, type: h.type === 'directory' ? 'directory' : 'file', mode: h.mode ?? 0, stream: entry as unknown as Readable });
+      await visit({ rel, type: h.type === 'directory' ? 'directory' : 'file', mode: h.mode ?? 0, size: h.size ?? 0, stream: entry as unknown as Readable });
     }
     await feeding;
     return { bytes: total };
@@ -393,22 +480,28 @@ async function readArchive(tgz: Buffer, limits: ExtractLimits, visit: (e: Entry)
   }
 }
 
-/** The snapshot's files in memory (path -> content, in archive order), with the same checks and
- * limits as extractSnapshot and nothing written to disk. */
+/**
+ * The snapshot's files in memory (path -> content, in archive order), with the same checks and
+ * limits as extractSnapshot and nothing written to disk. The content's size first (a streaming
+ * pass that keeps nothing), then a lease of that much of the in-memory budget (inside a reconcile,
+ * registry/memory-budget.ts), then the content.
+ */
 export async function readSnapshotFiles(tgz: Buffer, limits: ExtractLimits = {}): Promise<Record<string, Buffer>> {
-  limits = { ...limits, maxBytes: Math.min(limits.maxBytes ?? MAX_ARCHIVE_IN_MEMORY_BYTES, MAX_ARCHIVE_IN_MEMORY_BYTES) };
-  // The content's size first (a pass that keeps nothing), then a lease of that much of the shared
-  // in-memory budget (registry/memory-budget.ts), then the content. Small archives are bounded by
-  // their ratio limit and read once.
-  if (tgz.length > SMALL_ARCHIVE) await leaseMemory((await readArchive(tgz, limits, async (e) => void e.stream.resume())).bytes);
+  limits = { ...limits, stream: true, maxBytes: Math.min(limits.maxBytes ?? MAX_ARCHIVE_IN_MEMORY_BYTES, MAX_ARCHIVE_IN_MEMORY_BYTES) };
+  const { bytes } = await readArchive(tgz, limits, async (e) => void e.stream.resume());
+  await leaseMemory(bytes);
   const out: Record<string, Buffer> = {};
-  const { bytes } = await readArchive(tgz, limits, async ({ rel, type, stream }) => {
+  let held = 0;
+  await readArchive(tgz, limits, async ({ rel, type, size, stream }) => {
     if (type === 'directory') return void stream.resume();
-    const chunks: Buffer[] = [];
-    for await (const c of stream as AsyncIterable<Buffer>) chunks.push(c);
-    out[rel] = Buffer.concat(chunks);
+    if ((held += size) > bytes) throw new OciError('ARCHIVE_TOO_LARGE', `snapshot archive: more content than the ${bytes} bytes its first reading found`);
+    // One buffer of the entry's size, filled as it streams (not its pieces and then a copy of them).
+    const content = Buffer.allocUnsafe(size);
+    let at = 0;
+    for await (const c of stream as AsyncIterable<Buffer>) at += (c as Buffer).copy(content, at);
+    if (at !== size) throw new OciError('INVALID_ARCHIVE', `snapshot archive: entry "${rel}" holds ${at} bytes, its header says ${size}`);
+    out[rel] = content;
   });
-  if (tgz.length <= SMALL_ARCHIVE) await leaseMemory(bytes);
   return out;
 }
 

@@ -3,10 +3,11 @@
 // directories); more entries than the limit are refused; inflated content held in memory by
 // reconciles comes from one shared budget (registry/memory-budget.ts).
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { randomBytes } from 'node:crypto';
 import t from 'tap';
 import { OciError } from '../registry/client.js';
 import { ByteBudget, leaseMemory, withMemoryLeases } from '../registry/memory-budget.js';
-import { MAX_SNAPSHOT_ENTRIES, packSnapshot, readSnapshotFiles } from '../registry/snapshot.js';
+import { MAX_SNAPSHOT_ENTRIES, packSnapshot, packSnapshotToFile, readSnapshotFiles } from '../registry/snapshot.js';
 
 /** Runs fn and returns its result with the longest event-loop stall seen meanwhile (ms). */
 async function stalls<T>(fn: () => Promise<T>): Promise<{ value: T; maxMs: number; ms: number }> {
@@ -51,7 +52,7 @@ t.test('more entries than the limit are refused, packing and reading', async (t)
   t.equal(await code(readSnapshotFiles(tgz, { maxEntries: 50_000 })), 'ARCHIVE_TOO_LARGE');
 });
 
-t.test('the in-memory budget: FIFO, never more than its total for waiting reconciles, released when the reconcile ends', async (t) => {
+t.test('the in-memory budget: FIFO, a hard cap, no two reconciles waiting on each other, released when the reconcile ends', async (t) => {
   const b = new ByteBudget(100);
   const order: string[] = [];
   const r1 = await b.acquire(60);
@@ -74,23 +75,76 @@ t.test('the in-memory budget: FIFO, never more than its total for waiting reconc
   const events: string[] = [];
   let finishFirst!: () => void;
   const first = withMemoryLeases(async () => {
-    await leaseMemory(80, b);
-    events.push('first holds 80');
+    await leaseMemory(50, b);
+    events.push('first holds 50');
     await new Promise<void>((r) => (finishFirst = r));
-    await leaseMemory(80, b); // already holding: never waits (no deadlock), may go over by one archive
-    events.push('first holds 160');
+    await leaseMemory(40, b); // already holding, and it fits: taken at once, ahead of the queue
+    events.push('first holds 90');
   });
   await new Promise((r) => setImmediate(r));
   const second = withMemoryLeases(async () => {
-    await leaseMemory(50, b);
-    events.push('second holds 50');
+    await leaseMemory(60, b);
+    events.push('second holds 60');
   });
   await new Promise((r) => setTimeout(r, 20));
-  t.same(events, ['first holds 80'], 'the second reconcile waits');
+  t.same(events, ['first holds 50'], 'the second reconcile waits');
   finishFirst();
   await Promise.all([first, second]);
-  t.same(events, ['first holds 80', 'first holds 160', 'second holds 50']);
+  t.same(events, ['first holds 50', 'first holds 90', 'second holds 60']);
   t.equal(b.used, 0, 'all released');
+  t.ok(b.peak <= 100, `never more than the total (peak ${b.peak})`);
+
+  // Hard cap: one reconcile never holds more than the total, whatever it already holds.
+  t.equal(await code(withMemoryLeases(async () => (await leaseMemory(60, b), await leaseMemory(41, b)))), 'ARCHIVE_TOO_LARGE', 'a reconcile whose leases add up past the total fails');
+  t.equal(b.used, 0, 'and what it held is released');
+
+  // Two holders that both need more: one waits (ahead of the queue), the other fails at once, and
+  // nobody waits forever.
+  let go!: () => void;
+  const gate = new Promise<void>((r) => (go = r));
+  const order2: string[] = [];
+  const a = withMemoryLeases(async () => {
+    await leaseMemory(40, b);
+    await gate;
+    await leaseMemory(30, b); // 40 + 40 + 30 > 100: waits for b's 40
+    order2.push('a grew');
+  });
+  const c = withMemoryLeases(async () => {
+    await leaseMemory(40, b);
+    await gate;
+    await new Promise((r) => setTimeout(r, 10));
+    await leaseMemory(30, b); // a already waits: this one fails, and releases its 40
+  });
+  const late = withMemoryLeases(async () => {
+    await new Promise((r) => setTimeout(r, 5));
+    await leaseMemory(30, b); // a first lease: behind the waiting holder
+    order2.push('late');
+  });
+  go();
+  t.equal(await code(c), 'MEMORY_BUDGET_BUSY', 'the second holder that needs more fails (retried with backoff)');
+  await Promise.all([a, late]);
+  t.same(order2, ['a grew', 'late'], 'the waiting holder goes first');
+  t.equal(b.used, 0);
+  t.ok(b.peak <= 100, `never more than the total (peak ${b.peak})`);
   await leaseMemory(1000, b); // outside a reconcile: nothing to bound
   t.equal(b.used, 0);
+});
+
+t.test('a snapshot packed to a file is the same tar.gz as one packed in memory; a plain tar reads as its gzip', async (t) => {
+  const { mkdtempSync, readFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync(join(tmpdir(), 'pack-file-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const cases: Record<string, Buffer | string>[] = [{ 'a.txt': 'a', 'd/b.bin': randomBytes(3 << 20) }, { big: randomBytes(9 << 20), 'x/y': 'z' }];
+  for (const files of cases) {
+    const mem = await packSnapshot({ files });
+    const file = await packSnapshotToFile({ files }, join(dir, 'p.tgz'));
+    t.equal(file.digest, mem.digest);
+    t.equal(file.size, mem.size);
+    t.ok(readFileSync(join(dir, 'p.tgz')).equals(mem.tgz), 'byte for byte');
+    const { gunzipSync } = await import('node:zlib');
+    const plain = await readSnapshotFiles(gunzipSync(mem.tgz));
+    t.same(Object.keys(plain).sort(), Object.keys(await readSnapshotFiles(mem.tgz)).sort());
+  }
 });

@@ -69,6 +69,8 @@ export function toReconcileError(err: unknown, reason: string, context?: string,
   if (isDigestMismatch(err)) return new DigestMismatch(message, mismatchReason, { cause: err });
   // Upstream content over a limit (issue 15: size, entries, ratio, nesting): its own reason, not retried before the interval.
   if (err instanceof OciError && err.code === 'ARCHIVE_TOO_LARGE') return new ReconcileError('ArchiveTooLarge', message, 'Stalled', { cause: err });
+  // The in-memory budget held by other reconciles while this one holds a part of it: retried with backoff.
+  if (err instanceof OciError && err.code === 'MEMORY_BUDGET_BUSY') return new ReconcileError('MemoryBudgetBusy', message, 'Transient', { cause: err });
   if (err instanceof OciError) return new ReconcileError(reason, message, err.retryable ? 'Transient' : 'Stalled', { cause: err });
   if (err instanceof OcmRepositoryError) return new ReconcileError(reason, message, 'Stalled', { cause: err });
   return new ReconcileError(reason, message, 'Transient', { cause: err });
