@@ -52,6 +52,7 @@ export const ActionStatus = statusSchema('Action', {
   inputSnapshot: Type.Optional(objectName('Name of the Snapshot consumed by the latest run.')),
   inputDigest: Type.Optional(ociDigest('Digest of the snapshot consumed by the latest run; an unchanged input produces no new snapshot.')),
   componentVersion: Type.Optional(Type.String({ description: 'Version of the component the latest run used; a change is an Event.' })),
+  componentDigest: Type.Optional(ociDigest('Manifest digest of that component version (the content the OCMComponent verified); new content under the same version is an Event.')),
 });
 export type ActionStatus = Static<typeof ActionStatus>;
 

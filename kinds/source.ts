@@ -8,6 +8,7 @@ import {
   VERSION,
   commonColumns,
   interval,
+  ociDigest,
   providerContractProperties,
   selectable,
   specOf,
@@ -39,6 +40,7 @@ export type SourceSpec = Static<typeof SourceSpec>;
 export const SourceStatus = statusSchema('Source', {
   ...providerContractProperties(),
   componentVersion: Type.Optional(Type.String({ description: 'Version of the component the latest snapshot was made from.' })),
+  componentDigest: Type.Optional(ociDigest('Manifest digest of that component version (the content the OCMComponent verified); new content under the same version is an Event.')),
 });
 export type SourceStatus = Static<typeof SourceStatus>;
 

@@ -160,7 +160,7 @@ export function actionController(ctx: ReconcilerContext, providers: ActionProvid
       : snapshot
         ? `snapshot ${snapshot.metadata.name} (${digest!.slice(0, 19)}) from ${i.snapshot.metadata.name}`
         : `${out.message ?? `deployed ${i.snapshot.metadata.name}`}${unnamed.length ? `: ${unnamed.join(', ')}` : ''}`;
-    await announceVersionChange(ctx, action, (action.status as { componentVersion?: string } | undefined)?.componentVersion, rc);
+    await announceVersionChange(ctx, action, action.status as { componentVersion?: string; componentDigest?: string } | undefined, rc);
     // Only the Action's own status: its provider may serve other Actions too (providerStatusController).
     await ctx.status.update(ACT, { namespace: ns, name: action.metadata.name! }, (st, o) => {
       st.ready = ready;
@@ -172,6 +172,7 @@ export function actionController(ctx: ReconcilerContext, providers: ActionProvid
       st.inputSnapshot = i.snapshot.metadata.name;
       st.inputDigest = i.digest;
       st.componentVersion = rc.version;
+        if (rc.manifestDigest) st.componentDigest = rc.manifestDigest;
     });
     if (!ready || !provider) return { requeueAfterMs: every ?? NOT_READY_RETRY_MS };
     return every ? { requeueAfterMs: every } : undefined;

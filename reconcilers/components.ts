@@ -72,11 +72,20 @@ export async function withComponentVersion<T>(ctx: ReconcilerContext, c: ReadyCo
 }
 
 /**
- * An Event on a Source or Action when the component version it runs on changes (`before` is the
- * version its status names): every move a new, older or re-resolved version makes is visible in
- * `kubectl describe` of everything it moves.
+ * An Event on a Source or Action when the component version it runs on changes (`before` is what
+ * its status names): every move a new, older or re-resolved version makes, and every move to new
+ * content under the same version (another manifest digest, verified by the OCMComponent), is
+ * visible in `kubectl describe` of everything it moves.
  */
-export async function announceVersionChange(ctx: ReconcilerContext, obj: KubeObject, before: string | undefined, c: ReadyComponent): Promise<void> {
-  if (!before || before === c.version) return;
-  await ctx.events?.record(obj, 'Normal', 'ComponentVersionChanged', `OCMComponent ${c.component.metadata.name} moved ${c.name} from ${before} to ${c.version}`).catch(() => undefined);
+export async function announceVersionChange(ctx: ReconcilerContext, obj: KubeObject, before: { componentVersion?: string; componentDigest?: string } | undefined, c: ReadyComponent): Promise<void> {
+  const version = before?.componentVersion;
+  if (!version) return;
+  const what = `OCMComponent ${c.component.metadata.name}`;
+  if (version !== c.version) {
+    await ctx.events?.record(obj, 'Normal', 'ComponentVersionChanged', `${what} moved ${c.name} from ${version} to ${c.version}`).catch(() => undefined);
+  } else if (before?.componentDigest && c.manifestDigest && before.componentDigest !== c.manifestDigest) {
+    await ctx.events
+      ?.record(obj, 'Normal', 'ComponentContentChanged', `${what} moved to new content of ${c.name}:${c.version} (the same version): manifest ${before.componentDigest} is now ${c.manifestDigest}`)
+      .catch(() => undefined);
+  }
 }

@@ -72,13 +72,14 @@ export function sourceController(ctx: ReconcilerContext): ControllerSpec {
       });
       const snap = snapshot.status as { digest: string; tag: string };
       const what = `${out.identity.resourceName ?? 'the resource'} from ${rc.name}:${rc.version}`;
-      await announceVersionChange(ctx, src, (src.status as { componentVersion?: string } | undefined)?.componentVersion, rc);
+      await announceVersionChange(ctx, src, src.status as { componentVersion?: string; componentDigest?: string } | undefined, rc);
       await ctx.status.update(SRC, { namespace: ns, name: src.metadata.name! }, (st, o) => {
         st.ready = true;
         st.snapshot = snapshot.metadata.name;
         st.digest = snap.digest;
         setCondition(st, { type: 'Ready', status: 'True', reason: 'Succeeded', message: `snapshot ${snapshot.metadata.name} (${snap.digest.slice(0, 19)}) of ${what}` }, o.metadata.generation);
         st.componentVersion = rc.version;
+        if (rc.manifestDigest) st.componentDigest = rc.manifestDigest;
       });
       done.set(src.metadata.uid!, inputs);
       return every ? { requeueAfterMs: every } : undefined;
@@ -109,6 +110,7 @@ export function sourceController(ctx: ReconcilerContext): ControllerSpec {
       st.snapshot = snapshot.metadata.name;
       st.digest = digest;
       st.componentVersion = rc.version;
+        if (rc.manifestDigest) st.componentDigest = rc.manifestDigest;
       setCondition(st, { type: 'Ready', status: 'True', reason: 'Succeeded', message: `snapshot ${snapshot.metadata.name} from ${spec.providerRef.kind} ${spec.providerRef.name} (${ext.snapshot}, digest verified)` }, o.metadata.generation);
     });
     // External objects live in the host cluster, outside this server's watch: look again soon.

@@ -38,6 +38,10 @@ const readyWith = (kind: string, name: string, pred: (o: any) => boolean = () =>
     const o = await json(['get', kind, name, '-n', NS]);
     return o.status?.conditions?.find((c: { type: string }) => c.type === 'Ready')?.status === 'True' && o.status.snapshot && pred(o) ? o : undefined;
   });
+/** Events of one object, as kubectl lists them. */
+async function events(kind: string, name: string): Promise<Array<{ type: string; reason: string; message: string }>> {
+  return (await json(['get', 'events', '-n', NS])).items.filter((e: any) => e.involvedObject?.kind === kind && e.involvedObject?.name === name);
+}
 async function content(snapshot: string): Promise<string> {
   const snap = await json(['get', 'snapshot', snapshot, '-n', NS]);
   const files = await archiveToFiles(await pullSnapshot(client, `${snap.status.repositoryURL}:${snap.status.tag}`, { expectedDigest: snap.status.digest }));
@@ -106,8 +110,21 @@ t.test('new signed content under the same version flows through Source and Actio
   const act2 = await readyWith('action', 'loc', (o) => o.status.snapshot !== act1.status.snapshot && o.status.inputSnapshot === src2.status.snapshot);
   t.equal(await content(act2.status.snapshot), `image: ${image} # pushed again, same version\n`, "and the Action's, from it");
 
+  // Every Source and Action it moved says so in an Event, and records the content it runs on.
+  const moved = new RegExp(`OCMComponent comp moved to new content of ocm.software/test/repush:2\\.0\\.0 \\(the same version\\): manifest ${comp1.status.manifestDigest} is now ${comp2.status.manifestDigest}`);
+  for (const [kind, name] of [['Source', 'src'], ['Action', 'loc']]) {
+    const e = await until(`a ComponentContentChanged Event on ${kind}/${name}`, async () => (await events(kind, name)).find((x) => x.reason === 'ComponentContentChanged'));
+    t.match(e.message, moved, `${kind}/${name}: an Event naming both manifests`);
+    t.equal((await json(['get', kind.toLowerCase(), name, '-n', NS])).status.componentDigest, comp2.status.manifestDigest, `${kind}/${name} records the content it runs on`);
+  }
+  const d = await s.kubectl(['describe', 'source', 'src', '-n', NS]);
+  t.match(d.stdout, /ComponentContentChanged/, 'kubectl describe shows it');
+
   // And then it rests: three intervals of the component later, no further snapshot.
   await new Promise((r) => setTimeout(r, 6000));
   t.equal((await json(['get', 'source', 'src', '-n', NS])).status.snapshot, src2.status.snapshot);
   t.equal((await json(['get', 'action', 'loc', '-n', NS])).status.snapshot, act2.status.snapshot);
+  for (const [kind, name] of [['Source', 'src'], ['Action', 'loc']]) {
+    t.equal((await events(kind, name)).filter((x) => x.reason === 'ComponentContentChanged').length, 1, `one Event on ${kind}/${name} for one change`);
+  }
 });
