@@ -200,7 +200,7 @@ export const OCMComponentStatus = statusSchema('OCMComponent', {
   verified: Type.Optional(
     Type.Boolean({
       description:
-        'True when all of it verified: every signature `spec.verify` names, every referenced component against the digest its parent records (and its own signatures where `spec.verify` names them), and every resource stored with a component version against its digest (resources stored elsewhere, such as images in their own registry, are checked by the Source that fetches them). False when any of it failed, could not be checked (a resource or reference without a digest), or verification was not requested. The `Verified` condition says why.',
+        'True when all of it verified: every signature `spec.verify` names, every referenced component against the digest its parent records (and its own signatures where `spec.verify` names them), and every resource against its digest: those stored with a component version, and those stored elsewhere (an image or an ociBlob in another registry; checked again once per interval). False when any of it failed, could not be checked (a resource or reference without a digest), or verification was not requested. The `Verified` condition says why.',
     }),
   ),
 });
