@@ -62,6 +62,7 @@ const OPTIONS = {
   'registry-anonymous-pull': { type: 'boolean', default: false },
   'allow-cross-namespace-refs': { type: 'boolean', default: false },
   'allow-private-upstreams': { type: 'boolean', default: false },
+  'upstream-stall-timeout': { type: 'string', default: '30s' },
   reconcilers: { type: 'string', default: 'all' },
   'registry-external-host': { type: 'string' },
   'leader-elect': { type: 'boolean' },
@@ -141,6 +142,8 @@ const limits = {
 };
 for (const [k, v] of Object.entries(limits)) if (!Number.isFinite(v) || v < 0) throw new Error(`invalid value for ${k}: ${v}`);
 if (requestTimeoutMs <= 0) throw new Error('--request-timeout must be positive');
+const upstreamStallTimeoutMs = parseDuration(values['upstream-stall-timeout']!);
+if (!upstreamStallTimeoutMs || upstreamStallTimeoutMs <= 0) throw new Error('--upstream-stall-timeout must be a positive duration (30s, 1m)');
 
 /** kube's static token file: `token,user,uid,"group1,group2"` per line. */
 function readTokenFile(file: string): Map<string, UserInfo> {
@@ -319,7 +322,7 @@ const ctx: ReconcilerContext = {
     attestationCertPem: certs.attestationPublicKeyPem,
     caCertPem: certs.caCertPem,
   },
-  tenancy: { allowCrossNamespaceRefs: values['allow-cross-namespace-refs'], allowPrivateUpstreams: values['allow-private-upstreams'], ownPorts: [actualPort, registry.port] },
+  tenancy: { allowCrossNamespaceRefs: values['allow-cross-namespace-refs'], allowPrivateUpstreams: values['allow-private-upstreams'], upstreamStallTimeoutMs, ownPorts: [actualPort, registry.port] },
 };
 // `--reconcilers none` serves the API alone (API conformance tests and benchmarks).
 const manager = new ControllerManager(store, log);

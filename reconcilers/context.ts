@@ -53,6 +53,8 @@ export interface TenancyOptions {
   allowCrossNamespaceRefs?: boolean;
   /** --allow-private-upstreams: user-supplied registries may be on loopback or private addresses. */
   allowPrivateUpstreams?: boolean;
+  /** --upstream-stall-timeout: a read from a user's registry slower than 16 KiB per this long is cut. */
+  upstreamStallTimeoutMs?: number;
   /** This server's own ports (API, registry), never reachable through a user-supplied URL. */
   ownPorts?: number[];
 }
@@ -183,12 +185,12 @@ export async function repositoryClient(ctx: ReconcilerContext, namespace: string
       credentials = (h) => (normalizeRegistryHost(h) === repoHost ? c : undefined);
     } else throw new ReconcileError('InvalidSecret', `Secret ${namespace}/${secretRef.name} has neither .dockerconfigjson nor username/password`, false);
   }
-  return new OciClient({ insecureHttp: url.startsWith('http://'), credentials, retries: 3, ...(own ? { ca: ctx.snapshots.caCertPem } : { upstream: upstreamPolicy(ctx) }) });
+  return new OciClient({ insecureHttp: url.startsWith('http://'), credentials, retries: 3, ...(own ? { ca: ctx.snapshots.caCertPem } : { upstream: upstreamPolicy(ctx), stallTimeoutMs: ctx.tenancy?.upstreamStallTimeoutMs }) });
 }
 
 /** The client for a component's external accesses (ociBlob, ociArtifact): never the server's identity, always the upstream policy. */
 export function accessClientFor(ctx: ReconcilerContext, repositoryClient: OciClient): OciClient {
-  return repositoryClient === ctx.snapshots.client || !repositoryClient.guarded ? new OciClient({ retries: 3, upstream: upstreamPolicy(ctx) }) : repositoryClient;
+  return repositoryClient === ctx.snapshots.client || !repositoryClient.guarded ? new OciClient({ retries: 3, upstream: upstreamPolicy(ctx), stallTimeoutMs: ctx.tenancy?.upstreamStallTimeoutMs }) : repositoryClient;
 }
 
 /**

@@ -32,6 +32,9 @@ export interface OciClientOptions {
   userAgent?: string;
   /** Socket idle timeout; default 60 s. */
   timeoutMs?: number;
+  /** A read (GET, HEAD) that receives fewer than 16 KiB in this long, while its reader wants more,
+   * is cut (TIMEOUT): a registry dripping bytes cannot hold a reconcile forever. Default 30 s. */
+  stallTimeoutMs?: number;
   /** Memory for content this client wrote or verified, served again when read by digest (default
    * 0: none). Content a registry deleted since is still served: for clients of a registry whose
    * content they own, such as the server's own snapshot client. */
@@ -65,6 +68,8 @@ const MAX_JSON_BYTES = 16 << 20;
 const MAX_BACKOFF_MS = 10_000;
 const MAX_RETRY_AFTER_MS = 60_000;
 const DEFAULT_CHUNK = 8 << 20;
+/** Fewer bytes than this per stallTimeoutMs is a stalled read (curl's --speed-limit, in effect). */
+const LOW_SPEED_BYTES = 16 << 10;
 
 export class OciError extends Error {
   override name = 'OciError';
@@ -410,6 +415,7 @@ export class OciClient {
   private readonly retries: number;
   private readonly retryBaseMs: number;
   private readonly timeoutMs: number;
+  private readonly stallTimeoutMs: number;
   private readonly userAgent: string;
   private readonly httpAgent = new http.Agent({ keepAlive: true });
   private readonly httpsAgent: https.Agent;
@@ -426,6 +432,7 @@ export class OciClient {
     this.retries = opts.retries ?? 4;
     this.retryBaseMs = opts.retryBaseMs ?? 250;
     this.timeoutMs = opts.timeoutMs ?? 60_000;
+    this.stallTimeoutMs = opts.stallTimeoutMs ?? 30_000;
     this.userAgent = opts.userAgent ?? 'ocm-apiserver-oci-client/0.1';
     this.content = new ContentCache(opts.contentCacheBytes ?? 0);
     const ca = opts.ca === undefined ? undefined : [...tls.rootCertificates, ...[opts.ca].flat()];
@@ -485,6 +492,7 @@ export class OciClient {
       const agent = isHttps ? (withCert ? this.httpsAgent : this.bareHttpsAgent) : this.httpAgent;
       const req = (isHttps ? https : http).request(url, { method, headers: h, agent, ...(policy ? { lookup: guardedLookup(policy, port) as never } : {}) });
       req.setTimeout(this.timeoutMs, () => req.destroy(new OciError('TIMEOUT', `${what}: no data for ${this.timeoutMs} ms`, { retryable: true })));
+      if (method === 'GET' || method === 'HEAD') this.cutStalled(req, what);
       req.on('error', (e) => reject(toOciError(e, what)));
       req.on('response', resolve);
       if (body instanceof Readable) {
@@ -493,6 +501,37 @@ export class OciClient {
         body.pipe(req);
       } else req.end(body);
     });
+  }
+
+  /** Cuts a read that receives fewer than LOW_SPEED_BYTES per stallTimeoutMs (windows in which
+   * its reader is behind do not count), headers included. */
+  private cutStalled(req: http.ClientRequest, what: string) {
+    const ms = this.stallTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    let res: IncomingMessage | undefined;
+    const stop = () => clearInterval(timer);
+    req.once('socket', (sock: net.Socket) => {
+      let mark = sock.bytesRead;
+      timer = setInterval(() => {
+        const now = sock.bytesRead;
+        // a full buffer: the reader is the slow one (an async iterator counts as paused, so not isPaused())
+        const readerBehind = res !== undefined && res.readableLength >= res.readableHighWaterMark;
+        if (!readerBehind && now - mark < LOW_SPEED_BYTES) {
+          stop();
+          const err = new OciError('TIMEOUT', `${what}: less than ${LOW_SPEED_BYTES} bytes in ${ms} ms (a stalled or dripping response)`, { retryable: true });
+          if (res) res.destroy(err);
+          req.destroy(err);
+        }
+        mark = now;
+      }, ms).unref();
+    });
+    req.once('response', (r: IncomingMessage) => {
+      res = r;
+      r.once('end', stop);
+      r.once('close', stop);
+    });
+    req.once('close', () => (res ? undefined : stop()));
+    req.once('error', stop);
   }
 
   private async authorization(host: string, scope: string): Promise<string | undefined> {
@@ -981,19 +1020,26 @@ export class OciClient {
   }
 
   /** All tags of the repository, following `Link: <...>; rel="next"` pages. */
-  async listTags(repoRef: Ref, opts: { pageSize?: number } = {}): Promise<string[]> {
+  /** Every tag (strings only), page after page; TOO_LARGE past `maxTags` or `maxBytes` over all
+   * pages (a registry paging forever is cut there). */
+  async listTags(repoRef: Ref, opts: { pageSize?: number; maxTags?: number; maxBytes?: number } = {}): Promise<string[]> {
     const r = parseReference(repoRef);
     let url: URL | undefined = this.url(r, `tags/list${opts.pageSize ? `?n=${opts.pageSize}` : ''}`);
     const tags: string[] = [];
     const seen = new Set<string>();
+    const maxTags = opts.maxTags ?? Infinity;
+    let budget = opts.maxBytes ?? Infinity;
+    const what = `list tags of ${r.host}/${r.repository}`;
     while (url && !seen.has(url.href)) {
       seen.add(url.href);
-      const what = `list tags of ${r.host}/${r.repository}`;
-      const page: { tags: string[]; next?: URL } = await this.call({ method: 'GET', url, host: r.host, scope: scopes.pull(r.repository), expect: [200], retry: true, what }, async (res) => {
-        const json = parseJson(await readBody(res, MAX_JSON_BYTES, what), what);
-        return { tags: Array.isArray(json?.tags) ? json.tags : [], next: nextLink(res.headers.link, url!) };
+      const page: { tags: unknown[]; next?: URL; bytes: number } = await this.call({ method: 'GET', url, host: r.host, scope: scopes.pull(r.repository), expect: [200], retry: true, what }, async (res) => {
+        const body = await readBody(res, Math.min(MAX_JSON_BYTES, budget), what);
+        const json = parseJson(body, what);
+        return { tags: Array.isArray(json?.tags) ? json.tags : [], next: nextLink(res.headers.link, url!), bytes: body.length };
       });
-      tags.push(...page.tags);
+      budget -= page.bytes;
+      for (const t of page.tags) if (typeof t === 'string') tags.push(t);
+      if (tags.length > maxTags) throw new OciError('TOO_LARGE', `${what}: more than ${maxTags} tags`);
       url = page.next;
     }
     return tags;
