@@ -1,0 +1,36 @@
+// Hostile upstream registries, fuzzed (issue 15): test/helpers/hostile-registry.ts serves OCM
+// component versions made hostile from a seeded PRNG (descriptors, manifests, configs, blobs and
+// the transport itself), and an OCMComponent and a Source read each one. Asserted
+// (test/helpers/upstream-fuzz.ts): no 5xx and every error a Status from the API meanwhile; every
+// OCMComponent of corrupted content Ready=False with a reason (never Ready=True, never verified),
+// every Source likewise, each within FUZZ_UPSTREAM_BOUND_MS; nothing written downstream of them; the
+// event-loop stall and RSS within the README's bounds; the process alive; a canary unchanged; and
+// the same after a restart with the poisoned objects in place. Fixed seed; `npm run bench:chaos`
+// runs it longer with fresh seeds (--upstream-seed, --upstream-cases).
+import t from 'tap';
+import { type Regression, runUpstreamFuzz } from './helpers/upstream-fuzz.js';
+
+const SEED = Number(process.env.FUZZ_UPSTREAM_SEED ?? 15);
+const CASES = Number(process.env.FUZZ_UPSTREAM_CASES ?? 24);
+const BOUND_MS = Number(process.env.FUZZ_UPSTREAM_BOUND_MS ?? 45_000);
+const ONLY = process.env.FUZZ_UPSTREAM_ONLY; // one family of cases (debugging)
+
+/** Inputs that broke an invariant once, each run every time. */
+export const REGRESSIONS: Regression[] = [
+  { i: 1000, seed: 10, only: 'hostile resource', found: 'a blob dripping a byte every 500 ms held its OCMComponent without a condition for 88 s (no low-speed limit; now cut after --upstream-stall-timeout)' },
+  { i: 1001, seed: 7, only: 'hostile resource', found: 'an endless blob was read to 1 GiB in memory (RSS 1.4 GiB); now cut at the size its layer declares' },
+  { i: 1005, seed: 5, only: 'hostile resource', found: 'a second endless blob at the same time: past the 1.5 GiB bound' },
+  { i: 1002, seed: 9, only: 'hostile transport', found: 'tags/list paging forever: RSS 4.2 GiB, a 1.2 s stall, no condition; now at most 10,000 tags, 1 MiB over all pages' },
+  { i: 1003, seed: 8, only: 'hostile transport', found: '10,000 tags sorted with a semver parse in every comparison held the event loop 0.2 to 0.7 s' },
+  { i: 1004, seed: 15, only: 'hostile transport', found: 'a manifest dripping a byte a second' },
+];
+
+t.test(`${CASES} hostile component versions (seed ${SEED}) and ${REGRESSIONS.length} regression cases`, async (t) => {
+  const r = await runUpstreamFuzz({ seed: SEED, cases: CASES, boundMs: BOUND_MS, only: ONLY, regressions: ONLY ? [] : REGRESSIONS, serverArgs: ['--upstream-stall-timeout', '3s'], log: (s) => t.comment(s) });
+  for (const c of r.cases) {
+    const o = r.outcomes.get(c.i);
+    t.comment(`c${c.i} ${c.expect} ${c.what}: OCMComponent ${o?.component}, Source ${o?.source}${o?.ms ? ` after ${o.ms} ms` : ''}`);
+  }
+  t.comment(`event-loop stall ${r.stallMs.toFixed(0)} ms, RSS ${r.rssMiB.toFixed(0)} MiB, ${r.requests} requests to the hostile registry`);
+  t.same(r.problems, [], 'no invariant broken');
+});
