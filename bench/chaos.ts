@@ -16,6 +16,11 @@
 //   4. Every endpoint: test/fuzz-endpoints.test.ts's structure-aware requests (every kind, every content
 //      type, hostile bodies), --endpoint-runs of them with a fresh seed. Printed: 5xx, 4xx without a
 //      Status, the longest event-loop stall and the RSS the server reports, alive or not.
+//   5. Hostile upstream registries: test/fuzz-upstream.test.ts's fuzzer, --upstream-rounds rounds of
+//      --upstream-cases hostile component versions each (seed --upstream-seed, then seed+1, ...),
+//      each read by an OCMComponent and a Source. Printed per round: reasons the objects ended
+//      with, the broken invariants (5xx, Ready=True on corrupted content, no condition in time,
+//      stall, RSS, canary, restart), the longest stall and the RSS.
 //
 //   npm run bench:chaos
 //   node dist/bench/chaos.js --kills 5 --clients 8 --fuzz-runs 1000 --overload-clients 64 --max-inflight 4
@@ -27,6 +32,7 @@ import YAML from 'yaml';
 import { ApiClient, type Answer, openWatch, percentile, sleep, type WatchLine } from '../test/helpers/load-client.js';
 import { ENDPOINTS, hostileRequest, weird } from '../test/helpers/arbitraries.js';
 import { startServer, tempDir, type TestServer } from '../test/helpers/server.js';
+import { runUpstreamFuzz } from '../test/helpers/upstream-fuzz.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -38,11 +44,16 @@ const { values: flags } = parseArgs({
     'max-inflight': { type: 'string', default: '4' },
     'max-mutating-inflight': { type: 'string', default: '2' },
     'endpoint-runs': { type: 'string', default: '5000' },
+    'upstream-seed': { type: 'string' },
+    'upstream-cases': { type: 'string', default: '60' },
+    'upstream-rounds': { type: 'string', default: '3' },
+    'upstream-bound-seconds': { type: 'string', default: '90' },
+    parts: { type: 'string', default: 'kills,malformed,overload,endpoints,upstream' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (flags.help) {
-  console.log('node dist/bench/chaos.js [--kills N] [--clients N] [--fuzz-runs N] [--overload-clients N] [--overload-seconds N] [--max-inflight N] [--max-mutating-inflight N]');
+  console.log('node dist/bench/chaos.js [--kills N] [--clients N] [--fuzz-runs N] [--overload-clients N] [--overload-seconds N] [--max-inflight N] [--max-mutating-inflight N] [--endpoint-runs N] [--upstream-seed N] [--upstream-cases N] [--upstream-rounds N] [--upstream-bound-seconds N] [--parts kills,malformed,overload,endpoints,upstream]');
   process.exit(0);
 }
 const KILLS = Number(flags.kills);
@@ -404,9 +415,26 @@ async function endpoints() {
   rmSync(dataDir, { recursive: true, force: true });
 }
 
+async function upstream() {
+  const first = flags['upstream-seed'] ? Number(flags['upstream-seed']) : Math.floor(Math.random() * 2 ** 31);
+  console.log(`\n5. hostile upstream registries (${flags['upstream-rounds']} rounds of ${flags['upstream-cases']} cases)`);
+  for (let k = 0; k < Number(flags['upstream-rounds']); k++) {
+    const seed = first + k;
+    const r = await runUpstreamFuzz({ seed, cases: Number(flags['upstream-cases']), boundMs: Number(flags['upstream-bound-seconds']) * 1000, serverArgs: ['--upstream-stall-timeout', '5s'] });
+    const reasons = new Map<string, number>();
+    for (const o of r.outcomes.values()) reasons.set(`${o.component} / ${o.source}`, (reasons.get(`${o.component} / ${o.source}`) ?? 0) + 1);
+    line(`seed ${seed}: broken invariants`, r.problems.length);
+    for (const p of r.problems.slice(0, 10)) line('  ', p.slice(0, 240));
+    line('  OCMComponent / Source reasons', [...reasons].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ×${v}`).join('; '));
+    line('  longest event-loop stall (ms) / resident memory (MiB)', `${fmt(r.stallMs, 0)} / ${fmt(r.rssMiB, 0)}`);
+    line('  requests to the hostile registry', r.requests);
+  }
+}
+
 const started = Date.now();
 console.log('ocm-apiserver chaos figures');
-for (const [name, part] of [['kills', kills], ['malformed', malformed], ['overload', overload], ['endpoints', endpoints]] as const) {
+const PARTS = { kills, malformed, overload, endpoints, upstream } as const;
+for (const [name, part] of Object.entries(PARTS).filter(([n]) => flags.parts!.split(',').includes(n))) {
   try {
     await part();
   } catch (err) {

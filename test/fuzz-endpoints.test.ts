@@ -9,6 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { Agent, request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
+import { apiProblem, registryProblem } from './helpers/invariants.js';
 import fc from 'fast-check';
 import t from 'tap';
 import { ENDPOINTS, hostileRequest, registryRequest } from './helpers/arbitraries.js';
@@ -51,35 +52,6 @@ const note = (what: string, r: Res, problem?: string) => {
   statuses.set(k, (statuses.get(k) ?? 0) + 1);
   if (problem) bad.push(problem);
 };
-
-/** The API's answer: a 2xx object or a 4xx Status; never a 5xx, never a dropped connection. */
-function apiProblem(r: Res): string | undefined {
-  if (r.status < 0 || r.status >= 500) return `${r.status}: ${r.text.slice(0, 300)}`;
-  let body: any;
-  try {
-    body = JSON.parse(r.text);
-  } catch {
-    return `${r.status} with a body that is not JSON: ${r.text.slice(0, 200)}`;
-  }
-  if (r.status >= 400) {
-    if (body.kind !== 'Status' || body.code !== r.status || typeof body.reason !== 'string' || typeof body.message !== 'string') return `${r.status} without a Status: ${r.text.slice(0, 200)}`;
-  } else if (typeof body.kind !== 'string') return `${r.status} without an object: ${r.text.slice(0, 200)}`;
-  return undefined;
-}
-
-/** The registry's answer: never a 5xx; a 4xx carries the distribution spec's error body (HEAD none). */
-function registryProblem(method: string, r: Res): string | undefined {
-  if (r.status < 0 || r.status >= 500) return `${r.status}: ${r.text.slice(0, 300)}`;
-  if (r.status >= 400 && method !== 'HEAD') {
-    try {
-      const body = JSON.parse(r.text);
-      if (!Array.isArray(body.errors) || !body.errors.every((e: any) => typeof e.code === 'string')) return `${r.status} without OCI errors: ${r.text.slice(0, 200)}`;
-    } catch {
-      return `${r.status} with a body that is not JSON: ${r.text.slice(0, 200)}`;
-    }
-  }
-  return undefined;
-}
 
 async function metric(name: string): Promise<number> {
   const r = await send(s.port, 'GET', '/metrics', undefined, {});
