@@ -457,9 +457,10 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
       } catch (err) {
         const e = toReconcileError(err, 'ReconcileFailed');
         const notVerified = NOT_VERIFIED.includes(e.reason);
-        // kubectl describe names what failed: an Event when the reason or message is new.
-        const was = condition(obj, notVerified ? 'Verified' : 'Ready');
-        if (notVerified && (was?.reason !== e.reason || was?.message !== e.message)) await event(obj, 'Warning', e.reason, e.message);
+        // kubectl describe names what failed: a new Ready reason is an Event by itself (StatusWriter);
+        // the same reason with another message (another resource, another digest) gets one here.
+        const was = condition(obj, 'Ready');
+        if (notVerified && was?.status === 'False' && was.reason === e.reason && was.message !== e.message) await event(obj, 'Warning', e.reason, e.message);
         await ctx.status.update(R, key, (st) => {
           if (notVerified) {
             st.verified = false;

@@ -120,7 +120,13 @@ t.test('the design\'s verify: {secretRef} form: every entry of the Secret names 
   t.match(ready(two).message, /signature other/);
   t.equal(two.status.verified, false);
   await apply(component('wrong', 'objverify', { name: 'ocm.software/it/objverify', version: '1.0.0', verify: { secretRef: { name: 'wrong-key' } } }));
-  t.match(ready(await waitReason('ocmcomponent', 'wrong', 'objverify', 'VerificationFailed')).message, /signature acme does not verify/);
+  const wrong = await waitReason('ocmcomponent', 'wrong', 'objverify', 'VerificationFailed');
+  t.match(ready(wrong).message, /signature acme does not verify/);
+  // Flux's kstatus: retrying cannot make a signature verify, so Stalled, at this generation.
+  t.equal(cond(wrong, 'Stalled')?.status, 'True');
+  t.equal(cond(wrong, 'Stalled')?.reason, 'VerificationFailed');
+  t.equal(cond(wrong, 'Stalled')?.observedGeneration, wrong.metadata.generation);
+  t.notOk(cond(wrong, 'Reconciling'), 'not Reconciling: nothing is being retried');
   // The object form naming one signature and the Secret key holding its public key.
   await apply(component('one', 'objverify', { name: 'ocm.software/it/objverify', version: '1.0.0', verify: { signature: 'acme', secretRef: { name: 'two-keys' }, key: 'acme' } }));
   t.equal((await waitReason('ocmcomponent', 'one', 'objverify', 'Succeeded')).status.verified, true);
