@@ -354,7 +354,9 @@ export class OcmRepository {
     if (kind === 'ociartifact') {
       const ref = String(access.imageReference ?? '');
       const r = parseReference(ref);
-      if (d.normalisationAlgorithm !== OCI_ARTIFACT_DIGEST) throw mismatch(`its digest is ${d.normalisationAlgorithm}; an OCI artifact is checked by its ${OCI_ARTIFACT_DIGEST} digest`);
+      // genericBlobDigest/v1 over the manifest bytes is the same hash (older descriptors have it)
+      if (d.normalisationAlgorithm !== OCI_ARTIFACT_DIGEST && d.normalisationAlgorithm !== GENERIC_BLOB_DIGEST)
+        throw mismatch(`its digest is ${d.normalisationAlgorithm}; an OCI artifact is checked by its ${OCI_ARTIFACT_DIGEST} digest`);
       if (r.digest && r.digest !== want) throw mismatch(`its reference ${ref} names manifest ${r.digest}, the descriptor says ${want}`);
       let m;
       try {
@@ -370,7 +372,8 @@ export class OcmRepository {
     if (kind === 'ociblob') {
       const ref = String(access.ref ?? '');
       const digest = String(access.digest ?? '');
-      if (d.normalisationAlgorithm !== GENERIC_BLOB_DIGEST) throw mismatch(`its digest is ${d.normalisationAlgorithm}; an ociBlob is checked by its ${GENERIC_BLOB_DIGEST} digest`);
+      // another normalisation (an OCI layout in a blob: ociArtifactDigest/v1) needs the content
+      if (d.normalisationAlgorithm !== GENERIC_BLOB_DIGEST) return void (await this.getResourceContent(cv as ComponentVersion, resource, { requireDigest: true }));
       if (digest !== want) throw mismatch(`digest mismatch: its access names blob ${digest || '(none)'}, the descriptor says ${want}`);
       const max = opts.maxBytes ?? 1 << 30;
       if (typeof access.size === 'number' && access.size > max) throw new OciError('TOO_LARGE', `${what}: blob ${digest} is ${access.size} bytes, over the limit of ${max}`);

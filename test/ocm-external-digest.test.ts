@@ -120,6 +120,13 @@ t.test('an image in another registry: its manifest digest is part of verified; a
   await apply({ ...objects('img', spec.name)[0], spec: { ...objects('img', spec.name)[0].spec, version: '1.0.1' } });
   const byDigest = await verifiedReason('img', 'DigestMismatch');
   t.match(cond(byDigest, 'Verified').message, /resource "image".*names manifest/);
+
+  // An older descriptor's genericBlobDigest/v1 over the manifest bytes is the same hash: verified.
+  await publish(repo, { ...spec, version: '1.0.2', resources: [spec.resources![0], { ...spec.resources![1], digest: { hashAlgorithm: 'SHA-256', normalisationAlgorithm: 'genericBlobDigest/v1', value: appImage.digest.split(':')[1] } }] }, work, sign);
+  await apply({ ...objects('img', spec.name)[0], spec: { ...objects('img', spec.name)[0].spec, version: '1.0.2' } });
+  const generic = await verifiedReason('img', 'Succeeded');
+  t.equal(generic.status.resolvedVersion, '1.0.2');
+  t.match(cond(generic, 'Verified').message, /1 external resource/);
 });
 
 t.test('the image registry down: not verified, transient (Reconciling, not Stalled), and verified again once it is back', async (t) => {
