@@ -1,6 +1,8 @@
 // Tar helpers: the descriptor layer exactly as the OCM Go library writes it, reading small
-// (optionally gzipped) tars in memory, and the main manifest of an OCI layout archive.
+// (optionally gzipped) tars in memory, and the main manifest of an OCI layout archive (streamed).
 import { createHash } from 'node:crypto';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import tar from 'tar-stream';
 
@@ -59,12 +61,78 @@ export async function readTar(data: Buffer, maxBytes = 512 << 20): Promise<Map<s
   return files;
 }
 
+/** Entries of an OCI layout kept in memory while looking for its main manifest (manifests are at most 4 MiB). */
+const MAX_LAYOUT_METADATA = 4 << 20;
+
+/**
+ * index.json and the small blobs (manifests, configs: 4 MiB each, at most 64 MiB in all) of an OCI
+ * image layout tar (or tar.gz), read as it streams: layers pass through without being kept, and at
+ * most `maxBytes` (1 GiB) of tar are read.
+ */
+async function layoutMetadata(data: Buffer | Readable, maxBytes = 1 << 30): Promise<Map<string, Buffer>> {
+  const source = Buffer.isBuffer(data) ? Readable.from([data], { objectMode: false }) : data;
+  const extract = tar.extract();
+  let tarBytes = 0;
+  const meter = new Transform({
+    transform(c: Buffer, _e, cb) {
+      if ((tarBytes += c.length) > maxBytes) cb(new Error(`OCI image layout: more than ${maxBytes} bytes`));
+      else cb(null, c);
+    },
+  });
+  // gzip or not, told by the first two bytes
+  const first = await new Promise<Buffer | null>((resolve, reject) => {
+    const onReadable = () => {
+      const c = source.read(2) as Buffer | null;
+      if (c === null && !source.readableEnded) return;
+      cleanup();
+      resolve(c);
+    };
+    const onEnd = () => (cleanup(), resolve(null));
+    const onError = (e: Error) => (cleanup(), reject(e));
+    const cleanup = () => {
+      source.off('readable', onReadable);
+      source.off('end', onEnd);
+      source.off('error', onError);
+    };
+    source.on('readable', onReadable);
+    source.on('end', onEnd);
+    source.on('error', onError);
+  });
+  if (first) source.unshift(first);
+  const gz = first !== null && first.length >= 2 && first[0] === 0x1f && first[1] === 0x8b;
+  const feeding = gz ? pipeline(source, zlib.createGunzip(), meter, extract) : pipeline(source, meter, extract);
+  feeding.catch(() => {});
+  const files = new Map<string, Buffer>();
+  let kept = 0;
+  try {
+    for await (const entry of extract) {
+      const h = entry.header;
+      const name = h.name.replace(/^(\.\/)+/, '');
+      const keep = (h.type === 'file' || h.type === 'contiguous-file') && (name === 'index.json' || name.startsWith('blobs/')) && (h.size ?? 0) <= MAX_LAYOUT_METADATA && (kept += h.size ?? 0) <= 16 * MAX_LAYOUT_METADATA;
+      if (!keep) {
+        entry.resume();
+        continue;
+      }
+      const parts: Buffer[] = [];
+      for await (const c of entry as AsyncIterable<Buffer>) parts.push(c);
+      files.set(name, Buffer.concat(parts));
+    }
+    await feeding;
+  } catch (e) {
+    extract.destroy();
+    source.destroy();
+    throw await feeding.then(() => e, (fe) => fe);
+  }
+  return files;
+}
+
 /**
  * The main artifact of an OCI image layout archive (the library's `software.ocm/main` annotation,
- * or the only manifest of index.json), checked against its blob.
+ * or the only manifest of index.json), checked against its blob. Read as it streams: only index.json
+ * and the small blobs are kept (a layout of large layers is never held in memory).
  */
-export async function ociLayoutMain(data: Buffer): Promise<{ digest: string; manifest: Buffer; mediaType: string }> {
-  const files = await readTar(data);
+export async function ociLayoutMain(data: Buffer | Readable): Promise<{ digest: string; manifest: Buffer; mediaType: string }> {
+  const files = await layoutMetadata(data);
   const index = files.get('index.json');
   if (!index) throw new Error('not an OCI image layout: index.json is missing');
   let json: any;

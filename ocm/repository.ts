@@ -4,6 +4,7 @@
 //   {"componentDescriptorLayer": <descriptor>}; layer 0 the component descriptor (a tar holding
 //   component-descriptor.yaml, or plain YAML/JSON); a localBlob's localReference is the digest of a
 //   layer of the same manifest, annotated with the identities of the elements stored in it.
+import { Transform } from 'node:stream';
 import semver from 'semver';
 import { MEDIA_TYPES, OciClient, type OciClientOptions, OciError, type Reference, digestOf, formatReference, parseReference } from '../registry/client.js';
 import { readTar, singleFileTar } from './archive.js';
@@ -22,7 +23,7 @@ import {
 } from './descriptor.js';
 import { MAX_ARCHIVE_IN_MEMORY_BYTES } from '../registry/memory-budget.js';
 import { descriptorDigest } from './normalise.js';
-import { GENERIC_BLOB_DIGEST, OCI_ARTIFACT_DIGEST, verifyResourceDigest } from './signing.js';
+import { GENERIC_BLOB_DIGEST, isExcludedDigest, OCI_ARTIFACT_DIGEST, verifyResourceDigest } from './signing.js';
 
 export const OCM_CONFIG_MEDIA_TYPE = 'application/vnd.ocm.software.component.config.v1+json';
 export const LEGACY_CONFIG_MEDIA_TYPE = 'application/vnd.gardener.cloud.cnudie.component.config.v1+json';
@@ -299,6 +300,48 @@ export class OcmRepository {
       throw new OcmRepositoryError('DIGEST_MISMATCH', `${what} has no digest, so its content cannot be verified`);
     }
     return content;
+  }
+
+  /**
+   * What getResourceContent with requireDigest checks for a localBlob, as the blob streams: nothing
+   * is kept (but an OCI layout's index and manifests), at most its declared size and `maxBytes` (1 GiB)
+   * are read. A
+   * DIGEST_MISMATCH OcmRepositoryError when it differs; OciErrors (unreachable, the blob not
+   * matching its own digest, TOO_LARGE) as they come.
+   */
+  async checkLocalBlobDigest(cv: { descriptor: ComponentDescriptor; manifest: any }, resource: Resource, opts: { maxBytes?: number } = {}): Promise<void> {
+    const what = `resource "${resource.name}" of ${cv.descriptor.component.name}:${cv.descriptor.component.version}`;
+    const access = resource.access ?? {};
+    const digest = digestRef(access.localReference);
+    const layer = (cv.manifest?.layers ?? []).find((l: any) => l?.digest === digest);
+    if (accessKind(access.type) !== 'localblob' || (!layer && access.globalAccess)) return void (await this.getResourceContent(cv, resource, { requireDigest: true, maxBytes: opts.maxBytes }));
+    if (!resource.digest) throw new OcmRepositoryError('DIGEST_MISMATCH', `${what} has no digest, so its content cannot be verified`);
+    if (isExcludedDigest(resource.digest)) return;
+    if (!/^sha(256|512):[a-f0-9]+$/.test(digest)) throw new OcmRepositoryError('INVALID', `${what}: localReference "${access.localReference}" is not a blob digest`);
+    const limit = opts.maxBytes ?? 1 << 30;
+    const max = Math.min(limit, declaredSize(layer?.size)); // no further than its declared size, as readDeclared
+    const blob = await this.client.getBlob(this.refOf(cv.descriptor.component.name), digest);
+    let n = 0;
+    let failure: unknown;
+    const metered = new Transform({
+      transform(c: Buffer, _e, cb) {
+        if ((n += c.length) <= max) return cb(null, c);
+        failure =
+          max < limit
+            ? new OciError('DIGEST_MISMATCH', `${what}: the registry sends more than the ${layer?.size} bytes declared for it`)
+            : new OciError('TOO_LARGE', `${what}: blob ${digest} is larger than ${max} bytes`);
+        cb(failure as Error);
+      },
+    });
+    blob.on('error', (e) => {
+      failure ??= e;
+      metered.destroy(e);
+    });
+    blob.pipe(metered);
+    const r = await verifyResourceDigest(resource, metered);
+    blob.destroy();
+    if (failure) throw failure;
+    if (!r.ok) throw new OcmRepositoryError('DIGEST_MISMATCH', `${what}: ${r.reason}`);
   }
 
   private async fetchAccess(cv: { descriptor: ComponentDescriptor; manifest: any }, access: any, what: string, maxBytes = MAX_ARCHIVE_IN_MEMORY_BYTES, lease?: (bytes: number) => Promise<void>): Promise<ResourceContent> {

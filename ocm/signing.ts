@@ -5,6 +5,7 @@
 // long as possible when signing, any salt length when verifying, as Go's crypto/rsa does), the
 // value hex; a PEM signature (application/x-pem-file, a SIGNATURE block) is verified too.
 import crypto, { type KeyObject } from 'node:crypto';
+import { PassThrough, Readable } from 'node:stream';
 import { type OciClient, type Ref, digestOf } from '../registry/client.js';
 import { ociLayoutMain, looksLikeTar } from './archive.js';
 import type { ComponentDescriptor, DigestSpec, Resource, Signature } from './descriptor.js';
@@ -157,7 +158,42 @@ export async function ociArtifactDigest(src: Buffer | { manifest: Buffer } | { c
 export const isExcludedDigest = (d: DigestSpec | null | undefined) => d?.normalisationAlgorithm === EXCLUDED;
 
 /** Checks fetched content (bytes, or the manifest digest of an OCI artifact) against the resource's digest. */
-export async function verifyResourceDigest(resource: Resource, data: Buffer | { manifestDigest: string }): Promise<{ ok: boolean; reason?: string }> {
+/** The first `n` bytes of a stream (fewer if it is shorter), and the whole stream again. */
+async function peek(stream: Readable, n: number): Promise<{ head: Buffer; stream: Readable }> {
+  const parts: Buffer[] = [];
+  let have = 0;
+  const it = stream[Symbol.asyncIterator]();
+  while (have < n) {
+    const r = await it.next();
+    if (r.done) break;
+    parts.push(r.value as Buffer);
+    have += (r.value as Buffer).length;
+  }
+  const head = Buffer.concat(parts);
+  const again = new PassThrough();
+  again.write(head);
+  void (async () => {
+    try {
+      for (let r = await it.next(); !r.done; r = await it.next()) if (!again.write(r.value)) await new Promise((res) => again.once('drain', res));
+      again.end();
+    } catch (e) {
+      again.destroy(e as Error);
+    }
+  })();
+  return { head, stream: again };
+}
+
+async function hashStream(stream: Readable, alg: string): Promise<string> {
+  const h = crypto.createHash(alg);
+  for await (const c of stream) h.update(c as Buffer);
+  return h.digest('hex');
+}
+
+/**
+ * Checks a resource's content against its digest: the content in memory, or a stream of it (read
+ * once, nothing kept but an OCI layout's index and manifests), or an artifact's manifest digest.
+ */
+export async function verifyResourceDigest(resource: Resource, data: Buffer | Readable | { manifestDigest: string }): Promise<{ ok: boolean; reason?: string }> {
   const d = resource.digest;
   const what = `resource "${resource.name}"`;
   if (!d) return { ok: false, reason: `${what} has no digest to check its content against` };
@@ -167,10 +203,14 @@ export async function verifyResourceDigest(resource: Resource, data: Buffer | { 
   let actual: string;
   try {
     if (d.normalisationAlgorithm === GENERIC_BLOB_DIGEST) {
-      if (!Buffer.isBuffer(data)) return { ok: false, reason: `${what}: ${GENERIC_BLOB_DIGEST} needs the content, not a manifest digest` };
-      actual = hashHex(data, hash);
+      if (data instanceof Readable) actual = await hashStream(data, hash);
+      else if (!Buffer.isBuffer(data)) return { ok: false, reason: `${what}: ${GENERIC_BLOB_DIGEST} needs the content, not a manifest digest` };
+      else actual = hashHex(data, hash);
     } else if (d.normalisationAlgorithm === OCI_ARTIFACT_DIGEST) {
-      if (!Buffer.isBuffer(data)) actual = data.manifestDigest.split(':')[1] ?? '';
+      if (data instanceof Readable) {
+        const { head, stream } = await peek(data, 512);
+        actual = looksLikeTar(head) ? (await ociLayoutMain(stream)).digest.split(':')[1] : await hashStream(stream, hash);
+      } else if (!Buffer.isBuffer(data)) actual = data.manifestDigest.split(':')[1] ?? '';
       else if (looksLikeTar(data)) actual = (await ociLayoutMain(data)).digest.split(':')[1];
       else actual = hashHex(data, hash);
     } else {

@@ -10,6 +10,7 @@
 import zlib from 'node:zlib';
 import YAML, { type Document, isAlias, isMap, isPair, isScalar, isSeq, type Node, type Pair, Scalar, YAMLMap, type YAMLSeq } from 'yaml';
 import { readTar } from '../ocm/archive.js';
+import { leaseMemory } from '../registry/memory-budget.js';
 import { type ComponentDescriptor, type Resource, findResource } from '../ocm/descriptor.js';
 import { DigestMismatch, isDigestMismatch } from '../reconcilers/runtime/errors.js';
 import type { ActionContext, Files } from './types.js';
@@ -247,7 +248,9 @@ const isTar = (b: Buffer) => b.length >= 512 && b.toString('latin1', 257, 262) =
 /** The ConfigData text in a resource's bytes: plain YAML/JSON, gzipped, or the one YAML file of a tar. */
 async function configDataText(data: Buffer, what: string): Promise<Buffer> {
   let raw = data;
+  // Each piece leased from the in-memory budget before it is held (registry/memory-budget.ts).
   if (isGzip(raw)) {
+    await leaseMemory(MAX_CONFIG_DATA_BYTES);
     try {
       raw = zlib.gunzipSync(raw, { maxOutputLength: MAX_CONFIG_DATA_BYTES });
     } catch (e) {
@@ -255,6 +258,7 @@ async function configDataText(data: Buffer, what: string): Promise<Buffer> {
     }
   }
   if (!isTar(raw)) return raw;
+  await leaseMemory(raw.length);
   const files = await readTar(raw, MAX_CONFIG_DATA_BYTES);
   const all = [...files.entries()];
   if (all.length === 1) return all[0][1];
@@ -295,7 +299,7 @@ export async function loadConfigData(ctx: Pick<ActionContext, 'repository'>, res
     resource = found[0];
   }
   const where = `resource ${q(resource.name)} of ${componentName(component)}`;
-  const content = await ctx.repository.getResourceContent(component, resource, { maxBytes: MAX_CONFIG_DATA_BYTES });
+  const content = await ctx.repository.getResourceContent(component, resource, { maxBytes: MAX_CONFIG_DATA_BYTES, lease: leaseMemory });
   const text = await configDataText(content.data, `ConfigData ${where}`);
   const config = parsedConfigData(text, `ConfigData ${where}`);
   const name = typeof config.metadata?.name === 'string' ? config.metadata.name : undefined;

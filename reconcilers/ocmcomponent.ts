@@ -117,7 +117,7 @@ function checkResources(repo: OcmRepository, cv: ComponentVersion, tenant: strin
           continue;
         }
         if (kind !== 'localblob') continue;
-        await repo.getResourceContent(cv, r, { requireDigest: true });
+        await repo.checkLocalBlobDigest(cv, r); // hashed as it streams, never held (issue 15)
         checked++;
       }
       return { checked, missing };
@@ -390,7 +390,7 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
       let deployPackage: { name: string; namespace: string; kind: string; apiVersion: string } | undefined;
       const pkg = cv.descriptor.component.resources.find((r) => DEPLOY_PACKAGE_TYPES.includes(r.type));
       if (pkg && CM) {
-        const { data } = await repo.getResourceContent(cv, pkg);
+        const { data } = await repo.getResourceContent(cv, pkg, { maxBytes: 3 << 20 }); // a ConfigMap holds at most 3 MiB
         const name = `${main.metadata.name!.slice(0, 230).replace(/[-.]+$/, '')}-deploy-package`;
         await applyObject(ctx, CM, {
           apiVersion: 'v1',

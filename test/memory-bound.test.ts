@@ -4,6 +4,7 @@
 // Action read them at once from a server whose budget is lowered to 128 MiB. The server's own peak
 // RSS (VmHWM) grows by no more than the budget and a fixed allowance; every Source ends Ready or
 // Ready=False with its reason; the budget's leases are all given back and a later Source is Ready.
+// The OCMComponent checks a 160 MiB resource's digest meanwhile, as it streams.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -85,18 +86,19 @@ t.test('gzip bombs read by several Sources and an Action at once: peak RSS withi
   // Under the per-archive limit and the ratio, but more than the whole budget: refused, not waited for.
   writeFileSync(join(work, 'huge.tgz'), await bomb(200, 2));
   resources.push({ name: 'huge', version: '1.0.0', type: 'blob', input: { type: 'file' as const, path: 'huge.tgz', mediaType: 'application/x-tgz' } });
+  // A plain blob larger than the budget: the OCMComponent checks its digest as it streams (it held
+  // it whole before); a Source cannot hold it (ArchiveTooLarge, refused before a byte is read).
+  writeFileSync(join(work, 'plain.bin'), randomBytes(160 * MiB));
+  resources.push({ name: 'plain', version: '1.0.0', type: 'blob', input: { type: 'file' as const, path: 'plain.bin', mediaType: 'application/octet-stream' } });
   resources.push({ name: 'small', version: '1.0.0', type: 'blob', input: { type: 'utf8' as const, text: 'small\n', mediaType: 'text/plain' } });
   await publish(repo, { name: 'ocm.software/it/bombs', version: '1.0.0', provider: 'acme', resources }, work, { sign: { name: 'acme', privateKeyPem: keys.privateKey } });
 
   await s.kubectl(['create', 'namespace', 'bombs']);
   const sec = await s.kubectl(['create', 'secret', 'generic', 'key', '-n', 'bombs', `--from-literal=acme=${keys.publicKey}`]);
   t.equal(sec.code, 0, sec.stderr);
-  await apply(component('bombs', '1.0.0'));
-  await waitFor('the component verified', async () => (ready(await json(['get', 'ocmcomponent', 'bombs', '-n', 'bombs']))?.reason === 'Succeeded' ? true : undefined));
-
   // From what it holds now (not its peak so far, which may be higher than what it holds now).
   const before = rssMiB('VmRSS');
-  t.comment(`server RSS before the bombs: ${before.toFixed(0)} MiB (peak so far ${rssMiB('VmHWM').toFixed(0)} MiB)`);
+  t.comment(`server RSS before the component: ${before.toFixed(0)} MiB (peak so far ${rssMiB('VmHWM').toFixed(0)} MiB)`);
   // The server must answer meanwhile.
   let liveMaxMs = 0;
   let liveFailures = 0;
@@ -112,7 +114,11 @@ t.test('gzip bombs read by several Sources and an Action at once: peak RSS withi
   })();
 
   const started = Date.now();
-  const names = [...Array.from({ length: BOMBS }, (_, i) => `bomb${i}`), 'huge'];
+  await apply(component('bombs', '1.0.0'));
+  await waitFor('the component verified', async () => (ready(await json(['get', 'ocmcomponent', 'bombs', '-n', 'bombs']))?.reason === 'Succeeded' ? true : undefined));
+  t.comment(`the component verified in ${((Date.now() - started) / 1000).toFixed(1)} s, server peak RSS ${rssMiB('VmHWM').toFixed(0)} MiB`);
+
+  const names = [...Array.from({ length: BOMBS }, (_, i) => `bomb${i}`), 'huge', 'plain'];
   await apply(
     ...names.flatMap((n) => source(n, 'bombs', n)),
     { apiVersion: API, kind: 'KustomizationTemplate', metadata: { name: 'kt', namespace: 'bombs' }, spec: { template: { interval: '10m', path: './' } } },
@@ -138,6 +144,7 @@ t.test('gzip bombs read by several Sources and an Action at once: peak RSS withi
   for (let i = 0; i < BOMBS; i++) t.equal(ready(final[`bomb${i}`]).reason, 'Succeeded', `bomb${i}: ${ready(final[`bomb${i}`]).message}`);
   t.equal(ready(final.huge).reason, 'ArchiveTooLarge', 'more than the whole budget: Ready=False ArchiveTooLarge');
   t.match(ready(final.huge).message, /in-memory budget/);
+  t.equal(ready(final.plain).reason, 'ArchiveTooLarge', 'a plain blob larger than the budget: Ready=False ArchiveTooLarge');
   t.equal(liveFailures, 0, `the server answered /livez throughout (slowest ${liveMaxMs} ms)`);
 
   const after = rssMiB('VmHWM');

@@ -59,6 +59,7 @@ t.test('ctf-compat/01: the Go library layout reads back; the local blob matches 
   t.equal(content.data.toString(), 'test');
   t.equal(content.mediaType, 'application/octet-stream');
   t.equal(digestOf(content.data), res.access.localReference);
+  await repo.checkLocalBlobDigest(cv, res);
 });
 
 t.test('ctf-compat/02: a Helm chart as OCI layout local blob, and the same as an OCI artifact', async (t) => {
@@ -71,6 +72,8 @@ t.test('ctf-compat/02: a Helm chart as OCI layout local blob, and the same as an
   const d = await ociArtifactDigest(content.data);
   t.equal(d.value, '62be4af3382a4493cb7f1dd4ec47bcb28f1863b615fc9e4a1dceefbe93898dd0');
   t.same(d, chart.digest);
+  await repo.checkLocalBlobDigest(cv, chart); // the same, as the blob streams (the layout's main manifest found in the stream)
+  await t.rejects(repo.checkLocalBlobDigest(cv, { ...chart, digest: { ...chart.digest!, value: '0'.repeat(64) } }), { code: 'DIGEST_MISMATCH', message: /digest mismatch for resource "mychart"/ });
 
   // the chart inside that layout, pushed as an OCI artifact; the without-resource descriptor points at it
   const layout = await readTar(content.data);
@@ -186,9 +189,12 @@ t.test('failures: missing, not OCM, changed content, plain YAML descriptor layer
   }, new Map([[localReference, { data, mediaType: 'text/plain' }]]));
   const cv = await repo.getComponentVersion('acme.org/changed', '1.0.0');
   await t.rejects(repo.getResourceContent(cv, cv.descriptor.component.resources[0]), { code: 'DIGEST_MISMATCH', message: /resource "r" of acme.org\/changed:1.0.0: digest mismatch for resource "r"/ });
+  await t.rejects(repo.checkLocalBlobDigest(cv, cv.descriptor.component.resources[0]), { code: 'DIGEST_MISMATCH', message: /resource "r" of acme.org\/changed:1.0.0: digest mismatch for resource "r"/ }, 'streamed: the same');
+  await t.rejects(repo.checkLocalBlobDigest(cv, cv.descriptor.component.resources[0], { maxBytes: 4 }), { code: 'TOO_LARGE' }, 'streamed: no more than maxBytes');
   const noDigest = { ...cv.descriptor.component.resources[0], digest: undefined };
   t.equal((await repo.getResourceContent(cv, noDigest)).data.toString(), 'the real content');
   await t.rejects(repo.getResourceContent(cv, noDigest, { requireDigest: true }), { message: /has no digest/ });
+  await t.rejects(repo.checkLocalBlobDigest(cv, noDigest), { message: /has no digest/ });
   await t.rejects(repo.getResourceContent(cv, { ...noDigest, access: { type: 'none' } }), { message: /no content \(access type none\)/ });
   await t.rejects(repo.getResourceContent(cv, { ...noDigest, access: { type: 'gitHub' } }), { message: /access type "gitHub" is not supported/ });
 
