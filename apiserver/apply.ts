@@ -7,7 +7,8 @@
 //     manager and the field) unless `force=true`, which takes it over;
 //   - ownership is recorded in metadata.managedFields as FieldsV1, one `Apply` entry per manager.
 // Simplifications against kube's structured-merge-diff, stated so nobody is surprised: maps are
-// merged key by key, lists are atomic (owned and replaced whole). Writes that are not applies
+// merged key by key, lists are atomic (owned and replaced whole), and so are the maps a kind names
+// atomic (KindDefinition.atomicFields, kube's `x-kubernetes-map-type: atomic`). Writes that are not applies
 // (create, PUT, patches) record `Update` entries (recordUpdate below), as kube does.
 import { isDeepStrictEqual } from 'node:util';
 import type { KubeObject } from '../kinds/types.js';
@@ -33,13 +34,18 @@ const isMap = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !
 const SKIP_TOP = new Set(['apiVersion', 'kind', 'status']);
 const SKIP_META = new Set(['name', 'namespace', 'uid', 'resourceVersion', 'generation', 'creationTimestamp', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'managedFields', 'selfLink']);
 
-/** The fields an applied configuration names. */
-export function fieldsOf(applied: Obj): FieldSet {
-  const walk = (o: Obj, skip?: Set<string>): FieldSet => {
+/** Paths (`spec.verify`) whose value is owned and replaced whole, as split paths. */
+export type AtomicPaths = string[][];
+const isAtomic = (atomic: AtomicPaths, p: string[]) => atomic.some((a) => a.length === p.length && a.every((k, i) => p[i] === k));
+
+/** The fields an applied configuration names (an atomic map is one leaf). */
+export function fieldsOf(applied: Obj, atomic: AtomicPaths = []): FieldSet {
+  const walk = (o: Obj, skip?: Set<string>, at: string[] = []): FieldSet => {
     const out: FieldSet = {};
     for (const [k, v] of Object.entries(o)) {
       if (skip?.has(k) || v === undefined) continue;
-      out[`f:${k}`] = isMap(v) && Object.keys(v).length ? walk(v) : {};
+      const p = [...at, k];
+      out[`f:${k}`] = isMap(v) && Object.keys(v).length && !isAtomic(atomic, p) ? walk(v, undefined, p) : {};
     }
     return out;
   };
@@ -94,10 +100,11 @@ function build(paths: string[][]): FieldSet {
   return root;
 }
 
-/** Maps merged key by key; anything else (scalars, lists) replaced. */
-function merge(into: Obj, from: Obj): void {
+/** Maps merged key by key; anything else (scalars, lists, atomic maps) replaced. */
+function merge(into: Obj, from: Obj, atomic: AtomicPaths = [], at: string[] = []): void {
   for (const [k, v] of Object.entries(from)) {
-    if (isMap(v) && isMap(into[k])) merge(into[k] as Obj, v);
+    const p = [...at, k];
+    if (isMap(v) && isMap(into[k]) && !isAtomic(atomic, p)) merge(into[k] as Obj, v, atomic, p);
     else into[k] = structuredClone(v);
   }
 }
@@ -114,8 +121,8 @@ function printManager(e: ManagedFieldsEntry): string {
  * The object after `manager` applies `applied` to `live` (undefined: it does not exist yet), with
  * managedFields updated. A conflict with another manager is a 409 unless `force`.
  */
-export function applyConfiguration(live: KubeObject | undefined, applied: KubeObject, manager: string, force: boolean, apiVersion: string, now: string): KubeObject {
-  const wanted = fieldsOf(applied as unknown as Obj);
+export function applyConfiguration(live: KubeObject | undefined, applied: KubeObject, manager: string, force: boolean, apiVersion: string, now: string, atomic: AtomicPaths = []): KubeObject {
+  const wanted = fieldsOf(applied as unknown as Obj, atomic);
   const wantedLeaves = leaves(wanted);
   const entries = ((live?.metadata.managedFields ?? []) as ManagedFieldsEntry[]).filter((e) => isMap(e) && typeof e.manager === 'string');
   const others = entries.filter((e) => !(e.manager === manager && e.operation === 'Apply' && !e.subresource));
@@ -157,7 +164,7 @@ export function applyConfiguration(live: KubeObject | undefined, applied: KubeOb
   for (const p of dropped) remove(next as unknown as Obj, p);
   const { metadata, ...rest } = applied;
   for (const k of SKIP_TOP) delete (rest as Obj)[k];
-  merge(next as unknown as Obj, rest as Obj);
+  merge(next as unknown as Obj, rest as Obj, atomic);
   if (isMap(metadata)) merge(next.metadata as Obj, Object.fromEntries(Object.entries(metadata).filter(([k]) => !SKIP_META.has(k))));
   next.apiVersion = applied.apiVersion;
   next.kind = applied.kind;
@@ -182,7 +189,7 @@ export function applyConfiguration(live: KubeObject | undefined, applied: KubeOb
  * to the status subresource, which only changes status fields (`statusFields`). Nothing changes
  * when the write changed no field.
  */
-export function recordUpdate(old: KubeObject | undefined, next: KubeObject, manager: string, apiVersion: string, now: string, statusFields: string[], subresource?: 'status'): void {
+export function recordUpdate(old: KubeObject | undefined, next: KubeObject, manager: string, apiVersion: string, now: string, statusFields: string[], subresource?: 'status', atomic: AtomicPaths = []): void {
   const scope = (o: KubeObject | undefined): Obj => {
     if (!o) return {};
     if (subresource) return Object.fromEntries(statusFields.filter((f) => o[f] !== undefined).map((f) => [f, o[f]]));
@@ -198,8 +205,8 @@ export function recordUpdate(old: KubeObject | undefined, next: KubeObject, mana
     for (const f of statusFields) if (fs[`f:${f}`]) out[`f:${f}`] = fs[`f:${f}`];
     return out;
   };
-  const afterLeaves = leaves(subresource ? skipStatus(fieldsOfAll(after)) : fieldsOf(after));
-  const beforeLeaves = leaves(subresource ? skipStatus(fieldsOfAll(before)) : fieldsOf(before));
+  const afterLeaves = leaves(subresource ? skipStatus(fieldsOfAll(after)) : fieldsOf(after, atomic));
+  const beforeLeaves = leaves(subresource ? skipStatus(fieldsOfAll(before)) : fieldsOf(before, atomic));
   const changed = afterLeaves.filter((p) => !isDeepStrictEqual(get(before, p), get(after, p)));
   const removed = beforeLeaves.filter((p) => get(after, p) === undefined);
   if (!changed.length && !removed.length) return;

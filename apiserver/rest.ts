@@ -27,7 +27,9 @@ import { type BodyType, parseBody, parseMediaType, parseProtobufBody } from './n
 import { keyFor, type Resource } from './resources.js';
 import { type Matcher, parseFieldSelector, parseLabelSelector } from './selectors.js';
 import { validateObjectMeta } from './validation.js';
-import { applyConfiguration, recordUpdate, updateManager } from './apply.js';
+import { type AtomicPaths, applyConfiguration, recordUpdate, updateManager } from './apply.js';
+
+const atomicPaths = (r: Resource): AtomicPaths => (r.def.atomicFields ?? []).map((f) => f.split('.'));
 import { assertObjectDepth } from './limits.js';
 import { queryBool } from './request-info.js';
 import { META_STRATEGIES, strategicMergePatch } from './smp.js';
@@ -297,7 +299,7 @@ export class GenericREST {
     r.def.strategy?.prepareForCreate?.(obj);
     dropEmptyMeta(obj);
     const manager = keepManagedFields ? undefined : updateManager(opts.fieldManager, opts.userAgent);
-    if (manager) recordUpdate(undefined, obj, manager, r.apiVersion, now(), r.statusFields);
+    if (manager) recordUpdate(undefined, obj, manager, r.apiVersion, now(), r.statusFields, undefined, atomicPaths(r));
     const errs = this.validateAll(r, obj);
     if (errs.length) throw invalid(r.gr, String(meta.name ?? meta.generateName ?? ''), errs);
     assertStoredSize(obj);
@@ -356,7 +358,7 @@ export class GenericREST {
       r.def.strategy?.prepareForUpdate?.(next, old);
       dropEmptyMeta(next);
       const manager = keepManagedFields ? undefined : updateManager(opts.fieldManager, opts.userAgent);
-      if (manager) recordUpdate(old, next, manager, r.apiVersion, now(), r.statusFields);
+      if (manager) recordUpdate(old, next, manager, r.apiVersion, now(), r.statusFields, undefined, atomicPaths(r));
       if (old.metadata.deletionTimestamp) {
         const had = new Set(old.metadata.finalizers ?? []);
         const added = (Array.isArray(next.metadata.finalizers) ? next.metadata.finalizers : []).filter((f) => !had.has(f));
@@ -447,7 +449,7 @@ export class GenericREST {
     const key = keyFor(r, ns, name);
     if (!(await this.store.get(key))) {
       if (rvCheck) throw notFound(r.gr, name);
-      const obj = applyConfiguration(undefined, applied, manager, !!opts.force, r.apiVersion, now());
+      const obj = applyConfiguration(undefined, applied, manager, !!opts.force, r.apiVersion, now(), atomicPaths(r));
       try {
         return { obj: await this.create(r, ns, obj, opts, true), created: true };
       } catch (err) {
@@ -456,7 +458,7 @@ export class GenericREST {
       }
     }
     const obj = await this.guaranteedUpdate(r, ns, name, opts, (cur) => {
-      const next = applyConfiguration(cur.obj, applied, manager, !!opts.force, r.apiVersion, now());
+      const next = applyConfiguration(cur.obj, applied, manager, !!opts.force, r.apiVersion, now(), atomicPaths(r));
       return this.nextState(r, cur, next, false, opts, rvCheck, true);
     });
     return { obj, created: false };

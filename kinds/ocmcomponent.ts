@@ -152,7 +152,7 @@ export const OCMComponentSpec = Type.Object(
       anyValue<VerifySpec>(
         'Signatures that must verify before the component version is used; a version that does not verify (signatures, resource digests, referenced components) produces nothing downstream. Two forms. ' +
           'A list, each entry `{signature, secretRef: {name}, key?, component?}`: the descriptor\'s signature `signature` must verify with the PEM RSA public key in that Secret under `key` (default: the signature name); with `component`, the signature of every referenced version of that component instead. ' +
-          'An object, the design\'s form `{secretRef: {name}}`: every data entry of the Secret is `<signature name>: <PEM public key>` and each of those signatures must verify (at least one entry); with `signature` (and `key`) set it is one entry of the list form.',
+          'An object, the design\'s form `{secretRef: {name}}`: every data entry of the Secret is `<signature name>: <PEM public key>` and each of those signatures must verify (at least one entry); with `signature` (and `key`) set it is one entry of the list form. Server-side apply treats either form as one value (atomic): an apply replaces it whole.',
       ),
     ),
     downgradePolicy: Type.Optional(
@@ -223,6 +223,8 @@ export const ocmComponentKind: KindDefinition = {
   kind: 'OCMComponent',
   plural: 'ocmcomponents',
   singular: 'ocmcomponent',
+  // either form, list or object, is one value to server-side apply: replaced whole, never merged
+  atomicFields: ['spec.verify'],
   shortNames: ['ocmc', 'comp'],
   categories: [...CATEGORIES],
   namespaced: true,

@@ -124,6 +124,8 @@ export interface KindDefinition {
    * with their patchMergeKey ('' for lists of scalars), from k8s.io/api's struct tags.
    */
   patchStrategies?: Record<string, string>;
+  /** Fields (`spec.verify`) server-side apply owns and replaces whole, also when they are maps (kube's `x-kubernetes-map-type: atomic`). */
+  atomicFields?: string[];
   /** false: no leading NAME column (kube's Event table has none; its name is a wide column). */
   nameColumn?: false;
   subresources: { status?: boolean };

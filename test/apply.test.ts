@@ -125,3 +125,34 @@ t.test('bad apply requests get a Status and change nothing', async (t) => {
   t.equal((await apply(CM + '/nothere', configMap('nothere', { a: '1' }), 'fieldManager=tester&dryRun=All')).status, 201);
   t.equal((await s.request('GET', `${CM}/nothere`)).status, 404, 'a dry-run create stores nothing either');
 });
+
+t.test("an OCMComponent's spec.verify is atomic: either form is replaced whole, owned as one field", async (t) => {
+  const comp = (verify: string[]) =>
+    ['apiVersion: delivery.ocm.software/v1alpha1', 'kind: OCMComponent', 'metadata:', '  name: atomic', '  namespace: default', 'spec:', '  name: ocm.software/test/atomic', '  version: 1.0.0', '  repository:', '    url: ghcr.io/acme/ocm', '  verify:', ...verify.map((l) => `    ${l}`), ''].join('\n');
+  const one = ['signature: acme', 'secretRef:', '  name: acme-key', 'key: acme.pub'];
+  const design = ['secretRef:', '  name: my-public-key'];
+  const kubectl = (manager: string, verify: string[], ...flags: string[]) => s.kubectl(['apply', '--server-side', `--field-manager=${manager}`, ...flags, '-f', '-'], { input: comp(verify) });
+  const verifyOf = async () => JSON.parse((await s.kubectl(['get', 'ocmcomponent', 'atomic', '-n', 'default', '-o', 'json', '--show-managed-fields'])).stdout);
+
+  t.equal((await kubectl('alice', one)).code, 0);
+  let o = await verifyOf();
+  t.same(o.spec.verify, { signature: 'acme', secretRef: { name: 'acme-key' }, key: 'acme.pub' });
+  const alice = o.metadata.managedFields.find((e: { manager: string }) => e.manager === 'alice');
+  t.same(alice.fieldsV1['f:spec']['f:verify'], {}, 'owned as one field, not key by key');
+
+  // Another manager's object form: a conflict on the whole field, and with --force-conflicts it replaces it.
+  const conflict = await kubectl('bob', design);
+  t.not(conflict.code, 0);
+  t.match(conflict.stderr, /conflict with "alice".*\.spec\.verify/);
+  t.equal((await kubectl('bob', design, '--force-conflicts')).code, 0);
+  o = await verifyOf();
+  t.same(o.spec.verify, { secretRef: { name: 'my-public-key' } }, 'replaced whole: no signature or key of the other form left behind');
+
+  // The same manager moving between the forms.
+  t.equal((await kubectl('bob', ['- signature: acme', '  secretRef:', '    name: acme-key'])).code, 0);
+  t.same((await verifyOf()).spec.verify, [{ signature: 'acme', secretRef: { name: 'acme-key' } }]);
+  t.equal((await kubectl('bob', one)).code, 0);
+  t.same((await verifyOf()).spec.verify, { signature: 'acme', secretRef: { name: 'acme-key' }, key: 'acme.pub' });
+  t.equal((await kubectl('bob', design)).code, 0);
+  t.same((await verifyOf()).spec.verify, { secretRef: { name: 'my-public-key' } });
+});
