@@ -97,6 +97,9 @@ t.test('the in-memory budget: FIFO, a hard cap, no two reconciles waiting on eac
   // Hard cap: one reconcile never holds more than the total, whatever it already holds.
   t.equal(await code(withMemoryLeases(async () => (await leaseMemory(60, b), await leaseMemory(41, b)))), 'ARCHIVE_TOO_LARGE', 'a reconcile whose leases add up past the total fails');
   t.equal(b.used, 0, 'and what it held is released');
+  // Released on every other way out too: a reconcile that fails after leasing.
+  t.equal(await code(withMemoryLeases(async () => (await leaseMemory(70, b), await Promise.reject(new Error('push failed'))))), 'Error: push failed');
+  t.equal(b.used, 0, 'a reconcile that failed after leasing gave its lease back');
 
   // Two holders that both need more: one waits (ahead of the queue), the other fails at once, and
   // nobody waits forever.
