@@ -2,8 +2,9 @@
 // every component it references) as ComponentDescriptor objects; the deploy package goes into a
 // ConfigMap. Verified means all of it: every signature spec.verify names (on the component, or on
 // the referenced components it names), every referenced component against the digest its parent
-// records, every resource stored with a component version against its digest. A version that
-// fails any of it produces nothing downstream.
+// records, every resource against its digest (stored with a component version, or, when signatures
+// are to verify, elsewhere: an image or ociBlob in another registry, checked once per interval). A
+// version that fails any of it produces nothing downstream.
 import semver from 'semver';
 import { parseDuration } from '../kinds/common.js';
 import { componentDescriptorName } from '../kinds/componentdescriptor.js';
