@@ -22,6 +22,7 @@ import {
   versionToTag,
 } from './descriptor.js';
 import { MAX_ARCHIVE_IN_MEMORY_BYTES } from '../registry/memory-budget.js';
+import { parseDescriptorAsync } from './descriptor-worker.js';
 import { descriptorDigest } from './normalise.js';
 import { GENERIC_BLOB_DIGEST, isExcludedDigest, OCI_ARTIFACT_DIGEST, verifyResourceDigest } from './signing.js';
 
@@ -49,10 +50,10 @@ const MAX_TAG_LIST_BYTES = 1 << 20;
 // Parsed descriptors by the digest of the layer they came from (content addressed): every
 // namespace with an OCMComponent of the same version parses the same YAML otherwise.
 const parsed = new Map<string, ComponentDescriptor>();
-function parsedDescriptor(layerDigest: string, raw: Buffer): ComponentDescriptor {
+async function parsedDescriptor(layerDigest: string, raw: Buffer): Promise<ComponentDescriptor> {
   let d = parsed.get(layerDigest);
   if (!d) {
-    d = parseDescriptor(raw);
+    d = await parseDescriptorAsync(raw); // off the event loop when large (ocm/descriptor-worker.ts)
     if (parsed.size >= 256) parsed.clear();
     parsed.set(layerDigest, d);
   }
@@ -268,7 +269,7 @@ export class OcmRepository {
     }
     let descriptor: ComponentDescriptor;
     try {
-      descriptor = parsedDescriptor(layer.digest, raw);
+      descriptor = await parsedDescriptor(layer.digest, raw);
     } catch (e) {
       throw new OcmRepositoryError('INVALID', `${what}: ${(e as Error).message}`, { cause: e });
     }
