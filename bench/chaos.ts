@@ -32,6 +32,7 @@ import YAML from 'yaml';
 import { ApiClient, type Answer, openWatch, percentile, sleep, type WatchLine } from '../test/helpers/load-client.js';
 import { ENDPOINTS, hostileRequest, weird } from '../test/helpers/arbitraries.js';
 import { startServer, tempDir, type TestServer } from '../test/helpers/server.js';
+import { MAX_STALL_S } from '../test/helpers/invariants.js';
 import { runUpstreamFuzz } from '../test/helpers/upstream-fuzz.js';
 
 const { values: flags } = parseArgs({
@@ -423,8 +424,9 @@ async function upstream() {
     const r = await runUpstreamFuzz({ seed, cases: Number(flags['upstream-cases']), boundMs: Number(flags['upstream-bound-seconds']) * 1000, serverArgs: ['--upstream-stall-timeout', '5s'] });
     const reasons = new Map<string, number>();
     for (const o of r.outcomes.values()) reasons.set(`${o.component} / ${o.source}`, (reasons.get(`${o.component} / ${o.source}`) ?? 0) + 1);
-    line(`seed ${seed}: broken invariants`, r.problems.length);
-    for (const p of r.problems.slice(0, 10)) line('  ', p.slice(0, 240));
+    const problems = [...r.problems, ...(r.stallMs > MAX_STALL_S * 1000 ? [`the longest event-loop stall was ${fmt(r.stallMs, 0)} ms (bound ${MAX_STALL_S * 1000} ms)`] : [])];
+    line(`seed ${seed}: broken invariants`, problems.length);
+    for (const p of problems.slice(0, 10)) line('  ', p.slice(0, 240));
     line('  OCMComponent / Source reasons', [...reasons].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ×${v}`).join('; '));
     line('  longest event-loop stall (ms) / resident memory (MiB)', `${fmt(r.stallMs, 0)} / ${fmt(r.rssMiB, 0)}`);
     line('  requests to the hostile registry', r.requests);

@@ -8,6 +8,7 @@
 // the same after a restart with the poisoned objects in place. Fixed seed; `npm run bench:chaos`
 // runs it longer with fresh seeds (--upstream-seed, --upstream-cases).
 import t from 'tap';
+import { MAX_STALL_S } from './helpers/invariants.js';
 import { type Regression, runUpstreamFuzz } from './helpers/upstream-fuzz.js';
 
 const SEED = Number(process.env.FUZZ_UPSTREAM_SEED ?? 15);
@@ -23,14 +24,20 @@ export const REGRESSIONS: Regression[] = [
   { i: 1002, seed: 9, only: 'hostile transport', found: 'tags/list paging forever: RSS 4.2 GiB, a 1.2 s stall, no condition; now at most 10,000 tags, 1 MiB over all pages' },
   { i: 1003, seed: 8, only: 'hostile transport', found: '10,000 tags sorted with a semver parse in every comparison held the event loop 0.2 to 0.7 s' },
   { i: 1004, seed: 15, only: 'hostile transport', found: 'a manifest dripping a byte a second' },
+  { i: 1006, seed: 6, only: 'wide descriptor', found: '20,000 resources (2 MiB of JSON) held the event loop 2.1 s in the YAML parser before the element limit refused them; now parsed in a worker thread' },
 ];
 
 t.test(`${CASES} hostile component versions (seed ${SEED}) and ${REGRESSIONS.length} regression cases`, async (t) => {
-  const r = await runUpstreamFuzz({ seed: SEED, cases: CASES, boundMs: BOUND_MS, only: ONLY, regressions: ONLY ? [] : REGRESSIONS, serverArgs: ['--upstream-stall-timeout', '3s'], log: (s) => t.comment(s) });
+  const opts = { seed: SEED, cases: CASES, boundMs: BOUND_MS, only: ONLY, regressions: ONLY ? [] : REGRESSIONS, serverArgs: ['--upstream-stall-timeout', '3s'], log: (s: string) => t.comment(s) };
+  const r = await runUpstreamFuzz(opts);
   for (const c of r.cases) {
     const o = r.outcomes.get(c.i);
     t.comment(`c${c.i} ${c.expect} ${c.what}: OCMComponent ${o?.component}, Source ${o?.source}${o?.ms ? ` after ${o.ms} ms` : ''}`);
   }
   t.comment(`event-loop stall ${r.stallMs.toFixed(0)} ms, RSS ${r.rssMiB.toFixed(0)} MiB, ${r.requests} requests to the hostile registry`);
   t.same(r.problems, [], 'no invariant broken');
+  // The stall bound (with slack for the shared machine); a run over it is repeated once, and fails only if over it again.
+  const again = r.stallMs > MAX_STALL_S * 1000 ? await runUpstreamFuzz({ ...opts, restart: false }) : undefined;
+  if (again) t.comment(`the longest stall was ${r.stallMs.toFixed(0)} ms; the same run again: ${again.stallMs.toFixed(0)} ms`);
+  t.ok(Math.min(r.stallMs, again?.stallMs ?? Infinity) <= MAX_STALL_S * 1000, `the longest event-loop stall ${r.stallMs.toFixed(0)} ms${again ? `, then ${again.stallMs.toFixed(0)} ms` : ''} (bound ${MAX_STALL_S * 1000} ms)`);
 });

@@ -261,7 +261,9 @@ export function buildCase(i: number, r: Rng, keys: Keys, self: () => string, onl
       const key = r.pick(['resources', 'componentReferences']);
       const n = r.pick([10_001, 20_000]);
       (cd.component as any)[key] = Array.from({ length: n }, (_, k) => (key === 'resources' ? { name: `r${k}`, version: '1.0.0', type: 'blob', relation: 'external', access: { type: 'none' } } : { name: `r${k}`, componentName: `ocm.software/fz/x${k}`, version: '1.0.0' }));
-      layout(c, Buffer.from(JSON.stringify(cd)), { tarred: r.chance(0.5), gzip: r.chance(0.3) });
+      const yamlToo = r.chance(0.3);
+      layout(c, Buffer.from(yamlToo ? YAML.stringify(cd) : JSON.stringify(cd)), { tarred: r.chance(0.5), gzip: r.chance(0.3) });
+      c.what = `${n} ${key} as ${yamlToo ? 'YAML' : 'JSON'}`;
     }],
     ['huge descriptor', () => {
       const cd = head(name);

@@ -5,11 +5,12 @@
 // created with kubectl. Returns every broken invariant: a 5xx or a Status-less error from the
 // API, an OCMComponent Ready=True verified:true on corrupted content, an object without a Ready
 // condition with a reason after `boundMs`, a ComponentDescriptor written for corrupted content, the
-// event-loop stall or RSS over the bound, the process gone, the canary changed; then the same after
-// a restart with the poisoned objects in place.
+// RSS over the bound, the process gone, the canary changed; then the same after a restart with the
+// poisoned objects in place (unless `restart: false`). The longest event-loop stall is returned for
+// the caller to judge (the test repeats a run over the bound before it fails: the machine is shared).
 import { generateKeyPair } from '../../ocm/signing.js';
 import { type Case, HostileRegistry, REPO_PREFIX, SIGNATURE } from './hostile-registry.js';
-import { apiProblem, MAX_RSS, MAX_STALL_S, metricValue } from './invariants.js';
+import { apiProblem, MAX_RSS, metricValue } from './invariants.js';
 import { startServer, tempDir, type TestServer, yamlDocs } from './server.js';
 
 const G = '/apis/delivery.ocm.software/v1alpha1';
@@ -39,7 +40,7 @@ export interface Regression {
   found: string;
 }
 
-export async function runUpstreamFuzz(o: { seed: number; cases: number; boundMs: number; only?: string; regressions?: Regression[]; serverArgs?: string[]; log?: (s: string) => void }): Promise<UpstreamFuzzReport> {
+export async function runUpstreamFuzz(o: { seed: number; cases: number; boundMs: number; only?: string; regressions?: Regression[]; restart?: boolean; serverArgs?: string[]; log?: (s: string) => void }): Promise<UpstreamFuzzReport> {
   const log = o.log ?? (() => {});
   const reg = await new HostileRegistry().start();
   const keys = generateKeyPair(2048);
@@ -127,7 +128,6 @@ export async function runUpstreamFuzz(o: { seed: number; cases: number; boundMs:
     const m = await metrics();
     stallMs = m.stall * 1000;
     rssMiB = m.rss / 2 ** 20;
-    if (!(m.stall <= MAX_STALL_S)) problems.push(`the longest event-loop stall was ${stallMs.toFixed(0)} ms (bound ${MAX_STALL_S * 1000} ms)`);
     if (!(m.rss <= MAX_RSS)) problems.push(`resident memory ${rssMiB.toFixed(0)} MiB (bound ${MAX_RSS / 2 ** 20} MiB)`);
     if (s.proc.exitCode !== null) problems.push(`the server exited (${s.proc.exitCode}): ${s.logs.slice(-5).join('\n')}`);
     const now = JSON.parse((await api('GET', canaryPath)).body);
@@ -135,6 +135,7 @@ export async function runUpstreamFuzz(o: { seed: number; cases: number; boundMs:
     if (JSON.stringify([now.metadata?.resourceVersion, now.metadata?.labels, now.data]) !== JSON.stringify([was.metadata?.resourceVersion, was.metadata?.labels, was.data])) problems.push('the canary ConfigMap changed');
 
     // A restart with the poisoned objects in place: it starts, reads the hostile registry again, keeps serving.
+    if (o.restart === false) return { cases, problems, outcomes, stallMs, rssMiB, requests: reg.requests.length };
     await s.stop();
     const before = reg.requests.length;
     s = await startServer({ dataDir, reconcilers: 'all', args });
