@@ -11,6 +11,7 @@ import zlib from 'node:zlib';
 import YAML, { type Document, isAlias, isMap, isPair, isScalar, isSeq, type Node, type Pair, Scalar, YAMLMap, type YAMLSeq } from 'yaml';
 import { readTar } from '../ocm/archive.js';
 import { leaseMemory } from '../registry/memory-budget.js';
+import { MAX_BYTES, PrescanError, prescanYaml } from '../apiserver/prescan.js';
 import { type ComponentDescriptor, type Resource, findResource } from '../ocm/descriptor.js';
 import { DigestMismatch, isDigestMismatch } from '../reconcilers/runtime/errors.js';
 import type { ActionContext, Files } from './types.js';
@@ -20,6 +21,21 @@ export const CONFIG_DATA_KIND = 'ConfigData';
 /** Resource type of a ConfigData resource; used when a provider has no configRef. */
 export const CONFIG_DATA_RESOURCE_TYPE = 'configdata.ocm.software';
 const MAX_CONFIG_DATA_BYTES = 16 << 20;
+/**
+ * Bytes of memory parsing YAML holds per byte of text, leased from the in-memory budget before a
+ * ConfigData or a file to edit is parsed (the \`yaml\` package's documents: about 40 per byte, 116 MiB
+ * for 3 MiB of manifests). Texts parsed are at most 3 MiB (MAX_BYTES), checked by prescan first.
+ */
+const YAML_HEAP_PER_BYTE = 48;
+/** A text over prescan's limits (size, depth, anchors), as a TransformError naming it. */
+function prescanned(text: Buffer | string, what: string, documents: number): void {
+  try {
+    prescanYaml(text, what, { maxBytes: MAX_BYTES, maxDocuments: documents });
+  } catch (e) {
+    if (e instanceof PrescanError) throw new TransformError(e.message);
+    throw e;
+  }
+}
 
 /** A rule or ConfigData that cannot be applied; the reconciler reports the message as a condition. */
 export class TransformError extends Error {
@@ -194,7 +210,7 @@ function parsedConfigData(text: string | Buffer, what: string): ConfigData {
   if (!c) {
     c = parseConfigData(key, what);
     if (parsedConfigs.size >= 64) parsedConfigs.clear();
-    parsedConfigs.set(key, c);
+    if (key.length <= 64 << 10) parsedConfigs.set(key, c); // only small ones: the cache holds 64 of them
   }
   return structuredClone(c);
 }
@@ -301,6 +317,8 @@ export async function loadConfigData(ctx: Pick<ActionContext, 'repository'>, res
   const where = `resource ${q(resource.name)} of ${componentName(component)}`;
   const content = await ctx.repository.getResourceContent(component, resource, { maxBytes: MAX_CONFIG_DATA_BYTES, lease: leaseMemory });
   const text = await configDataText(content.data, `ConfigData ${where}`);
+  prescanned(text, `ConfigData ${where}`, 1);
+  await leaseMemory(YAML_HEAP_PER_BYTE * text.length);
   const config = parsedConfigData(text, `ConfigData ${where}`);
   const name = typeof config.metadata?.name === 'string' ? config.metadata.name : undefined;
   const what = name ? `ConfigData ${q(name)} (${where})` : `ConfigData (${where})`;
@@ -636,6 +654,20 @@ export class SnapshotEditor {
     return Object.hasOwn(this.files, normalizeFile(file));
   }
 
+  /**
+   * requireFile, after leasing what parsing the file holds from the in-memory budget (its syntax
+   * tree, YAML_HEAP_PER_BYTE per byte); a file over 3 MiB is refused before.
+   */
+  async open(file: string, what: string): Promise<void> {
+    const name = normalizeFile(file);
+    const buf = Object.hasOwn(this.files, name) ? this.files[name] : undefined;
+    if (buf && !this.states.has(name)) {
+      if (buf.length > MAX_BYTES) throw new TransformError(`${what}: file ${q(name)} is ${buf.length} bytes; a file to edit is at most ${MAX_BYTES} bytes`);
+      await leaseMemory(YAML_HEAP_PER_BYTE * buf.length);
+    }
+    this.requireFile(file, what);
+  }
+
   /** Throws (naming `what`) unless `file` is in the snapshot and is YAML. */
   requireFile(file: string, what: string): void {
     const name = normalizeFile(file);
@@ -693,6 +725,7 @@ export class SnapshotEditor {
       const list = have.length > 20 ? `${have.slice(0, 20).join(', ')}, … (${have.length} files)` : have.join(', ') || 'none';
       throw new TransformError(`${what}: file ${q(name)} is not in the input snapshot (it has: ${list})`);
     }
+    prescanned(buf, `${what}: file ${q(name)}`, 100_000);
     const src = buf.toString('utf8');
     const docs = YAML.parseAllDocuments(src, { uniqueKeys: false });
     if (!Array.isArray(docs)) throw new TransformError(`${what}: file ${q(name)} is not YAML`);

@@ -394,7 +394,7 @@ export const configuratorProvider: ActionProvider = {
     const editor = new SnapshotEditor(ctx.input.files);
     for (const [i, rule] of (cfg.config.configuration?.rules ?? []).entries()) {
       const label = `configuration rule ${i} of ${cfg.what} (file ${q(rule.file)}, path ${q(rule.path)})`;
-      editor.requireFile(rule.file, label);
+      await editor.open(rule.file, label);
       const value = ruleValue(rule.value, values, label);
       editor.set(rule.file, rule.path, value, label);
     }

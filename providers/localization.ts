@@ -159,7 +159,7 @@ export const localizationProvider: ActionProvider = {
         if (e instanceof TransformError) throw new TransformError(`${label}: ${e.message}`);
         throw e;
       }
-      editor.requireFile(file, label);
+      await editor.open(file, label);
       const parts = withLabel(label, () => parseImageReference(imageReferenceOf(resource, `${resourceText(ref)} of ${componentName(holder)}`)));
       for (const t of targets) editor.set(file, raw[t] as string, parts[t], `${label}, ${t}`);
     }

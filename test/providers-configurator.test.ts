@@ -382,3 +382,11 @@ t.test('ConfigData and rule failures', async (t) => {
   t.throws(() => parseConfigData('configuration:\n  rules:\n  - value: 1\n'), /configuration\.rules\[0\]\.file is required .*configuration\.rules\[0\]\.path is required/);
   t.throws(() => parseConfigData('localization: {a: 1}\n'), /localization must be a list of rules/);
 });
+
+t.test('a file to edit is at most 3 MiB and within prescan limits, checked before it is parsed (issue 15)', async (t) => {
+  // 3 MiB of YAML parses into ~120 MiB of syntax tree; a 96 MiB file would take the process down.
+  const big = Buffer.alloc((3 << 20) + 1, 'a: 1\n');
+  await t.rejects(configure({}, { ...vectorFiles, 'manifests/configmap.yaml': big }), /file "manifests\/configmap\.yaml" is 3145729 bytes; a file to edit is at most 3145728 bytes/);
+  const deep = Buffer.from(`${'['.repeat(2000)}${']'.repeat(2000)}\n`);
+  await t.rejects(configure({}, { ...vectorFiles, 'manifests/configmap.yaml': deep }), /file "manifests\/configmap\.yaml" nests deeper than the limit of 512 levels/);
+});
