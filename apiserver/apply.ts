@@ -13,6 +13,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { KubeObject } from '../kinds/types.js';
 import { ApiError } from './errors.js';
+import { cloneJson, deepEqualJson, nextTurn, Slicer } from './json.js';
 
 /** A FieldsV1 set: `f:<key>` children; an empty object is an owned leaf. */
 export type FieldSet = { [key: string]: FieldSet };
@@ -34,43 +35,104 @@ const isMap = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !
 const SKIP_TOP = new Set(['apiVersion', 'kind', 'status']);
 const SKIP_META = new Set(['name', 'namespace', 'uid', 'resourceVersion', 'generation', 'creationTimestamp', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'managedFields', 'selfLink']);
 
+// Sets of field paths are walked as tries (no path compared with every other one: 200,000 labels
+// are 200,000 paths), and every loop over fields gives the event loop back now and then.
+
 /** Paths (`spec.verify`) whose value is owned and replaced whole, as split paths. */
 export type AtomicPaths = string[][];
-const isAtomic = (atomic: AtomicPaths, p: string[]) => atomic.some((a) => a.length === p.length && a.every((k, i) => p[i] === k));
+const isAtomic = (atomic: AtomicPaths, at: string[], k: string) => atomic.some((a) => a.length === at.length + 1 && a[at.length] === k && at.every((x, i) => a[i] === x));
+
+/** The fields of a map (`skip`: keys left out), each map value a set of its own (an atomic map one leaf), the rest leaves. */
+async function walkFields(o: Obj, slicer: Slicer, skip?: Set<string>, atomic: AtomicPaths = [], at: string[] = []): Promise<FieldSet> {
+  const out: FieldSet = {};
+  const keys = Object.keys(o);
+  for (let i = 0; i < keys.length; i++) {
+    if (slicer.due()) await slicer.yield();
+    const k = keys[i];
+    const v = o[k];
+    if (skip?.has(k) || v === undefined) continue;
+    out[`f:${k}`] = isMap(v) && !(atomic.length && isAtomic(atomic, at, k)) ? await walkFields(v, slicer, undefined, atomic, atomic.length ? [...at, k] : at) : {};
+  }
+  return out;
+}
 
 /** The fields an applied configuration names (an atomic map is one leaf). */
-export function fieldsOf(applied: Obj, atomic: AtomicPaths = []): FieldSet {
-  const walk = (o: Obj, skip?: Set<string>, at: string[] = []): FieldSet => {
-    const out: FieldSet = {};
-    for (const [k, v] of Object.entries(o)) {
-      if (skip?.has(k) || v === undefined) continue;
-      const p = [...at, k];
-      out[`f:${k}`] = isMap(v) && Object.keys(v).length && !isAtomic(atomic, p) ? walk(v, undefined, p) : {};
+export async function fieldsOf(applied: Obj, atomic: AtomicPaths = [], slicer = new Slicer()): Promise<FieldSet> {
+  const { metadata, ...rest } = applied;
+  const top = await walkFields(rest, slicer, SKIP_TOP, atomic);
+  if (isMap(metadata)) {
+    const meta = await walkFields(metadata, slicer, SKIP_META);
+    for (const _ in meta) {
+      top['f:metadata'] = meta;
+      break;
     }
-    return out;
-  };
-  const top = walk(Object.fromEntries(Object.entries(applied).filter(([k]) => k !== 'metadata')), SKIP_TOP);
-  if (isMap(applied.metadata)) {
-    const meta = walk(applied.metadata, SKIP_META);
-    if (Object.keys(meta).length) top['f:metadata'] = meta;
   }
   return top;
 }
 
 /** Leaf paths (keys without the `f:` prefix). */
-function leaves(fs: FieldSet, prefix: string[] = []): string[][] {
+async function leaves(fs: FieldSet, slicer = new Slicer()): Promise<string[][]> {
   const out: string[][] = [];
-  for (const [k, child] of Object.entries(fs)) {
-    if (!k.startsWith('f:')) continue;
-    const p = [...prefix, k.slice(2)];
-    if (Object.keys(child).length) out.push(...leaves(child, p));
-    else out.push(p);
+  const stack: [FieldSet, string[]][] = [[fs, []]];
+  while (stack.length) {
+    const [set, prefix] = stack.pop()!;
+    const keys = Object.keys(set);
+    const deeper: [FieldSet, string[]][] = [];
+    for (let i = 0; i < keys.length; i++) {
+      if (slicer.due()) await slicer.yield();
+      const k = keys[i];
+      if (!k.startsWith('f:')) continue;
+      const child = set[k];
+      const p = [...prefix, k.slice(2)];
+      let leaf = true;
+      for (const _ in child) {
+        leaf = false;
+        break;
+      }
+      if (leaf) out.push(p);
+      else deeper.push([child, p]);
+    }
+    for (let i = deeper.length - 1; i >= 0; i--) stack.push(deeper[i]);
   }
   return out;
 }
 
-const isPrefix = (a: string[], b: string[]) => a.length <= b.length && a.every((k, i) => b[i] === k);
-const overlaps = (a: string[], b: string[]) => isPrefix(a, b) || isPrefix(b, a);
+interface TrieNode {
+  end: boolean;
+  kids: Map<string, TrieNode>;
+}
+
+/** A trie of paths; a path ends at a node marked `end`. */
+function trieOf(...lists: string[][][]): TrieNode {
+  const root: TrieNode = { end: false, kids: new Map() };
+  for (const paths of lists)
+    for (const p of paths) {
+      let n = root;
+      for (const k of p) {
+        let c = n.kids.get(k);
+        if (!c) n.kids.set(k, (c = { end: false, kids: new Map() }));
+        n = c;
+      }
+      n.end = true;
+    }
+  return root;
+}
+
+/**
+ * Where `p` overlaps a path of the trie (one a prefix of the other): the shorter of the two, or
+ * undefined when none does.
+ */
+function overlapAt(t: TrieNode, p: string[]): string[] | undefined {
+  let n = t;
+  for (let i = 0; i < p.length; i++) {
+    const c = n.kids.get(p[i]);
+    if (!c) return undefined;
+    if (c.end) return p.slice(0, i + 1);
+    n = c;
+  }
+  return p;
+}
+
 const show = (p: string[]) => `.${p.join('.')}`;
 
 function get(o: unknown, p: string[]): unknown {
@@ -91,21 +153,25 @@ function remove(o: Obj, p: string[]): void {
   if (isMap(cur)) delete cur[p[p.length - 1]];
 }
 
+/** The FieldSet of leaf paths; a leaf replaces what was under it. */
 function build(paths: string[][]): FieldSet {
-  const root: FieldSet = {};
-  for (const p of paths) {
-    let cur = root;
-    for (const k of p) cur = cur[`f:${k}`] ??= {};
-  }
-  return root;
+  const conv = (n: TrieNode): FieldSet => {
+    const out: FieldSet = {};
+    for (const [k, c] of n.kids) out[`f:${k}`] = c.end ? {} : conv(c);
+    return out;
+  };
+  return conv(trieOf(paths));
 }
 
 /** Maps merged key by key; anything else (scalars, lists, atomic maps) replaced. */
-function merge(into: Obj, from: Obj, atomic: AtomicPaths = [], at: string[] = []): void {
-  for (const [k, v] of Object.entries(from)) {
-    const p = [...at, k];
-    if (isMap(v) && isMap(into[k]) && !isAtomic(atomic, p)) merge(into[k] as Obj, v, atomic, p);
-    else into[k] = structuredClone(v);
+async function merge(into: Obj, from: Obj, slicer: Slicer, atomic: AtomicPaths = [], at: string[] = []): Promise<void> {
+  const keys = Object.keys(from);
+  for (let i = 0; i < keys.length; i++) {
+    if (slicer.due()) await slicer.yield();
+    const k = keys[i];
+    const v = from[k];
+    if (isMap(v) && isMap(into[k]) && !(atomic.length && isAtomic(atomic, at, k))) await merge(into[k] as Obj, v, slicer, atomic, atomic.length ? [...at, k] : at);
+    else into[k] = v !== null && typeof v === 'object' ? structuredClone(v) : v;
   }
 }
 
@@ -121,21 +187,33 @@ function printManager(e: ManagedFieldsEntry): string {
  * The object after `manager` applies `applied` to `live` (undefined: it does not exist yet), with
  * managedFields updated. A conflict with another manager is a 409 unless `force`.
  */
-export function applyConfiguration(live: KubeObject | undefined, applied: KubeObject, manager: string, force: boolean, apiVersion: string, now: string, atomic: AtomicPaths = []): KubeObject {
-  const wanted = fieldsOf(applied as unknown as Obj, atomic);
-  const wantedLeaves = leaves(wanted);
+export async function applyConfiguration(
+  live: KubeObject | undefined,
+  applied: KubeObject,
+  manager: string,
+  force: boolean,
+  apiVersion: string,
+  now: string,
+  atomic: AtomicPaths = [],
+  liveJson?: string,
+): Promise<KubeObject> {
+  const slicer = new Slicer();
+  const wanted = await fieldsOf(applied as unknown as Obj, atomic, slicer);
+  const wantedLeaves = await leaves(wanted, slicer);
+  const wantedTrie = trieOf(wantedLeaves);
   const entries = ((live?.metadata.managedFields ?? []) as ManagedFieldsEntry[]).filter((e) => isMap(e) && typeof e.manager === 'string');
   const others = entries.filter((e) => !(e.manager === manager && e.operation === 'Apply' && !e.subresource));
   const mine = entries.find((e) => e.manager === manager && e.operation === 'Apply' && !e.subresource);
 
   const conflicts: { manager: string; who: string; field: string[] }[] = [];
-  const othersLeaves = others.map((e) => ({ e, leaves: leaves(e.fieldsV1 ?? {}) }));
+  const othersLeaves: { e: ManagedFieldsEntry; leaves: string[][] }[] = [];
+  for (const e of others) othersLeaves.push({ e, leaves: await leaves(e.fieldsV1 ?? {}, slicer) });
   if (live) {
     for (const o of othersLeaves) {
       for (const q of o.leaves) {
-        const p = wantedLeaves.find((w) => overlaps(w, q));
-        if (!p) continue;
-        const at = p.length <= q.length ? p : q;
+        if (slicer.due()) await slicer.yield();
+        const at = overlapAt(wantedTrie, q);
+        if (!at) continue;
         if (!isDeepStrictEqual(get(live, at), get(applied, at))) conflicts.push({ manager: o.e.manager, who: printManager(o.e), field: at });
       }
     }
@@ -155,17 +233,32 @@ export function applyConfiguration(live: KubeObject | undefined, applied: KubeOb
   }
 
   // force: the conflicting fields change hands
-  const kept = othersLeaves
-    .map(({ e, leaves: ls }) => ({ e, leaves: force ? ls.filter((q) => !conflicts.some((c) => c.manager === e.manager && overlaps(c.field, q))) : ls, had: ls.length }))
-    .filter((o) => o.leaves.length);
+  const conflictsOf = new Map<string, string[][]>();
+  for (const c of conflicts) {
+    if (!conflictsOf.has(c.manager)) conflictsOf.set(c.manager, []);
+    conflictsOf.get(c.manager)!.push(c.field);
+  }
+  const kept: { e: ManagedFieldsEntry; leaves: string[][]; had: number }[] = [];
+  for (const { e, leaves: ls } of othersLeaves) {
+    const lost = force && conflictsOf.has(e.manager) ? trieOf(conflictsOf.get(e.manager)!) : undefined;
+    const left = lost ? ls.filter((q) => !overlapAt(lost, q)) : ls;
+    if (left.length) kept.push({ e, leaves: left, had: ls.length });
+  }
 
-  const next: KubeObject = live ? structuredClone(live) : ({ apiVersion: applied.apiVersion, kind: applied.kind, metadata: {} } as KubeObject);
-  const dropped = leaves(mine?.fieldsV1 ?? {}).filter((p) => !wantedLeaves.some((w) => overlaps(w, p)) && !kept.some((o) => o.leaves.some((q) => overlaps(q, p))));
-  for (const p of dropped) remove(next as unknown as Obj, p);
+  const next: KubeObject = live ? await cloneJson(live, liveJson) : ({ apiVersion: applied.apiVersion, kind: applied.kind, metadata: {} } as KubeObject);
+  const keptTrie = trieOf(...kept.map((o) => o.leaves));
+  for (const p of await leaves(mine?.fieldsV1 ?? {}, slicer)) {
+    if (slicer.due()) await slicer.yield();
+    if (!overlapAt(wantedTrie, p) && !overlapAt(keptTrie, p)) remove(next as unknown as Obj, p);
+  }
   const { metadata, ...rest } = applied;
   for (const k of SKIP_TOP) delete (rest as Obj)[k];
-  merge(next as unknown as Obj, rest as Obj, atomic);
-  if (isMap(metadata)) merge(next.metadata as Obj, Object.fromEntries(Object.entries(metadata).filter(([k]) => !SKIP_META.has(k))));
+  await merge(next as unknown as Obj, rest as Obj, slicer, atomic);
+  if (isMap(metadata)) {
+    const m: Obj = {};
+    for (const k of Object.keys(metadata)) if (!SKIP_META.has(k)) m[k] = metadata[k];
+    await merge(next.metadata as Obj, m, slicer);
+  }
   next.apiVersion = applied.apiVersion;
   next.kind = applied.kind;
   next.metadata.name = applied.metadata.name;
@@ -175,7 +268,7 @@ export function applyConfiguration(live: KubeObject | undefined, applied: KubeOb
     ...entries.filter((e) => e !== mine && !others.includes(e)),
     ...kept.map(({ e, leaves: ls, had }) => (ls.length === had ? e : { ...e, fieldsV1: build(ls) })),
     // (the same fields again: the entry, and so the object, stays as it was)
-    ...(!wantedLeaves.length ? [] : mine && isDeepStrictEqual(mine.fieldsV1, wanted) ? [mine] : [{ manager, operation: 'Apply' as const, apiVersion, time: now, fieldsType: 'FieldsV1' as const, fieldsV1: wanted }]),
+    ...(!wantedLeaves.length ? [] : mine && (await deepEqualJson(mine.fieldsV1, wanted)) ? [mine] : [{ manager, operation: 'Apply' as const, apiVersion, time: now, fieldsType: 'FieldsV1' as const, fieldsV1: wanted }]),
   ];
   next.metadata.managedFields = managed;
   return next;
@@ -189,7 +282,17 @@ export function applyConfiguration(live: KubeObject | undefined, applied: KubeOb
  * to the status subresource, which only changes status fields (`statusFields`). Nothing changes
  * when the write changed no field.
  */
-export function recordUpdate(old: KubeObject | undefined, next: KubeObject, manager: string, apiVersion: string, now: string, statusFields: string[], subresource?: 'status', atomic: AtomicPaths = []): void {
+export async function recordUpdate(
+  old: KubeObject | undefined,
+  next: KubeObject,
+  manager: string,
+  apiVersion: string,
+  now: string,
+  statusFields: string[],
+  subresource?: 'status',
+  atomic: AtomicPaths = [],
+): Promise<void> {
+  const slicer = new Slicer();
   const scope = (o: KubeObject | undefined): Obj => {
     if (!o) return {};
     if (subresource) return Object.fromEntries(statusFields.filter((f) => o[f] !== undefined).map((f) => [f, o[f]]));
@@ -205,36 +308,37 @@ export function recordUpdate(old: KubeObject | undefined, next: KubeObject, mana
     for (const f of statusFields) if (fs[`f:${f}`]) out[`f:${f}`] = fs[`f:${f}`];
     return out;
   };
-  const afterLeaves = leaves(subresource ? skipStatus(fieldsOfAll(after)) : fieldsOf(after, atomic));
-  const beforeLeaves = leaves(subresource ? skipStatus(fieldsOfAll(before)) : fieldsOf(before, atomic));
-  const changed = afterLeaves.filter((p) => !isDeepStrictEqual(get(before, p), get(after, p)));
-  const removed = beforeLeaves.filter((p) => get(after, p) === undefined);
+  // every field, for status (fieldsOf without the apply exclusions)
+  const fields = async (o: Obj) => leaves(subresource ? skipStatus(await walkFields(o, slicer)) : await fieldsOf(o, atomic, slicer), slicer);
+  const changed: string[][] = [];
+  for (const p of await fields(after)) {
+    if (slicer.due()) await slicer.yield();
+    if (!isDeepStrictEqual(get(before, p), get(after, p))) changed.push(p);
+  }
+  const removed: string[][] = [];
+  for (const p of await fields(before)) {
+    if (slicer.due()) await slicer.yield();
+    if (get(after, p) === undefined) removed.push(p);
+  }
   if (!changed.length && !removed.length) return;
-  const touched = [...changed, ...removed];
+  const touched = trieOf(changed, removed);
   const entries = ((next.metadata.managedFields ?? []) as ManagedFieldsEntry[]).filter((e) => isMap(e) && typeof e.manager === 'string');
   const isMine = (e: ManagedFieldsEntry) => e.manager === manager && e.operation === 'Update' && (e.subresource ?? undefined) === subresource;
   const mine = entries.find(isMine);
   const out: ManagedFieldsEntry[] = [];
   for (const e of entries) {
     if (e === mine) continue;
-    const ls = leaves(e.fieldsV1 ?? {});
-    const left = ls.filter((q) => !touched.some((p) => overlaps(p, q)));
+    const ls = await leaves(e.fieldsV1 ?? {}, slicer);
+    const left = ls.filter((q) => !overlapAt(touched, q));
     if (left.length === ls.length) out.push(e);
     else if (left.length) out.push({ ...e, fieldsV1: build(left) });
   }
-  let set = leaves(mine?.fieldsV1 ?? {}).filter((q) => !removed.some((p) => overlaps(p, q)) && !changed.some((p) => overlaps(p, q)));
-  set = [...set, ...changed];
-  set = set.filter((q) => !set.some((p) => p !== q && p.length < q.length && isPrefix(p, q))); // a leaf replaces what was under it
+  const set = (await leaves(mine?.fieldsV1 ?? {}, slicer)).filter((q) => !overlapAt(touched, q)).concat(changed);
+  await nextTurn();
+  // (build: a leaf replaces what was under it)
   if (set.length) out.push({ manager, operation: 'Update', apiVersion, time: now, fieldsType: 'FieldsV1', fieldsV1: build(set), ...(subresource ? { subresource } : {}) });
   if (out.length) next.metadata.managedFields = out;
   else delete next.metadata.managedFields;
-}
-
-/** Every field of a value (fieldsOf without the apply exclusions; for status). */
-function fieldsOfAll(o: Obj): FieldSet {
-  const out: FieldSet = {};
-  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[`f:${k}`] = isMap(v) && Object.keys(v).length ? fieldsOfAll(v) : {};
-  return out;
 }
 
 /** kube's managerOrUserAgent: the fieldManager, else the User-Agent up to its first `/`. */

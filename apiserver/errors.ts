@@ -55,10 +55,15 @@ export const conflict = (gr: GroupKindish, name: string, why: string) =>
 export const staleConflict = (gr: GroupKindish, name: string) =>
   conflict(gr, name, 'the object has been modified; please apply your changes to the latest version and try again');
 
-export const invalid = (gr: GroupKindish, name: string, errs: FieldError[]) => {
+/** Field errors named in one Status; past it, how many more (a 3 MiB list of bad items would make a 100 MB answer). */
+export const MAX_FIELD_ERRORS = 1000;
+
+export const invalid = (gr: GroupKindish, name: string, all: FieldError[]) => {
   const kind = gr.kind ?? gr.resource;
   const gk = gr.group ? `${kind}.${gr.group}` : kind;
+  const errs = all.length > MAX_FIELD_ERRORS ? all.slice(0, MAX_FIELD_ERRORS) : all;
   const list = errs.map((e) => `${e.field}: ${e.message}`);
+  if (all.length > errs.length) list.push(`and ${all.length - errs.length} more errors`);
   const summary = list.length === 1 ? list[0] : `[${list.join(', ')}]`;
   return new ApiError(422, 'Invalid', `${gk} "${name}" is invalid: ${summary}`, {
     name,

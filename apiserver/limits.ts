@@ -16,6 +16,7 @@ import { infoOf } from './request-info.js';
 import { globalPlugin, type InflightKind, type Metrics } from './metrics.js';
 import { prescanBody } from './negotiate.js';
 import { MAX_DEPTH } from './prescan.js';
+import { Slicer } from './json.js';
 
 export interface LimitOptions {
   /** Non-mutating requests in flight at once; 0: no limit. kube's default is 400. */
@@ -107,12 +108,21 @@ const depthError = () => badRequest(`the object nests deeper than the limit of $
 /** Nesting depth of a parsed value (iterative: a deep value must not overflow the check itself); stops past `limit`. */
 export function valueDepth(v: unknown, limit = Infinity): number {
   let max = 0;
-  const stack: [unknown, number][] = [[v, 0]];
-  while (stack.length) {
-    const [x, d] = stack.pop()!;
-    if (x === null || typeof x !== 'object') continue;
-    if (d + 1 > max && (max = d + 1) > limit) return max;
-    for (const c of Array.isArray(x) ? x : Object.values(x)) if (c !== null && typeof c === 'object') stack.push([c, d + 1]);
+  const vals: object[] = [];
+  const depths: number[] = [];
+  if (v !== null && typeof v === 'object') vals.push(v), depths.push(1);
+  while (vals.length) {
+    const x = vals.pop()!;
+    const d = depths.pop()!;
+    if (d > max && (max = d) > limit) return max;
+    if (Array.isArray(x)) {
+      for (let i = 0; i < x.length; i++) if (x[i] !== null && typeof x[i] === 'object') vals.push(x[i]), depths.push(d + 1);
+    } else {
+      for (const k in x) {
+        const c = (x as Record<string, unknown>)[k];
+        if (c !== null && typeof c === 'object') vals.push(c), depths.push(d + 1);
+      }
+    }
   }
   return max;
 }
@@ -120,6 +130,28 @@ export function valueDepth(v: unknown, limit = Infinity): number {
 /** Throws 400 when an object (a request body after decoding, or the result of a patch) nests too deep. */
 export function assertObjectDepth(v: unknown) {
   if (valueDepth(v, MAX_OBJECT_DEPTH) > MAX_OBJECT_DEPTH) throw depthError();
+}
+
+/** assertObjectDepth in slices that give the event loop back (apiserver/json.ts). */
+export async function assertObjectDepthAsync(v: unknown) {
+  const slicer = new Slicer();
+  const vals: object[] = [];
+  const depths: number[] = [];
+  if (v !== null && typeof v === 'object') vals.push(v), depths.push(1);
+  while (vals.length) {
+    if (slicer.due()) await slicer.yield();
+    const x = vals.pop()!;
+    const d = depths.pop()!;
+    if (d > MAX_OBJECT_DEPTH) throw depthError();
+    if (Array.isArray(x)) {
+      for (let i = 0; i < x.length; i++) if (x[i] !== null && typeof x[i] === 'object') vals.push(x[i]), depths.push(d + 1);
+    } else {
+      for (const k in x) {
+        const c = (x as Record<string, unknown>)[k];
+        if (c !== null && typeof c === 'object') vals.push(c), depths.push(d + 1);
+      }
+    }
+  }
 }
 
 /**

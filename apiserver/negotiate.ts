@@ -2,6 +2,8 @@
 // request bodies by Content-Type.
 import YAML from 'yaml';
 import { type ApiError, badRequest, notAcceptable, tooLarge, unsupportedMediaType } from './errors.js';
+import { JsonDepthError, JsonSyntaxError, parseJson } from './json.js';
+import { parseYamlOffThread, parseYamlText, YAML_INLINE_BYTES } from './yaml.js';
 import { MAX_BYTES, MAX_DEPTH, prescan, PrescanError } from './prescan.js';
 import { decodeKubeProtobuf, ProtobufDecodeError } from './protobuf.js';
 
@@ -95,13 +97,68 @@ export function parseBody(body: unknown, yaml: boolean): unknown {
   const text = typeof raw === 'string' ? raw : raw.toString('utf8');
   if (text.trim() === '') throw badRequest('the request body is empty; expected a JSON or YAML object');
   try {
-    if (!yaml) return JSON.parse(text);
-    const docs = YAML.parseAllDocuments(text, { uniqueKeys: true });
-    if (docs.length !== 1) throw new Error(`expected one YAML document, found ${docs.length}`);
-    if (docs[0].errors.length) throw docs[0].errors[0];
-    return docs[0].toJS({ maxAliasCount: 100 });
+    return yaml ? parseYamlText(text) : JSON.parse(text);
   } catch (err) {
     throw badRequest(`error decoding ${yaml ? 'YAML' : 'JSON'} body: ${(err as Error).message}`);
+  }
+}
+
+
+export interface ParsedBody {
+  value: unknown;
+  /** JSON only: paths of fields an object repeats (JSON.parse keeps the last value). */
+  duplicates: string[];
+  /** True when the parser has bounded the nesting (a JSON text): no need to walk the value again. */
+  depthChecked: boolean;
+}
+
+const isJsonText = (b: Buffer) => {
+  for (let i = 0; i < b.length; i++) {
+    const c = b[i];
+    if (c === 0x7b || c === 0x5b) return true;
+    if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) return false;
+  }
+  return false;
+};
+
+/**
+ * parseBody for request handlers: the same values and Status errors, parsed in slices that give
+ * the event loop back (apiserver/json.ts), with the fields a JSON body repeats found in the same
+ * pass. A YAML body that is JSON (what kubectl sends for apply) is read as JSON too; a repeated
+ * field in it is the YAML parser's error, as before.
+ */
+export async function parseBodyAsync(body: unknown, yaml: boolean): Promise<ParsedBody> {
+  const raw = typeof body === 'string' ? Buffer.from(body, 'utf8') : Buffer.isBuffer(body) ? body : Buffer.alloc(0);
+  prescanBody(raw, yaml);
+  if (!yaml || isJsonText(raw)) {
+    try {
+      const { value, duplicates } = await parseJson(raw, { maxDepth: MAX_DEPTH, duplicates: true });
+      if (yaml && duplicates.length) throw badRequest(`error decoding YAML body: Map keys must be unique: ${duplicates[0]}`);
+      return { value, duplicates: yaml ? [] : duplicates, depthChecked: true };
+    } catch (err) {
+      if (err instanceof JsonDepthError) throw badRequest(err.message);
+      if (!(err instanceof JsonSyntaxError)) throw err;
+      if (!yaml) {
+        if (raw.toString('utf8').trim() === '') throw badRequest('the request body is empty; expected a JSON or YAML object');
+        throw badRequest(`error decoding JSON body: ${err.message}`);
+      }
+      // YAML flow syntax that is not JSON: the YAML parser reads it
+    }
+  }
+  if (raw.length <= YAML_INLINE_BYTES) return { value: parseBody(raw, true), duplicates: [], depthChecked: false };
+  const text = raw.toString('utf8');
+  if (text.trim() === '') throw badRequest('the request body is empty; expected a JSON or YAML object');
+  let json: string;
+  try {
+    json = await parseYamlOffThread(text);
+  } catch (err) {
+    throw badRequest(`error decoding YAML body: ${(err as Error).message}`);
+  }
+  try {
+    return { value: (await parseJson(json, { maxDepth: MAX_DEPTH })).value, duplicates: [], depthChecked: true };
+  } catch (err) {
+    if (err instanceof JsonDepthError) throw badRequest(err.message);
+    throw err;
   }
 }
 
@@ -120,55 +177,11 @@ export function parseProtobufBody(body: unknown): Record<string, unknown> {
 }
 
 /** Parses a request body by its Content-Type: JSON (and the JSON patch types), YAML or protobuf. */
-export function parseRequestBody(body: unknown, contentType: string | undefined): unknown {
+export async function parseRequestBody(body: unknown, contentType: string | undefined): Promise<ParsedBody> {
   const t = bodyType(contentType);
-  return t === 'protobuf' ? parseProtobufBody(body) : parseBody(body, t === 'yaml');
+  return t === 'protobuf' ? { value: parseProtobufBody(body), duplicates: [], depthChecked: false } : parseBodyAsync(body, t === 'yaml');
 }
 
 export function serialize(value: unknown, format: 'json' | 'yaml'): string {
   return format === 'yaml' ? YAML.stringify(value) : JSON.stringify(value);
-}
-
-/**
- * Paths of fields that a JSON text repeats within one object (`spec.version`), which JSON.parse
- * silently collapses; kube-apiserver rejects them under fieldValidation=Strict.
- */
-export function duplicateFields(text: string): string[] {
-  const dups: string[] = [];
-  // One frame per open object/array: the keys seen, the path to it, and (objects) the current key.
-  const stack: { keys?: Set<string>; path: string; key?: string; index: number }[] = [];
-  let expectKey = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (c === '"') {
-      let j = i + 1;
-      while (j < text.length && text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
-      const top = stack[stack.length - 1];
-      if (expectKey && top?.keys) {
-        let key: string;
-        try {
-          key = JSON.parse(text.slice(i, j + 1)) as string;
-        } catch {
-          return dups; // a broken key (unterminated, a control character): decoding the body reports it as a 400
-        }
-        if (top.keys.has(key)) dups.push(top.path ? `${top.path}.${key}` : key);
-        top.keys.add(key);
-        top.key = key;
-        expectKey = false;
-      }
-      i = j;
-    } else if (c === '{' || c === '[') {
-      const top = stack[stack.length - 1];
-      const path = !top ? '' : top.keys ? (top.path ? `${top.path}.${top.key}` : top.key!) : `${top.path}[${top.index}]`;
-      stack.push(c === '{' ? { keys: new Set(), path, index: 0 } : { path, index: 0 });
-      expectKey = c === '{';
-    } else if (c === '}' || c === ']') {
-      stack.pop();
-    } else if (c === ',') {
-      const top = stack[stack.length - 1];
-      if (top?.keys) expectKey = true;
-      else if (top) top.index++;
-    }
-  }
-  return dups;
 }

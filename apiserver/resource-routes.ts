@@ -3,9 +3,9 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { KubeObject } from '../kinds/types.js';
 import type { StoredObject } from '../storage/store.js';
 import { badRequest, methodNotAllowed, pathNotFound } from './errors.js';
-import { bodyType, duplicateFields, negotiate, parseRequestBody, type Representation, serialize, type Target } from './negotiate.js';
+import { bodyType, negotiate, parseRequestBody, type Representation, serialize, type Target } from './negotiate.js';
 import type { Resource, ResourceRegistry } from './resources.js';
-import { fillTypeMeta, type GenericREST, type ListPage, type ListQuery, parseDeleteOptions, type RequestOptions, requestOptions } from './rest.js';
+import { checkDuplicates, fillTypeMeta, type GenericREST, type ListPage, type ListQuery, parseDeleteOptions, type RequestOptions, requestOptions } from './rest.js';
 import { type IncludeObject, partialMetadata, table } from './table.js';
 import { WatchHub } from './watch.js';
 import { infoOf, type Query, queryBool } from './request-info.js';
@@ -60,16 +60,6 @@ function includeObject(q: Query): IncludeObject {
 
 function contentType(t: Target): string {
   return t.format === 'yaml' ? 'application/yaml' : 'application/json';
-}
-
-/** fieldValidation for fields a JSON body repeats: Strict rejects, Warn warns, Ignore keeps the last. */
-function checkDuplicates(body: unknown, contentType: string | undefined, opts: RequestOptions) {
-  if (opts.fieldValidation === 'Ignore' || /yaml|protobuf/.test(contentType ?? '')) return;
-  const dups = duplicateFields(Buffer.isBuffer(body) ? body.toString('utf8') : typeof body === 'string' ? body : '');
-  if (!dups.length) return;
-  const msgs = dups.map((d) => `duplicate field "${d}"`);
-  if (opts.fieldValidation === 'Strict') throw badRequest(`strict decoding error: ${msgs.join(', ')}`, dups.map((f) => ({ reason: 'FieldValueDuplicate', message: `duplicate field "${f}"`, field: f })));
-  opts.warnings.push(...msgs);
 }
 
 export class ResourceHandler {
@@ -134,7 +124,7 @@ export class ResourceHandler {
 
     if (r.create && verb === 'create') {
       const target = negotiate(accept, single);
-      const obj = parseRequestBody(req.body, req.headers['content-type']);
+      const obj = (await parseRequestBody(req.body, req.headers['content-type'])).value;
       if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) throw badRequest(`expected a JSON object of kind ${r.def.kind}`);
       fillTypeMeta(r, obj as KubeObject);
       // The review kinds as the stored ones: the body's type must be the endpoint's (a `kind: false` was echoed back).
@@ -181,9 +171,9 @@ export class ResourceHandler {
         if (r.def.namespaced && ns === undefined) throw methodNotAllowed(`POST is not supported on ${r.def.plural} across all namespaces; use /namespaces/<namespace>/${r.def.plural}`);
         const target = negotiate(accept, single);
         const opts: RequestOptions = { ...requestOptions(q), userAgent: req.headers['user-agent'] };
-        const obj = parseRequestBody(req.body, req.headers['content-type']);
-        checkDuplicates(req.body, req.headers['content-type'], opts);
-        const created = await this.rest.create(r, ns, obj, opts);
+        const body = await parseRequestBody(req.body, req.headers['content-type']);
+        checkDuplicates(body.duplicates, opts);
+        const created = await this.rest.create(r, ns, body.value, opts, false, body.depthChecked);
         this.warn(reply, opts);
         return this.sendObject(reply, 201, r, created, target, q);
       }
@@ -204,16 +194,15 @@ export class ResourceHandler {
       case 'PUT': {
         const target = negotiate(accept, single);
         const opts: RequestOptions = { ...requestOptions(q), userAgent: req.headers['user-agent'] };
-        const obj = parseRequestBody(req.body, req.headers['content-type']);
-        checkDuplicates(req.body, req.headers['content-type'], opts);
-        const updated = await this.rest.update(r, ns, name, obj, status, opts);
+        const body = await parseRequestBody(req.body, req.headers['content-type']);
+        checkDuplicates(body.duplicates, opts);
+        const updated = await this.rest.update(r, ns, name, body.value, status, opts, body.depthChecked);
         this.warn(reply, opts);
         return this.sendObject(reply, 200, r, updated, target, q);
       }
       case 'PATCH': {
         const target = negotiate(accept, single);
         const opts: RequestOptions = { ...requestOptions(q), userAgent: req.headers['user-agent'] };
-        checkDuplicates(req.body, req.headers['content-type'], opts);
         const type = bodyType(req.headers['content-type']);
         if (type === 'apply-patch') {
           const { obj, created } = await this.rest.apply(r, ns, name, req.body, status, opts);

@@ -1,12 +1,11 @@
 // The one generic REST store: every verb for every kind (k8s.io/apiserver's registry/generic),
 // written against storage/store.ts and driven by the kind definitions.
 import { randomUUID } from 'node:crypto';
-import { isDeepStrictEqual } from 'node:util';
 import fastJsonPatch from 'fast-json-patch';
 import mergePatch from 'json-merge-patch';
 import type { FieldError, KubeObject } from '../kinds/types.js';
 import type { Store, StoredObject } from '../storage/store.js';
-import { StoreError } from '../storage/store.js';
+import { preSerialize, StoreError } from '../storage/store.js';
 import {
   ApiError,
   alreadyExists,
@@ -23,14 +22,15 @@ import {
   unsupportedMediaType,
 } from './errors.js';
 import { MAX_BYTES } from './prescan.js';
-import { type BodyType, parseBody, parseMediaType, parseProtobufBody } from './negotiate.js';
+import { type BodyType, parseBody, parseBodyAsync, parseMediaType, parseProtobufBody } from './negotiate.js';
+import { cloneJson, deepEqualJson, nextTurn, Slicer, stringifyJson, stringifyJsonAround } from './json.js';
 import { keyFor, type Resource } from './resources.js';
 import { type Matcher, parseFieldSelector, parseLabelSelector } from './selectors.js';
 import { validateObjectMeta } from './validation.js';
 import { type AtomicPaths, applyConfiguration, recordUpdate, updateManager } from './apply.js';
 
 const atomicPaths = (r: Resource): AtomicPaths => (r.def.atomicFields ?? []).map((f) => f.split('.'));
-import { assertObjectDepth } from './limits.js';
+import { assertObjectDepthAsync } from './limits.js';
 import { queryBool } from './request-info.js';
 import { META_STRATEGIES, strategicMergePatch } from './smp.js';
 
@@ -83,10 +83,34 @@ export const MAX_JSON_PATCH_COPY_BYTES = 3 * 1024 * 1024;
 /** Largest object stored, whoever writes it (users, the server's own reconcilers): kube's request limit. */
 export const MAX_OBJECT_BYTES = MAX_BYTES;
 
-/** Throws 413 when an object about to be stored is over MAX_OBJECT_BYTES. */
-export function assertStoredSize(obj: KubeObject) {
-  const n = Buffer.byteLength(JSON.stringify(obj));
+/**
+ * Throws 413 when an object about to be stored is over MAX_OBJECT_BYTES. Serialises it once, in
+ * slices, and hands that to the store (preSerialize), with a hole where the store puts its
+ * resourceVersion (the field is added, empty, where the store would add it).
+ */
+export async function assertStoredSize(obj: KubeObject): Promise<[string, string]> {
+  obj.metadata.resourceVersion ??= '';
+  const around = await stringifyJsonAround(obj, obj.metadata, 'resourceVersion');
+  const len = around[0].length + around[1].length;
+  const n = len > MAX_OBJECT_BYTES / 3 ? Buffer.byteLength(around[0]) + Buffer.byteLength(around[1]) : len; // (UTF-16 units: at most 3 bytes each)
   if (n > MAX_OBJECT_BYTES) throw tooLarge(`Request entity too large: the object is ${n} bytes, over the limit of ${MAX_OBJECT_BYTES} bytes for a stored object`);
+  preSerialize(obj, around);
+  return around;
+}
+
+/** fieldValidation for fields a JSON body repeats: Strict rejects, Warn warns, Ignore keeps the last. */
+export function checkDuplicates(dups: string[], opts: RequestOptions) {
+  if (opts.fieldValidation === 'Ignore' || !dups.length) return;
+  const msgs = dups.map((d) => `duplicate field "${d}"`);
+  if (opts.fieldValidation === 'Strict') throw badRequest(`strict decoding error: ${msgs.join(', ')}`, dups.map((f) => ({ reason: 'FieldValueDuplicate', message: `duplicate field "${f}"`, field: f })));
+  opts.warnings.push(...msgs);
+}
+
+/** Thrown inside a store's update when the object changed since the next state was computed from it. */
+class Stale extends Error {
+  constructor(readonly latest: StoredObject) {
+    super('the object changed meanwhile');
+  }
 }
 
 /**
@@ -94,9 +118,11 @@ export function assertStoredSize(obj: KubeObject) {
  * before; the bytes `copy` operations add up to at most MAX_JSON_PATCH_COPY_BYTES (40 self-copies of
  * a ConfigMap would otherwise make 2^40 of it). Throws the library's errors, or a 422 for the copies.
  */
-function applyJsonPatch(doc: unknown, ops: fastJsonPatch.Operation[]): unknown {
+async function applyJsonPatch(doc: unknown, ops: fastJsonPatch.Operation[]): Promise<unknown> {
   let copied = 0;
+  const slicer = new Slicer();
   for (let i = 0; i < ops.length; i++) {
+    if (slicer.due()) await slicer.yield();
     const op = ops[i];
     if (op.op === 'copy') {
       let v: unknown;
@@ -174,11 +200,13 @@ export function fillTypeMeta(r: Resource, obj: KubeObject) {
  * ObjectMeta, which custom resources' metadata is round-tripped through too): removing the last
  * label leaves no `labels: {}`.
  */
+const isEmpty = (o: object) => Object.keys(o).length === 0; // (for-in first collects every key too, and slower)
+
 export function dropEmptyMeta(obj: KubeObject) {
   const m = obj.metadata as Record<string, unknown>;
   for (const k of ['labels', 'annotations', 'finalizers', 'ownerReferences', 'managedFields']) {
     const v = m[k];
-    if (v === null || (Array.isArray(v) && v.length === 0) || (v && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 0)) delete m[k];
+    if (v === null || (Array.isArray(v) && v.length === 0) || (v && typeof v === 'object' && !Array.isArray(v) && isEmpty(v))) delete m[k];
   }
 }
 
@@ -244,7 +272,6 @@ export class GenericREST {
 
   /** Validates a body's apiVersion/kind/namespace/name against the request. */
   private checkIdentity(r: Resource, body: unknown, ns: string | undefined, name?: string, apply = false): KubeObject {
-    assertObjectDepth(body); // before anything walks it recursively (apiserver/limits.ts)
     if (body === null || typeof body !== 'object' || Array.isArray(body)) throw badRequest(`expected a JSON object of kind ${r.def.kind}, got ${Array.isArray(body) ? 'an array' : typeof body}`);
     const obj = body as KubeObject;
     if (r.builtin && !apply) fillTypeMeta(r, obj); // an apply patch must name its version (fieldmanager's Apply)
@@ -272,18 +299,27 @@ export class GenericREST {
     opts.warnings.push(...msgs);
   }
 
-  private validateAll(r: Resource, obj: KubeObject, old?: KubeObject): FieldError[] {
-    const errs = validateObjectMeta(obj.metadata, r.def.namespaced);
-    errs.push(...r.compiled.validate(obj));
-    if (r.def.strategy?.validate) errs.push(...r.def.strategy.validate(obj));
-    if (old && r.def.strategy?.validateUpdate) errs.push(...r.def.strategy.validateUpdate(obj, old));
+  /** Each pass over the object in a turn of the event loop of its own. */
+  private async validateAll(r: Resource, obj: KubeObject, old?: KubeObject): Promise<FieldError[]> {
+    const errs = await validateObjectMeta(obj.metadata, r.def.namespaced);
+    await nextTurn();
+    const more = (list: FieldError[]) => {
+      for (const e of list) errs.push(e); // (push(...list) overflows the stack past ~100,000 errors)
+    };
+    more(r.compiled.validate(obj));
+    await nextTurn();
+    if (r.def.strategy?.validate) more(r.def.strategy.validate(obj));
+    if (old && r.def.strategy?.validateUpdate) more(r.def.strategy.validateUpdate(obj, old));
     return errs;
   }
 
-  async create(r: Resource, ns: string | undefined, body: unknown, opts: RequestOptions, keepManagedFields = false): Promise<StoredObject> {
+  /** `depthChecked`: the body's parser has bounded its nesting (a JSON text, apiserver/json.ts). */
+  async create(r: Resource, ns: string | undefined, body: unknown, opts: RequestOptions, keepManagedFields = false, depthChecked = false): Promise<StoredObject> {
+    if (!depthChecked) await assertObjectDepthAsync(body); // before anything walks it recursively (apiserver/limits.ts)
     const obj = this.checkIdentity(r, body, ns);
     if (ns !== undefined && this.namespaceCheck) await this.namespaceCheck(ns);
     this.pruneUnknown(r, obj, opts);
+    await nextTurn();
     const meta = obj.metadata;
     if (meta.resourceVersion) throw badRequest('resourceVersion should not be set on objects to be created');
     const generate = !meta.name && typeof meta.generateName === 'string' && meta.generateName !== '';
@@ -298,21 +334,28 @@ export class GenericREST {
     if (generate) meta.name = generateName(meta.generateName as string);
     r.def.strategy?.prepareForCreate?.(obj);
     dropEmptyMeta(obj);
+    await nextTurn();
     const manager = keepManagedFields ? undefined : updateManager(opts.fieldManager, opts.userAgent);
-    if (manager) recordUpdate(undefined, obj, manager, r.apiVersion, now(), r.statusFields, undefined, atomicPaths(r));
-    const errs = this.validateAll(r, obj);
+    if (manager) {
+      await recordUpdate(undefined, obj, manager, r.apiVersion, now(), r.statusFields, undefined, atomicPaths(r));
+      await nextTurn();
+    }
+    const errs = await this.validateAll(r, obj);
     if (errs.length) throw invalid(r.gr, String(meta.name ?? meta.generateName ?? ''), errs);
-    assertStoredSize(obj);
+    await assertStoredSize(obj);
     if (opts.dryRun) {
       if (await this.store.get(keyFor(r, ns, meta.name!))) throw alreadyExists(r.gr, meta.name!);
-      return { key: '', rv: 0, obj, json: JSON.stringify(obj) };
+      delete meta.resourceVersion;
+      return { key: '', rv: 0, obj, json: await stringifyJson(obj) };
     }
+    await nextTurn();
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.store.create(keyFor(r, ns, meta.name!), obj);
       } catch (err) {
         if (generate && attempt < 5 && err instanceof StoreError && err.code === 'AlreadyExists') {
           meta.name = generateName(meta.generateName as string);
+          await assertStoredSize(obj); // the name changed
           continue;
         }
         mapStoreError(err, r, meta.name!);
@@ -325,20 +368,20 @@ export class GenericREST {
    * keep everything else; bumps generation on spec changes; returns cur.obj for a no-op and null
    * when the last finalizer of a deleted object is gone.
    */
-  private nextState(r: Resource, cur: StoredObject, proposed: KubeObject, status: boolean, opts: RequestOptions, rvCheck: string | undefined, keepManagedFields = false): KubeObject | null {
+  private async nextState(r: Resource, cur: StoredObject, proposed: KubeObject, status: boolean, opts: RequestOptions, rvCheck: string | undefined, keepManagedFields = false): Promise<KubeObject | null> {
     const old = cur.obj;
     if (rvCheck !== undefined && rvCheck !== '' && rvCheck !== old.metadata.resourceVersion) throw staleConflict(r.gr, old.metadata.name!);
     if (proposed.metadata.uid !== undefined && proposed.metadata.uid !== '' && proposed.metadata.uid !== old.metadata.uid)
       throw conflict(r.gr, old.metadata.name!, `Precondition failed: UID in precondition: ${String(proposed.metadata.uid)}, UID in object meta: ${old.metadata.uid}`);
     let next: KubeObject;
     if (status) {
-      next = clone(old);
+      next = await cloneJson(old, cur.json);
       for (const f of r.statusFields) {
         if (proposed[f] === undefined) delete next[f];
         else next[f] = proposed[f];
       }
       const manager = updateManager(opts.fieldManager, opts.userAgent);
-      if (manager) recordUpdate(old, next, manager, r.apiVersion, now(), r.statusFields, 'status');
+      if (manager) await recordUpdate(old, next, manager, r.apiVersion, now(), r.statusFields, 'status');
     } else {
       next = proposed;
       const m = next.metadata;
@@ -358,7 +401,10 @@ export class GenericREST {
       r.def.strategy?.prepareForUpdate?.(next, old);
       dropEmptyMeta(next);
       const manager = keepManagedFields ? undefined : updateManager(opts.fieldManager, opts.userAgent);
-      if (manager) recordUpdate(old, next, manager, r.apiVersion, now(), r.statusFields, undefined, atomicPaths(r));
+      if (manager) {
+        await nextTurn();
+        await recordUpdate(old, next, manager, r.apiVersion, now(), r.statusFields, undefined, atomicPaths(r));
+      }
       if (old.metadata.deletionTimestamp) {
         const had = new Set(old.metadata.finalizers ?? []);
         const added = (Array.isArray(next.metadata.finalizers) ? next.metadata.finalizers : []).filter((f) => !had.has(f));
@@ -367,40 +413,55 @@ export class GenericREST {
       }
     }
     next.metadata.resourceVersion = old.metadata.resourceVersion;
-    const errs = this.validateAll(r, next, old);
+    await nextTurn();
+    const errs = await this.validateAll(r, next, old);
     if (errs.length) throw invalid(r.gr, old.metadata.name!, errs);
-    if (!status && !isDeepStrictEqual(specPart(r, next), specPart(r, old))) next.metadata.generation = (old.metadata.generation ?? 1) + 1;
-    if (isDeepStrictEqual(next, old)) return old;
+    if (!status && !(await deepEqualJson(specPart(r, next), specPart(r, old)))) next.metadata.generation = (old.metadata.generation ?? 1) + 1;
+    if (await deepEqualJson(next, old)) return old;
     if (next.metadata.deletionTimestamp && !this.blocksDeletion(r, next)) return null;
     return next;
   }
 
-  private async guaranteedUpdate(r: Resource, ns: string | undefined, name: string, opts: RequestOptions, update: (cur: StoredObject) => KubeObject | null): Promise<StoredObject> {
+  /**
+   * kube's GuaranteedUpdate: the next state is computed (in slices, outside the store) from the
+   * current object, then written if the object is still that one; else computed again from the
+   * newer one.
+   */
+  private async guaranteedUpdate(r: Resource, ns: string | undefined, name: string, opts: RequestOptions, update: (cur: StoredObject) => Promise<KubeObject | null> | KubeObject | null): Promise<StoredObject> {
     const key = keyFor(r, ns, name);
-    const fn = (cur: StoredObject) => {
-      const next = update(cur);
-      if (next !== null && next !== cur.obj) assertStoredSize(next);
-      return next;
-    };
     try {
-      if (opts.dryRun) {
-        const cur = await this.store.get(key);
+      let cur = await this.store.get(key);
+      for (;;) {
         if (!cur) throw notFound(r.gr, name);
-        const next = fn(cur);
-        return next === null || next === cur.obj ? cur : { key, rv: cur.rv, obj: next, json: JSON.stringify(next) };
+        const base: StoredObject = cur;
+        const next = await update(base);
+        const around = next !== null && next !== base.obj ? await assertStoredSize(next) : undefined;
+        if (opts.dryRun) return next === null || next === base.obj ? base : { key, rv: base.rv, obj: next, json: `${around![0]}${JSON.stringify(next.metadata.resourceVersion)}${around![1]}` };
+        await nextTurn();
+        try {
+          return await this.store.update(key, (latest) => {
+            if (latest.rv !== base.rv) throw new Stale(latest);
+            return next === base.obj ? latest.obj : next;
+          });
+        } catch (err) {
+          if (!(err instanceof Stale)) throw err;
+          cur = err.latest;
+        }
       }
-      return await this.store.update(key, fn);
     } catch (err) {
       mapStoreError(err, r, name);
     }
   }
 
-  async update(r: Resource, ns: string | undefined, name: string, body: unknown, status: boolean, opts: RequestOptions): Promise<StoredObject> {
+  async update(r: Resource, ns: string | undefined, name: string, body: unknown, status: boolean, opts: RequestOptions, depthChecked = false): Promise<StoredObject> {
+    if (!depthChecked) await assertObjectDepthAsync(body);
     const proposed = this.checkIdentity(r, body, ns, name);
     this.pruneUnknown(r, proposed, opts);
     proposed.metadata.name = name;
     const rvCheck = proposed.metadata.resourceVersion;
-    return this.guaranteedUpdate(r, ns, name, opts, (cur) => this.nextState(r, cur, clone(proposed), status, opts, rvCheck));
+    await nextTurn();
+    const json = await stringifyJson(proposed); // each try changes a copy
+    return this.guaranteedUpdate(r, ns, name, opts, async (cur) => this.nextState(r, cur, await cloneJson(proposed, json), status, opts, rvCheck));
   }
 
   async patch(r: Resource, ns: string | undefined, name: string, type: BodyType, body: unknown, status: boolean, opts: RequestOptions): Promise<StoredObject> {
@@ -411,28 +472,33 @@ export class GenericREST {
       throw unsupportedMediaType(
         `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml${r.builtin ? ', application/strategic-merge-patch+json' : ''}`,
       );
-    const patch = parseBody(body, false);
+    const parsed = await parseBodyAsync(body, false);
+    checkDuplicates(parsed.duplicates, opts);
+    const patch = parsed.value;
     if (type === 'json-patch') {
       if (!Array.isArray(patch)) throw badRequest('json patch must be an array of operations');
       if (patch.length > MAX_JSON_PATCH_OPERATIONS) throw tooLarge(`The allowed maximum operations in a JSON patch is ${MAX_JSON_PATCH_OPERATIONS}, got ${patch.length}`);
       const err = fastJsonPatch.validate(patch as fastJsonPatch.Operation[]);
       if (err) throw badRequest(`invalid json patch: ${err.message.split('\n')[0]}`);
     } else if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) throw badRequest('merge patch must be a JSON object');
-    return this.guaranteedUpdate(r, ns, name, opts, (cur) => {
+    return this.guaranteedUpdate(r, ns, name, opts, async (cur) => {
       let patched: unknown;
       if (type === 'json-patch') {
         try {
-          patched = applyJsonPatch(clone(cur.obj), patch as fastJsonPatch.Operation[]);
+          patched = await applyJsonPatch(await cloneJson(cur.obj, cur.json), patch as fastJsonPatch.Operation[]);
         } catch (err) {
           if (err instanceof ApiError) throw err;
           const e = err as Error & { name?: string };
           if (e.name === 'TEST_OPERATION_FAILED') throw invalid(r.gr, name, [{ type: 'FieldValueInvalid', field: '', message: 'the json patch test operation failed' }]);
           throw new ApiError(422, 'Invalid', `the server rejected our request due to an error in our request: ${e.message.split('\n')[0]}`);
         }
-      } else if (type === 'strategic-merge-patch') patched = strategicMergePatch(cur.obj, patch as Record<string, unknown>, { ...META_STRATEGIES, ...r.def.patchStrategies });
-      else patched = mergePatch.apply(clone(cur.obj), patch);
+      } else if (type === 'strategic-merge-patch') patched = strategicMergePatch(await cloneJson(cur.obj, cur.json), patch as Record<string, unknown>, { ...META_STRATEGIES, ...r.def.patchStrategies }, true);
+      else patched = mergePatch.apply(await cloneJson(cur.obj, cur.json), patch);
+      await nextTurn();
+      await assertObjectDepthAsync(patched);
       const proposed = this.checkIdentity(r, patched, ns, name);
       this.pruneUnknown(r, proposed, opts);
+      await nextTurn();
       return this.nextState(r, cur, proposed, status, opts, proposed.metadata.resourceVersion);
     });
   }
@@ -442,14 +508,16 @@ export class GenericREST {
     if (status) throw unsupportedMediaType('server-side apply to the status subresource is not supported by this server; apply the object, or PUT/PATCH its status');
     const manager = opts.fieldManager;
     if (!manager) throw new ApiError(422, 'Invalid', 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch');
-    const applied = this.checkIdentity(r, parseBody(body, true), ns, name, true);
+    const parsed = await parseBodyAsync(body, true);
+    if (!parsed.depthChecked) await assertObjectDepthAsync(parsed.value);
+    const applied = this.checkIdentity(r, parsed.value, ns, name, true);
     applied.metadata.name ??= name;
     this.pruneUnknown(r, applied, opts);
     const rvCheck = applied.metadata.resourceVersion;
     const key = keyFor(r, ns, name);
     if (!(await this.store.get(key))) {
       if (rvCheck) throw notFound(r.gr, name);
-      const obj = applyConfiguration(undefined, applied, manager, !!opts.force, r.apiVersion, now(), atomicPaths(r));
+      const obj = await applyConfiguration(undefined, applied, manager, !!opts.force, r.apiVersion, now(), atomicPaths(r));
       try {
         return { obj: await this.create(r, ns, obj, opts, true), created: true };
       } catch (err) {
@@ -457,8 +525,8 @@ export class GenericREST {
         // created meanwhile: apply to what is there
       }
     }
-    const obj = await this.guaranteedUpdate(r, ns, name, opts, (cur) => {
-      const next = applyConfiguration(cur.obj, applied, manager, !!opts.force, r.apiVersion, now(), atomicPaths(r));
+    const obj = await this.guaranteedUpdate(r, ns, name, opts, async (cur) => {
+      const next = await applyConfiguration(cur.obj, applied, manager, !!opts.force, r.apiVersion, now(), atomicPaths(r), cur.json);
       return this.nextState(r, cur, next, false, opts, rvCheck, true);
     });
     return { obj, created: false };
@@ -467,7 +535,7 @@ export class GenericREST {
   async delete(r: Resource, ns: string | undefined, name: string, options: DeleteOptions, opts: RequestOptions): Promise<{ obj: StoredObject; deleted: boolean }> {
     if (options.dryRun?.includes('All')) opts = { ...opts, dryRun: true }; // kubectl sends dryRun in the DeleteOptions body
     let deleted = false;
-    const obj = await this.guaranteedUpdate(r, ns, name, opts, (cur) => {
+    const obj = await this.guaranteedUpdate(r, ns, name, opts, async (cur) => {
       const pre = options.preconditions;
       if (pre?.uid && pre.uid !== cur.obj.metadata.uid)
         throw conflict(r.gr, name, `Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${cur.obj.metadata.uid}`);
@@ -476,7 +544,7 @@ export class GenericREST {
       // The garbage collector's finalizers follow the options, then the object's own finalizers
       // (store.go updateForGracefulDeletionAndFinalizers): a second delete may change the policy.
       const finalizers = gcFinalizers(cur.obj, options);
-      const next = clone(cur.obj);
+      const next = await cloneJson(cur.obj, cur.json);
       if (finalizers) {
         if (finalizers.length) next.metadata.finalizers = finalizers;
         else delete next.metadata.finalizers;

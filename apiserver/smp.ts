@@ -25,8 +25,9 @@ const put = (o: Obj, k: string, v: unknown) => Object.defineProperty(o, k, { val
 const DELETE_LIST = '$deleteFromPrimitiveList/';
 const ORDER = '$setElementOrder/';
 
-export function strategicMergePatch(original: Obj, patch: Obj, strategies: PatchStrategies): Obj {
-  return mergeMap(structuredClone(original), patch, '', strategies) ?? {};
+/** `owned`: `original` is a copy the patch may change in place. */
+export function strategicMergePatch(original: Obj, patch: Obj, strategies: PatchStrategies, owned = false): Obj {
+  return mergeMap(owned ? original : structuredClone(original), patch, '', strategies) ?? {};
 }
 
 function mergeMap(orig: Obj, patch: Obj, path: string, st: PatchStrategies): Obj | undefined {

@@ -81,14 +81,21 @@ export function configuratorValues(obj: KubeObject): Record<string, unknown>[] {
   return isRecord(v) ? [v] : [];
 }
 
+/** Items named one by one (a Status names at most 1000 field errors, apiserver/errors.ts). */
+const MAX_LISTED = 1000;
+
 function validate(obj: KubeObject): FieldError[] {
   const v = specOf(obj).values;
   if (v === undefined || v === null || isRecord(v)) return [];
   if (Array.isArray(v)) {
     const errs: FieldError[] = [];
-    v.forEach((item, i) => {
-      if (!isRecord(item)) errs.push(fieldError('FieldValueTypeInvalid', `spec.values[${i}]`, 'must be a map of values'));
-    });
+    let more = 0;
+    for (let i = 0; i < v.length; i++) {
+      if (isRecord(v[i])) continue;
+      if (errs.length < MAX_LISTED) errs.push(fieldError('FieldValueTypeInvalid', `spec.values[${i}]`, 'must be a map of values'));
+      else more++; // (a list of a million numbers: no million errors)
+    }
+    if (more) errs.push(fieldError('FieldValueTypeInvalid', 'spec.values', `and ${more} more items that are not maps`));
     return errs;
   }
   return [fieldError('FieldValueTypeInvalid', 'spec.values', 'must be a map of values or a list of maps')];

@@ -6,6 +6,7 @@
 import { Level } from 'level';
 import type { KubeObject } from '../kinds/types.js';
 import {
+  serializeWithRV,
   type ListOptions,
   type ListResult,
   type Listener,
@@ -48,8 +49,7 @@ function bucketOf(key: string): string {
 }
 
 function stored(key: string, obj: KubeObject, rv: number): StoredObject {
-  obj.metadata.resourceVersion = String(rv);
-  return { key, rv, obj, json: JSON.stringify(obj) };
+  return { key, rv, obj, json: serializeWithRV(obj, rv) };
 }
 
 class Bucket {

@@ -11,6 +11,23 @@ export interface StoredObject {
   json: string;
 }
 
+/**
+ * The JSON of an object about to be written, already made by its writer (in slices, so a large
+ * object is not serialised in one go): the text before and after the value of its
+ * metadata.resourceVersion, which the store assigns. Only valid while the object is not changed.
+ */
+const serialized = new WeakMap<KubeObject, [string, string]>();
+export const preSerialize = (obj: KubeObject, around: [string, string]) => void serialized.set(obj, around);
+
+/** The object's JSON with `rv`: from preSerialize, or JSON.stringify. Sets metadata.resourceVersion. */
+export function serializeWithRV(obj: KubeObject, rv: number): string {
+  obj.metadata.resourceVersion = String(rv);
+  const around = serialized.get(obj);
+  if (!around) return JSON.stringify(obj);
+  serialized.delete(obj);
+  return `${around[0]}"${rv}"${around[1]}`;
+}
+
 export type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
 
 export interface StoreEvent {

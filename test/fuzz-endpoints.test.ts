@@ -4,8 +4,10 @@
 // depth limit, anchor floods, several documents, truncated, bytes flipped); then the snapshot
 // registry's API with random paths, methods and bodies. Fixed seed, FUZZ_RUNS requests per phase.
 // Asserted: no 5xx; every API error a Status, every registry error an OCI error body; the process
-// alive; the longest event-loop stall (the server's nodejs_eventloop_lag_max_seconds, scraped
-// after each phase) and the resident memory within their bounds; a canary object unchanged.
+// alive; the event-loop stall of every request (the server's nodejs_eventloop_lag_max_seconds,
+// scraped after each one) within the README's 100 ms: a request over it is sent again alone up to
+// 3 times and fails only if over every time (the machine is shared); the resident memory within
+// its bound; a canary object unchanged.
 import { readFileSync } from 'node:fs';
 import { Agent, request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
@@ -14,11 +16,12 @@ import fc from 'fast-check';
 import t from 'tap';
 import { ENDPOINTS, hostileRequest, registryRequest } from './helpers/arbitraries.js';
 import { startServer, type TestServer } from './helpers/server.js';
+import { reproduced, stallMs } from './helpers/stall.js';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 150);
 const SEED = Number(process.env.FUZZ_SEED ?? 15);
-/** The README's bounds: the event loop is never held longer than this, the process never grows past that. */
-const MAX_STALL_S = Number(process.env.FUZZ_MAX_STALL_MS ?? 250) / 1000; // 100 in the README; slack for the shared test machine
+/** The README's bounds: the event loop is never held longer than this (ms), the process never grows past that. */
+const MAX_STALL_MS = Number(process.env.FUZZ_MAX_STALL_MS ?? 100);
 const MAX_RSS = 1536 << 20;
 const NS = 'fz';
 
@@ -82,10 +85,34 @@ t.teardown(async () => {
   await s?.stop();
 });
 
+/** Requests whose stall went over the bound, to be sent again alone. */
+let slow: { what: string; ms: number; again: () => Promise<Res> }[] = [];
+let longest = 0;
+
+/** Sends a request and notes its stall (the scrape after the previous request reset the figure). */
+async function timed(what: string, again: () => Promise<Res>): Promise<Res> {
+  const r = await again();
+  const ms = await stallMs(agent, s.port);
+  longest = Math.max(longest, ms);
+  if (ms > MAX_STALL_MS) slow.push({ what, ms, again });
+  return r;
+}
+
 async function bounded(t: any, phase: string) {
-  const stall = await metric('nodejs_eventloop_lag_max_seconds');
+  const over: string[] = [];
+  for (const q of slow) {
+    const again = await reproduced(MAX_STALL_MS, async () => {
+      await stallMs(agent, s.port);
+      await q.again();
+      return stallMs(agent, s.port);
+    });
+    t.comment(`${phase}: ${q.what}: ${Math.round(q.ms)} ms, then alone ${again.seen.join(', ')} ms`);
+    if (again.ms > MAX_STALL_MS) over.push(`${q.what}: ${Math.round(q.ms)} ms, then alone ${again.seen.join(', ')} ms`);
+  }
+  t.same(over, [], `${phase}: no request held the event loop over ${MAX_STALL_MS} ms (longest ${Math.round(longest)} ms; ${slow.length} over it once, tried again alone)`);
+  slow = [];
+  longest = 0;
   const rss = await metric('process_resident_memory_bytes');
-  t.ok(stall <= MAX_STALL_S, `${phase}: the longest event-loop stall was ${(stall * 1000).toFixed(0)} ms (bound ${MAX_STALL_S * 1000} ms)`);
   t.ok(rss <= MAX_RSS, `${phase}: resident memory ${(rss / 2 ** 20).toFixed(0)} MiB (bound ${MAX_RSS / 2 ** 20} MiB)`);
   t.equal(s.proc.exitCode, null, `${phase}: the process is alive`);
 }
@@ -94,7 +121,7 @@ t.test('every endpoint, every content type, structured and hostile bodies', asyn
   await metric('nodejs_eventloop_lag_max_seconds'); // resets the server's maximum
   await fc.assert(
     fc.asyncProperty(hostileRequest(NS), async (q) => {
-      const r = await send(s.port, q.method, q.path, q.body, q.headers);
+      const r = await timed(`${q.method} ${q.path} [${q.contentType}] (${q.what})`, () => send(s.port, q.method, q.path, q.body, q.headers));
       note(`${q.endpoint} ${q.method} ${q.contentType}`, r, (() => {
         const p = apiProblem(r);
         return p && `${q.method} ${q.path} [${q.contentType}] (${q.what}) ${q.body?.subarray(0, 120).toString('latin1') ?? ''}: ${p}`;
@@ -112,7 +139,7 @@ t.test('the snapshot registry API: random paths, methods, headers and bodies', a
   await metric('nodejs_eventloop_lag_max_seconds');
   await fc.assert(
     fc.asyncProperty(registryRequest(), async (q) => {
-      const r = await send(registryPort, q.method, q.path, q.body, q.headers);
+      const r = await timed(`registry ${q.method} ${q.path}`, () => send(registryPort, q.method, q.path, q.body, q.headers));
       note(`registry ${q.method}`, r, (() => {
         const p = registryProblem(q.method, r);
         return p && `registry ${q.method} ${q.path}: ${p}`;

@@ -3,7 +3,7 @@
 // create, update, patch and the status subresource. Every answer must be a well-formed Status with
 // a 4xx (or an object with a 2xx for valid input), never a 5xx; a rejected request changes nothing
 // (the store's resourceVersion, one counter across all objects, stays put); the server stays up.
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -11,10 +11,15 @@ import t from 'tap';
 import YAML from 'yaml';
 import { kubeProtoRoot, PROTOBUF_MAGIC } from '../apiserver/protobuf.js';
 import { weird } from './helpers/arbitraries.js';
-import { startServer, type TestServer } from './helpers/server.js';
+import { startServer, tempDir, type TestServer } from './helpers/server.js';
 
 let s: TestServer;
 let agent: Agent;
+/** No client certificate: for requests as `nobody`, a user of the token file without a single policy rule. */
+let tokenAgent: Agent;
+const NOBODY = { Authorization: 'Bearer token-nobody' };
+const authDir = tempDir('fuzz-auth-');
+writeFileSync(join(authDir, 'tokens.csv'), 'token-nobody,nobody,1001\n');
 const NS = 'fuzz';
 const CM = `/api/v1/namespaces/${NS}/configmaps`;
 const OCM = `/apis/delivery.ocm.software/v1alpha1/namespaces/${NS}/ocmcomponents`;
@@ -34,7 +39,7 @@ function send(method: string, path: string, body?: Buffer | string, contentType 
         port: s.port,
         method,
         path,
-        agent,
+        agent: extraHeaders.Authorization ? tokenAgent : agent,
         servername: 'localhost',
         headers: { ...(buf ? { 'Content-Type': contentType, 'Content-Length': String(buf.length) } : {}), ...extraHeaders },
       },
@@ -225,12 +230,13 @@ const ssarProto = (fieldsV1: string) => {
   return Buffer.concat([PROTOBUF_MAGIC, unknown.encode(unknown.fromObject({ typeMeta: { apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectAccessReview' }, raw })).finish()]);
 };
 const HOSTILE: { name: string; method: string; path: string; body: string | Buffer; ct: string; headers?: Record<string, string>; expect?: number; match?: RegExp }[] = [
-  // issue 15's regression seeds (each ended the process or answered 500). Impersonation as
+  // issue 15's regression seeds (each ended the process or answered 500; the SelfSubjectAccessReviews
+  // from any authenticated user, here one without a single policy rule). Impersonation as
   // k8s.io/apiserver pkg/endpoints/filters/impersonation/impersonation.go: group, extra or uid
   // without a user is a 400; a malformed %-escape in an extra key is kept as it is (unescapeExtraKey).
   { name: 'apply-patch+yaml 30000 [ deep', method: 'PATCH', path: `${CM}/target?fieldManager=x`, body: deep(30_000), ct: 'application/apply-patch+yaml', expect: 400, match: /nests deeper than the limit of 512 levels/ },
-  { name: 'a SelfSubjectAccessReview as YAML 30000 [ deep', method: 'POST', path: SSAR, body: deep(30_000), ct: 'application/yaml', expect: 400, match: /nests deeper than the limit of 512 levels/ },
-  { name: 'a SelfSubjectAccessReview as protobuf with fieldsV1 30000 deep', method: 'POST', path: SSAR, body: ssarProto(deep(30_000)), ct: 'application/vnd.kubernetes.protobuf', expect: 400, match: /fieldsV1 nests deeper than the limit of 512 levels/ },
+  { name: 'a SelfSubjectAccessReview as YAML 30000 [ deep, from a user without rules', method: 'POST', path: SSAR, body: deep(30_000), ct: 'application/yaml', headers: NOBODY, expect: 400, match: /nests deeper than the limit of 512 levels/ },
+  { name: 'a SelfSubjectAccessReview as protobuf with fieldsV1 30000 deep, from a user without rules', method: 'POST', path: SSAR, body: ssarProto(deep(30_000)), ct: 'application/vnd.kubernetes.protobuf', headers: NOBODY, expect: 400, match: /fieldsV1 nests deeper than the limit of 512 levels/ },
   { name: 'a JSON patch of 40 self-copies', method: 'PATCH', path: `${CM}/target`, body: JSON.stringify([{ op: 'add', path: '/data/x', value: { a: 'x'.repeat(100) } }, ...Array.from({ length: 40 }, (_, i) => ({ op: 'copy', from: '/data', path: `/data/k${i}` }))]), ct: 'application/json-patch+json', expect: 422, match: /accumulated size increase of copy is \d+, exceeding the limit 3145728/ },
   { name: 'a JSON patch of 10001 operations', method: 'PATCH', path: `${CM}/target`, body: JSON.stringify(Array.from({ length: 10_001 }, () => ({ op: 'test', path: '/kind', value: 'ConfigMap' }))), ct: 'application/json-patch+json', expect: 413, match: /maximum operations in a JSON patch is 10000, got 10001/ },
   { name: 'a JSON patch whose result is over 3 MiB', method: 'PATCH', path: `${CM}/target`, body: JSON.stringify([{ op: 'add', path: '/data/x', value: 'x'.repeat(1_600_000) }, { op: 'copy', from: '/data/x', path: '/data/y' }]), ct: 'application/json-patch+json', expect: 413, match: /over the limit of 3145728 bytes for a stored object/ },
@@ -278,9 +284,10 @@ const HOSTILE: { name: string; method: string; path: string; body: string | Buff
 ];
 
 t.before(async () => {
-  s = await startServer();
+  s = await startServer({ args: ['--token-auth-file', join(authDir, 'tokens.csv')] });
   const certs = join(s.dataDir, 'certs');
   agent = new Agent({ keepAlive: true, maxSockets: 4, ca: readFileSync(join(certs, 'ca.crt')), cert: readFileSync(join(certs, 'admin.crt')), key: readFileSync(join(certs, 'admin.key')) });
+  tokenAgent = new Agent({ keepAlive: true, maxSockets: 2, ca: readFileSync(join(certs, 'ca.crt')) });
   const mk = async (path: string, body: unknown) => {
     const r = await send('POST', path, JSON.stringify(body));
     if (r.status !== 201) throw new Error(`setup ${path}: ${r.status} ${r.text}`);
@@ -291,7 +298,9 @@ t.before(async () => {
 });
 t.teardown(async () => {
   agent?.destroy();
+  tokenAgent?.destroy();
   await s?.stop();
+  rmSync(authDir, { recursive: true, force: true });
 });
 
 /** The bad answers collected since the last call (the first ten, and how many). */

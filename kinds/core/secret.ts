@@ -3,7 +3,15 @@ import { ageColumn, dropEmptyMaps, fieldError, isRecord } from '../common.js';
 import type { FieldError, KindDefinition, KubeObject } from '../types.js';
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
-const KEY = /^[-._a-zA-Z0-9]+$/;
+/** `^[-._a-zA-Z0-9]+$` as a loop (no regex per key). */
+function isConfigKey(k: string): boolean {
+  if (k.length === 0) return false;
+  for (let i = 0; i < k.length; i++) {
+    const c = k.charCodeAt(i);
+    if (!((c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x2d || c === 0x2e || c === 0x5f)) return false;
+  }
+  return true;
+}
 
 /** Moves write-only stringData into data (base64), as kube-apiserver does on every write. */
 function foldStringData(obj: KubeObject) {
@@ -18,8 +26,11 @@ function foldStringData(obj: KubeObject) {
 export function validateDataMap(data: unknown, field: string, base64: boolean): FieldError[] {
   const errs: FieldError[] = [];
   if (!isRecord(data)) return errs;
-  for (const [k, v] of Object.entries(data)) {
-    if (!KEY.test(k) || k.length > 253) errs.push(fieldError('FieldValueInvalid', `${field}[${k}]`, `Invalid value: "${k}": a valid config key must consist of alphanumeric characters, '-', '_' or '.'`));
+  const keys = Object.keys(data); // (Object.entries of 200,000 keys takes 100s of ms; Object.keys a tenth)
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i];
+    const v = data[k];
+    if (k.length > 253 || !isConfigKey(k)) errs.push(fieldError('FieldValueInvalid', `${field}[${k}]`, `Invalid value: "${k}": a valid config key must consist of alphanumeric characters, '-', '_' or '.'`));
     if (base64 && (typeof v !== 'string' || !BASE64.test(v) || v.length % 4 !== 0)) errs.push(fieldError('FieldValueInvalid', `${field}[${k}]`, 'Invalid value: illegal base64 data'));
   }
   return errs;

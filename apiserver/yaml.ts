@@ -1,0 +1,75 @@
+// YAML request bodies: parsed with a check for repeated keys that is linear (the `yaml` package's
+// own `uniqueKeys` compares every key with every other one: 20,000 keys take it seconds), and,
+// past a few KiB, on a worker thread (apiserver/yaml-worker.ts): the package reads about a MB a
+// second, so a 3 MiB body would hold the event loop for seconds (issue 15). The worker hands back
+// JSON, which the caller reads in slices (apiserver/json.ts).
+import { Worker } from 'node:worker_threads';
+import YAML, { isMap, isPair, isScalar, isSeq, type Node } from 'yaml';
+
+/** Repeated keys of a mapping are an error, as with `uniqueKeys: true`. */
+function checkUniqueKeys(root: Node | null | undefined) {
+  const stack: unknown[] = [root];
+  while (stack.length) {
+    const n = stack.pop();
+    if (isMap(n)) {
+      const seen = new Set<string>();
+      for (const item of n.items) {
+        if (!isPair(item)) continue;
+        const k = item.key;
+        if (isScalar(k)) {
+          const id = `${typeof k.value}:${String(k.value)}`;
+          if (k.value !== '<<' && seen.has(id)) throw new Error(`Map keys must be unique: ${String(k.value).slice(0, 100)}`);
+          seen.add(id);
+        } else if (k) stack.push(k);
+        stack.push(item.value);
+      }
+    } else if (isSeq(n)) for (const item of n.items) stack.push(item);
+  }
+}
+
+/** One YAML document to a JS value (aliases expanded at most 100 times); throws the parser's error. */
+export function parseYamlText(text: string): unknown {
+  const docs = YAML.parseAllDocuments(text, { uniqueKeys: false });
+  if (!Array.isArray(docs) || docs.length !== 1) throw new Error(`expected one YAML document, found ${Array.isArray(docs) ? docs.length : 0}`);
+  const doc = docs[0];
+  if (doc.errors.length) throw doc.errors[0];
+  checkUniqueKeys(doc.contents as Node | null);
+  return doc.toJS({ maxAliasCount: 100 });
+}
+
+/** Bodies up to this size are parsed on the event loop (a few ms); larger ones on the worker. */
+export const YAML_INLINE_BYTES = 8 * 1024;
+
+let worker: Worker | undefined;
+let seq = 0;
+const waiting = new Map<number, { resolve: (json: string) => void; reject: (e: Error) => void }>();
+
+function yamlWorker(): Worker {
+  if (worker) return worker;
+  const w = new Worker(new URL('./yaml-worker.js', import.meta.url), { resourceLimits: { maxOldGenerationSizeMb: 1024 } });
+  w.unref();
+  w.on('message', (m: { id: number; json?: string; error?: string }) => {
+    const p = waiting.get(m.id);
+    waiting.delete(m.id);
+    if (!p) return;
+    if (m.error !== undefined) p.reject(new Error(m.error));
+    else p.resolve(m.json!);
+  });
+  const fail = (e: Error) => {
+    if (worker === w) worker = undefined;
+    for (const p of waiting.values()) p.reject(new Error(`the YAML parser stopped: ${e.message}`));
+    waiting.clear();
+  };
+  w.on('error', fail);
+  w.on('exit', (code) => fail(new Error(`exit code ${code}`)));
+  return (worker = w);
+}
+
+/** parseYamlText on the worker thread: the value as JSON text. */
+export function parseYamlOffThread(text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const id = ++seq;
+    waiting.set(id, { resolve, reject });
+    yamlWorker().postMessage({ id, text });
+  });
+}

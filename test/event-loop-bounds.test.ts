@@ -1,0 +1,169 @@
+// Issue 15, "Nothing takes it down": no request holds the event loop for more than 100 ms. The
+// worst bodies under the 3 MiB limit, of every shape (200,000 labels, annotations or data keys, a
+// list of a million items, legal nesting 500 deep, managedFields, finalizers), through create,
+// update, every patch type and apply (JSON and YAML, and `kubectl apply --server-side`), then the
+// responses that carry them (get, list and watch of many such objects, as JSON, YAML and Table).
+// Each is measured by the server itself (its nodejs_eventloop_lag_max_seconds, test/helpers/
+// stall.ts); one over the bound is sent again alone up to 3 times, and fails only if over every time.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { Agent, request as httpsRequest } from 'node:https';
+import { join } from 'node:path';
+import t from 'tap';
+import YAML from 'yaml';
+import { startServer, type TestServer } from './helpers/server.js';
+import { measured, reproduced, type Res, send } from './helpers/stall.js';
+
+/** The README's bound (ms); STALL_BOUND_MS only to look at figures with another one. */
+const BOUND_MS = Number(process.env.STALL_BOUND_MS ?? 100);
+const NS = 'stall';
+const CM = `/api/v1/namespaces/${NS}/configmaps`;
+const GV = 'delivery.ocm.software/v1alpha1';
+const CFG = `/apis/${GV}/namespaces/${NS}/configurators`;
+const N = 200_000; // `"k199999":"v",` is 14 bytes: 2.8 MB of labels, under the 3 MiB limit
+
+let s: TestServer;
+let agent: Agent;
+
+const map = (n: number, key = (i: number) => `k${i}`, value = 'v') => {
+  const o: Record<string, string> = {};
+  for (let i = 0; i < n; i++) o[key(i)] = value;
+  return o;
+};
+const cm = (name: string, extra: Record<string, unknown> = {}, meta: Record<string, unknown> = {}) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, ...meta }, ...extra });
+const cfg = (name: string, values: unknown) => ({ apiVersion: GV, kind: 'Configurator', metadata: { name }, spec: { values } });
+const json = (v: unknown) => Buffer.from(JSON.stringify(v));
+const yaml = (v: unknown) => Buffer.from(YAML.stringify(v));
+/** `{"a":{"a":...1...}}` 500 deep, as many times as fit in ~2.8 MB. */
+const deepLegal = () => Array.from({ length: 900 }, () => JSON.parse('{"a":'.repeat(500) + '1' + '}'.repeat(500)));
+
+const JSON_CT = { 'Content-Type': 'application/json' };
+const req = (method: string, path: string, body?: Buffer, headers: Record<string, string> = JSON_CT) => send(agent, s.port, method, path, body, headers);
+const ok = async (r: Promise<Res>, what: string) => {
+  const x = await r;
+  if (x.status >= 300) throw new Error(`${what}: ${x.status} ${x.text.slice(0, 300)}`);
+  return x;
+};
+
+interface Case {
+  name: string;
+  /** Not measured: makes what the request needs (the object it updates). */
+  setup?: (name: string) => Promise<unknown>;
+  run: (name: string) => Promise<Res | { status: number; text: string }>;
+  /** The expected status code. */
+  status: number;
+  /** Not yet within the bound (README "Limits"): measured once, reported as todo. */
+  todo?: boolean;
+}
+
+const target = (name: string) => ok(req('POST', CM, json(cm(name, { data: { a: '1' } }))), 'target');
+const labels = map(N);
+/** Applied fields are recorded once more in managedFields: 90,000 labels make a 2.6 MB object. */
+const applied = map(90_000);
+
+const CASES: Case[] = [
+  { name: 'create: 200,000 labels', run: (n) => req('POST', CM, json(cm(n, {}, { labels }))), status: 201 },
+  { name: 'create: 200,000 labels, fieldValidation=Strict', run: (n) => req('POST', `${CM}?fieldValidation=Strict`, json(cm(n, {}, { labels }))), status: 201 },
+  { name: 'create: 200,000 annotations (over 256 KiB: 422)', run: (n) => req('POST', CM, json(cm(n, {}, { annotations: labels }))), status: 422 },
+  { name: 'create: 200,000 data keys', run: (n) => req('POST', CM, json(cm(n, { data: labels }))), status: 201, todo: true },
+  { name: 'create: 200,000 finalizers', run: (n) => req('POST', CM, json(cm(n, {}, { finalizers: Array.from({ length: N }, (_, i) => `f/${i}`) }))), status: 201 },
+  {
+    name: 'create: 20,000 managedFields entries',
+    run: (n) => req('POST', CM, json(cm(n, {}, { managedFields: Array.from({ length: 20_000 }, (_, i) => ({ manager: `m${i}`, operation: 'Update', apiVersion: 'v1', fieldsType: 'FieldsV1', fieldsV1: { 'f:data': { [`f:k${i}`]: {} } } })) }))),
+    status: 201,
+  },
+  { name: 'create: a list of 900,000 maps', run: (n) => req('POST', CFG, json(cfg(n, Array.from({ length: 900_000 }, () => ({}))))), status: 201 },
+  { name: 'create: a list of 1,400,000 numbers (each one invalid: 422)', run: (n) => req('POST', CFG, json(cfg(n, Array.from({ length: 1_400_000 }, () => 1)))), status: 422, todo: true },
+  { name: 'create: 200,000 keys under spec', run: (n) => req('POST', CFG, json(cfg(n, labels))), status: 201 },
+  { name: 'create: 900 maps nested 500 deep', run: (n) => req('POST', CFG, json(cfg(n, deepLegal()))), status: 201 },
+  { name: 'create as YAML: 200,000 labels', run: (n) => req('POST', CM, yaml(cm(n, {}, { labels })), { 'Content-Type': 'application/yaml' }), status: 201, todo: true },
+  { name: 'update: 200,000 labels', setup: target, run: (n) => req('PUT', `${CM}/${n}`, json(cm(n, {}, { labels }))), status: 200, todo: true },
+  { name: 'merge patch: 200,000 labels', setup: target, run: (n) => req('PATCH', `${CM}/${n}`, json({ metadata: { labels } }), { 'Content-Type': 'application/merge-patch+json' }), status: 200, todo: true },
+  { name: 'strategic merge patch: 200,000 labels', setup: target, run: (n) => req('PATCH', `${CM}/${n}`, json({ metadata: { labels } }), { 'Content-Type': 'application/strategic-merge-patch+json' }), status: 200, todo: true },
+  { name: 'JSON patch: one add of 200,000 labels', setup: target, run: (n) => req('PATCH', `${CM}/${n}`, json([{ op: 'add', path: '/metadata/labels', value: labels }]), { 'Content-Type': 'application/json-patch+json' }), status: 200, todo: true },
+  {
+    name: 'JSON patch: 10,000 operations',
+    setup: target,
+    run: (n) => req('PATCH', `${CM}/${n}`, json(Array.from({ length: 10_000 }, (_, i) => ({ op: 'add', path: `/data/k${i}`, value: 'v' }))), { 'Content-Type': 'application/json-patch+json' }),
+    status: 200,
+  },
+  { name: 'apply (JSON): 90,000 labels', run: (n) => req('PATCH', `${CM}/${n}?fieldManager=t`, json(cm(n, {}, { labels: applied })), { 'Content-Type': 'application/apply-patch+yaml' }), status: 201, todo: true },
+  { name: 'apply (YAML): 90,000 labels', run: (n) => req('PATCH', `${CM}/${n}?fieldManager=t`, yaml(cm(n, {}, { labels: applied })), { 'Content-Type': 'application/apply-patch+yaml' }), status: 201, todo: true },
+  {
+    name: 're-apply: 90,000 other labels over 90,000',
+    setup: (n) => ok(req('PATCH', `${CM}/${n}?fieldManager=t`, json(cm(n, {}, { labels: applied })), { 'Content-Type': 'application/apply-patch+yaml' }), 'apply'),
+    run: (n) => req('PATCH', `${CM}/${n}?fieldManager=t`, json(cm(n, {}, { labels: map(90_000, (i) => `j${i}`) })), { 'Content-Type': 'application/apply-patch+yaml' }),
+    status: 200, todo: true,
+  },
+  {
+    name: 'kubectl apply --server-side: 90,000 labels',
+    run: async (n) => {
+      const f = join(s.dataDir, `${n}.json`);
+      writeFileSync(f, JSON.stringify({ ...cm(n), metadata: { name: n, namespace: NS, labels: applied } }));
+      const r = await s.kubectl(['apply', '--server-side', '-f', f]);
+      return { status: r.code === 0 ? 200 : 500, text: r.stdout + r.stderr };
+    },
+    status: 200, todo: true,
+  },
+];
+
+/** Reads a watch for `ms`, then closes it; the events' bytes. */
+function watchFor(path: string, ms: number): Promise<{ status: number; text: string }> {
+  return new Promise((resolve) => {
+    let bytes = 0;
+    const r = httpsRequest({ host: '127.0.0.1', port: s.port, method: 'GET', path, agent, servername: 'localhost' }, (res) => {
+      res.on('data', (c: Buffer) => (bytes += c.length));
+      setTimeout(() => {
+        res.destroy();
+        resolve({ status: res.statusCode ?? 0, text: `${bytes} bytes` });
+      }, ms);
+    });
+    r.on('error', (e) => resolve({ status: -1, text: String(e) }));
+    r.end();
+  });
+}
+
+const READS: Case[] = [
+  { name: 'get: an object of 200,000 labels', run: () => req('GET', `${CM}/big-0`), status: 200 },
+  { name: 'get as YAML', run: () => req('GET', `${CM}/big-0`, undefined, { Accept: 'application/yaml' }), status: 200, todo: true },
+  { name: 'get as Table', run: () => req('GET', `${CM}/big-0?includeObject=Object`, undefined, { Accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' }), status: 200, todo: true },
+  { name: 'list: 6 objects of 200,000 labels', run: () => req('GET', `${CM}?labelSelector=k1`), status: 200, todo: true },
+  { name: 'list as Table', run: () => req('GET', `${CM}?labelSelector=k1&includeObject=Object`, undefined, { Accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' }), status: 200, todo: true },
+  { name: 'list as YAML', run: () => req('GET', `${CM}?labelSelector=k1`, undefined, { Accept: 'application/yaml' }), status: 200, todo: true },
+  { name: 'watch from resourceVersion 0', run: () => watchFor(`${CM}?watch=true&resourceVersion=0`, 4000), status: 200, todo: true },
+  { name: 'kubectl get', run: async () => { const r = await s.kubectl(['get', 'configmaps', '-n', NS, '-l', 'k1']); return { status: r.code === 0 ? 200 : 500, text: r.stderr }; }, status: 200, todo: true },
+];
+
+t.before(async () => {
+  s = await startServer();
+  const certs = join(s.dataDir, 'certs');
+  agent = new Agent({ keepAlive: true, maxSockets: 2, ca: readFileSync(join(certs, 'ca.crt')), cert: readFileSync(join(certs, 'admin.crt')), key: readFileSync(join(certs, 'admin.key')) });
+  await ok(req('POST', '/api/v1/namespaces', json({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } })), 'namespace');
+});
+t.teardown(async () => {
+  agent?.destroy();
+  await s?.stop();
+});
+
+let seq = 0;
+async function bounded(t: any, c: Case) {
+  const one = async () => {
+    const name = `c${seq++}`;
+    await c.setup?.(name);
+    return measured(agent, s.port, () => c.run(name));
+  };
+  const first = await one();
+  t.equal(first.value.status, c.status, `${c.name}: ${c.status} (${first.value.text.slice(0, 200)})`);
+  if (c.todo) return t.ok(first.ms <= BOUND_MS, `${c.name}: ${Math.round(first.ms)} ms`, { todo: 'not yet within the bound' });
+  if (first.ms <= BOUND_MS) return t.pass(`${c.name}: ${Math.round(first.ms)} ms`);
+  const again = await reproduced(BOUND_MS, async () => (await one()).ms);
+  t.ok(again.ms <= BOUND_MS, `${c.name}: ${Math.round(first.ms)} ms, then alone ${again.seen.join(', ')} ms (bound ${BOUND_MS} ms)`);
+}
+
+t.test('writes of the worst bodies under 3 MiB', { timeout: 240_000 }, async (t) => {
+  for (const c of CASES) await bounded(t, c);
+});
+
+t.test('reads of many such objects', { timeout: 240_000 }, async (t) => {
+  for (let i = 0; i < 6; i++) await ok(req('POST', CM, json(cm(`big-${i}`, {}, { labels }))), 'big object');
+  for (const c of READS) await bounded(t, c);
+});
