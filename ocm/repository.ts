@@ -247,6 +247,7 @@ export class OcmRepository {
     if (configType !== OCM_CONFIG_MEDIA_TYPE && configType !== LEGACY_CONFIG_MEDIA_TYPE) {
       throw new OcmRepositoryError('NOT_OCM', `${what} is not an OCM component version: its config media type is "${configType ?? m.mediaType}", not ${OCM_CONFIG_MEDIA_TYPE}`);
     }
+    if (typeof manifest.config.digest !== 'string') throw new OcmRepositoryError('INVALID', `${what}: the digest of its OCM config is not a string`);
     let layer: any;
     try {
       layer = JSON.parse((await this.client.getBlobBuffer(ref, manifest.config.digest, 1 << 20)).toString('utf8'))?.componentDescriptorLayer;
@@ -256,6 +257,7 @@ export class OcmRepository {
     }
     layer ??= (manifest.layers ?? []).find((l: any) => DESCRIPTOR_MEDIA_TYPES.includes(l?.mediaType));
     if (!layer?.digest) throw new OcmRepositoryError('INVALID', `${what} has no component descriptor layer`);
+    if (typeof layer.digest !== 'string') throw new OcmRepositoryError('INVALID', `${what}: the digest of its component descriptor layer is not a string`);
     const tooLarge = (e: unknown) => {
       if (e instanceof OciError && e.code === 'TOO_LARGE') throw new OcmRepositoryError('INVALID', `${what}: the component descriptor is over the limit of ${MAX_DESCRIPTOR_BYTES} bytes`, { cause: new DescriptorError(e.message, 'DescriptorTooLarge') });
       throw e;

@@ -139,6 +139,8 @@ export function formatReference(r: Reference): string {
 const DIGEST_ALGS: Record<string, number> = { sha256: 64, sha512: 128 };
 
 function hasherFor(digest: string): Hash {
+  // a digest from a manifest or descriptor may be anything JSON holds
+  if (typeof digest !== 'string') throw new OciError('DIGEST_INVALID', `malformed digest ${JSON.stringify(digest)?.slice(0, 100)} (not a string)`);
   const [alg, hex] = digest.split(':');
   if (!DIGEST_ALGS[alg]) throw new OciError('UNSUPPORTED', `unsupported digest algorithm in "${digest}"`);
   if (!new RegExp(`^[a-f0-9]{${DIGEST_ALGS[alg]}}$`).test(hex ?? '')) throw new OciError('DIGEST_INVALID', `malformed digest "${digest}"`);

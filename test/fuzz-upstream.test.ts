@@ -3,7 +3,7 @@
 // the transport itself), and an OCMComponent and a Source read each one. Asserted
 // (test/helpers/upstream-fuzz.ts): no 5xx and every error a Status from the API meanwhile; every
 // OCMComponent of corrupted content Ready=False with a reason (never Ready=True, never verified),
-// every Source likewise, each within FUZZ_UPSTREAM_BOUND_MS; nothing written downstream of them; the
+// every Source likewise, each within FUZZ_UPSTREAM_BOUND_MS, no condition showing a program error; nothing written downstream of them; the
 // event-loop stall and RSS within the README's bounds; the process alive; a canary unchanged; and
 // the same after a restart with the poisoned objects in place. Fixed seed; `npm run bench:chaos`
 // runs it longer with fresh seeds (--upstream-seed, --upstream-cases).
@@ -24,6 +24,7 @@ export const REGRESSIONS: Regression[] = [
   { i: 1002, seed: 9, only: 'hostile transport', found: 'tags/list paging forever: RSS 4.2 GiB, a 1.2 s stall, no condition; now at most 10,000 tags, 1 MiB over all pages' },
   { i: 1003, seed: 8, only: 'hostile transport', found: '10,000 tags sorted with a semver parse in every comparison held the event loop 0.2 to 0.7 s' },
   { i: 1004, seed: 15, only: 'hostile transport', found: 'a manifest dripping a byte a second' },
+  { i: 1008, seed: 4, only: 'hostile config', found: 'a descriptor layer digest of 5 in the OCM config: FetchFailed "digest.split is not a function" (a program error as the reason); now InvalidComponentVersion' },
   { i: 1006, seed: 6, only: 'wide descriptor', found: '20,000 resources (2 MiB of JSON) held the event loop 2.1 s in the YAML parser before the element limit refused them; now parsed in a worker thread' },
 ];
 

@@ -231,7 +231,7 @@ function transport(r: Rng, self: () => string): Trick {
     () => ({ t: 'status', status: r.pick([500, 502, 503]), body: r.pick(['', '{"errors":[{"code":"UNKNOWN","message":"boom"}]}', '<html>oops</html>', 'x'.repeat(200_000)]) }),
     () => ({ t: 'status', status: 429, retryAfter: r.pick(['1', '0', '-5', 'soon', '99999999', 'Wed, 21 Oct 2015 07:28:00 GMT', '1e9']) }),
     () => ({ t: 'status', status: r.pick([200, 201, 204, 206, 304, 400, 401, 403, 404, 418, 999]) }),
-    () => ({ t: 'redirect', to: r.pick(['http://169.254.169.254/latest/meta-data/', 'http://[fe80::1]/v2/', 'http://0.0.0.0:1/', 'http://224.0.0.1/', 'file:///etc/passwd', 'gopher://127.0.0.1:70/', '/v2/loop', `https://${self()}/api/v1/secrets`, `http://${self()}/api/v1/secrets`]) }),
+    () => ({ t: 'redirect', to: r.pick(['http://169.254.169.254/latest/meta-data/', 'http://[fe80::1]/v2/', 'http://0.0.0.0:1/', 'http://224.0.0.1/', 'http://10.255.255.1/v2/', 'http://192.168.254.254:5000/v2/', 'file:///etc/passwd', 'gopher://127.0.0.1:70/', '/v2/loop', `https://${self()}/api/v1/secrets`, `http://${self()}/api/v1/secrets`]) }),
     () => ({ t: 'lengthMore' }),
     () => ({ t: 'lengthLess' }),
     () => ({ t: 'drip', everyMs: r.pick([200, 1000]), forMs: 20_000 }),
@@ -342,9 +342,10 @@ export function buildCase(i: number, r: Rng, keys: Keys, self: () => string, onl
     }],
     ['hostile config', () => {
       const kind = r.int(0, 3);
-      c.what = ['huge', 'layer of wrong types', 'layer missing', 'not JSON'][kind];
+      const digest = r.pick([5, {}, ['x'], 'sha256:../../x', 'md5:00']);
+      c.what = ['huge', `layer digest ${JSON.stringify(digest)}`, 'layer missing', 'not JSON'][kind];
       layout(c, yaml(good()), {
-        config: (l) => (kind === 0 ? { componentDescriptorLayer: l, pad: 'x'.repeat(2 << 20) } : kind === 1 ? { componentDescriptorLayer: { ...l, digest: r.pick([5, {}, ['x'], 'sha256:../../x', 'md5:00']) } } : kind === 2 ? { componentDescriptorLayer: { ...l, digest: sha(Buffer.from('gone')) } } : '{{{'),
+        config: (l) => (kind === 0 ? { componentDescriptorLayer: l, pad: 'x'.repeat(2 << 20) } : kind === 1 ? { componentDescriptorLayer: { ...l, digest } } : kind === 2 ? { componentDescriptorLayer: { ...l, digest: sha(Buffer.from('gone')) } } : '{{{'),
       });
     }],
     ['hostile descriptor layer', () => {

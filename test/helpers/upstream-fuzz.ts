@@ -28,6 +28,8 @@ export interface UpstreamFuzzReport {
 }
 
 type Cond = { type: string; status: string; reason?: string; message?: string };
+/** Messages of a program error that escaped (a bug even when the process survives it). */
+const INTERNAL = /is not a function|Cannot read propert|Cannot convert|is not iterable|is not defined|Maximum call stack|Invalid array length|TypeError|RangeError|ReferenceError/;
 /** A Source's reasons while its OCMComponent is not (yet) usable. */
 const WAITING = ['ComponentNotReady', 'ComponentNotVerified'];
 const ready = (o: any): Cond | undefined => o?.status?.conditions?.find((c: Cond) => c.type === 'Ready');
@@ -102,6 +104,9 @@ export async function runUpstreamFuzz(o: { seed: number; cases: number; boundMs:
           if (!flagged.has(`${c.i} ${what}`)) problems.push(`case ${c.i} (${c.what}): ${what}`);
           flagged.add(`${c.i} ${what}`);
         };
+        for (const [kind, cond] of [['OCMComponent', rc], ['Source', rs]] as const) {
+          if (cond?.message && INTERNAL.test(cond.message)) flag(`${kind} condition shows an internal error, not a reason: ${cond.reason}: ${cond.message.slice(0, 300)}`);
+        }
         if (c.expect === 'component' && rc?.status === 'True') flag(`OCMComponent Ready=True${comp.status.verified ? ' verified:true' : ''} on corrupted content: ${rc.message}`);
         if (c.expect !== 'any' && rs?.status === 'True') flag(`Source Ready=True on corrupted content: ${rs.message}`);
         const compDone = !!rc?.reason && (c.expect !== 'component' || rc.status === 'False');
