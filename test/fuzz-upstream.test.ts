@@ -3,10 +3,10 @@
 // the transport itself), and an OCMComponent and a Source read each one. Asserted
 // (test/helpers/upstream-fuzz.ts): no 5xx and every error a Status from the API meanwhile; every
 // OCMComponent of corrupted content Ready=False with a reason (never Ready=True, never verified),
-// every Source likewise, each within FUZZ_UPSTREAM_BOUND_MS, no condition showing a program error; nothing written downstream of them; the
-// event-loop stall and RSS within the README's bounds; the process alive; a canary unchanged; and
-// the same after a restart with the poisoned objects in place. Fixed seed; `npm run bench:chaos`
-// runs it longer with fresh seeds (--upstream-seed, --upstream-cases).
+// every Source likewise, each within FUZZ_UPSTREAM_BOUND_MS; no condition showing a program error;
+// nothing written downstream of them; the event-loop stall and RSS within the README's bounds; the
+// process alive; a canary unchanged; and the same after a restart with the poisoned objects in
+// place. Fixed seed plus REGRESSIONS; `npm run bench:chaos` runs it longer (--upstream-seed, ...).
 import t from 'tap';
 import { MAX_STALL_S } from './helpers/invariants.js';
 import { type Regression, runUpstreamFuzz } from './helpers/upstream-fuzz.js';
