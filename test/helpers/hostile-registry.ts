@@ -285,8 +285,8 @@ export function buildCase(i: number, r: Rng, keys: Keys, self: () => string, onl
       const v = r.pick(WRONG);
       setPath(cd, f, v);
       c.what = `${f.join('.')} = ${JSON.stringify(v)?.slice(0, 40)}`;
-      // access and labels (without signing: true) are outside what a signature covers
-      if ((f as readonly unknown[]).includes('access') || (f as readonly unknown[]).includes('labels')) c.expect = 'any';
+      // access, labels (without signing: true) and creationTime are outside what a signature covers
+      if (['access', 'labels', 'creationTime'].some((k) => (f as readonly unknown[]).includes(k))) c.expect = 'any';
       c.blobs.set(sha(blob), blob);
       layout(c, r.chance(0.5) ? yaml(cd) : Buffer.from(JSON.stringify(cd)), { tarred: r.chance(0.7), extra: [blob] });
     }],
