@@ -1,10 +1,15 @@
 // Pipeline figures (issue 6, "Performance"): a script that prints numbers, with no assertions.
 //
-// A standalone server with every reconciler, the sample component published once into its
-// embedded registry (`node dist/cli/example.js --kubeconfig FILE`), then:
+// A standalone server with every reconciler, the sample component published into its embedded
+// registry (`node dist/cli/example.js --kubeconfig FILE`, which also makes the key pair and the
+// verify Secret), and, before any timing, once more for each namespace below, in-process
+// (publishSample): the server reads its own registry for an object only under the object's
+// namespace, so namespace N gets its own copy at `<registry>/N/ocm` (its image under N/images/).
+// Then:
 //   1. one pipeline at a time: the examples/podinfo/*.yaml objects moved to namespace pipe-i
-//      (with a copy of the verify Secret), applied with ONE `kubectl apply -f -`; the time until
-//      the Flux Kustomization of that pipeline exists (seen on a watch on kustomizations).
+//      (OCMComponent pointed at `<registry>/pipe-i/ocm`, with a copy of the verify Secret),
+//      applied with ONE `kubectl apply -f -`; the time until the Flux Kustomization of that
+//      pipeline exists (seen on a watch on kustomizations).
 //   2. N independent pipelines at once (namespaces many-0..N-1, a few parallel kubectl applies):
 //      the time until all N Kustomizations exist.
 //   3. idle CPU: the server's utime+stime (/proc/<pid>/stat) over 10 s with nothing changing.
@@ -17,6 +22,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import YAML from 'yaml';
+import { ensureKeys, publishSample } from '../cli/example.js';
+import { OciClient } from '../registry/client.js';
 import { openWatch, percentile, sleep, type WatchLine } from '../test/helpers/load-client.js';
 import { startServer } from '../test/helpers/server.js';
 import { runCommand } from '../test/helpers/process.js';
@@ -28,18 +35,20 @@ const { values: flags } = parseArgs({
     runs: { type: 'string', default: '20' },
     many: { type: 'string', default: '200' },
     parallel: { type: 'string', default: '4' },
+    'publish-parallel': { type: 'string', default: '4' },
     'idle-seconds': { type: 'string', default: '10' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (flags.help) {
-  console.log('node dist/bench/pipeline.js [--runs N] [--many N] [--parallel N] [--idle-seconds N]');
+  console.log('node dist/bench/pipeline.js [--runs N] [--many N] [--parallel N] [--publish-parallel N] [--idle-seconds N]');
   process.exit(0);
 }
 const RUNS = Number(flags.runs);
 const MANY = Number(flags.many);
 const PARALLEL = Math.max(1, Number(flags.parallel));
 const IDLE_S = Number(flags['idle-seconds']);
+const PUBLISH_PARALLEL = Math.max(1, Number(flags['publish-parallel']));
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const EXAMPLE = join(root, 'examples', 'podinfo');
@@ -81,6 +90,28 @@ try {
   if (pub.code !== 0) throw new Error(`example.js failed:\n${pub.out}`);
   console.log(`published the sample component in ${ms(performance.now() - t0)}`);
 
+  // ---- and once per namespace of the bench, not timed -----------------------------------------
+  const pipeNames = Array.from({ length: RUNS }, (_, i) => `pipe-${i}`);
+  const names = Array.from({ length: MANY }, (_, i) => `many-${i}`);
+  const repoUrls = new Map<string, string>();
+  {
+    const certs = join(s.dataDir, 'certs');
+    const client = new OciClient({ ca: readFileSync(join(certs, 'ca.crt'), 'utf8'), cert: readFileSync(join(certs, 'admin.crt'), 'utf8'), key: readFileSync(join(certs, 'admin.key'), 'utf8'), retries: 2 });
+    const { privateKeyPem } = ensureKeys(join(root, 'examples', '.keys')); // example.js's default: the key the Secret holds
+    const queue = [...pipeNames, ...names];
+    t0 = performance.now();
+    try {
+      await Promise.all(
+        Array.from({ length: PUBLISH_PARALLEL }, async () => {
+          for (let ns = queue.shift(); ns; ns = queue.shift()) repoUrls.set(ns, (await publishSample(client, registry, { privateKeyPem, namespace: ns })).repositoryUrl);
+        }),
+      );
+    } finally {
+      client.close();
+    }
+    console.log(`published it under ${repoUrls.size} namespaces (${RUNS} pipe-i, ${MANY} many-i) in ${ms(performance.now() - t0)} (not part of any figure)`);
+  }
+
   const secretRes = await s.request('GET', `/api/v1/namespaces/${NS}/secrets/ocm-example-key`);
   if (secretRes.status !== 200) throw new Error(`GET secret: ${secretRes.status} ${secretRes.body}`);
   const srcSecret = secretRes.json();
@@ -104,6 +135,7 @@ try {
         continue;
       }
       o.metadata.namespace = ns;
+      if (o.kind === 'OCMComponent') o.spec.repository.url = repoUrls.get(ns);
       if (o.kind === 'KustomizationTemplate' && o.spec?.template?.targetNamespace === NS) o.spec.template.targetNamespace = ns;
       objs.push(o);
     }
@@ -143,8 +175,8 @@ try {
   console.log(`\n1. one pipeline at a time, ${RUNS} runs`);
   const times: number[] = [];
   const applyTimes: number[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    const ns = `pipe-${i}`;
+  for (const ns of pipeNames) {
+    const i = times.length;
     const input = pipelineYaml(ns);
     const start = performance.now();
     const waiting = waitFor(ns, 120_000);
@@ -165,7 +197,6 @@ try {
 
   // ---- 2. many pipelines at once -------------------------------------------------------------
   console.log(`\n2. ${MANY} independent pipelines at once (${PARALLEL} parallel kubectl applies)`);
-  const names = Array.from({ length: MANY }, (_, i) => `many-${i}`);
   const chunks: string[][] = Array.from({ length: PARALLEL }, () => []);
   names.forEach((n, i) => chunks[i % PARALLEL].push(n));
   const inputs = chunks.filter((c) => c.length).map((c) => c.map(pipelineYaml).join('---\n'));

@@ -23,7 +23,7 @@ import fs from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import YAML from 'yaml';
 import { verifyRules } from '../kinds/ocmcomponent.js';
@@ -198,7 +198,7 @@ function readExample(): ExampleTarget {
 }
 
 /** The key pair, generated on first use; written so that two concurrent runs agree on one. */
-function ensureKeys(dir: string): { privateKeyPem: string; publicKeyPem: string; created: boolean } {
+export function ensureKeys(dir: string): { privateKeyPem: string; publicKeyPem: string; created: boolean } {
   const priv = path.join(dir, 'private-key.pem');
   const pub = path.join(dir, 'public-key.pem');
   let created = false;
@@ -316,6 +316,52 @@ async function applyDocs(conn: Connection, docs: any[], say: (s: string) => void
   }
 }
 
+/**
+ * Publishes the sample component into `registry` (as this machine reaches it) with `client`, each image
+ * the spec places in that registry pushed first, signed with the (first) signature name the
+ * OCMComponent verifies. With `namespace`, under that namespace instead of the files' one: the
+ * component at `<registry>/<namespace>/ocm` and its image under `<namespace>/images/`, for an
+ * OCMComponent in that namespace (the server reads its own registry for an object only under the
+ * object's namespace). In-process, for many namespaces at once (bench/pipeline.ts).
+ */
+export async function publishSample(
+  client: OciClient,
+  registry: string,
+  opts: { privateKeyPem: string; namespace?: string; say?: (s: string) => void },
+): Promise<{ repositoryUrl: string; namespace: string; manifestDigest: string }> {
+  const target = readExample();
+  const say = opts.say ?? (() => {});
+  registry = registry.replace(/^(?:oci|https?):\/\//, '').replace(/\/+$/, '');
+  const namespace = opts.namespace ?? target.namespace;
+  // A repository path under the files' namespace, moved under `namespace`.
+  const moved = (p: string) => (p === target.namespace || p.startsWith(`${target.namespace}/`) ? namespace + p.slice(target.namespace.length) : p);
+  const basePath = moved(target.basePath);
+  const repoUrl = basePath ? `${registry}/${basePath}` : registry;
+  const repo = new OcmRepository(client, repoUrl);
+  // Overwrite: running this again publishes the same bytes (fixed creationTime, deterministic RSA
+  // PKCS#1 v1.5 signature), or re-signs with a new key.
+  const signature = target.signatures[0]?.signature ?? 'ocm-example';
+  let manifestDigest = '';
+  for (const spec of loadComponentSpecs(fs.readFileSync(SPEC_FILE, 'utf8'))) {
+    // Images the spec places in this registry (the files' address, as for the OCMComponent): a
+    // minimal real image is pushed there first, so that publishing records its manifest digest
+    // and the OCMComponent checks it, as it does for any image.
+    for (const r of spec.resources ?? []) {
+      const ref = r.access?.type === 'ociArtifact' ? String(r.access.imageReference ?? '') : '';
+      if (!ref.startsWith(`${target.registryHost}/`) && !ref.startsWith(`${registry}/`)) continue;
+      r.access!.imageReference = `${registry}/${moved(ref.slice(ref.indexOf('/') + 1))}`;
+      const image = await pushImage(client, r.access!.imageReference as string, minimalImage({ path: `${r.name}/VERSION`, content: `${spec.version}\n` }));
+      say(`pushed image ${image.ref} (${image.digest}), a minimal one: a config and one layer`);
+    }
+    const r = await publish(repo, spec, path.dirname(SPEC_FILE), { sign: { name: signature, privateKeyPem: opts.privateKeyPem }, overwrite: true, creator: 'ocm-apiserver example' }).catch((e: Error) => {
+      throw new Error(`publishing ${spec.name}:${spec.version} to ${repoUrl}: ${e.message}`);
+    });
+    manifestDigest = r.manifestDigest;
+    say(`published ${spec.name}:${spec.version} to ${repoUrl}, signed as "${signature}" (${r.manifestDigest})`);
+  }
+  return { repositoryUrl: repoUrl, namespace, manifestDigest };
+}
+
 // ---- main -----------------------------------------------------------------------------------
 
 async function main(): Promise<number> {
@@ -344,7 +390,6 @@ async function main(): Promise<number> {
 
   // The registry, as this machine reaches it.
   const registry = (values.registry ?? (await registryFromServer(conn))).replace(/^(?:oci|https?):\/\//, '').replace(/\/+$/, '');
-  const repoUrl = target.basePath ? `${registry}/${target.basePath}` : registry;
 
   // Keys, then the component.
   const keysDir = values.keys ? fromCaller(values.keys) : path.join(root, 'examples', '.keys');
@@ -352,27 +397,8 @@ async function main(): Promise<number> {
   say(`${keys.created ? 'generated' : 'using'} signing key pair ${rel(path.join(keysDir, 'private-key.pem'))}, ${rel(path.join(keysDir, 'public-key.pem'))}`);
 
   const client = new OciClient({ ca: conn.ca, cert: conn.cert, key: conn.key, credentials: conn.token ? () => ({ username: 'token', password: conn.token }) : undefined, retries: 2 });
-  const repo = new OcmRepository(client, repoUrl);
   try {
-    // Signed with the (first) signature name the OCMComponent verifies. Overwrite: running this again publishes the
-    // same bytes (fixed creationTime, deterministic RSA PKCS#1 v1.5 signature), or re-signs with a new key.
-    const signature = target.signatures[0]?.signature ?? 'ocm-example';
-    for (const spec of loadComponentSpecs(fs.readFileSync(SPEC_FILE, 'utf8'))) {
-      // Images the spec places in this registry (the files' address, as for the OCMComponent): a
-      // minimal real image is pushed there first, so that publishing records its manifest digest
-      // and the OCMComponent checks it, as it does for any image.
-      for (const r of spec.resources ?? []) {
-        const ref = r.access?.type === 'ociArtifact' ? String(r.access.imageReference ?? '') : '';
-        if (!ref.startsWith(`${target.registryHost}/`) && !ref.startsWith(`${registry}/`)) continue;
-        r.access!.imageReference = `${registry}/${ref.slice(ref.indexOf('/') + 1)}`;
-        const image = await pushImage(client, r.access!.imageReference as string, minimalImage({ path: `${r.name}/VERSION`, content: `${spec.version}\n` }));
-        say(`pushed image ${image.ref} (${image.digest}), a minimal one: a config and one layer`);
-      }
-      const r = await publish(repo, spec, path.dirname(SPEC_FILE), { sign: { name: signature, privateKeyPem: keys.privateKeyPem }, overwrite: true, creator: 'ocm-apiserver example' }).catch((e: Error) => {
-        throw new Error(`publishing ${spec.name}:${spec.version} to ${repoUrl}: ${e.message}`);
-      });
-      say(`published ${spec.name}:${spec.version} to ${repoUrl}, signed as "${signature}" (${r.manifestDigest})`);
-    }
+    await publishSample(client, registry, { privateKeyPem: keys.privateKeyPem, say });
   } finally {
     client.close();
   }
@@ -409,10 +435,19 @@ async function main(): Promise<number> {
   return 0;
 }
 
-main().then(
-  (code) => (process.exitCode = code),
-  (e: Error) => {
-    process.stderr.write(`example: ${e.message}\n${e instanceof UsageError ? `\n${USAGE}` : ''}`);
-    process.exitCode = e instanceof UsageError ? 2 : 1;
-  },
-);
+// Run only as a script (`node dist/cli/example.js`), not when imported (bench/pipeline.ts).
+const isMain = (() => {
+  try {
+    return !!process.argv[1] && import.meta.url === pathToFileURL(fs.realpathSync(process.argv[1])).href;
+  } catch {
+    return false;
+  }
+})();
+if (isMain)
+  main().then(
+    (code) => (process.exitCode = code),
+    (e: Error) => {
+      process.stderr.write(`example: ${e.message}\n${e instanceof UsageError ? `\n${USAGE}` : ''}`);
+      process.exitCode = e instanceof UsageError ? 2 : 1;
+    },
+  );
