@@ -124,6 +124,8 @@ export interface Case {
   tags?: string[];
   /** path suffix (`manifests/1.0.0`, `blobs/<digest>`, `tags/list`, `token`) -> trick */
   tricks: Map<string, Trick>;
+  /** path suffix -> how many requests are answered honestly before its trick (content that turns bad after it was checked) */
+  honest?: Map<string, number>;
 }
 
 export interface Keys {
@@ -414,6 +416,11 @@ export function buildCase(i: number, r: Rng, keys: Keys, self: () => string, onl
       layout(c, yaml(cd), { extra: [data] });
       if (kind === 5) c.tricks.set(`blobs/${sha(data)}`, { t: 'endless' });
       if (kind === 6) c.tricks.set(`blobs/${sha(data)}`, { t: 'drip', everyMs: 500, forMs: 20_000 });
+      if (kind >= 5 && r.chance(0.5)) {
+        // honest while the OCMComponent checks its digest, then endless or dripping for the Source
+        c.honest = new Map([[`blobs/${sha(data)}`, 1]]);
+        c.what += ' after one honest read';
+      }
     }],
   ];
   const [family, build] = r.pick(only ? families.filter(([f]) => f.includes(only)) : families);
@@ -510,7 +517,9 @@ export class HostileRegistry {
       body ??= Buffer.alloc(0);
       digest = d;
     }
-    const trick = c.tricks.get(rest);
+    const left = c.honest?.get(rest) ?? 0;
+    if (left > 0 && req.method === 'GET') c.honest!.set(rest, left - 1);
+    const trick = left > 0 ? undefined : c.tricks.get(rest);
     if (trick) return this.trick(req, res, trick, body, entry, { type, digest, repo });
     const headers: Record<string, string> = { 'content-type': type, 'content-length': String(body.length) };
     if (digest) headers['docker-content-digest'] = digest;
