@@ -11,10 +11,11 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import YAML from 'yaml';
+import { ensureKeys, publishSample } from '../cli/example.js';
 import { archiveToFiles } from '../providers/content.js';
 import { OciClient } from '../registry/client.js';
 import { pullSnapshot } from '../registry/snapshot.js';
-import { kubectlJson, startServer, type TestServer } from './helpers/server.js';
+import { kubectlJson, startServer, type TestServer, waitFor, yamlDocs } from './helpers/server.js';
 import { runCommand } from './helpers/process.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -192,4 +193,22 @@ t.test('running npm run example again, with --apply, changes nothing', async (t)
   t.equal(after.spec.repository.url, `${registry}/podinfo/ocm`, 'still this server\'s registry');
   t.equal(after.status.conditions[0].status, 'True', 'the OCMComponent is still Ready');
   t.equal(after.metadata.generation, before.metadata.generation, 'and unchanged');
+});
+
+t.test('publishSample under another namespace (bench/pipeline.ts): an OCMComponent there reads and verifies its own copy', async (t) => {
+  const other = 'sample-copy';
+  const keys = ensureKeys(join(root, 'examples', '.keys'));
+  const r = await publishSample(client, registry, { privateKeyPem: keys.privateKeyPem, namespace: other });
+  t.equal(r.repositoryUrl, `${registry}/${other}/ocm`, 'the component under the namespace');
+  t.equal((await client.getManifest(`${registry}/${other}/images/podinfo:6.8.0`)).manifest.layers.length, 1, 'and its image');
+  const comp = { apiVersion: 'delivery.ocm.software/v1alpha1', kind: 'OCMComponent', metadata: { name: 'podinfo', namespace: other }, spec: { interval: '10m', name: 'ocm.software/demos/podinfo', version: '6.8.x', repository: { url: r.repositoryUrl }, verify: [{ signature: 'ocm-example', secretRef: { name: 'ocm-example-key' } }] } };
+  const secret = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'ocm-example-key', namespace: other }, stringData: { 'ocm-example': keys.publicKeyPem } };
+  const a = await s.kubectl(['apply', '-f', '-'], { input: yamlDocs({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: other } }, secret, comp) });
+  t.equal(a.code, 0, a.stderr);
+  const ready = await waitFor('the copy Ready', async () => {
+    const o = await json(['get', 'ocmcomponent', 'podinfo', '-n', other]);
+    return o.status?.conditions?.find((c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True') ? o : undefined;
+  });
+  t.equal(ready.status.verified, true, 'the signature verified');
+  t.match(ready.status.conditions.find((c: { type: string }) => c.type === 'Verified').message, /digests of 3 stored resources/, 'the image in the copy checked too');
 });
