@@ -201,7 +201,8 @@ function setPath(o: any, path: readonly (string | number)[], v: unknown) {
 /** A well-formed, signed descriptor with one local blob resource and, sometimes, a reference. */
 function goodDescriptor(name: string, blob: Buffer, keys: Keys, opts: { ref?: { name: string; digest?: any } } = {}): any {
   const cd: any = head(name);
-  cd.component.resources.push({ name: 'data', version: '1.0.0', type: 'blob', relation: 'local', access: { type: 'localBlob', localReference: sha(blob), mediaType: 'application/x-tar' }, digest: genericBlobDigest(blob) });
+  // its version differs from the component's: an empty one defaults to that (as in OCM), which must then not verify
+  cd.component.resources.push({ name: 'data', version: '1.0.1', type: 'blob', relation: 'local', access: { type: 'localBlob', localReference: sha(blob), mediaType: 'application/x-tar' }, digest: genericBlobDigest(blob) });
   if (opts.ref) cd.component.componentReferences.push({ name: 'ref', componentName: opts.ref.name, version: '1.0.0', ...(opts.ref.digest ? { digest: opts.ref.digest } : {}) });
   return signed(cd, keys);
 }
