@@ -26,7 +26,7 @@ const MAX_CONFIG_DATA_BYTES = 16 << 20;
  * ConfigData or a file to edit is parsed (the \`yaml\` package's documents: about 40 per byte, 116 MiB
  * for 3 MiB of manifests). Texts parsed are at most 3 MiB (MAX_BYTES), checked by prescan first.
  */
-const YAML_HEAP_PER_BYTE = 48;
+export const YAML_HEAP_PER_BYTE = 48;
 /** A text over prescan's limits (size, depth, anchors), as a TransformError naming it. */
 function prescanned(text: Buffer | string, what: string, documents: number): void {
   try {
@@ -670,9 +670,14 @@ export class SnapshotEditor {
 
   /** Throws (naming `what`) unless `file` is in the snapshot and is YAML. */
   requireFile(file: string, what: string): void {
+    this.checkPath(file, what);
+    this.state(normalizeFile(file), what);
+  }
+
+  /** Throws (naming `what`) unless `file` is a relative path without `..`. */
+  checkPath(file: string, what: string): void {
     const name = normalizeFile(file);
     if (name.split('/').includes('..') || name.startsWith('/')) throw new TransformError(`${what}: file ${q(file)} must be a path relative to the root of the snapshot, without '..'`);
-    this.state(name, what);
   }
 
   /** Sets `path` in `file` to `value`; `what` names the rule in error messages. Returns the number of documents changed. */
@@ -870,7 +875,7 @@ function replaceText(st: FileState, r: Replace): string | undefined {
     .join('\n')}`;
 }
 
-const normalizeFile = (f: string) => f.replace(/\\/g, '/').replace(/^(\.\/)+/, '').replace(/\/{2,}/g, '/');
+export const normalizeFile = (f: string) => f.replace(/\\/g, '/').replace(/^(\.\/)+/, '').replace(/\/{2,}/g, '/');
 
 function renderDocStructural(st: FileState, d: DocState): string {
   if (st.json) {

@@ -23,7 +23,8 @@ import addFormatsModule from 'ajv-formats';
 import YAML from 'yaml';
 import { configuratorValues } from '../kinds/configurator.js';
 import { isRecord, specOf } from '../kinds/common.js';
-import { ComponentResolver, type ConfigData, SnapshotEditor, TransformError, YAML_11, getValueAt, loadConfigData, parseYamlPath } from './configdata.js';
+import { ComponentResolver, type ConfigData, TransformError, YAML_11, getValueAt, loadConfigData, parseYamlPath } from './configdata.js';
+import { SnapshotEdits } from './edit-worker.js';
 import type { ActionContext, ActionProvider } from './types.js';
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
@@ -391,13 +392,17 @@ export const configuratorProvider: ActionProvider = {
     const resolver = new ComponentResolver(ctx);
     const cfg = await loadConfigData(ctx, resolver, spec.configRef);
     const values = await configurationValues(ctx, cfg.config, cfg.what);
-    const editor = new SnapshotEditor(ctx.input.files);
-    for (const [i, rule] of (cfg.config.configuration?.rules ?? []).entries()) {
-      const label = `configuration rule ${i} of ${cfg.what} (file ${q(rule.file)}, path ${q(rule.path)})`;
-      await editor.open(rule.file, label);
-      const value = ruleValue(rule.value, values, label);
-      editor.set(rule.file, rule.path, value, label);
+    const editor = new SnapshotEdits(ctx.input.files); // large files edited off the event loop
+    try {
+      for (const [i, rule] of (cfg.config.configuration?.rules ?? []).entries()) {
+        const label = `configuration rule ${i} of ${cfg.what} (file ${q(rule.file)}, path ${q(rule.path)})`;
+        await editor.open(rule.file, label);
+        const value = ruleValue(rule.value, values, label);
+        await editor.set(rule.file, rule.path, value, label);
+      }
+      return { files: await editor.result() };
+    } finally {
+      editor.close();
     }
-    return { files: editor.result() };
   },
 };

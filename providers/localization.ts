@@ -18,13 +18,13 @@ import { specOf } from '../kinds/common.js';
 import {
   type ComponentHandle,
   ComponentResolver,
-  SnapshotEditor,
   TransformError,
   componentName,
   loadConfigData,
   resourceText,
   toResourceRef,
 } from './configdata.js';
+import { SnapshotEdits } from './edit-worker.js';
 import type { ActionProvider } from './types.js';
 
 export type LocalizationTarget = (typeof LOCALIZATION_TARGETS)[number];
@@ -137,33 +137,37 @@ export const localizationProvider: ActionProvider = {
     }
     inline.forEach((raw, i) => rules.push({ where: `spec.rules[${i}]`, raw: (raw ?? {}) as Record<string, unknown>, base: resolver.root }));
 
-    const editor = new SnapshotEditor(ctx.input.files);
-    for (const rule of rules) {
-      const { raw } = rule;
-      const file = typeof raw.file === 'string' ? raw.file : undefined;
-      const resName = typeof raw.resource === 'string' ? raw.resource : (raw.resource as { name?: unknown } | undefined)?.name;
-      const label = `localization rule ${rule.where} (resource ${JSON.stringify(resName ?? null)}, file ${JSON.stringify(file ?? null)})`;
-      if (raw.mapping != null) {
-        throw new TransformError(`${label}: mapping rules (a CUE transform) are not supported; use image, registry, repository, fullyQualifiedRepository or tag`);
+    const editor = new SnapshotEdits(ctx.input.files); // large files edited off the event loop
+    try {
+      for (const rule of rules) {
+        const { raw } = rule;
+        const file = typeof raw.file === 'string' ? raw.file : undefined;
+        const resName = typeof raw.resource === 'string' ? raw.resource : (raw.resource as { name?: unknown } | undefined)?.name;
+        const label = `localization rule ${rule.where} (resource ${JSON.stringify(resName ?? null)}, file ${JSON.stringify(file ?? null)})`;
+        if (raw.mapping != null) {
+          throw new TransformError(`${label}: mapping rules (a CUE transform) are not supported; use image, registry, repository, fullyQualifiedRepository or tag`);
+        }
+        if (!file) throw new TransformError(`${label}: file is required`);
+        const targets = LOCALIZATION_TARGETS.filter((t) => raw[t] !== undefined && raw[t] !== null && raw[t] !== '');
+        for (const t of targets) if (typeof raw[t] !== 'string') throw new TransformError(`${label}: ${t} must be a YAML path (a string)`);
+        if (!targets.length) throw new TransformError(`${label}: sets none of ${LOCALIZATION_TARGETS.join(', ')}`);
+        const ref = toResourceRef(raw.resource, label);
+        let resource: Resource;
+        let holder: ComponentHandle;
+        try {
+          ({ resource, component: holder } = await resolver.resource(rule.base, ref));
+        } catch (e) {
+          if (e instanceof TransformError) throw new TransformError(`${label}: ${e.message}`);
+          throw e;
+        }
+        await editor.open(file, label);
+        const parts = withLabel(label, () => parseImageReference(imageReferenceOf(resource, `${resourceText(ref)} of ${componentName(holder)}`)));
+        for (const t of targets) await editor.set(file, raw[t] as string, parts[t], `${label}, ${t}`);
       }
-      if (!file) throw new TransformError(`${label}: file is required`);
-      const targets = LOCALIZATION_TARGETS.filter((t) => raw[t] !== undefined && raw[t] !== null && raw[t] !== '');
-      for (const t of targets) if (typeof raw[t] !== 'string') throw new TransformError(`${label}: ${t} must be a YAML path (a string)`);
-      if (!targets.length) throw new TransformError(`${label}: sets none of ${LOCALIZATION_TARGETS.join(', ')}`);
-      const ref = toResourceRef(raw.resource, label);
-      let resource: Resource;
-      let holder: ComponentHandle;
-      try {
-        ({ resource, component: holder } = await resolver.resource(rule.base, ref));
-      } catch (e) {
-        if (e instanceof TransformError) throw new TransformError(`${label}: ${e.message}`);
-        throw e;
-      }
-      await editor.open(file, label);
-      const parts = withLabel(label, () => parseImageReference(imageReferenceOf(resource, `${resourceText(ref)} of ${componentName(holder)}`)));
-      for (const t of targets) editor.set(file, raw[t] as string, parts[t], `${label}, ${t}`);
+      return { files: await editor.result() };
+    } finally {
+      editor.close();
     }
-    return { files: editor.result() };
   },
 };
 
