@@ -60,9 +60,14 @@ export class OffThread {
 
   constructor(private opts: OffThreadOptions) {}
 
-  /** New limits, for the next thread (tests). */
+  /** New limits (tests): the thread ends, the next one has them. */
   configure(o: Partial<Pick<OffThreadOptions, 'heapMib' | 'timeoutMs'>>): void {
     this.opts = { ...this.opts, ...o };
+    const w = this.worker;
+    if (w) {
+      this.fail(w, new Error(`the ${this.opts.name} thread was restarted with new limits`));
+      void w.terminate();
+    }
   }
 
   get heapMib(): number {
