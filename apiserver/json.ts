@@ -223,6 +223,9 @@ export async function stringifyJson(value: unknown): Promise<string> {
   return parts.length === 1 ? parts[0] : parts.join('');
 }
 
+/** stringifyJson in pieces of about 64 KiB, to be sent one by one (no 30 MB string made at once). */
+export const stringifyJsonParts = (value: unknown): Promise<string[]> => serialize(value);
+
 /**
  * stringifyJson with the value of one field left out: `[before, after]`, to be joined around the
  * value's JSON (the store puts the resourceVersion it assigns there without serialising again).

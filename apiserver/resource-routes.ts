@@ -4,6 +4,9 @@ import type { KubeObject } from '../kinds/types.js';
 import type { StoredObject } from '../storage/store.js';
 import { badRequest, methodNotAllowed, pathNotFound } from './errors.js';
 import { bodyType, negotiate, parseRequestBody, type Representation, serialize, type Target } from './negotiate.js';
+import { Readable } from 'node:stream';
+import { nextTurn, stringifyJson, stringifyJsonParts } from './json.js';
+import { yamlOfJson, yamlOfList } from './yaml.js';
 import type { Resource, ResourceRegistry } from './resources.js';
 import { checkDuplicates, fillTypeMeta, type GenericREST, type ListPage, type ListQuery, parseDeleteOptions, type RequestOptions, requestOptions } from './rest.js';
 import { type IncludeObject, partialMetadata, table } from './table.js';
@@ -62,6 +65,13 @@ function contentType(t: Target): string {
   return t.format === 'yaml' ? 'application/yaml' : 'application/json';
 }
 
+/** A value as JSON or YAML, serialised in slices (JSON of a list: sent in pieces). */
+async function encode(v: unknown, format: 'json' | 'yaml', list = false): Promise<string | Readable> {
+  if (format === 'json' && list) return Readable.from(await stringifyJsonParts(v), { objectMode: false });
+  const json = await stringifyJson(v);
+  return format === 'json' ? json : yamlOfJson(json);
+}
+
 export class ResourceHandler {
   readonly watches: WatchHub;
 
@@ -72,23 +82,47 @@ export class ResourceHandler {
     this.watches = watches;
   }
 
-  private sendObject(reply: FastifyReply, code: number, r: Resource, o: StoredObject, t: Target, q: Query) {
-    reply.code(code).header('Content-Type', contentType(t));
-    if (t.as === 'Table') return reply.send(serialize(table(r, [o.obj], includeObject(q), { resourceVersion: o.obj.metadata.resourceVersion }), t.format));
-    if (t.as === 'PartialObjectMetadata') return reply.send(serialize(partialMetadata(o.obj), t.format));
-    return reply.send(t.format === 'json' ? o.json : serialize(o.obj, 'yaml'));
+  // Answers are serialised in slices (apiserver/json.ts), YAML past a few KiB on a worker thread
+  // (apiserver/yaml.ts), and lists of stored objects sent object by object: a list of large objects
+  // must not hold the event loop while it is serialised (issue 15).
+  private async sendObject(reply: FastifyReply, code: number, r: Resource, o: StoredObject, t: Target, q: Query) {
+    const body =
+      t.as === 'Table'
+        ? await encode(table(r, [o.obj], includeObject(q), { resourceVersion: o.obj.metadata.resourceVersion }), t.format, false)
+        : t.as === 'PartialObjectMetadata'
+          ? await encode(partialMetadata(o.obj), t.format, false)
+          : t.format === 'json'
+            ? o.json
+            : await yamlOfJson(o.json);
+    return reply.code(code).header('Content-Type', contentType(t)).send(body);
   }
 
-  private sendList(reply: FastifyReply, r: Resource, page: ListPage, t: Target, q: Query) {
+  private async sendList(reply: FastifyReply, r: Resource, page: ListPage, t: Target, q: Query) {
     const meta: Record<string, unknown> = { resourceVersion: page.resourceVersion };
     if (page.continue) meta.continue = page.continue;
     if (page.remainingItemCount !== undefined) meta.remainingItemCount = page.remainingItemCount;
-    reply.code(200).header('Content-Type', contentType(t));
-    if (t.as === 'Table') return reply.send(serialize(table(r, page.items.map((i) => i.obj), includeObject(q), meta), t.format));
-    if (t.as === 'PartialObjectMetadataList')
-      return reply.send(serialize({ kind: 'PartialObjectMetadataList', apiVersion: 'meta.k8s.io/v1', metadata: meta, items: page.items.map((i) => partialMetadata(i.obj)) }, t.format));
-    if (t.format === 'yaml') return reply.send(serialize({ apiVersion: r.apiVersion, kind: r.listKind, metadata: meta, items: page.items.map((i) => i.obj) }, 'yaml'));
-    return reply.send(`{"apiVersion":"${r.apiVersion}","kind":"${r.listKind}","metadata":${JSON.stringify(meta)},"items":[${page.items.map((i) => i.json).join(',')}]}`);
+    let body: string | Readable;
+    if (t.as === 'Table') body = await encode(table(r, page.items.map((i) => i.obj), includeObject(q), meta), t.format, page.items.length > 1);
+    else if (t.as === 'PartialObjectMetadataList')
+      body = await encode({ kind: 'PartialObjectMetadataList', apiVersion: 'meta.k8s.io/v1', metadata: meta, items: page.items.map((i) => partialMetadata(i.obj)) }, t.format, page.items.length > 1);
+    else {
+      const head = `{"apiVersion":"${r.apiVersion}","kind":"${r.listKind}","metadata":${JSON.stringify(meta)},"items":[`;
+      if (t.format === 'yaml') body = await yamlOfList(`{"apiVersion":"${r.apiVersion}","kind":"${r.listKind}","metadata":${JSON.stringify(meta)}}`, page.items.map((i) => i.json));
+      else if (page.items.length < 2) body = `${head}${page.items.map((i) => i.json).join(',')}]}`;
+      else
+        body = Readable.from(
+          (async function* () {
+            yield head;
+            for (let i = 0; i < page.items.length; i++) {
+              yield i ? `,${page.items[i].json}` : page.items[i].json;
+              await nextTurn();
+            }
+            yield ']}';
+          })(),
+          { objectMode: false },
+        );
+    }
+    return reply.code(200).header('Content-Type', contentType(t)).send(body);
   }
 
   private warn(reply: FastifyReply, opts: RequestOptions) {

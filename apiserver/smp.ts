@@ -21,7 +21,10 @@ const isMap = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !
 // Own properties only, written as data properties: a `__proto__` key in a patch is a field name,
 // never the prototype (no prototype pollution through a patch).
 const own = (o: Obj, k: string): unknown => (Object.hasOwn(o, k) ? o[k] : undefined);
-const put = (o: Obj, k: string, v: unknown) => Object.defineProperty(o, k, { value: v, writable: true, enumerable: true, configurable: true });
+const put = (o: Obj, k: string, v: unknown) => {
+  if (k === '__proto__') Object.defineProperty(o, k, { value: v, writable: true, enumerable: true, configurable: true });
+  else o[k] = v; // (a data property already, or a new one: defineProperty is slower, and only __proto__ needs it)
+};
 const DELETE_LIST = '$deleteFromPrimitiveList/';
 const ORDER = '$setElementOrder/';
 
@@ -43,7 +46,8 @@ function mergeMap(orig: Obj, patch: Obj, path: string, st: PatchStrategies): Obj
   const retain = patch.$retainKeys;
   if (retain !== undefined && (!Array.isArray(retain) || retain.some((k) => typeof k !== 'string'))) throw badRequest('$retainKeys must be a list of strings');
   const orders: Record<string, unknown[]> = {};
-  for (const [k, v] of Object.entries(patch)) {
+  for (const k of Object.keys(patch)) {
+    const v = patch[k];
     if (k === '$patch' || k === '$retainKeys') continue;
     if (k.startsWith(ORDER)) {
       if (!Array.isArray(v)) throw badRequest(`${k} must be a list`);
@@ -54,7 +58,8 @@ function mergeMap(orig: Obj, patch: Obj, path: string, st: PatchStrategies): Obj
       const field = k.slice(DELETE_LIST.length);
       if (!Array.isArray(v)) throw badRequest(`${k} must be a list`);
       const cur = own(orig, field);
-      if (Array.isArray(cur)) put(orig, field, cur.filter((x) => !v.some((d) => equal(d, x))));
+      const del = new Set(v.map(idOf));
+      if (Array.isArray(cur)) put(orig, field, cur.filter((x) => !del.has(idOf(x))));
       continue;
     }
     if (k.startsWith('$')) throw badRequest(`unknown patch directive: ${k}`);
@@ -69,60 +74,102 @@ function mergeMap(orig: Obj, patch: Obj, path: string, st: PatchStrategies): Obj
     } else if (Array.isArray(v) && Object.hasOwn(st, p)) {
       const cur = own(orig, k);
       put(orig, k, mergeList(Array.isArray(cur) ? cur : [], v, p, st[p], st));
-    } else put(orig, k, clean(structuredClone(v)));
+    } else put(orig, k, v !== null && typeof v === 'object' ? clean(structuredClone(v)) : v);
   }
   for (const [field, order] of Object.entries(orders)) {
     const p = path ? `${path}.${field}` : field;
     const cur = own(orig, field);
     if (Array.isArray(cur)) put(orig, field, applyOrder(cur, order, Object.hasOwn(st, p) ? st[p] : ''));
   }
-  if (Array.isArray(retain)) for (const k of Object.keys(orig)) if (!retain.includes(k)) delete orig[k];
+  if (Array.isArray(retain)) {
+    const keep = new Set(retain as string[]);
+    for (const k of Object.keys(orig)) if (!keep.has(k)) delete orig[k];
+  }
   return orig;
 }
+
+// Elements are found by their JSON (what `equal` compares) in Maps: a list of 20,000 finalizers or
+// ownerReferences must not compare every element with every other one (issue 15).
+const GONE = Symbol('deleted');
 
 function mergeList(orig: unknown[], patch: unknown[], path: string, mergeKey: string, st: PatchStrategies): unknown[] {
   // `{$patch: replace}` as an element: the rest of the patch list is the list
   if (patch.some((e) => isMap(e) && e.$patch === 'replace')) return patch.filter((e) => !(isMap(e) && e.$patch === 'replace')).map((e) => clean(structuredClone(e)));
-  const out = [...orig];
+  const out: unknown[] = [...orig];
   if (!mergeKey) {
+    const seen = new Set(out.map(idOf));
     for (const e of patch) {
       if (isMap(e)) throw badRequest(`${path}: a list of scalars cannot merge a map`);
-      if (!out.some((x) => equal(x, e))) out.push(e);
+      const id = idOf(e);
+      if (!seen.has(id)) out.push(e), seen.add(id);
     }
     return out;
   }
+  // merge key -> the indexes of the elements that have it, in order (the first one live is the one)
+  const at = new Map<string, number[]>();
+  const index = (x: unknown, i: number) => {
+    if (!isMap(x)) return;
+    const k = own(x, mergeKey);
+    if (k === undefined) return;
+    const id = idOf(k);
+    const l = at.get(id);
+    if (l) l.push(i);
+    else at.set(id, [i]);
+  };
+  out.forEach(index);
+  const find = (id: string) => {
+    const l = at.get(id);
+    while (l?.length && out[l[0]] === GONE) l.shift();
+    return l?.length ? l[0] : -1;
+  };
   for (const e of patch) {
     if (!isMap(e)) throw badRequest(`${path}: an element without the merge key ${mergeKey}`);
     const key = own(e, mergeKey);
     if (key === undefined) throw badRequest(`map: ${JSON.stringify(e)} does not contain declared merge key: ${mergeKey}`);
-    const i = out.findIndex((x) => isMap(x) && equal(own(x, mergeKey), key));
+    const i = find(idOf(key));
     if (e.$patch === 'delete') {
-      if (i >= 0) out.splice(i, 1);
+      if (i >= 0) out[i] = GONE;
       continue;
     }
     if (i >= 0) {
       const merged = mergeMap(out[i] as Obj, e, path, st);
-      if (merged === undefined) out.splice(i, 1);
-      else out[i] = merged;
-    } else out.push(mergeMap({}, e, path, st));
+      out[i] = merged === undefined ? GONE : merged;
+    } else {
+      const added = mergeMap({}, e, path, st);
+      out.push(added);
+      index(added, out.length - 1);
+    }
   }
-  return out;
+  return out.filter((x) => x !== GONE);
 }
 
 /** `$setElementOrder`: the listed elements in that order, the others kept at their relative place. */
 function applyOrder(list: unknown[], order: unknown[], mergeKey: string): unknown[] {
   const keyOf = (x: unknown) => (mergeKey && isMap(x) ? x[mergeKey] : x);
-  const rank = (x: unknown) => order.findIndex((o) => equal(mergeKey && isMap(o) ? o[mergeKey] : o, keyOf(x)));
-  const listed = list.filter((x) => rank(x) >= 0).sort((a, b) => rank(a) - rank(b));
-  const others = list.filter((x) => rank(x) < 0);
-  // each other element goes back right after the listed element that preceded it
-  const out = [...listed];
-  for (const x of others) {
-    const before = list.slice(0, list.indexOf(x)).filter((y) => rank(y) >= 0);
-    const anchor = before.length ? out.indexOf(before[before.length - 1]) + 1 : 0;
-    let at = anchor;
-    while (at < out.length && others.includes(out[at]) && list.indexOf(out[at]) < list.indexOf(x)) at++;
-    out.splice(at, 0, x);
+  const ranks = new Map<string, number>();
+  order.forEach((o, i) => {
+    const id = idOf(keyOf(o));
+    if (!ranks.has(id)) ranks.set(id, i);
+  });
+  const rank = (x: unknown) => ranks.get(idOf(keyOf(x))) ?? -1;
+  const r = list.map(rank);
+  // each other element goes back right after the listed element that preceded it in the list
+  const lead: unknown[] = [];
+  const after = new Map<number, unknown[]>(); // index in `list` of a listed element -> the others after it
+  const listed: number[] = [];
+  let last = -1;
+  list.forEach((x, i) => {
+    if (r[i] >= 0) {
+      listed.push(i);
+      last = i;
+    } else if (last < 0) lead.push(x);
+    else (after.get(last) ?? after.set(last, []).get(last)!).push(x);
+  });
+  listed.sort((a, b) => r[a] - r[b] || a - b);
+  const out = lead;
+  for (const i of listed) {
+    out.push(list[i]);
+    for (const x of after.get(i) ?? []) out.push(x);
   }
   return out;
 }
@@ -136,6 +183,5 @@ function clean<T>(v: T): T {
   return out as T;
 }
 
-function equal(a: unknown, b: unknown): boolean {
-  return a === b || JSON.stringify(a) === JSON.stringify(b);
-}
+const idOf = (x: unknown): string => String(JSON.stringify(x));
+

@@ -10,6 +10,7 @@ import type { Target } from './negotiate.js';
 import { keyFor, type Resource } from './resources.js';
 import { type IncludeObject, partialMetadata, table } from './table.js';
 import { parseRV } from './rest.js';
+import { nextTurn } from './json.js';
 import type { Matcher } from './selectors.js';
 
 export interface WatchParams {
@@ -113,11 +114,15 @@ export class WatchHub {
       if (initial) {
         const l = await this.store.list(prefix, { filter: match && ((o) => match(o.obj)) });
         if (rvParam !== '' && rvParam !== '0' && Number(rvParam) > l.rv) throw timeout(`Too large resource version: ${rvParam}, current: ${l.rv}`); // kube: 504, not 410 (which means re-list)
-        for (const o of l.items) write(line('ADDED', o));
+        for (const o of l.items) {
+          write(line('ADDED', o));
+          if (o.json.length > 1 << 16) await nextTurn(); // (each large object in a turn of its own)
+        }
         fromRV = l.rv;
         if (p.sendInitialEvents) bookmark(fromRV, true);
       } else if (p.sendInitialEvents === false && (rvParam === '' || rvParam === '0')) fromRV = this.store.currentRV(); // kube: from any (the current) rv
       else fromRV = Number(rvParam);
+      if (ended) return; // (closed while the initial events were written)
       handle = this.store.watch(prefix, fromRV, (ev) => this.deliver(ev, match, line, write), (err) => fail(expired(err.message)));
     } catch (err) {
       if (err instanceof StoreError && err.code === 'Expired') return fail(expired(`too old resource version: ${rvParam} (${this.oldest()})`));

@@ -65,11 +65,38 @@ function yamlWorker(): Worker {
   return (worker = w);
 }
 
-/** parseYamlText on the worker thread: the value as JSON text. */
-export function parseYamlOffThread(text: string): Promise<string> {
+function onWorker(op: 'parse' | 'stringify' | 'list', text: string, items?: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     const id = ++seq;
     waiting.set(id, { resolve, reject });
-    yamlWorker().postMessage({ id, text });
+    yamlWorker().postMessage({ id, text, op, items });
   });
+}
+
+/**
+ * A list as YAML, its items one at a time (one document of 20 MB would be a syntax tree of GBs):
+ * `head` is the list's JSON without items, `items` each item's JSON. As YAML.stringify writes it.
+ */
+export function yamlList(head: string, items: string[]): string {
+  if (!items.length) return YAML.stringify({ ...JSON.parse(head), items: [] });
+  let out = `${YAML.stringify(JSON.parse(head))}items:\n`;
+  for (const item of items) {
+    const lines = YAML.stringify(JSON.parse(item)).replace(/\n$/, '').split('\n');
+    out += `  - ${lines[0]}\n`;
+    for (let i = 1; i < lines.length; i++) out += lines[i] ? `    ${lines[i]}\n` : '\n';
+  }
+  return out;
+}
+
+/** yamlList, past a few KiB on the worker thread. */
+export async function yamlOfList(head: string, items: string[]): Promise<string> {
+  return head.length + items.reduce((n, i) => n + i.length, 0) <= YAML_INLINE_BYTES ? yamlList(head, items) : onWorker('list', head, items);
+}
+
+/** parseYamlText on the worker thread: the value as JSON text. */
+export const parseYamlOffThread = (text: string): Promise<string> => onWorker('parse', text);
+
+/** YAML.stringify of a value given as JSON text; past a few KiB on the worker thread. */
+export async function yamlOfJson(json: string): Promise<string> {
+  return json.length <= YAML_INLINE_BYTES ? YAML.stringify(JSON.parse(json)) : onWorker('stringify', json);
 }
