@@ -1,7 +1,8 @@
 // The server's own event-loop stall around one request: its nodejs_eventloop_lag_max_seconds
 // (prom-client's maximum since the last scrape, reset by every scrape) read before and after.
 // On a shared machine a stall can be another process's fault: `reproduced` sends an input that
-// went over the bound again, alone, and counts it over only when every try is over.
+// went over the bound again, alone, and counts it over only when every try is over; `quiet` waits
+// before each try until the idle server's own stall is small (nothing else holds the CPU).
 import { Agent, request as httpsRequest } from 'node:https';
 
 export interface Res {
@@ -38,6 +39,17 @@ export async function measured<T>(agent: Agent, port: number, fn: () => Promise<
   await stallMs(agent, port);
   const value = await fn();
   return { ms: await stallMs(agent, port), value };
+}
+
+/** Waits (up to `maxMs`) until the idle server's stall over 300 ms is at most `idleMs`; whether it was. */
+export async function quiet(agent: Agent, port: number, idleMs = 25, maxMs = 15_000): Promise<boolean> {
+  const until = Date.now() + maxMs;
+  while (Date.now() < until) {
+    await stallMs(agent, port);
+    await new Promise((r) => setTimeout(r, 300));
+    if ((await stallMs(agent, port)) <= idleMs) return true;
+  }
+  return false;
 }
 
 /**
