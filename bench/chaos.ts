@@ -430,6 +430,7 @@ async function upstream() {
     line('  OCMComponent / Source reasons', [...reasons].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ×${v}`).join('; '));
     line('  longest event-loop stall (ms) / resident memory (MiB)', `${fmt(r.stallMs, 0)} / ${fmt(r.rssMiB, 0)}`);
     line('  requests to the hostile registry', r.requests);
+    for (const w of r.slowest) line(`  stall ${fmt(w.ms, 0)} ms at ${fmt(w.at / 1000)} s, serving`, w.served.join(', ').slice(0, 200));
   }
 }
 

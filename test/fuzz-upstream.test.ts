@@ -37,6 +37,7 @@ t.test(`${CASES} hostile component versions (seed ${SEED}) and ${REGRESSIONS.len
     const o = r.outcomes.get(c.i);
     t.comment(`c${c.i} ${c.expect} ${c.what}: OCMComponent ${o?.component}, Source ${o?.source}${o?.ms ? ` after ${o.ms} ms` : ''}`);
   }
+  for (const w of r.slowest) t.comment(`stall ${w.ms.toFixed(0)} ms at ${w.at} ms, serving ${w.served.join(', ')}`);
   t.comment(`event-loop stall ${r.stallMs.toFixed(0)} ms, RSS ${r.rssMiB.toFixed(0)} MiB, ${r.requests} requests to the hostile registry`);
   t.same(r.problems, [], 'no invariant broken');
   // The stall bound (with slack for the shared machine); a run over it is repeated once, and fails only if over it again.

@@ -23,6 +23,8 @@ export interface UpstreamFuzzReport {
   /** case index -> final Ready reason of its OCMComponent / Source */
   outcomes: Map<number, { component?: string; source?: string; verified?: boolean; ms?: number }>;
   stallMs: number;
+  /** The slowest polling windows: when (ms into the run), the stall, what the registry served meanwhile. */
+  slowest: { at: number; ms: number; served: string[] }[];
   rssMiB: number;
   requests: number;
 }
@@ -54,6 +56,7 @@ export async function runUpstreamFuzz(o: { seed: number; cases: number; boundMs:
   const args = ['--allow-private-upstreams', ...(o.serverArgs ?? [])];
   let s: TestServer | undefined;
   let stallMs = NaN;
+  const windows: UpstreamFuzzReport['slowest'] = [];
   let rssMiB = NaN;
   try {
     s = await startServer({ dataDir, reconcilers: 'all', args });
@@ -83,15 +86,24 @@ export async function runUpstreamFuzz(o: { seed: number; cases: number; boundMs:
         { apiVersion: 'delivery.ocm.software/v1alpha1', kind: 'Source', metadata: { name: `s${c.i}`, namespace: NS }, spec: { componentRef: { name: `c${c.i}` }, providerRef: { apiVersion: 'delivery.ocm.software/v1alpha1', kind: 'OCMResource', name: `r${c.i}` } } },
       );
     }
+    await metrics();
     const started = Date.now();
     const applied = await s.kubectl(['apply', '-f', '-'], { input: yamlDocs(...objs), timeoutMs: 60_000 });
     if (applied.code !== 0) problems.push(`kubectl apply: ${applied.stderr.slice(0, 500)}`);
     const canary = (await api('GET', canaryPath)).body;
+    const afterApply = await metrics();
+    windows.push({ at: 0, ms: afterApply.stall * 1000, served: ['(kubectl apply, and the first reconciles meanwhile)'] });
 
     // Until every OCMComponent and Source shows what its case requires, or the bound.
     const settled = new Set<number>();
     const flagged = new Set<string>();
+    let windowStart = Date.now();
     for (;;) {
+      // the stall of this window (the scrape resets the server's maximum), and what was served in it
+      const w = await metrics();
+      const served = reg.requests.filter((q) => q.at >= windowStart).map((q) => `${q.path.replace(/^\/v2\/ocm\/component-descriptors\//, '')}${q.trick ? ` (${q.trick})` : ''}`);
+      windows.push({ at: windowStart - started, ms: w.stall * 1000, served: [...new Set(served)].slice(0, 12) });
+      windowStart = Date.now();
       const comps = new Map<string, any>(((await api('GET', `${G}/namespaces/${NS}/ocmcomponents`)).json()?.items ?? []).map((x: any) => [x.metadata.name, x]));
       const srcs = new Map<string, any>(((await api('GET', `${G}/namespaces/${NS}/sources`)).json()?.items ?? []).map((x: any) => [x.metadata.name, x]));
       for (const c of cases) {
@@ -131,7 +143,7 @@ export async function runUpstreamFuzz(o: { seed: number; cases: number; boundMs:
       if (mine.length) problems.push(`case ${c.i} (${c.what}): ComponentDescriptor ${mine[0].metadata.name} written for corrupted content`);
     }
     const m = await metrics();
-    stallMs = m.stall * 1000;
+    stallMs = Math.max(m.stall * 1000, ...windows.map((x) => x.ms));
     rssMiB = m.rss / 2 ** 20;
     if (!(m.rss <= MAX_RSS)) problems.push(`resident memory ${rssMiB.toFixed(0)} MiB (bound ${MAX_RSS / 2 ** 20} MiB)`);
     if (s.proc.exitCode !== null) problems.push(`the server exited (${s.proc.exitCode}): ${s.logs.slice(-5).join('\n')}`);
@@ -140,7 +152,7 @@ export async function runUpstreamFuzz(o: { seed: number; cases: number; boundMs:
     if (JSON.stringify([now.metadata?.resourceVersion, now.metadata?.labels, now.data]) !== JSON.stringify([was.metadata?.resourceVersion, was.metadata?.labels, was.data])) problems.push('the canary ConfigMap changed');
 
     // A restart with the poisoned objects in place: it starts, reads the hostile registry again, keeps serving.
-    if (o.restart === false) return { cases, problems, outcomes, stallMs, rssMiB, requests: reg.requests.length };
+    if (o.restart === false) return { cases, problems, outcomes, stallMs, slowest: [...windows].sort((a, b) => b.ms - a.ms).slice(0, 3), rssMiB, requests: reg.requests.length };
     await s.stop();
     const before = reg.requests.length;
     s = await startServer({ dataDir, reconcilers: 'all', args });
@@ -156,7 +168,7 @@ export async function runUpstreamFuzz(o: { seed: number; cases: number; boundMs:
       const rc = ready(comps.find((x: any) => x.metadata.name === `c${c.i}`));
       if (rc?.status !== 'False') problems.push(`after the restart, case ${c.i} (${c.what}): OCMComponent Ready ${rc?.status ?? 'missing'}`);
     }
-    return { cases, problems, outcomes, stallMs, rssMiB, requests: reg.requests.length };
+    return { cases, problems, outcomes, stallMs, slowest: [...windows].sort((a, b) => b.ms - a.ms).slice(0, 3), rssMiB, requests: reg.requests.length };
   } finally {
     await s?.stop().catch(() => undefined);
     await reg.close();
