@@ -14,6 +14,7 @@ import { leaseMemory } from '../registry/memory-budget.js';
 import { MAX_BYTES, PrescanError, prescanYaml } from '../apiserver/prescan.js';
 import { type ComponentDescriptor, type Resource, findResource } from '../ocm/descriptor.js';
 import { DigestMismatch, isDigestMismatch } from '../reconcilers/runtime/errors.js';
+import { parseConfigDataOffThread } from './edit-worker.js';
 import type { ActionContext, Files } from './types.js';
 
 export const CONFIG_DATA_API_VERSION = 'config.ocm.software/v1alpha1';
@@ -203,14 +204,16 @@ export const YAML_11: YAML.ParseOptions & YAML.DocumentOptions & YAML.SchemaOpti
 
 // Parsed ConfigData by text: every Localization and Configurator run of a component version reads
 // the same one. Failures are not kept (their message names where the text came from).
+// Over 64 KiB the text is parsed in the worker thread of providers/edit-worker.ts (issue 15).
 const parsedConfigs = new Map<string, ConfigData>();
-function parsedConfigData(text: string | Buffer, what: string): ConfigData {
-  const key = Buffer.isBuffer(text) ? text.toString('utf8') : text;
+async function parsedConfigData(text: Buffer, what: string): Promise<ConfigData> {
+  if (text.length > 64 << 10) return parseConfigDataOffThread(text, what);
+  const key = text.toString('utf8');
   let c = parsedConfigs.get(key);
   if (!c) {
     c = parseConfigData(key, what);
     if (parsedConfigs.size >= 64) parsedConfigs.clear();
-    if (key.length <= 64 << 10) parsedConfigs.set(key, c); // only small ones: the cache holds 64 of them
+    parsedConfigs.set(key, c);
   }
   return structuredClone(c);
 }
@@ -319,7 +322,7 @@ export async function loadConfigData(ctx: Pick<ActionContext, 'repository'>, res
   const text = await configDataText(content.data, `ConfigData ${where}`);
   prescanned(text, `ConfigData ${where}`, 1);
   await leaseMemory(YAML_HEAP_PER_BYTE * text.length);
-  const config = parsedConfigData(text, `ConfigData ${where}`);
+  const config = await parsedConfigData(text, `ConfigData ${where}`);
   const name = typeof config.metadata?.name === 'string' ? config.metadata.name : undefined;
   const what = name ? `ConfigData ${q(name)} (${where})` : `ConfigData (${where})`;
   return { config, component, resource, what };

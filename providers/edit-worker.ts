@@ -4,11 +4,11 @@
 // descriptor parser uses) by the same SnapshotEditor code: the main thread ships the file's bytes,
 // each rule's path and value, and gets the edited bytes back. The thread has its own heap limit and
 // a time limit per step; over either, the rule fails naming the file (a TransformError, as a parse
-// error is). Smaller files are edited in place.
+// error is). Smaller files are edited in place. A ConfigData over 64 KiB is parsed there too.
 import { OffThread, serveOffThread } from '../ocm/offthread.js';
 import { leaseMemory } from '../registry/memory-budget.js';
 import { MAX_BYTES } from '../apiserver/prescan.js';
-import { normalizeFile, SnapshotEditor, TransformError, YAML_HEAP_PER_BYTE } from './configdata.js';
+import { type ConfigData, normalizeFile, parseConfigData, SnapshotEditor, TransformError, YAML_HEAP_PER_BYTE } from './configdata.js';
 import type { Files } from './types.js';
 
 const IN_PLACE_BYTES = 64 << 10;
@@ -19,11 +19,13 @@ type Req =
   | { op: 'open'; s: number; name: string; bytes: Uint8Array; what: string }
   | { op: 'set'; s: number; file: string; path: string; value: unknown; what: string }
   | { op: 'result'; s: number }
-  | { op: 'close'; s: number };
+  | { op: 'close'; s: number }
+  | { op: 'config'; text: Uint8Array; what: string };
 
 // In the thread: one SnapshotEditor of one file per session.
 const sessions = new Map<number, { ed: SnapshotEditor; name: string; input: Buffer }>();
 serveOffThread(NAME, (req: Req) => {
+  if (req.op === 'config') return parseConfigData(Buffer.from(req.text.buffer, req.text.byteOffset, req.text.byteLength), req.what);
   if (req.op === 'open') {
     let sess = sessions.get(req.s);
     if (!sess) {
@@ -56,6 +58,10 @@ export const configureEditThread = (o: { heapMib?: number; timeoutMs?: number })
 
 const overLimit = (what: string) => (over: 'memory' | 'time') =>
   new TransformError(`${what}: took more than ${over === 'memory' ? `${editor.heapMib} MiB of memory` : `${editor.timeoutMs / 1000} s`} (the file is too large or too complex to edit)`);
+
+/** parseConfigData in the thread (a ConfigData over 64 KiB; configdata.ts loadConfigData). */
+export const parseConfigDataOffThread = (text: Buffer, what: string): Promise<ConfigData> =>
+  editor.call<ConfigData>({ op: 'config', text: new Uint8Array(text), what } satisfies Req, overLimit(`${what}: parsing it`));
 
 let nextSession = 0;
 

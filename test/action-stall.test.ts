@@ -101,7 +101,8 @@ const action = (name: string, provider: string) => ({
 });
 
 t.before(async () => {
-  s = await startServer({ reconcilers: 'all' });
+  // PROF_DIR: CPU profiles of the server's threads, to see what a stall is
+  s = await startServer({ reconcilers: 'all', nodeArgs: process.env.PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.PROF_DIR}`] : [] });
   const certs = join(s.dataDir, 'certs');
   const creds = { ca: readFileSync(join(certs, 'ca.crt'), 'utf8'), cert: readFileSync(join(certs, 'admin.crt'), 'utf8'), key: readFileSync(join(certs, 'admin.key'), 'utf8') };
   agent = new Agent({ keepAlive: true, maxSockets: 2, ...creds });
@@ -110,7 +111,8 @@ t.before(async () => {
   const repo = new OcmRepository(client, `${registry}/${NS}/ocm`);
   IMAGE = (await pushImage(client, `${registry}/${NS}/images/app:2.0.0`, minimalImage({ path: 'VERSION', content: '2.0.0\n' }))).ref;
   const key = generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
-  const config = yamlDocs({
+  // over 64 KiB (a long comment): parsed in the worker thread too
+  const config = `# ${'c'.repeat(100 << 10)}\n` + yamlDocs({
     apiVersion: 'config.ocm.software/v1alpha1',
     kind: 'ConfigData',
     configuration: { defaults: { replicas: 3 }, rules: [{ value: '(( replicas ))', file: 'data.yaml', path: 'spec.replicas' }] },

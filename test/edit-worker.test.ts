@@ -6,8 +6,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
-import { SnapshotEditor, TransformError } from '../providers/configdata.js';
-import { configureEditThread, SnapshotEdits } from '../providers/edit-worker.js';
+import { parseConfigData, SnapshotEditor } from '../providers/configdata.js';
+import { configureEditThread, parseConfigDataOffThread, SnapshotEdits } from '../providers/edit-worker.js';
 import type { Files } from '../providers/types.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -104,6 +104,30 @@ t.test('errors are the same in place and in the thread', async (t) => {
     t.type(want, 'string', `${what}: fails`);
     t.match(want, /^TransformError: /, `${what}: a TransformError`);
     t.equal(await threaded(files, rules, 64 << 10), want, `${what}: the same error from the thread`);
+  }
+});
+
+t.test('a ConfigData over 64 KiB: parsed in the thread to the same value, or the same error', async (t) => {
+  const rules = Array.from({ length: 3000 }, (_, i) => `  - value: (( v${i} ))\n    file: f${i % 7}.yaml\n    path: a.b[${i}]\n`).join('');
+  const good = Buffer.from(`apiVersion: config.ocm.software/v1alpha1\nkind: ConfigData\nconfiguration:\n  defaults:\n    enabled: yes\n    when: 2024-01-01\n  rules:\n${rules}`);
+  t.ok(good.length > 64 << 10, `${good.length} bytes`);
+  const want = parseConfigData(good, 'ConfigData x');
+  t.equal((want.configuration!.defaults as Record<string, unknown>).enabled, true, 'YAML 1.1 booleans');
+  t.same(await parseConfigDataOffThread(good, 'ConfigData x'), want, 'the same value');
+  for (const [what, text] of [
+    ['invalid YAML', `${'#'.repeat(70 << 10)}\nconfiguration: [\n`],
+    ['a wrong apiVersion', `${'#'.repeat(70 << 10)}\napiVersion: v1\nconfiguration: {}\n`],
+    ['invalid rules', `${'#'.repeat(70 << 10)}\nconfiguration:\n  rules: [{file: 1}]\n`],
+  ]) {
+    let inl = '';
+    try {
+      parseConfigData(Buffer.from(text), 'ConfigData x');
+    } catch (e) {
+      inl = `${(e as Error).name}: ${(e as Error).message}`;
+    }
+    t.match(inl, /^TransformError: ConfigData x/, `${what}: fails in place`);
+    const off = await parseConfigDataOffThread(Buffer.from(text), 'ConfigData x').then(() => '', (e: Error) => `${e.name}: ${e.message}`);
+    t.equal(off, inl, `${what}: the same error from the thread`);
   }
 });
 
