@@ -283,14 +283,17 @@ export function buildCase(i: number, r: Rng, keys: Keys, self: () => string, onl
       layout(c, Buffer.from(`${one}---\n${one}${r.chance(0.5) ? '---\n' + YAML.stringify(head(name, '2.0.0')) : ''}`), { tarred: r.chance(0.5) });
     }],
     ['wrong type', () => {
-      const cd = structuredClone(good());
+      const good0 = good();
+      const cd = structuredClone(good0);
       const f = r.pick(FIELDS);
       const v = r.pick(WRONG);
       setPath(cd, f, v);
       c.what = `${f.join('.')} = ${JSON.stringify(v)?.slice(0, 40)}`;
       // access and labels (without signing: true) are outside what a signature covers; an absent
-      // creationTime set to null or '' is still absent
-      if (['access', 'labels'].some((k) => (f as readonly unknown[]).includes(k)) || (f.includes('creationTime' as never) && (v === null || v === ''))) c.expect = 'any';
+      // field (creationTime, extraIdentity) set to null, '', {} or [] is still absent
+      const empty = v === null || v === '' || (typeof v === 'object' && Object.keys(v).length === 0);
+      const was = f.reduce<any>((o, k) => o?.[k], good0);
+      if (['access', 'labels'].some((k) => (f as readonly unknown[]).includes(k)) || (was === undefined && empty)) c.expect = 'any';
       c.blobs.set(sha(blob), blob);
       layout(c, r.chance(0.5) ? yaml(cd) : Buffer.from(JSON.stringify(cd)), { tarred: r.chance(0.7), extra: [blob] });
     }],
