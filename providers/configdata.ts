@@ -202,6 +202,19 @@ export const YAML_11: YAML.ParseOptions & YAML.DocumentOptions & YAML.SchemaOpti
   customTags: (tags) => tags.filter((t) => typeof t === 'string' || t.tag !== 'tag:yaml.org,2002:timestamp'),
 };
 
+/** A ConfigMap's or Secret's values (spec.valuesFrom); a Secret's error says only where it failed. */
+export function parseValues(text: string, what: string, secret: boolean): unknown {
+  try {
+    // logLevel: the parser's warnings (an unknown tag, ...) go to stderr with the line they are on.
+    return YAML.parse(text, { ...YAML_11, logLevel: 'error' });
+  } catch (e) {
+    // A parser message may quote the text (an alias name); for a Secret say only where it failed.
+    const err = e as Error & { linePos?: { line: number; col: number }[] };
+    const at = err.linePos?.[0] ? ` at line ${err.linePos[0].line}, column ${err.linePos[0].col}` : '';
+    throw new TransformError(`${what}: not valid YAML or JSON: ${secret ? `${err.name}${at}` : err.message.split('\n')[0]}`);
+  }
+}
+
 // Parsed ConfigData by text: every Localization and Configurator run of a component version reads
 // the same one. Failures are not kept (their message names where the text came from).
 // Over 64 KiB the text is parsed in the worker thread of providers/edit-worker.ts (issue 15).

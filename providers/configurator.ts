@@ -20,11 +20,10 @@ import { Ajv, type AnySchema, type ErrorObject, type ValidateFunction } from 'aj
 import { Ajv2019 } from 'ajv/dist/2019.js';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
-import YAML from 'yaml';
 import { configuratorValues } from '../kinds/configurator.js';
 import { isRecord, specOf } from '../kinds/common.js';
-import { ComponentResolver, type ConfigData, TransformError, YAML_11, getValueAt, loadConfigData, parseYamlPath } from './configdata.js';
-import { SnapshotEdits } from './edit-worker.js';
+import { ComponentResolver, type ConfigData, TransformError, getValueAt, loadConfigData, parseValues, parseYamlPath } from './configdata.js';
+import { parseValuesOffThread, SnapshotEdits } from './edit-worker.js';
 import type { ActionContext, ActionProvider } from './types.js';
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
@@ -60,16 +59,8 @@ async function valuesFrom(ctx: Pick<ActionContext, 'readValue'>, refs: unknown):
       if (r.optional) continue;
       throw new TransformError(`${what}: ${r.kind} ${q(r.name)} or its key ${q(key)} does not exist (set optional: true to go on without it)`);
     }
-    let v: unknown;
-    try {
-      // logLevel: the parser's warnings (an unknown tag, ...) go to stderr with the line they are on.
-      v = YAML.parse(text, { ...YAML_11, logLevel: 'error' });
-    } catch (e) {
-      // A parser message may quote the text (an alias name); for a Secret say only where it failed.
-      const err = e as Error & { linePos?: { line: number; col: number }[] };
-      const at = err.linePos?.[0] ? ` at line ${err.linePos[0].line}, column ${err.linePos[0].col}` : '';
-      throw new TransformError(`${what}: not valid YAML or JSON: ${r.kind === 'Secret' ? `${err.name}${at}` : err.message.split('\n')[0]}`);
-    }
+    // over 64 KiB parsed in the worker thread of providers/edit-worker.ts (issue 15)
+    const v = text.length > 64 << 10 ? await parseValuesOffThread(text, what, r.kind === 'Secret') : parseValues(text, what, r.kind === 'Secret');
     if (v === null || v === undefined) continue;
     if (!isRecord(v)) throw new TransformError(`${what}: must hold a map of values, not ${Array.isArray(v) ? 'a list' : typeof v}`);
     out.push(v);

@@ -4,11 +4,12 @@
 // descriptor parser uses) by the same SnapshotEditor code: the main thread ships the file's bytes,
 // each rule's path and value, and gets the edited bytes back. The thread has its own heap limit and
 // a time limit per step; over either, the rule fails naming the file (a TransformError, as a parse
-// error is). Smaller files are edited in place. A ConfigData over 64 KiB is parsed there too.
+// error is). Smaller files are edited in place. A ConfigData and the values of a
+// ConfigMap or Secret (spec.valuesFrom) over 64 KiB are parsed there too.
 import { OffThread, serveOffThread } from '../ocm/offthread.js';
 import { leaseMemory } from '../registry/memory-budget.js';
 import { MAX_BYTES } from '../apiserver/prescan.js';
-import { type ConfigData, normalizeFile, parseConfigData, SnapshotEditor, TransformError, YAML_HEAP_PER_BYTE } from './configdata.js';
+import { type ConfigData, normalizeFile, parseConfigData, parseValues, SnapshotEditor, TransformError, YAML_HEAP_PER_BYTE } from './configdata.js';
 import type { Files } from './types.js';
 
 const IN_PLACE_BYTES = 64 << 10;
@@ -20,11 +21,13 @@ type Req =
   | { op: 'set'; s: number; file: string; path: string; value: unknown; what: string }
   | { op: 'result'; s: number }
   | { op: 'close'; s: number }
-  | { op: 'config'; text: Uint8Array; what: string };
+  | { op: 'config'; text: Uint8Array; what: string }
+  | { op: 'values'; text: string; what: string; secret: boolean };
 
 // In the thread: one SnapshotEditor of one file per session.
 const sessions = new Map<number, { ed: SnapshotEditor; name: string; input: Buffer }>();
 serveOffThread(NAME, (req: Req) => {
+  if (req.op === 'values') return parseValues(req.text, req.what, req.secret);
   if (req.op === 'config') return parseConfigData(Buffer.from(req.text.buffer, req.text.byteOffset, req.text.byteLength), req.what);
   if (req.op === 'open') {
     let sess = sessions.get(req.s);
@@ -62,6 +65,10 @@ const overLimit = (what: string) => (over: 'memory' | 'time') =>
 /** parseConfigData in the thread (a ConfigData over 64 KiB; configdata.ts loadConfigData). */
 export const parseConfigDataOffThread = (text: Buffer, what: string): Promise<ConfigData> =>
   editor.call<ConfigData>({ op: 'config', text: new Uint8Array(text), what } satisfies Req, overLimit(`${what}: parsing it`));
+
+/** parseValues in the thread (a ConfigMap's or Secret's values over 64 KiB; configurator.ts valuesFrom). */
+export const parseValuesOffThread = (text: string, what: string, secret: boolean): Promise<unknown> =>
+  editor.call({ op: 'values', text, what, secret } satisfies Req, overLimit(`${what}: parsing it`));
 
 let nextSession = 0;
 

@@ -6,8 +6,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
-import { parseConfigData, SnapshotEditor } from '../providers/configdata.js';
-import { configureEditThread, parseConfigDataOffThread, SnapshotEdits } from '../providers/edit-worker.js';
+import { parseConfigData, parseValues, SnapshotEditor } from '../providers/configdata.js';
+import { configureEditThread, parseConfigDataOffThread, parseValuesOffThread, SnapshotEdits } from '../providers/edit-worker.js';
 import type { Files } from '../providers/types.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -128,6 +128,24 @@ t.test('a ConfigData over 64 KiB: parsed in the thread to the same value, or the
     t.match(inl, /^TransformError: ConfigData x/, `${what}: fails in place`);
     const off = await parseConfigDataOffThread(Buffer.from(text), 'ConfigData x').then(() => '', (e: Error) => `${e.name}: ${e.message}`);
     t.equal(off, inl, `${what}: the same error from the thread`);
+  }
+});
+
+t.test('valuesFrom values over 64 KiB: parsed in the thread to the same value, or the same error', async (t) => {
+  const good = Array.from({ length: 5000 }, (_, i) => `k${i}: {on: yes, n: ${i}, s: "v${i}"}\n`).join('');
+  t.ok(good.length > 64 << 10, `${good.length} characters`);
+  t.same(await parseValuesOffThread(good, 'spec.valuesFrom[0]', false), parseValues(good, 'spec.valuesFrom[0]', false), 'the same value');
+  const bad = `${good}x: [1, *secretalias\n`;
+  for (const secret of [false, true]) {
+    let inl = '';
+    try {
+      parseValues(bad, 'spec.valuesFrom[0]', secret);
+    } catch (e) {
+      inl = `${(e as Error).name}: ${(e as Error).message}`;
+    }
+    t.match(inl, /^TransformError: spec\.valuesFrom\[0\]: not valid YAML or JSON/, `${secret ? 'Secret' : 'ConfigMap'}: fails in place`);
+    const off = await parseValuesOffThread(bad, 'spec.valuesFrom[0]', secret).then(() => '', (e: Error) => `${e.name}: ${e.message}`);
+    t.equal(off, inl, `${secret ? 'Secret' : 'ConfigMap'}: the same error from the thread`);
   }
 });
 
