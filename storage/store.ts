@@ -21,11 +21,16 @@ export const preSerialize = (obj: KubeObject, around: [string, string]) => void 
 
 /** The object's JSON with `rv`: from preSerialize, or JSON.stringify. Sets metadata.resourceVersion. */
 export function serializeWithRV(obj: KubeObject, rv: number): string {
+  return serializeWithRVAt(obj, rv).json;
+}
+
+/** serializeWithRV, and where in the JSON the value of metadata.resourceVersion starts (when known). */
+export function serializeWithRVAt(obj: KubeObject, rv: number): { json: string; rvAt?: number } {
   obj.metadata.resourceVersion = String(rv);
   const around = serialized.get(obj);
-  if (!around) return JSON.stringify(obj);
+  if (!around) return { json: JSON.stringify(obj) };
   serialized.delete(obj);
-  return `${around[0]}"${rv}"${around[1]}`;
+  return { json: `${around[0]}"${rv}"${around[1]}`, rvAt: around[0].length };
 }
 
 export type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';

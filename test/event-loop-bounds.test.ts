@@ -88,6 +88,7 @@ const CASES: Case[] = [
     },
     status: 200,
   },
+  { name: 'delete: an object of 200,000 labels', setup: (n) => ok(req('POST', CM, json(cm(n, {}, { labels }))), 'big object'), run: (n) => req('DELETE', `${CM}/${n}`), status: 200 },
   { name: 'JSON patch: one add of 200,000 labels', setup: target, run: (n) => req('PATCH', `${CM}/${n}`, json([{ op: 'add', path: '/metadata/labels', value: labels }]), { 'Content-Type': 'application/json-patch+json' }), status: 200 },
   {
     name: 'JSON patch: 10,000 operations',
