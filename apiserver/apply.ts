@@ -13,7 +13,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { KubeObject } from '../kinds/types.js';
 import { ApiError } from './errors.js';
-import { cloneJson, deepEqualJson, nextTurn, Slicer } from './json.js';
+import { cloneJson, deepEqualJson, Slicer } from './json.js';
 
 /** A FieldsV1 set: `f:<key>` children; an empty object is an owned leaf. */
 export type FieldSet = { [key: string]: FieldSet };
@@ -103,10 +103,11 @@ interface TrieNode {
 }
 
 /** A trie of paths; a path ends at a node marked `end`. */
-function trieOf(...lists: string[][][]): TrieNode {
+async function trieOf(slicer: Slicer, ...lists: string[][][]): Promise<TrieNode> {
   const root: TrieNode = { end: false, kids: new Map() };
   for (const paths of lists)
     for (const p of paths) {
+      if (slicer.due()) await slicer.yield();
       let n = root;
       for (const k of p) {
         let c = n.kids.get(k);
@@ -154,24 +155,51 @@ function remove(o: Obj, p: string[]): void {
 }
 
 /** The FieldSet of leaf paths; a leaf replaces what was under it. */
-function build(paths: string[][]): FieldSet {
-  const conv = (n: TrieNode): FieldSet => {
-    const out: FieldSet = {};
-    for (const [k, c] of n.kids) out[`f:${k}`] = c.end ? {} : conv(c);
-    return out;
-  };
-  return conv(trieOf(paths));
+async function build(paths: string[][], slicer: Slicer): Promise<FieldSet> {
+  const root: FieldSet = {};
+  const stack: [TrieNode, FieldSet][] = [[await trieOf(slicer, paths), root]];
+  while (stack.length) {
+    const [n, out] = stack.pop()!;
+    for (const [k, c] of n.kids) {
+      if (slicer.due()) await slicer.yield();
+      const o: FieldSet = {};
+      out[`f:${k}`] = o;
+      if (!c.end) stack.push([c, o]);
+    }
+  }
+  return root;
 }
 
-/** Maps merged key by key; anything else (scalars, lists, atomic maps) replaced. */
+/** Paths of `ls` that overlap no path of `t`. */
+async function outside(ls: string[][], t: TrieNode, slicer: Slicer): Promise<string[][]> {
+  const out: string[][] = [];
+  for (const q of ls) {
+    if (slicer.due()) await slicer.yield();
+    if (!overlapAt(t, q)) out.push(q);
+  }
+  return out;
+}
+
+const setOwn = (o: Obj, k: string, v: unknown) => {
+  if (k === '__proto__') Object.defineProperty(o, k, { value: v, writable: true, enumerable: true, configurable: true });
+  else o[k] = v;
+};
+
+/**
+ * Maps merged key by key; anything else (scalars, lists, atomic maps) replaced by a copy. A map
+ * where `into` has none is copied key by key too (structuredClone of 90,000 labels is one turn).
+ */
 async function merge(into: Obj, from: Obj, slicer: Slicer, atomic: AtomicPaths = [], at: string[] = []): Promise<void> {
   const keys = Object.keys(from);
   for (let i = 0; i < keys.length; i++) {
     if (slicer.due()) await slicer.yield();
     const k = keys[i];
     const v = from[k];
-    if (isMap(v) && isMap(into[k]) && !(atomic.length && isAtomic(atomic, at, k))) await merge(into[k] as Obj, v, slicer, atomic, atomic.length ? [...at, k] : at);
-    else into[k] = v !== null && typeof v === 'object' ? structuredClone(v) : v;
+    if (isMap(v) && !(atomic.length && isAtomic(atomic, at, k))) {
+      let cur = Object.hasOwn(into, k) ? into[k] : undefined;
+      if (!isMap(cur)) setOwn(into, k, (cur = {}));
+      await merge(cur as Obj, v, slicer, atomic, atomic.length ? [...at, k] : at);
+    } else setOwn(into, k, v !== null && typeof v === 'object' ? structuredClone(v) : v);
   }
 }
 
@@ -200,7 +228,7 @@ export async function applyConfiguration(
   const slicer = new Slicer();
   const wanted = await fieldsOf(applied as unknown as Obj, atomic, slicer);
   const wantedLeaves = await leaves(wanted, slicer);
-  const wantedTrie = trieOf(wantedLeaves);
+  const wantedTrie = await trieOf(slicer, wantedLeaves);
   const entries = ((live?.metadata.managedFields ?? []) as ManagedFieldsEntry[]).filter((e) => isMap(e) && typeof e.manager === 'string');
   const others = entries.filter((e) => !(e.manager === manager && e.operation === 'Apply' && !e.subresource));
   const mine = entries.find((e) => e.manager === manager && e.operation === 'Apply' && !e.subresource);
@@ -240,13 +268,13 @@ export async function applyConfiguration(
   }
   const kept: { e: ManagedFieldsEntry; leaves: string[][]; had: number }[] = [];
   for (const { e, leaves: ls } of othersLeaves) {
-    const lost = force && conflictsOf.has(e.manager) ? trieOf(conflictsOf.get(e.manager)!) : undefined;
-    const left = lost ? ls.filter((q) => !overlapAt(lost, q)) : ls;
+    const lost = force && conflictsOf.has(e.manager) ? await trieOf(slicer, conflictsOf.get(e.manager)!) : undefined;
+    const left = lost ? await outside(ls, lost, slicer) : ls;
     if (left.length) kept.push({ e, leaves: left, had: ls.length });
   }
 
   const next: KubeObject = live ? await cloneJson(live, liveJson) : ({ apiVersion: applied.apiVersion, kind: applied.kind, metadata: {} } as KubeObject);
-  const keptTrie = trieOf(...kept.map((o) => o.leaves));
+  const keptTrie = await trieOf(slicer, ...kept.map((o) => o.leaves));
   for (const p of await leaves(mine?.fieldsV1 ?? {}, slicer)) {
     if (slicer.due()) await slicer.yield();
     if (!overlapAt(wantedTrie, p) && !overlapAt(keptTrie, p)) remove(next as unknown as Obj, p);
@@ -264,12 +292,12 @@ export async function applyConfiguration(
   next.metadata.name = applied.metadata.name;
   if (applied.metadata.namespace !== undefined) next.metadata.namespace = applied.metadata.namespace;
 
-  const managed: ManagedFieldsEntry[] = [
-    ...entries.filter((e) => e !== mine && !others.includes(e)),
-    ...kept.map(({ e, leaves: ls, had }) => (ls.length === had ? e : { ...e, fieldsV1: build(ls) })),
+  const managed: ManagedFieldsEntry[] = entries.filter((e) => e !== mine && !others.includes(e));
+  for (const { e, leaves: ls, had } of kept) managed.push(ls.length === had ? e : { ...e, fieldsV1: await build(ls, slicer) });
+  managed.push(
     // (the same fields again: the entry, and so the object, stays as it was)
     ...(!wantedLeaves.length ? [] : mine && (await deepEqualJson(mine.fieldsV1, wanted)) ? [mine] : [{ manager, operation: 'Apply' as const, apiVersion, time: now, fieldsType: 'FieldsV1' as const, fieldsV1: wanted }]),
-  ];
+  );
   next.metadata.managedFields = managed;
   return next;
 }
@@ -321,7 +349,7 @@ export async function recordUpdate(
     if (get(after, p) === undefined) removed.push(p);
   }
   if (!changed.length && !removed.length) return;
-  const touched = trieOf(changed, removed);
+  const touched = await trieOf(slicer, changed, removed);
   const entries = ((next.metadata.managedFields ?? []) as ManagedFieldsEntry[]).filter((e) => isMap(e) && typeof e.manager === 'string');
   const isMine = (e: ManagedFieldsEntry) => e.manager === manager && e.operation === 'Update' && (e.subresource ?? undefined) === subresource;
   const mine = entries.find(isMine);
@@ -329,14 +357,13 @@ export async function recordUpdate(
   for (const e of entries) {
     if (e === mine) continue;
     const ls = await leaves(e.fieldsV1 ?? {}, slicer);
-    const left = ls.filter((q) => !overlapAt(touched, q));
+    const left = await outside(ls, touched, slicer);
     if (left.length === ls.length) out.push(e);
-    else if (left.length) out.push({ ...e, fieldsV1: build(left) });
+    else if (left.length) out.push({ ...e, fieldsV1: await build(left, slicer) });
   }
-  const set = (await leaves(mine?.fieldsV1 ?? {}, slicer)).filter((q) => !overlapAt(touched, q)).concat(changed);
-  await nextTurn();
+  const set = (await outside(await leaves(mine?.fieldsV1 ?? {}, slicer), touched, slicer)).concat(changed);
   // (build: a leaf replaces what was under it)
-  if (set.length) out.push({ manager, operation: 'Update', apiVersion, time: now, fieldsType: 'FieldsV1', fieldsV1: build(set), ...(subresource ? { subresource } : {}) });
+  if (set.length) out.push({ manager, operation: 'Update', apiVersion, time: now, fieldsType: 'FieldsV1', fieldsV1: await build(set, slicer), ...(subresource ? { subresource } : {}) });
   if (out.length) next.metadata.managedFields = out;
   else delete next.metadata.managedFields;
 }
