@@ -156,3 +156,14 @@ t.test("an OCMComponent's spec.verify is atomic: either form is replaced whole, 
   t.equal((await kubectl('bob', design)).code, 0);
   t.same((await verifyOf()).spec.verify, { secretRef: { name: 'my-public-key' } });
 });
+
+t.test('a __proto__ key applied is a field like any other (never the prototype)', async (t) => {
+  const body = (data: Record<string, string>) => JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'proto' }, data });
+  let r = await apply(`${CM}/proto`, body({ a: '1' }));
+  t.equal(r.status, 201, r.body);
+  r = await apply(`${CM}/proto`, body({ a: '1', ['__proto__']: 'x' }));
+  t.equal(r.status, 200, r.body);
+  const o = await get('proto');
+  t.same(Object.entries(o.data), [['a', '1'], ['__proto__', 'x']], 'data.__proto__ set on the existing map');
+  t.same(o.metadata.managedFields[0].fieldsV1['f:data'], JSON.parse('{"f:a":{},"f:__proto__":{}}'));
+});
