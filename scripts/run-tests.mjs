@@ -11,6 +11,8 @@
 //    to the tests as $KUBECTL.
 // 2. Runs tap 21 with its normal reporter streaming to the terminal:
 //      tap run --disable-coverage --jobs=2 --timeout=300 <files...>
+//    then, alone (--jobs=1), the files marked `// run-tests: alone` (they
+//    measure the event loop, which a neighbouring test would disturb)
 //    and captures the runner's raw TAP stream (every test file is a subtest,
 //    with its exit code / signal in the file's YAML diagnostics):
 //     - stdout is a TTY (reporter `base`): `--reporter=base --output-file=<tmp>`
@@ -119,69 +121,92 @@ const userReporter = reporter !== null
 reporter ??= process.stdout.isTTY ? 'base' : 'tap'
 const rawMode = reporter === 'tap' || process.env.TAP === '1'
 
-const outDir = mkdtempSync(join(tmpdir(), 'run-tests-'))
-const tapOut = join(outDir, 'run.tap')
-const tapArgs = [
-  'run',
-  '--disable-coverage',
-  `--jobs=${jobs}`,
-  `--timeout=${timeout}`,
-  ...(userReporter ? [] : [`--reporter=${reporter}`]),
-  ...(rawMode ? [] : [`--output-file=${tapOut}`]),
-  ...tapFlags,
-  ...files,
-]
-log(`tap ${tapArgs.join(' ')}`)
+// Files that measure the event loop run after the others, one at a time: on two shared cores a
+// neighbouring test's server holds them off the CPU and their stall figures mean nothing. A test
+// file asks for this with the line `// run-tests: alone` in its first 2 KiB.
+const alone = f => {
+  try {
+    return readFileSync(f, 'utf8').slice(0, 2048).includes('// run-tests: alone')
+  } catch {
+    return false
+  }
+}
+const phases = [
+  { files: expected.filter(f => !alone(f)), jobs },
+  { files: expected.filter(alone), jobs: '1' },
+].filter(p => p.files.length)
 
-// ---- 3. parse the runner's TAP stream --------------------------------------
+// ---- 3. run tap, parse the runner's TAP stream ------------------------------
 const results = new Map() // file name -> { ok, diag, points }
 const expired = new Set()
 let bailout = null
-const parser = new Parser({ passes: true })
-const parsed = new Promise(res => parser.on('complete', res))
-{
-  let points = null // top-level points of the file being reported
-  parser.on('child', cp => {
-    const p = (points = [])
-    cp.on('assert', r => p.push(r))
-  })
-  parser.on('bailout', reason => (bailout = reason || 'bail out'))
-  parser.on('assert', r => {
-    const filePoints = points ?? []
-    points = null
-    if (r.name === 'timeout!' && r.diag?.expired) {
-      // tap's marker for a file killed on timeout; the file's own result is
-      // reported separately. (The next file's result can get lost after it;
-      // that file is then caught as "no result" below.)
-      expired.add(String(r.diag.expired))
-      return
-    }
-    results.set(r.name, { ok: r.ok, skip: r.skip, todo: r.todo, diag: r.diag, points: filePoints })
-  })
-}
+let tapCode = 0
+let tapSignal = null
+for (const phase of phases) {
+  const outDir = mkdtempSync(join(tmpdir(), 'run-tests-'))
+  const tapOut = join(outDir, 'run.tap')
+  const tapArgs = [
+    'run',
+    '--disable-coverage',
+    `--jobs=${phase.jobs}`,
+    `--timeout=${timeout}`,
+    ...(userReporter ? [] : [`--reporter=${reporter}`]),
+    ...(rawMode ? [] : [`--output-file=${tapOut}`]),
+    ...tapFlags,
+    ...phase.files,
+  ]
+  log(`tap ${tapArgs.join(' ')}`)
+  const parser = new Parser({ passes: true })
+  const parsed = new Promise(res => parser.on('complete', res))
+  {
+    let points = null // top-level points of the file being reported
+    parser.on('child', cp => {
+      const p = (points = [])
+      cp.on('assert', r => p.push(r))
+    })
+    parser.on('bailout', reason => (bailout = reason || 'bail out'))
+    parser.on('assert', r => {
+      const filePoints = points ?? []
+      points = null
+      if (r.name === 'timeout!' && r.diag?.expired) {
+        // tap's marker for a file killed on timeout; the file's own result is
+        // reported separately. (The next file's result can get lost after it;
+        // that file is then caught as "no result" below.)
+        expired.add(String(r.diag.expired))
+        return
+      }
+      results.set(r.name, { ok: r.ok, skip: r.skip, todo: r.todo, diag: r.diag, points: filePoints })
+    })
+  }
 
-const child = spawn(process.execPath, [tapBin, ...tapArgs], {
-  stdio: ['inherit', rawMode ? 'pipe' : 'inherit', 'inherit'],
-  env: process.env,
-})
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => child.kill(sig))
-if (rawMode) {
-  child.stdout.on('data', chunk => {
-    process.stdout.write(chunk)
-    parser.write(chunk)
+  const child = spawn(process.execPath, [tapBin, ...tapArgs], {
+    stdio: ['inherit', rawMode ? 'pipe' : 'inherit', 'inherit'],
+    env: process.env,
   })
+  const forward = sig => child.kill(sig)
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, forward)
+  if (rawMode) {
+    child.stdout.on('data', chunk => {
+      process.stdout.write(chunk)
+      parser.write(chunk)
+    })
+  }
+  const [code, signal] = await new Promise(res => {
+    child.on('error', err => {
+      log(`cannot start tap: ${err.message}`)
+      res([127, null])
+    })
+    child.on('close', (code, signal) => res([code, signal]))
+  })
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.off(sig, forward)
+  if (code !== 0 && tapCode === 0) tapCode = code
+  tapSignal ??= signal
+  if (!rawMode && existsSync(tapOut)) parser.write(readFileSync(tapOut, 'utf8'))
+  parser.end()
+  await parsed
+  rmSync(outDir, { recursive: true, force: true })
+  if (signal) break
 }
-const [tapCode, tapSignal] = await new Promise(res => {
-  child.on('error', err => {
-    log(`cannot start tap: ${err.message}`)
-    res([127, null])
-  })
-  child.on('close', (code, signal) => res([code, signal]))
-})
-if (!rawMode && existsSync(tapOut)) parser.write(readFileSync(tapOut, 'utf8'))
-parser.end()
-await parsed
-rmSync(outDir, { recursive: true, force: true })
 
 // ---- 4. count ---------------------------------------------------------------
 const names = [...new Set([...expected, ...results.keys()])]

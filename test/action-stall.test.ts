@@ -1,3 +1,4 @@
+// run-tests: alone (it measures the event loop; see scripts/run-tests.mjs)
 // Issue 15, "Nothing takes it down", for upstream content: a Configurator and a Localization over a
 // snapshot holding a 3 MiB manifest (3,000 Deployments, the size a file to edit may have) must not
 // hold the server's event loop (they edit large files in a worker thread, providers/edit-worker.ts).

@@ -1,3 +1,4 @@
+// run-tests: alone (it measures the event loop; see scripts/run-tests.mjs)
 // Archives from upstream, bounded in time and memory (issue 15): packing and reading 100,000 tiny
 // files is linear and never holds the event loop for 100 ms (it took 12 s, 44 s with nested
 // directories); more entries than the limit are refused; inflated content held in memory by

@@ -1,3 +1,4 @@
+// run-tests: alone (it measures the event loop; see scripts/run-tests.mjs)
 // Issue 15, "Nothing takes it down": no request holds the event loop for more than 100 ms. The
 // worst bodies under the 3 MiB limit, of every shape (200,000 labels, annotations or data keys, a
 // list of a million items, legal nesting 500 deep, managedFields, finalizers), through create,

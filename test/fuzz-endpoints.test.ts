@@ -1,3 +1,4 @@
+// run-tests: alone (it measures the event loop; see scripts/run-tests.mjs)
 // Structure-aware fuzzing of every endpoint with every content type (issue 15): objects of each
 // kind (core, delivery.ocm.software, the review kinds) built by fast-check, encoded as JSON, YAML,
 // protobuf, merge / strategic / JSON patches and apply patches, and made hostile (nested past the

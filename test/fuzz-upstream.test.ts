@@ -1,3 +1,4 @@
+// run-tests: alone (it measures the event loop; see scripts/run-tests.mjs)
 // Hostile upstream registries, fuzzed (issue 15): test/helpers/hostile-registry.ts serves OCM
 // component versions made hostile from a seeded PRNG (descriptors, manifests, configs, blobs and
 // the transport itself), and an OCMComponent and a Source read each one. Asserted
