@@ -339,6 +339,7 @@ export class GenericREST {
     await nextTurn();
     if (r.def.strategy?.validate) more(r.def.strategy.validate(obj));
     if (old && r.def.strategy?.validateUpdate) more(r.def.strategy.validateUpdate(obj, old));
+    await nextTurn(); // (the next pass starts in a turn of its own)
     return errs;
   }
 
@@ -428,6 +429,7 @@ export class GenericREST {
         else next[f] = clone(old[f]);
       }
       r.def.strategy?.prepareForUpdate?.(next, old);
+      await nextTurn();
       dropEmptyMeta(next);
       const manager = keepManagedFields ? undefined : updateManager(opts.fieldManager, opts.userAgent);
       if (manager) {
@@ -521,10 +523,11 @@ export class GenericREST {
           if (e.name === 'TEST_OPERATION_FAILED') throw invalid(r.gr, name, [{ type: 'FieldValueInvalid', field: '', message: 'the json patch test operation failed' }]);
           throw new ApiError(422, 'Invalid', `the server rejected our request due to an error in our request: ${e.message.split('\n')[0]}`);
         }
-      } else if (type === 'strategic-merge-patch') patched = strategicMergePatch(await cloneJson(cur.obj, cur.json), patch as Record<string, unknown>, { ...META_STRATEGIES, ...r.def.patchStrategies }, true);
+      } else if (type === 'strategic-merge-patch') patched = await strategicMergePatch(await cloneJson(cur.obj, cur.json), patch as Record<string, unknown>, { ...META_STRATEGIES, ...r.def.patchStrategies }, true);
       else patched = await applyMergePatch(await cloneJson(cur.obj, cur.json), patch);
       await nextTurn();
       await assertObjectDepthAsync(patched);
+      await nextTurn();
       const proposed = this.checkIdentity(r, patched, ns, name);
       this.pruneUnknown(r, proposed, opts);
       await nextTurn();

@@ -9,6 +9,7 @@
 // Simplification: `$setElementOrder` puts the patch's elements in its order and keeps the
 // others where they were relative to each other (kube interleaves them by the live order).
 import { badRequest } from './errors.js';
+import { Slicer } from './json.js';
 
 /** patchStrategy "merge" fields, by dotted path from the object's root: the merge key of a list of maps, or '' for scalars. */
 export type PatchStrategies = Record<string, string>;
@@ -28,18 +29,21 @@ const put = (o: Obj, k: string, v: unknown) => {
 const DELETE_LIST = '$deleteFromPrimitiveList/';
 const ORDER = '$setElementOrder/';
 
-/** `owned`: `original` is a copy the patch may change in place. */
-export function strategicMergePatch(original: Obj, patch: Obj, strategies: PatchStrategies, owned = false): Obj {
-  return mergeMap(owned ? original : structuredClone(original), patch, '', strategies) ?? {};
+/**
+ * `owned`: `original` is a copy the patch may change in place. In slices that give the event loop
+ * back (apiserver/json.ts's Slicer): a patch of 200,000 labels held it 160-360 ms in one go (issue 15).
+ */
+export async function strategicMergePatch(original: Obj, patch: Obj, strategies: PatchStrategies, owned = false): Promise<Obj> {
+  return (await mergeMap(owned ? original : structuredClone(original), patch, '', strategies, new Slicer())) ?? {};
 }
 
-function mergeMap(orig: Obj, patch: Obj, path: string, st: PatchStrategies): Obj | undefined {
+async function mergeMap(orig: Obj, patch: Obj, path: string, st: PatchStrategies, sl: Slicer): Promise<Obj | undefined> {
   const directive = patch.$patch;
   if (directive !== undefined) {
     if (directive === 'delete') return undefined;
     if (directive === 'replace') {
       const { $patch: _, ...rest } = patch;
-      return clean(rest);
+      return clean(rest, sl);
     }
     if (directive !== 'merge') throw badRequest(`Unknown patch type: ${JSON.stringify(directive)} in map: ${JSON.stringify(patch)}`);
   }
@@ -47,6 +51,7 @@ function mergeMap(orig: Obj, patch: Obj, path: string, st: PatchStrategies): Obj
   if (retain !== undefined && (!Array.isArray(retain) || retain.some((k) => typeof k !== 'string'))) throw badRequest('$retainKeys must be a list of strings');
   const orders: Record<string, unknown[]> = {};
   for (const k of Object.keys(patch)) {
+    if (sl.due()) await sl.yield();
     const v = patch[k];
     if (k === '$patch' || k === '$retainKeys') continue;
     if (k.startsWith(ORDER)) {
@@ -68,13 +73,13 @@ function mergeMap(orig: Obj, patch: Obj, path: string, st: PatchStrategies): Obj
       delete orig[k];
     } else if (isMap(v)) {
       const cur = own(orig, k);
-      const merged = mergeMap(isMap(cur) ? cur : {}, v, p, st);
+      const merged = await mergeMap(isMap(cur) ? cur : {}, v, p, st, sl);
       if (merged === undefined) delete orig[k];
       else put(orig, k, merged);
     } else if (Array.isArray(v) && Object.hasOwn(st, p)) {
       const cur = own(orig, k);
-      put(orig, k, mergeList(Array.isArray(cur) ? cur : [], v, p, st[p], st));
-    } else put(orig, k, v !== null && typeof v === 'object' ? clean(structuredClone(v)) : v);
+      put(orig, k, await mergeList(Array.isArray(cur) ? cur : [], v, p, st[p], st, sl));
+    } else put(orig, k, v !== null && typeof v === 'object' ? await clean(v, sl) : v);
   }
   for (const [field, order] of Object.entries(orders)) {
     const p = path ? `${path}.${field}` : field;
@@ -92,9 +97,9 @@ function mergeMap(orig: Obj, patch: Obj, path: string, st: PatchStrategies): Obj
 // ownerReferences must not compare every element with every other one (issue 15).
 const GONE = Symbol('deleted');
 
-function mergeList(orig: unknown[], patch: unknown[], path: string, mergeKey: string, st: PatchStrategies): unknown[] {
+async function mergeList(orig: unknown[], patch: unknown[], path: string, mergeKey: string, st: PatchStrategies, sl: Slicer): Promise<unknown[]> {
   // `{$patch: replace}` as an element: the rest of the patch list is the list
-  if (patch.some((e) => isMap(e) && e.$patch === 'replace')) return patch.filter((e) => !(isMap(e) && e.$patch === 'replace')).map((e) => clean(structuredClone(e)));
+  if (patch.some((e) => isMap(e) && e.$patch === 'replace')) return clean(patch.filter((e) => !(isMap(e) && e.$patch === 'replace')), sl);
   const out: unknown[] = [...orig];
   if (!mergeKey) {
     const seen = new Set(out.map(idOf));
@@ -123,6 +128,7 @@ function mergeList(orig: unknown[], patch: unknown[], path: string, mergeKey: st
     return l?.length ? l[0] : -1;
   };
   for (const e of patch) {
+    if (sl.due()) await sl.yield();
     if (!isMap(e)) throw badRequest(`${path}: an element without the merge key ${mergeKey}`);
     const key = own(e, mergeKey);
     if (key === undefined) throw badRequest(`map: ${JSON.stringify(e)} does not contain declared merge key: ${mergeKey}`);
@@ -132,10 +138,10 @@ function mergeList(orig: unknown[], patch: unknown[], path: string, mergeKey: st
       continue;
     }
     if (i >= 0) {
-      const merged = mergeMap(out[i] as Obj, e, path, st);
+      const merged = await mergeMap(out[i] as Obj, e, path, st, sl);
       out[i] = merged === undefined ? GONE : merged;
     } else {
-      const added = mergeMap({}, e, path, st);
+      const added = await mergeMap({}, e, path, st, sl);
       out.push(added);
       index(added, out.length - 1);
     }
@@ -174,12 +180,23 @@ function applyOrder(list: unknown[], order: unknown[], mergeKey: string): unknow
   return out;
 }
 
-/** Directives never stay in the result. */
-function clean<T>(v: T): T {
-  if (Array.isArray(v)) return v.map(clean) as T;
+/** A copy without directives (they never stay in the result), in slices. */
+async function clean<T>(v: T, sl: Slicer): Promise<T> {
+  if (Array.isArray(v)) {
+    const out: unknown[] = [];
+    for (const x of v) {
+      if (sl.due()) await sl.yield();
+      out.push(x !== null && typeof x === 'object' ? await clean(x, sl) : x);
+    }
+    return out as T;
+  }
   if (!isMap(v)) return v;
   const out: Obj = {};
-  for (const [k, x] of Object.entries(v)) if (!k.startsWith('$')) put(out, k, clean(x));
+  for (const k of Object.keys(v)) {
+    if (sl.due()) await sl.yield();
+    const x = v[k];
+    if (!k.startsWith('$')) put(out, k, x !== null && typeof x === 'object' ? await clean(x, sl) : x);
+  }
   return out as T;
 }
 
