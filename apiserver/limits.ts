@@ -105,13 +105,18 @@ export const MAX_OBJECT_DEPTH = MAX_DEPTH;
 
 const depthError = () => badRequest(`the object nests deeper than the limit of ${MAX_OBJECT_DEPTH} levels`);
 
-/** Nesting depth of a parsed value (iterative: a deep value must not overflow the check itself); stops past `limit`. */
-export function valueDepth(v: unknown, limit = Infinity): number {
+/**
+ * Nesting depth of a parsed value, stopping past `limit`: iterative (a deep value must not overflow
+ * the check itself) and in slices that give the event loop back (apiserver/json.ts).
+ */
+export async function valueDepth(v: unknown, limit = Infinity): Promise<number> {
+  const slicer = new Slicer();
   let max = 0;
   const vals: object[] = [];
   const depths: number[] = [];
   if (v !== null && typeof v === 'object') vals.push(v), depths.push(1);
   while (vals.length) {
+    if (slicer.due()) await slicer.yield();
     const x = vals.pop()!;
     const d = depths.pop()!;
     if (d > max && (max = d) > limit) return max;
@@ -128,30 +133,8 @@ export function valueDepth(v: unknown, limit = Infinity): number {
 }
 
 /** Throws 400 when an object (a request body after decoding, or the result of a patch) nests too deep. */
-export function assertObjectDepth(v: unknown) {
-  if (valueDepth(v, MAX_OBJECT_DEPTH) > MAX_OBJECT_DEPTH) throw depthError();
-}
-
-/** assertObjectDepth in slices that give the event loop back (apiserver/json.ts). */
 export async function assertObjectDepthAsync(v: unknown) {
-  const slicer = new Slicer();
-  const vals: object[] = [];
-  const depths: number[] = [];
-  if (v !== null && typeof v === 'object') vals.push(v), depths.push(1);
-  while (vals.length) {
-    if (slicer.due()) await slicer.yield();
-    const x = vals.pop()!;
-    const d = depths.pop()!;
-    if (d > MAX_OBJECT_DEPTH) throw depthError();
-    if (Array.isArray(x)) {
-      for (let i = 0; i < x.length; i++) if (x[i] !== null && typeof x[i] === 'object') vals.push(x[i]), depths.push(d + 1);
-    } else {
-      for (const k in x) {
-        const c = (x as Record<string, unknown>)[k];
-        if (c !== null && typeof c === 'object') vals.push(c), depths.push(d + 1);
-      }
-    }
-  }
+  if ((await valueDepth(v, MAX_OBJECT_DEPTH)) > MAX_OBJECT_DEPTH) throw depthError();
 }
 
 /**
@@ -296,7 +279,7 @@ export const requestLimits = globalPlugin<LimitPluginOptions>(async (app, o) => 
 
   // Every text body is checked against the prescan limits (size, depth, YAML anchors and documents)
   // before any code walks it (apiserver/prescan.ts); parseBody checks again for callers elsewhere,
-  // and decoded protobuf bodies and patch results go through assertObjectDepth in the REST layer.
+  // and decoded protobuf bodies and patch results go through assertObjectDepthAsync in the REST layer.
   app.addHook('preHandler', (req: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void) => {
     const ct = req.headers['content-type'];
     if (!Buffer.isBuffer(req.body) || (ct !== undefined && /protobuf/i.test(ct))) return done();

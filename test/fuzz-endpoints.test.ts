@@ -11,14 +11,14 @@
 // machine is shared); the resident memory within
 // its bound; a canary object unchanged.
 import { readFileSync } from 'node:fs';
-import { Agent, request as httpsRequest } from 'node:https';
+import { Agent } from 'node:https';
 import { join } from 'node:path';
 import { apiProblem, registryProblem } from './helpers/invariants.js';
 import fc from 'fast-check';
 import t from 'tap';
 import { ENDPOINTS, hostileRequest, registryRequest } from './helpers/arbitraries.js';
 import { startServer, type TestServer } from './helpers/server.js';
-import { quiet, reproduced, stallMs } from './helpers/stall.js';
+import { quiet, reproduced, type Res, send as sendVia, stallMs } from './helpers/stall.js';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 150);
 const SEED = Number(process.env.FUZZ_SEED ?? 15);
@@ -31,24 +31,7 @@ let s: TestServer;
 let agent: Agent;
 let registryPort = 0;
 
-interface Res {
-  status: number;
-  text: string;
-  type: string;
-}
-
-function send(port: number, method: string, path: string, body: Buffer | undefined, headers: Record<string, string>): Promise<Res> {
-  return new Promise((resolve) => {
-    const req = httpsRequest({ host: '127.0.0.1', port, method, path, agent, servername: 'localhost', headers: { ...headers, ...(body ? { 'Content-Length': String(body.length) } : {}) } }, (r) => {
-      const chunks: Buffer[] = [];
-      r.on('data', (c: Buffer) => chunks.push(c));
-      r.on('end', () => resolve({ status: r.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), type: String(r.headers['content-type'] ?? '') }));
-      r.on('error', (e) => resolve({ status: -1, text: String(e), type: '' }));
-    });
-    req.on('error', (e) => resolve({ status: -1, text: String(e), type: '' }));
-    req.end(body);
-  });
-}
+const send = (port: number, method: string, path: string, body: Buffer | undefined, headers: Record<string, string>) => sendVia(agent, port, method, path, body, headers);
 
 const bad: string[] = [];
 const statuses = new Map<string, number>();
