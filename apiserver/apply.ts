@@ -42,8 +42,12 @@ const SKIP_META = new Set(['name', 'namespace', 'uid', 'resourceVersion', 'gener
 export type AtomicPaths = string[][];
 const isAtomic = (atomic: AtomicPaths, at: string[], k: string) => atomic.some((a) => a.length === at.length + 1 && a[at.length] === k && at.every((x, i) => a[i] === x));
 
-/** The fields of a map (`skip`: keys left out), each map value a set of its own (an atomic map one leaf), the rest leaves. */
-async function walkFields(o: Obj, slicer: Slicer, skip?: Set<string>, atomic: AtomicPaths = [], at: string[] = []): Promise<FieldSet> {
+/**
+ * The fields of a map (`skip`: keys left out), each map value a set of its own (an atomic map one
+ * leaf), the rest leaves. `paths`: the leaf paths (as `leaves` gives them, in another order) are
+ * added to it in the same pass, under `prefix`.
+ */
+async function walkFields(o: Obj, slicer: Slicer, skip?: Set<string>, atomic: AtomicPaths = [], at: string[] = [], paths?: string[][], prefix: string[] = []): Promise<FieldSet> {
   const out: FieldSet = {};
   const keys = Object.keys(o);
   for (let i = 0; i < keys.length; i++) {
@@ -51,17 +55,29 @@ async function walkFields(o: Obj, slicer: Slicer, skip?: Set<string>, atomic: At
     const k = keys[i];
     const v = o[k];
     if (skip?.has(k) || v === undefined) continue;
-    out[`f:${k}`] = isMap(v) && !(atomic.length && isAtomic(atomic, at, k)) ? await walkFields(v, slicer, undefined, atomic, atomic.length ? [...at, k] : at) : {};
+    if (isMap(v) && !(atomic.length && isAtomic(atomic, at, k))) {
+      const sub = await walkFields(v, slicer, undefined, atomic, atomic.length ? [...at, k] : at, paths, paths ? [...prefix, k] : prefix);
+      out[`f:${k}`] = sub;
+      if (paths && isEmptySet(sub)) paths.push([...prefix, k]);
+    } else {
+      out[`f:${k}`] = {};
+      paths?.push([...prefix, k]);
+    }
   }
   return out;
 }
 
-/** The fields an applied configuration names (an atomic map is one leaf). */
-export async function fieldsOf(applied: Obj, atomic: AtomicPaths = [], slicer = new Slicer()): Promise<FieldSet> {
+const isEmptySet = (fs: FieldSet) => {
+  for (const _ in fs) return false;
+  return true;
+};
+
+/** The fields an applied configuration names (an atomic map is one leaf); `paths` as walkFields. */
+export async function fieldsOf(applied: Obj, atomic: AtomicPaths = [], slicer = new Slicer(), paths?: string[][]): Promise<FieldSet> {
   const { metadata, ...rest } = applied;
-  const top = await walkFields(rest, slicer, SKIP_TOP, atomic);
+  const top = await walkFields(rest, slicer, SKIP_TOP, atomic, [], paths);
   if (isMap(metadata)) {
-    const meta = await walkFields(metadata, slicer, SKIP_META);
+    const meta = await walkFields(metadata, slicer, SKIP_META, [], [], paths, ['metadata']);
     for (const _ in meta) {
       top['f:metadata'] = meta;
       break;
@@ -225,9 +241,9 @@ export async function applyConfiguration(
   atomic: AtomicPaths = [],
   liveJson?: string,
 ): Promise<KubeObject> {
-  const slicer = new Slicer();
-  const wanted = await fieldsOf(applied as unknown as Obj, atomic, slicer);
-  const wantedLeaves = await leaves(wanted, slicer);
+  const slicer = new Slicer(256);
+  const wantedLeaves: string[][] = [];
+  const wanted = await fieldsOf(applied as unknown as Obj, atomic, slicer, wantedLeaves);
   const wantedTrie = await trieOf(slicer, wantedLeaves);
   const entries = ((live?.metadata.managedFields ?? []) as ManagedFieldsEntry[]).filter((e) => isMap(e) && typeof e.manager === 'string');
   const others = entries.filter((e) => !(e.manager === manager && e.operation === 'Apply' && !e.subresource));
@@ -320,7 +336,7 @@ export async function recordUpdate(
   subresource?: 'status',
   atomic: AtomicPaths = [],
 ): Promise<void> {
-  const slicer = new Slicer();
+  const slicer = new Slicer(256);
   const scope = (o: KubeObject | undefined): Obj => {
     if (!o) return {};
     if (subresource) return Object.fromEntries(statusFields.filter((f) => o[f] !== undefined).map((f) => [f, o[f]]));

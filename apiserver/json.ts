@@ -17,8 +17,10 @@ const SLICE_MS = 8;
 export class Slicer {
   private n = 0;
   private until = performance.now() + SLICE_MS;
+  /** `step`: work between looks at the clock (smaller where one unit of work is heavier). */
+  constructor(private readonly step = STEP) {}
   due(): boolean {
-    if (++this.n < STEP) return false;
+    if (++this.n < this.step) return false;
     this.n = 0;
     return performance.now() >= this.until;
   }
