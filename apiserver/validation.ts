@@ -46,6 +46,9 @@ export function prune(value: unknown, schema: Schema | undefined, path: string, 
     if (schema.type === 'object' && schema.additionalProperties !== true) for (const k of Object.keys(obj)) unknown.push(join(path, k)), delete obj[k];
     return;
   }
+  // a map whose values' schema has no fields (a ConfigMap's data): nothing in it to prune, and no
+  // enumeration of its keys (200,000 of them take 40 ms)
+  if (!props && extra && extra.type !== 'object' && !extra.properties && !extra.items && !extra.patternProperties && typeof extra.additionalProperties !== 'object') return;
   for (const k of Object.keys(obj)) {
     const s = props?.[k] ?? extra;
     if (s) prune(obj[k], s, join(path, k), unknown);
