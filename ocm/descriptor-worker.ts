@@ -1,10 +1,10 @@
 // Component descriptors parsed off the event loop (issue 15): the YAML parser is synchronous and
 // takes about a second for 2 MiB of descriptor (20,000 resources held the server's event loop for
 // 2.1 s before the element limit could refuse it), so descriptors over 64 KiB are parsed in a worker
-// thread (ocm/offthread.ts), one at a time, with its own heap limit (a parse past it is
+// thread (apiserver/offthread.ts), one at a time, with its own heap limit (a parse past it is
 // DescriptorTooLarge). Smaller ones are parsed in place.
 import { type ComponentDescriptor, DescriptorError, parseDescriptor } from './descriptor.js';
-import { OffThread, serveOffThread } from './offthread.js';
+import { OffThread, serveOffThread } from '../apiserver/offthread.js';
 
 const IN_PLACE_BYTES = 64 << 10;
 const HEAP_MIB = 512;

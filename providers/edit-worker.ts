@@ -1,12 +1,12 @@
 // The YAML files Configurator and Localization edit, edited off the event loop (issue 15): parsing,
 // editing and writing a 3 MiB manifest (providers/configdata.ts SnapshotEditor) held the event loop
-// for seconds, so files over 64 KiB are edited in a worker thread (ocm/offthread.ts, the one the
+// for seconds, so files over 64 KiB are edited in a worker thread (apiserver/offthread.ts, the one the
 // descriptor parser uses) by the same SnapshotEditor code: the main thread ships the file's bytes,
 // each rule's path and value, and gets the edited bytes back. The thread has its own heap limit and
 // a time limit per step; over either, the rule fails naming the file (a TransformError, as a parse
 // error is). Smaller files are edited in place. A ConfigData and the values of a
 // ConfigMap or Secret (spec.valuesFrom) over 64 KiB are parsed there too.
-import { OffThread, serveOffThread } from '../ocm/offthread.js';
+import { OffThread, serveOffThread } from '../apiserver/offthread.js';
 import { leaseMemory } from '../registry/memory-budget.js';
 import { MAX_BYTES } from '../apiserver/prescan.js';
 import { type ConfigData, normalizeFile, parseConfigData, parseValues, SnapshotEditor, TransformError, YAML_HEAP_PER_BYTE } from './configdata.js';
