@@ -25,7 +25,8 @@ export interface OciClientOptions {
   /** Talk plain HTTP instead of HTTPS. */
   insecureHttp?: boolean;
   credentials?: (registryHost: string) => Credentials | undefined;
-  /** Retries of a failed idempotent request (and restarts of a failed upload); default 4. */
+  /** Retries of a failed idempotent request (and restarts of a failed upload); default 4. A read
+   * retries only within one stallTimeoutMs in all, and never after a stall (see retryDelay). */
   retries?: number;
   /** First backoff step; it doubles per retry (with jitter) up to 10 s. Default 250 ms. */
   retryBaseMs?: number;
@@ -473,6 +474,20 @@ export class OciClient {
     return this.opts.credentials?.(host);
   }
 
+  /**
+   * The wait before a read's next attempt within the request, or undefined when it goes to the
+   * caller at once (issue 15): a failure that is not retryable or past `retries`, a stall or a
+   * silence (TIMEOUT: it took a stall timeout already), or a wait that would take the request,
+   * counted from `since`, past one stall timeout (a Retry-After longer than that). A reconciler
+   * shows such a failure in its status (Ready=False) and its work queue retries with backoff,
+   * as Flux's controllers do, instead of hiding several stall timeouts inside one request.
+   */
+  private retryDelay(err: OciError, attempt: number, since: number): number | undefined {
+    if (!err.retryable || err.code === 'TIMEOUT' || attempt >= this.retries) return undefined;
+    const ms = this.backoff(attempt, err.retryAfterMs);
+    return Date.now() - since + ms < this.stallTimeoutMs ? ms : undefined;
+  }
+
   private backoff(attempt: number, retryAfterMs?: number): number {
     if (retryAfterMs !== undefined) return retryAfterMs + Math.random() * 100;
     const exp = Math.min(MAX_BACKOFF_MS, this.retryBaseMs * 2 ** attempt);
@@ -641,6 +656,7 @@ export class OciClient {
 
   /** exchange() + status check + retries; `handle` runs inside the retry loop. */
   private async call<T>(r: Req, handle: (res: IncomingMessage) => Promise<T>): Promise<T> {
+    const since = Date.now();
     for (let attempt = 0; ; attempt++) {
       let err: OciError;
       try {
@@ -650,8 +666,9 @@ export class OciClient {
       } catch (e) {
         err = toOciError(e, r.what);
       }
-      if (!r.retry || !err.retryable || r.body instanceof Readable || attempt >= this.retries) throw err;
-      await sleep(this.backoff(attempt, err.retryAfterMs));
+      const delay = r.retry && !(r.body instanceof Readable) ? this.retryDelay(err, attempt, since) : undefined;
+      if (delay === undefined) throw err;
+      await sleep(delay);
     }
   }
 
@@ -710,9 +727,11 @@ export class OciClient {
     const fail = (e: unknown) => {
       if (finished) return;
       const err = toOciError(e, what);
-      if (!err.retryable || attempt++ >= this.retries) return out.destroy(err);
+      // a connection lost mid-way is resumed; a stalled one is not (retryDelay)
+      const delay = this.retryDelay(err, attempt++, Date.now());
+      if (delay === undefined) return out.destroy(err);
       void (async () => {
-        await sleep(this.backoff(attempt));
+        await sleep(delay);
         if (finished) return;
         const next = await this.call({ ...req, headers: { range: `bytes=${received}-` }, expect: [200, 206] }, async (res) => res);
         const start = next.statusCode === 206 ? Number(/bytes (\d+)-/.exec(String(next.headers['content-range']))?.[1]) : 0;
