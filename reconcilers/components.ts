@@ -4,7 +4,7 @@ import type { KubeObject } from '../kinds/types.js';
 import type { ComponentVersion, OcmRepository } from '../ocm/repository.js';
 import { verifyRules } from '../kinds/ocmcomponent.js';
 import { getObject, ocmRepositoryFor, type ReconcilerContext, resourceOf } from './context.js';
-import { stalled } from './runtime/errors.js';
+import { stalled, toReconcileError } from './runtime/errors.js';
 import { condition, isReady } from './runtime/status.js';
 
 const cache = new Map<string, { at: number; value: Promise<ComponentVersion> }>();
@@ -65,7 +65,11 @@ export async function withComponentVersion<T>(ctx: ReconcilerContext, c: ReadyCo
       cache.set(key, hit);
       hit.value.catch(() => cache.delete(key));
     }
-    return await fn(repo, await hit.value);
+    // an upstream that cannot be read now (refused, 5xx, a stalled read) is FetchFailed, retried with backoff
+    const cv = await hit.value.catch((err) => {
+      throw toReconcileError(err, 'FetchFailed', `fetching ${c.name}:${c.version} from ${spec.repository.url}`);
+    });
+    return await fn(repo, cv);
   } finally {
     close();
   }

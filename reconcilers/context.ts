@@ -3,7 +3,7 @@
 import { ApiError } from '../apiserver/errors.js';
 import { keyFor, type Resource, type ResourceRegistry } from '../apiserver/resources.js';
 import { type GenericREST, internalOptions } from '../apiserver/rest.js';
-import type { KubeObject, OwnerReference } from '../kinds/types.js';
+import type { Condition, KubeObject, OwnerReference } from '../kinds/types.js';
 import { credentialsFromDockerConfig, normalizeRegistryHost, OciClient, type Credentials } from '../registry/client.js';
 import type * as k8s from '@kubernetes/client-node';
 import type { UpstreamPolicy } from '../registry/upstream.js';
@@ -14,7 +14,7 @@ import type { Logger, ObjectKey, Result } from './runtime/controller.js';
 import type { EventRecorder } from './runtime/events.js';
 import type { HostCluster } from './runtime/host.js';
 import { ReconcileError, toReconcileError, WAITING_RETRY_MS } from './runtime/errors.js';
-import { removeCondition, setCondition, type StatusWriter } from './runtime/status.js';
+import { condition, removeCondition, setCondition, type StatusWriter } from './runtime/status.js';
 
 export interface SnapshotStore {
   /** `host:port` of the registry that holds snapshots, as clients reach it. */
@@ -75,17 +75,47 @@ export const NOT_READY_RETRY_MS = WAITING_RETRY_MS;
  */
 export async function reportRunFailure(ctx: ReconcilerContext, r: Resource, key: ObjectKey, err: unknown): Promise<Result | void> {
   const e = toReconcileError(err, 'ReconcileFailed');
-  await ctx.status.update(r, key, (st, o) => failureStatus(st, e, o.metadata.generation));
+  let was: Condition | undefined;
+  const written = await ctx.status.update(r, key, (st, o) => {
+    was = condition(o);
+    failureStatus(st, e, o.metadata.generation);
+  });
+  if (written) await eventOnNewMessage(ctx, written, was, e);
   if (e.policy === 'Transient') throw e;
   if (e.policy === 'Waiting') return { requeueAfterMs: e.requeueAfterMs };
 }
 
-/** Ready=False (and Stalled=True for a Stalled error) with the error's reason and message. */
+/** Ready=False with the error's reason and message, and the kstatus conditions (failureConditions). */
 export function failureStatus(st: Record<string, unknown>, e: ReconcileError, generation: number | undefined) {
   st.ready = false;
   setCondition(st, { type: 'Ready', status: 'False', reason: e.reason, message: e.message }, generation);
-  if (e.policy === 'Stalled') setCondition(st, { type: 'Stalled', status: 'True', reason: e.reason, message: e.message }, generation);
-  else removeCondition(st, 'Stalled');
+  failureConditions(st, e, generation);
+}
+
+/**
+ * Flux's kstatus beside Ready=False: Stalled=True when retrying cannot help (until an input or the
+ * interval brings it back); Reconciling=True while it is retried (ProgressingWithRetry, with
+ * backoff) or looked at again (Progressing). Ready=True drops both (setCondition).
+ */
+export function failureConditions(st: Record<string, unknown>, e: ReconcileError, generation: number | undefined) {
+  if (e.policy === 'Stalled') {
+    setCondition(st, { type: 'Stalled', status: 'True', reason: e.reason, message: e.message }, generation);
+    removeCondition(st, 'Reconciling');
+  } else {
+    removeCondition(st, 'Stalled');
+    setCondition(st, { type: 'Reconciling', status: 'True', reason: e.policy === 'Transient' ? 'ProgressingWithRetry' : 'Progressing', message: e.message }, generation);
+  }
+}
+
+/**
+ * A Warning Event for a failure with the reason Ready already has but another message (another
+ * resource, another error of the same upstream): the StatusWriter records one only when the
+ * reason changes. A retry that fails the same way writes nothing (no status, no Event), so
+ * `kubectl describe` shows each failure once, and the recovery.
+ */
+export async function eventOnNewMessage(ctx: ReconcilerContext, obj: KubeObject, was: Condition | undefined, e: ReconcileError): Promise<void> {
+  if (was?.status !== 'False' || was.reason !== e.reason || was.message === e.message || !ctx.events) return;
+  await ctx.events.record(obj, 'Warning', e.reason, e.message).catch((err: Error) => ctx.log.warn({ err: err.message }, 'recording an event failed'));
 }
 
 export function resourceOf(ctx: ReconcilerContext, kind: string, group = GROUP, version = 'v1alpha1'): Resource {

@@ -16,6 +16,8 @@ import { verifyDescriptor } from '../ocm/signing.js';
 import {
   API_VERSION,
   applyObject,
+  eventOnNewMessage,
+  failureConditions,
   getObject,
   listObjects,
   ownerRef,
@@ -391,7 +393,12 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
       let deployPackage: { name: string; namespace: string; kind: string; apiVersion: string } | undefined;
       const pkg = cv.descriptor.component.resources.find((r) => DEPLOY_PACKAGE_TYPES.includes(r.type));
       if (pkg && CM) {
-        const { data } = await repo.getResourceContent(cv, pkg, { maxBytes: 3 << 20 }); // a ConfigMap holds at most 3 MiB
+        let data: Buffer;
+        try {
+          ({ data } = await repo.getResourceContent(cv, pkg, { maxBytes: 3 << 20 })); // a ConfigMap holds at most 3 MiB
+        } catch (err) {
+          throw toReconcileError(err, 'FetchFailed', `reading the deploy package ${pkg.name} of ${spec.name}:${version}`);
+        }
         const name = `${main.metadata.name!.slice(0, 230).replace(/[-.]+$/, '')}-deploy-package`;
         await applyObject(ctx, CM, {
           apiVersion: 'v1',
@@ -429,7 +436,6 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
           },
           obj.metadata.generation,
         );
-        removeCondition(st, 'Reconciling');
         if (prev.resolvedVersion !== version) removeCondition(st, 'ContentChanged');
         else if (contentChange) {
           setCondition(st, { type: 'ContentChanged', status: 'True', reason: 'ContentVerified', message: `the content of ${spec.name}:${version} changed under the same version: manifest ${contentChange.from} is now ${contentChange.to}; the new content verified and flows on` }, obj.metadata.generation);
@@ -459,25 +465,17 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
         const e = toReconcileError(err, 'ReconcileFailed');
         const notVerified = NOT_VERIFIED.includes(e.reason);
         // kubectl describe names what failed: a new Ready reason is an Event by itself (StatusWriter);
-        // the same reason with another message (another resource, another digest) gets one here.
+        // the same reason with another message (another resource, another digest) gets one (eventOnNewMessage).
         const was = condition(obj, 'Ready');
-        if (notVerified && was?.status === 'False' && was.reason === e.reason && was.message !== e.message) await event(obj, 'Warning', e.reason, e.message);
-        await ctx.status.update(R, key, (st) => {
+        const written = await ctx.status.update(R, key, (st) => {
           if (notVerified) {
             st.verified = false;
             setCondition(st, { type: 'Verified', status: 'False', reason: e.reason, message: e.message }, obj.metadata.generation);
           }
           setCondition(st, { type: 'Ready', status: 'False', reason: e.reason, message: e.message }, obj.metadata.generation);
-          // Flux's kstatus: Stalled when retrying cannot help (until an input or the interval brings
-          // it back), Reconciling while it is retried with backoff.
-          if (e.policy === 'Stalled') {
-            setCondition(st, { type: 'Stalled', status: 'True', reason: e.reason, message: e.message }, obj.metadata.generation);
-            removeCondition(st, 'Reconciling');
-          } else {
-            removeCondition(st, 'Stalled');
-            setCondition(st, { type: 'Reconciling', status: 'True', reason: e.policy === 'Transient' ? 'ProgressingWithRetry' : 'Progressing', message: e.message }, obj.metadata.generation);
-          }
+          failureConditions(st, e, obj.metadata.generation);
         });
+        if (written) await eventOnNewMessage(ctx, written, was, e);
         if (e.retry) throw e;
         return { requeueAfterMs: parseDuration((obj.spec as OCMComponentSpec).interval ?? '10m') ?? 600_000 };
       }

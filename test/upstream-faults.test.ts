@@ -1,11 +1,19 @@
 // Upstream faults, with the reconcilers on: OCM repositories (the in-memory fake registry holding
 // component versions published with ocm/publish.ts) that are down (connection refused), answer
-// 500 or 429, or drop the connection in the middle of a blob. For each: the failing object
-// (OCMComponent, or the Source for the blob) reports it in its Ready condition (the reason and the
-// message name the problem) and in a Warning event; the Source downstream of a failing component
+// 500 or 429, drop the connection in the middle of a blob, or drip bytes (the component's every
+// read, or only the resource blob a Source reads). For each: the failing object (OCMComponent, or
+// the Source) reports it in its Ready condition (the reason and the message name the problem, with
+// observedGeneration) and Reconciling=True (ProgressingWithRetry) while it is retried, and in a
+// Warning event; the Source downstream of a failing component
 // says so; the reconcilers back off (requests that reach the registry, and reconcile attempts, are
 // counted over a window and bounded); once the repository is back they recover by themselves,
-// ending Ready with exactly one Snapshot. The four cases run side by side on one server.
+// ending Ready (Reconciling gone) with exactly one Snapshot, and `kubectl describe` tells it. A
+// dripping registry is in the status after one --upstream-stall-timeout (3 s here), as Flux's
+// controllers report each failed attempt (fluxcd/source-controller's OCIRepository reconciler marks
+// Ready=False with the fetch error and returns it, and controller-runtime requeues with backoff);
+// before, the client's 3 retries inside the request hid it for 4 stall timeouts (2 minutes with
+// the default 30 s). The cases run side by side on one server.
+import { createHash } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +26,7 @@ import { startServer, type TestServer } from './helpers/server.js';
 
 const G = '/apis/delivery.ocm.software/v1alpha1';
 const WINDOW_MS = 6000;
+const STALL_MS = 3000; // --upstream-stall-timeout
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let s: TestServer;
@@ -32,7 +41,15 @@ interface Scenario {
   failing: 'OCMComponent' | 'Source';
   problem: RegExp; // what the message must say
   reason: RegExp; // what the reason must say
+  /** The registry path the fault is on (default: the component's, `faults/<key>`). */
+  faultPath?: () => string;
+  /** The fault goes on once the OCMComponent is Ready, before the Source exists. */
+  afterReady?: boolean;
+  /** The failing object's Ready=False comes within this long of its creation. */
+  withinMs?: number;
 }
+
+const DRIP = /less than 16384 bytes in 3000 ms \(a stalled or dripping response\)/;
 
 const scenarios: Scenario[] = [
   { key: 'refused', registry: () => downReg, failing: 'OCMComponent', problem: /ECONNREFUSED|connection refused/i, reason: /Unavailable|Unreachable|Network|Connect|Fetch|Repository/ },
@@ -40,13 +57,21 @@ const scenarios: Scenario[] = [
   { key: 'http429', registry: () => reg, fault: { mode: '429', retryAfterSeconds: 1 }, failing: 'OCMComponent', problem: /\b429\b|TOOMANYREQUESTS|rate limit/i, reason: /Unavailable|Fetch|Repository|RateLimit|TooMany|Throttl|Upstream/ },
   // the OCMComponent reads every resource blob to check its digest before it is verified, so a cut blob stops it first
   { key: 'cutblob', registry: () => reg, fault: { mode: 'cut', atByte: 40_000 }, failing: 'OCMComponent', problem: /aborted|premature|socket hang up|ECONNRESET|closed|terminated/i, reason: /Unavailable|Fetch|Provider|Network|Download|Repository/ },
+  // every read of the component drips (its tag list first): one stall timeout, then FetchFailed
+  { key: 'drip', registry: () => reg, fault: { mode: 'drip' }, failing: 'OCMComponent', problem: DRIP, reason: /^FetchFailed$/, withinMs: STALL_MS + 4000 },
+  // the resource blob drips once the OCMComponent has verified it: the Source's own read is cut
+  { key: 'dripblob', registry: () => reg, fault: { mode: 'drip' }, faultPath: () => `faults/dripblob/blobs/${blobDigest('dripblob')}`, afterReady: true, failing: 'Source', problem: DRIP, reason: /^(FetchFailed|ProviderFailed)$/, withinMs: STALL_MS + 4000 },
 ];
 
 interface Facts {
   key: string;
   ns: string;
   failedAfterMs?: number;
-  condition?: { reason: string; message: string; status: string };
+  condition?: { reason: string; message: string; status: string; observedGeneration?: number };
+  generation?: number;
+  reconciling?: { status: string; reason: string; message: string };
+  reconcilingAfter?: unknown;
+  describe?: string;
   downstream?: { reason: string; message: string };
   warningEvents: { reason: string; message: string; count: number }[];
   requestsInWindow?: number;
@@ -63,6 +88,7 @@ interface Facts {
 }
 
 const blobText = (key: string) => Array.from({ length: 4000 }, (_, i) => `${key} line ${i} of a resource big enough to be cut in the middle\n`).join('');
+const blobDigest = (key: string) => `sha256:${createHash('sha256').update(blobText(key)).digest('hex')}`;
 
 async function get(path: string): Promise<any> {
   const r = await s.request('GET', path);
@@ -99,12 +125,15 @@ async function run(sc: Scenario): Promise<Facts> {
   const ns = `f-${sc.key}`;
   const facts: Facts = { key: sc.key, ns, warningEvents: [], normalEvents: [], attemptsInWindow: 0, attemptGapsMs: [] };
   const r = sc.registry();
-  const compPath = `faults/${sc.key}`;
+  const compPath = sc.faultPath?.() ?? `faults/${sc.key}`;
   try {
     await s.request('POST', '/api/v1/namespaces', { body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } } });
-    // The fault goes on before the objects exist: the first reconcile meets it.
-    if (sc.fault) r.faults.set(compPath, sc.fault);
-    else await r.down();
+    // The fault goes on before the objects exist (or, afterReady, before the Source does): the first reconcile meets it.
+    const faultOn = async () => {
+      if (sc.fault) r.faults.set(compPath, sc.fault);
+      else await r.down();
+    };
+    if (!sc.afterReady) await faultOn();
     const objs = [
       {
         apiVersion: 'delivery.ocm.software/v1alpha1',
@@ -120,10 +149,16 @@ async function run(sc: Scenario): Promise<Facts> {
         spec: { componentRef: { name: 'app' }, providerRef: { apiVersion: 'delivery.ocm.software/v1alpha1', kind: 'OCMResource', name: 'data-res' } },
       },
     ];
-    const started = Date.now();
+    let started = Date.now();
     for (const o of objs) {
       const res = await s.request('POST', `${G}/namespaces/${ns}/${o.kind.toLowerCase()}s`, { body: o });
       if (res.status !== 201) throw new Error(`creating ${o.kind}: ${res.status} ${res.body}`);
+      if (sc.afterReady && o.kind === 'OCMComponent') {
+        const up = await waitFor(async () => (ready(await get(`${G}/namespaces/${ns}/ocmcomponents/app`))?.status === 'True' ? true : undefined), 30_000);
+        if (!up) throw new Error('the OCMComponent did not become Ready before the fault');
+        await faultOn();
+        started = Date.now();
+      }
     }
     const failingPath = sc.failing === 'OCMComponent' ? `${G}/namespaces/${ns}/ocmcomponents/app` : `${G}/namespaces/${ns}/sources/data`;
     const failed = await waitFor(async () => {
@@ -134,6 +169,8 @@ async function run(sc: Scenario): Promise<Facts> {
     if (!failed) throw new Error(`no Ready=False condition on the ${sc.failing} in 30 s: ${JSON.stringify((await get(failingPath))?.status)}`);
     facts.failedAfterMs = Date.now() - started;
     facts.condition = ready(failed);
+    facts.generation = failed.metadata.generation;
+    facts.reconciling = failed.status.conditions.find((c: any) => c.type === 'Reconciling');
     if (sc.failing === 'OCMComponent') {
       const src = await waitFor(async () => {
         const c = ready(await get(`${G}/namespaces/${ns}/sources/data`));
@@ -168,12 +205,15 @@ async function run(sc: Scenario): Promise<Facts> {
     facts.sourceSnapshot = ok?.status?.snapshot;
     facts.readySource = !!ok;
     facts.readyComponent = ready(await get(`${G}/namespaces/${ns}/ocmcomponents/app`))?.status === 'True';
+    facts.reconcilingAfter = (await get(failingPath))?.status?.conditions?.find((c: any) => c.type === 'Reconciling');
     facts.snapshots = ((await get(`${G}/namespaces/${ns}/snapshots`))?.items ?? []).map((x: any) => x.metadata.name);
     await sleep(3000); // late duplicates from retries still in the queue would show up here
     facts.snapshotsLater = ((await get(`${G}/namespaces/${ns}/snapshots`))?.items ?? []).map((x: any) => x.metadata.name);
     facts.normalEvents = ((await get(`/api/v1/namespaces/${ns}/events`))?.items ?? [])
       .filter((e: any) => e.type === 'Normal')
       .map((e: any) => ({ reason: e.reason, kind: e.involvedObject?.kind }));
+    const d = await s.kubectl(['describe', sc.failing.toLowerCase(), sc.failing === 'OCMComponent' ? 'app' : 'data', '-n', ns]);
+    facts.describe = d.code === 0 ? d.stdout.slice(d.stdout.indexOf('Events:')) : `kubectl describe failed: ${d.stderr}`;
   } catch (err) {
     facts.error = (err as Error).stack ?? String(err);
   } finally {
@@ -198,7 +238,8 @@ t.before(async () => {
     );
     repo.client.close();
   }
-  s = await startServer({ reconcilers: 'all', args: ['--allow-private-upstreams'] }); // the upstream registry is on 127.0.0.1
+  for (const sc of scenarios) if (sc.faultPath && !sc.registry().fake.blobs.has(sc.faultPath().split('/blobs/')[1])) throw new Error(`${sc.key}: no blob at ${sc.faultPath()}`);
+  s = await startServer({ reconcilers: 'all', args: ['--allow-private-upstreams', '--upstream-stall-timeout', `${STALL_MS / 1000}s`] }); // the upstream registry is on 127.0.0.1
   results = await Promise.all(scenarios.map(run));
 });
 
@@ -217,6 +258,10 @@ for (const [i, sc] of scenarios.entries()) {
     t.match(f.condition?.message, sc.problem, `the message names the problem: ${f.condition?.message}`);
     t.match(f.condition?.reason, sc.reason, `the reason names the problem: ${f.condition?.reason}`);
     t.notMatch(f.condition?.reason, /NotFound|Verification|Digest/, 'the reason does not blame something else');
+    t.equal(f.condition?.observedGeneration, f.generation, 'for the generation it saw');
+    if (sc.withinMs !== undefined) t.ok(f.failedAfterMs! <= sc.withinMs, `Ready=False after ${f.failedAfterMs} ms, within one stall timeout and a margin (${sc.withinMs} ms)`);
+    t.equal(f.reconciling?.status, 'True', 'Reconciling=True while it is retried');
+    t.equal(f.reconciling?.reason, 'ProgressingWithRetry');
     if (sc.failing === 'OCMComponent') {
       t.equal(f.downstream?.reason, 'ComponentNotReady', 'the Source says its component is not ready');
       t.match(f.downstream?.message, sc.problem, 'and why');
@@ -233,5 +278,8 @@ for (const [i, sc] of scenarios.entries()) {
     t.same(f.snapshots, f.sourceSnapshot ? [f.sourceSnapshot] : ['<one>'], 'exactly one Snapshot, the Source\'s');
     t.same(f.snapshotsLater, f.snapshots, 'and still only that one a few seconds later');
     t.ok(f.normalEvents.some((e) => e.kind === sc.failing && e.reason === 'Succeeded'), 'a Normal event on recovery');
+    t.notOk(f.reconcilingAfter, 'Ready again: no longer Reconciling');
+    t.match(f.describe, new RegExp(`Warning\\s+${f.condition?.reason}\\b`), 'kubectl describe: the failure');
+    t.match(f.describe, /Normal\s+Succeeded/, 'kubectl describe: the recovery');
   });
 }

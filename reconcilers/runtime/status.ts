@@ -22,10 +22,13 @@ const now = () => new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
 
 /**
  * Sets a condition, keeping lastTransitionTime when the status did not change. Ready=True also
- * drops a Stalled condition (an object that is Ready is not stalled).
+ * drops Stalled and Reconciling (an object that is Ready is neither stalled nor being retried).
  */
 export function setCondition(status: Status, c: ConditionInput, generation: number | undefined) {
-  if (c.type === 'Ready' && c.status === 'True') removeCondition(status, 'Stalled');
+  if (c.type === 'Ready' && c.status === 'True') {
+    removeCondition(status, 'Stalled');
+    removeCondition(status, 'Reconciling');
+  }
   const list = (status.conditions ??= []);
   const old = list.find((x) => x.type === c.type);
   const next: Condition = {

@@ -1,11 +1,12 @@
 // The in-memory FakeRegistry (which holds OCM component versions published with ocm/publish.ts)
-// with switchable faults: per path substring, answer 500 or 429, or cut a blob's body off after
-// a given byte; and down()/up() to close and reopen its port (connection refused meanwhile).
+// with switchable faults: per path substring, answer 500 or 429, cut a blob's body off after
+// a given byte, or drip any GET's answer (a 200 with its headers, then one byte per `everyMs`,
+// 100 ms by default: far below 16 KiB per stall timeout); and down()/up() to close and reopen its port (connection refused meanwhile).
 // Every request is timestamped, so tests can count what reached the registry and when.
 import type { AddressInfo } from 'node:net';
 import { FakeRegistry } from './fake-registry.js';
 
-export type Fault = { mode: '500' } | { mode: '429'; retryAfterSeconds?: number } | { mode: 'cut'; atByte: number };
+export type Fault = { mode: '500' } | { mode: '429'; retryAfterSeconds?: number } | { mode: 'cut'; atByte: number } | { mode: 'drip'; everyMs?: number };
 
 export class FaultyRegistry {
   readonly fake = new FakeRegistry();
@@ -35,6 +36,14 @@ export class FaultyRegistry {
         const code = f.mode === '429' ? 'TOOMANYREQUESTS' : 'UNKNOWN';
         const message = f.mode === '429' ? 'rate limit exceeded (injected by the test)' : 'internal server error (injected by the test)';
         res.writeHead(Number(f.mode), headers).end(JSON.stringify({ errors: [{ code, message }] }));
+        return true;
+      }
+      if (f.mode === 'drip' && req.method === 'GET') {
+        entry.fault = 'drip';
+        req.resume();
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(1 << 20) });
+        const timer = setInterval(() => res.write('x'), f.everyMs ?? 100);
+        res.on('close', () => clearInterval(timer));
         return true;
       }
       const m = /\/blobs\/(sha256:[a-f0-9]{64})$/.exec(url.pathname);
