@@ -1,7 +1,11 @@
-// A worker thread for synchronous parsing off the event loop (issue 15), shared by the descriptor
-// parser (ocm/descriptor-worker.ts) and the YAML editor of Configurator and Localization
-// (providers/edit-worker.ts). Started on first use, it answers requests one at a time in the order
-// sent, with its own heap limit and, optionally, a time limit per request. A request over either
+// A worker thread for synchronous parsing off the event loop (issue 15), shared by the YAML bodies
+// and answers of the API (apiserver/yaml.ts), the descriptor parser (ocm/descriptor-worker.ts) and
+// the YAML editor of Configurator and Localization (providers/edit-worker.ts). A request and its
+// answer cross by postMessage: strings and plain values are copied once (a string of MBs is one
+// memory copy; no serialising on the event loop), the ArrayBuffers given to call() and the one of
+// a Uint8Array answer that owns it whole are moved, not copied. Started on first use, it answers
+// requests one at a time in the order sent, with its own heap limit and, optionally, a time limit
+// per request (a timer only while a request is out; none without a limit). A request over either
 // limit ends the thread: that request fails with the caller's limit error, the others waiting
 // behind it with a plain (retried) error; the next request starts a new thread.
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
@@ -26,7 +30,8 @@ export function serveOffThread(name: string, handler: (req: never) => unknown): 
       const err = e as Error & { reason?: string };
       reply = { id, error: { message: String(err?.message ?? err), name: err?.name, reason: err?.reason } };
     }
-    parentPort!.postMessage(reply);
+    const v = 'ok' in reply ? reply.ok : undefined;
+    parentPort!.postMessage(reply, v instanceof Uint8Array && v.byteOffset === 0 && v.byteLength === v.buffer.byteLength && v.buffer instanceof ArrayBuffer ? [v.buffer] : []);
   });
 }
 
@@ -78,14 +83,17 @@ export class OffThread {
     return this.opts.timeoutMs ?? 0;
   }
 
-  /** Sends `req`; resolves with the handler's value. `limit` makes the error of this request over a limit. */
-  call<T>(req: unknown, limit: Limit): Promise<T> {
+  /**
+   * Sends `req`; resolves with the handler's value. `limit` makes the error of this request over a
+   * limit. `transfer`: ArrayBuffers of `req` moved to the thread (unusable here afterwards).
+   */
+  call<T>(req: unknown, limit: Limit, transfer: ArrayBuffer[] = []): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const id = ++this.nextId;
       const w = this.thread();
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, limit });
       w.ref();
-      w.postMessage({ id, req });
+      w.postMessage({ id, req }, transfer);
       if (this.pending.size === 1) this.arm();
     });
   }

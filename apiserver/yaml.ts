@@ -1,10 +1,13 @@
 // YAML request bodies: parsed with a check for repeated keys that is linear (the `yaml` package's
 // own `uniqueKeys` compares every key with every other one: 20,000 keys take it seconds), and,
-// past a few KiB, on a worker thread (apiserver/yaml-worker.ts): the package reads about a MB a
+// past a few KiB, on a worker thread (apiserver/offthread.ts, 1 GiB heap): the package reads about a MB a
 // second, so a 3 MiB body would hold the event loop for seconds (issue 15). The worker hands back
 // JSON, which the caller reads in slices (apiserver/json.ts).
-import { Worker } from 'node:worker_threads';
 import YAML, { isMap, isPair, isScalar, isSeq, type Node } from 'yaml';
+import { OffThread, serveOffThread } from './offthread.js';
+
+const NAME = 'YAML';
+const HEAP_MIB = 1024;
 
 /** Repeated keys of a mapping are an error, as with `uniqueKeys: true`. */
 function checkUniqueKeys(root: Node | null | undefined) {
@@ -40,38 +43,20 @@ export function parseYamlText(text: string): unknown {
 /** Bodies up to this size are parsed on the event loop (a few ms); larger ones on the worker. */
 export const YAML_INLINE_BYTES = 8 * 1024;
 
-let worker: Worker | undefined;
-let seq = 0;
-const waiting = new Map<number, { resolve: (json: string) => void; reject: (e: Error) => void }>();
+type Req = { op: 'parse' | 'stringify'; text: string } | { op: 'list'; text: string; items: string[] };
 
-function yamlWorker(): Worker {
-  if (worker) return worker;
-  const w = new Worker(new URL('./yaml-worker.js', import.meta.url), { resourceLimits: { maxOldGenerationSizeMb: 1024 } });
-  w.unref();
-  w.on('message', (m: { id: number; json?: string; error?: string }) => {
-    const p = waiting.get(m.id);
-    waiting.delete(m.id);
-    if (!p) return;
-    if (m.error !== undefined) p.reject(new Error(m.error));
-    else p.resolve(m.json!);
-  });
-  const fail = (e: Error) => {
-    if (worker === w) worker = undefined;
-    for (const p of waiting.values()) p.reject(new Error(`the YAML parser stopped: ${e.message}`));
-    waiting.clear();
-  };
-  w.on('error', fail);
-  w.on('exit', (code) => fail(new Error(`exit code ${code}`)));
-  return (worker = w);
-}
+// In the thread (apiserver/offthread.ts): strings in, a string (JSON or YAML) out, both copied
+// once by postMessage; nothing is built from them on the event loop but what the caller asks for.
+serveOffThread(NAME, (r: Req): string => {
+  if (r.op === 'stringify') return YAML.stringify(JSON.parse(r.text));
+  if (r.op === 'list') return yamlList(r.text, r.items);
+  return JSON.stringify(parseYamlText(r.text)) ?? 'null';
+});
 
-function onWorker(op: 'parse' | 'stringify' | 'list', text: string, items?: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const id = ++seq;
-    waiting.set(id, { resolve, reject });
-    yamlWorker().postMessage({ id, text, op, items });
-  });
-}
+const thread = new OffThread({ name: NAME, module: new URL(import.meta.url), heapMib: HEAP_MIB, fromWire: (e) => new Error(e.message) });
+
+const onWorker = (req: Req): Promise<string> =>
+  thread.call<string>(req, () => new Error(`${req.op === 'parse' ? 'parsing' : 'writing'} the YAML took more than ${HEAP_MIB} MiB of memory`));
 
 /**
  * A list as YAML, its items one at a time (one document of 20 MB would be a syntax tree of GBs):
@@ -90,13 +75,13 @@ export function yamlList(head: string, items: string[]): string {
 
 /** yamlList, past a few KiB on the worker thread. */
 export async function yamlOfList(head: string, items: string[]): Promise<string> {
-  return head.length + items.reduce((n, i) => n + i.length, 0) <= YAML_INLINE_BYTES ? yamlList(head, items) : onWorker('list', head, items);
+  return head.length + items.reduce((n, i) => n + i.length, 0) <= YAML_INLINE_BYTES ? yamlList(head, items) : onWorker({ op: 'list', text: head, items });
 }
 
 /** parseYamlText on the worker thread: the value as JSON text. */
-export const parseYamlOffThread = (text: string): Promise<string> => onWorker('parse', text);
+export const parseYamlOffThread = (text: string): Promise<string> => onWorker({ op: 'parse', text });
 
 /** YAML.stringify of a value given as JSON text; past a few KiB on the worker thread. */
 export async function yamlOfJson(json: string): Promise<string> {
-  return json.length <= YAML_INLINE_BYTES ? YAML.stringify(JSON.parse(json)) : onWorker('stringify', json);
+  return json.length <= YAML_INLINE_BYTES ? YAML.stringify(JSON.parse(json)) : onWorker({ op: 'stringify', text: json });
 }

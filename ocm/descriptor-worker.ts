@@ -27,5 +27,6 @@ export function parseDescriptorAsync(text: Buffer): Promise<ComponentDescriptor>
       return Promise.reject(e);
     }
   }
-  return parser.call<ComponentDescriptor>(new Uint8Array(text), () => new DescriptorError(`parsing the component descriptor took more than ${HEAP_MIB} MiB of memory`, 'DescriptorTooLarge'));
+  const copy = new Uint8Array(text); // moved to the thread, not copied again
+  return parser.call<ComponentDescriptor>(copy, () => new DescriptorError(`parsing the component descriptor took more than ${HEAP_MIB} MiB of memory`, 'DescriptorTooLarge'), [copy.buffer]);
 }

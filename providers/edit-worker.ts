@@ -45,7 +45,7 @@ serveOffThread(NAME, (req: Req) => {
   if (req.op === 'set') return sess.ed.set(req.file, req.path, req.value, req.what);
   sessions.delete(req.s);
   const out = sess.ed.result()[sess.name];
-  return out === sess.input ? null : new Uint8Array(out); // a copy: a view would send its whole ArrayBuffer
+  return out === sess.input ? null : new Uint8Array(out); // a copy owning its ArrayBuffer: moved, not copied (a view would send its whole ArrayBuffer)
 });
 
 const editor = new OffThread({
@@ -63,8 +63,10 @@ const overLimit = (what: string) => (over: 'memory' | 'time') =>
   new TransformError(`${what}: took more than ${over === 'memory' ? `${editor.heapMib} MiB of memory` : `${editor.timeoutMs / 1000} s`} (the file is too large or too complex to edit)`);
 
 /** parseConfigData in the thread (a ConfigData over 64 KiB; configdata.ts loadConfigData). */
-export const parseConfigDataOffThread = (text: Buffer, what: string): Promise<ConfigData> =>
-  editor.call<ConfigData>({ op: 'config', text: new Uint8Array(text), what } satisfies Req, overLimit(`${what}: parsing it`));
+export const parseConfigDataOffThread = (text: Buffer, what: string): Promise<ConfigData> => {
+  const copy = new Uint8Array(text); // moved to the thread, not copied again
+  return editor.call<ConfigData>({ op: 'config', text: copy, what } satisfies Req, overLimit(`${what}: parsing it`), [copy.buffer]);
+};
 
 /** parseValues in the thread (a ConfigMap's or Secret's values over 64 KiB; configurator.ts valuesFrom). */
 export const parseValuesOffThread = (text: string, what: string, secret: boolean): Promise<unknown> =>
@@ -107,7 +109,8 @@ export class SnapshotEdits {
     this.local.checkPath(file, what);
     if (r?.parsed) return;
     if (!r) this.remote.set(name, (r = { s: ++nextSession, parsed: false }));
-    await editor.call({ op: 'open', s: r.s, name, bytes: new Uint8Array(buf), what } satisfies Req, overLimit(`${what}: file ${q(name)}`));
+    const bytes = new Uint8Array(buf); // moved to the thread, not copied again
+    await editor.call({ op: 'open', s: r.s, name, bytes, what } satisfies Req, overLimit(`${what}: file ${q(name)}`), [bytes.buffer]);
     r.parsed = true;
   }
 
