@@ -41,10 +41,11 @@ import { LIMIT_DEFAULTS, parseDuration } from '../apiserver/limits.js';
 import { Metrics } from '../apiserver/metrics.js';
 import { MeteredStore } from '../storage/metered.js';
 
-const SNAPSHOT_CLIENT_TUNING = { contentCacheBytes: 32 << 20, singlePostMaxBytes: 1 << 20 };
+const SNAPSHOT_CLIENT_TUNING = { contentCacheBytes: 32 << 20, singlePostMaxBytes: 1 << 20, trustedErrorMessages: true };
 import { isWatchUrl, RequestTracker, shutdown } from './shutdown.js';
 import { resolveLogFormat } from '../apiserver/logging.js';
 import { MEMORY_BUDGET_BYTES, setMemoryBudget } from '../registry/memory-budget.js';
+import { REGISTRY_LIMIT_DEFAULTS } from '../registry/server-quota.js';
 
 const OPTIONS = {
   mode: { type: 'string', default: 'standalone' },
@@ -82,6 +83,10 @@ const OPTIONS = {
   'request-timeout': { type: 'string', default: '1m0s' },
   'max-watches-per-user': { type: 'string', default: String(LIMIT_DEFAULTS.maxWatchesPerUser) },
   'memory-budget-mib': { type: 'string', default: String(MEMORY_BUDGET_BYTES >> 20) },
+  'registry-namespace-quota-mib': { type: 'string', default: String(REGISTRY_LIMIT_DEFAULTS.namespaceBytes >> 20) },
+  'registry-namespace-files': { type: 'string', default: String(REGISTRY_LIMIT_DEFAULTS.namespaceFiles) },
+  'registry-namespace-uploads': { type: 'string', default: String(REGISTRY_LIMIT_DEFAULTS.namespaceUploads) },
+  'registry-min-free-mib': { type: 'string', default: String(REGISTRY_LIMIT_DEFAULTS.minFreeBytes >> 20) },
   help: { type: 'boolean', short: 'h' },
 } as const;
 const { values } = parseArgs({ options: OPTIONS, strict: true });
@@ -113,6 +118,17 @@ const mode = values.mode;
 const budgetMiB = Number(values['memory-budget-mib']);
 if (!Number.isSafeInteger(budgetMiB) || budgetMiB < 1) throw new Error(`--memory-budget-mib must be a positive whole number of MiB, not ${values['memory-budget-mib']}`);
 setMemoryBudget(budgetMiB * 1048576);
+const wholeFlag = (name: keyof typeof values, min: number) => {
+  const n = Number(values[name]);
+  if (!Number.isSafeInteger(n) || n < min) throw new Error(`--${name} must be a whole number ${min ? 'above 0' : 'of 0 or more'}, not ${values[name]}`);
+  return n;
+};
+const registryLimits = {
+  namespaceBytes: wholeFlag('registry-namespace-quota-mib', 1) * 1048576,
+  namespaceFiles: wholeFlag('registry-namespace-files', 1),
+  namespaceUploads: wholeFlag('registry-namespace-uploads', 1),
+  minFreeBytes: wholeFlag('registry-min-free-mib', 0) * 1048576,
+};
 const logFormat = resolveLogFormat(values['log-format']);
 if (mode !== 'standalone' && mode !== 'aggregated') throw new Error(`--mode must be standalone or aggregated, not ${mode}`);
 const dataDir = resolve(values['data-dir']!);
@@ -240,6 +256,7 @@ const registry = await startRegistryWorker({
   host: bind,
   tls: { key: certs.serverKeyPem, cert: certs.serverCertPem, clientCA: certs.caCertPem },
   anonymousPull: values['registry-anonymous-pull'],
+  limits: registryLimits,
   // `docker login`-style clients: the password is a bearer token this server accepts.
   authenticateBasic: async (_user, pass) => (authnConfig.tokens ? authnConfig.tokens(pass) : undefined),
   // Pulling <ns>/... is `get` on snapshots in <ns>, decided by the API's own authorizer.

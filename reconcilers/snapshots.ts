@@ -11,10 +11,11 @@ import type { Files } from '../providers/types.js';
 import type { KubeObject } from '../kinds/types.js';
 import { internalOptions } from '../apiserver/rest.js';
 import { attachAttestation, verifyAttestation } from '../registry/attestation.js';
-import { MEDIA_TYPES, parseReference } from '../registry/client.js';
+import { MEDIA_TYPES, OciError, parseReference } from '../registry/client.js';
 import { packSnapshot, packSnapshotToFile, type ProducerKind, pushSnapshot, type SnapshotPlace, snapshotRepository } from '../registry/snapshot.js';
 import { API_VERSION, applyObject, listObjects, ownerRef, type ReconcilerContext, resourceOf } from './context.js';
 import { setCondition } from './runtime/status.js';
+import { ReconcileError } from './runtime/errors.js';
 
 export const CONTENT_DIGEST = 'delivery.ocm.software/content-digest';
 export const PRODUCER_LABEL = 'delivery.ocm.software/producer';
@@ -110,6 +111,35 @@ async function store(
   if (cur && cur.metadata.annotations?.[CONTENT_DIGEST] === packed.digest && sameInput && curStatus.digest && samePlace) return { snapshot: cur, created: false };
 
   const timestamp = Math.max(Math.floor(Date.now() / 1000), curStatus.tag && /^\d+$/.test(curStatus.tag) ? Number(curStatus.tag) + 1 : 0);
+  try {
+    return await push(ctx, s, packed, tgz, place, timestamp);
+  } catch (e) {
+    throw registryRefusal(e, ns) ?? e;
+  }
+}
+
+/**
+ * The snapshot registry refusing the namespace's push: its quota (`403 DENIED`), its upload slots
+ * (`429`), its disk (`507`). Ready=False with a reason of its own, retried with the work queue's
+ * backoff (up to 5 minutes): room comes back with deletes and GC, not by retrying at once.
+ */
+function registryRefusal(e: unknown, ns: string): ReconcileError | undefined {
+  if (!(e instanceof OciError)) return undefined;
+  const reason = e.code === 'DENIED' ? 'RegistryQuotaExceeded' : e.code === 'TOOMANYREQUESTS' ? 'RegistryBusy' : e.status === 507 ? 'RegistryStorageFull' : undefined;
+  if (!reason) return undefined;
+  return new ReconcileError(reason, `the snapshot registry refused a snapshot of namespace ${ns}: ${e.message}`, 'Transient', { cause: e });
+}
+
+async function push(
+  ctx: ReconcilerContext,
+  s: StoreSnapshotInput,
+  packed: { digest: string; files: { path: string; size: number }[] },
+  tgz: Buffer | { file: string; digest: string; size: number },
+  place: SnapshotPlace,
+  timestamp: number,
+): Promise<{ snapshot: KubeObject; created: boolean }> {
+  const SNAP = resourceOf(ctx, 'Snapshot');
+  const ns = place.namespace;
   const pushed = await pushSnapshot(ctx.snapshots.client, {
     registry: ctx.snapshots.host,
     ...place,

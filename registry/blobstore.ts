@@ -8,7 +8,8 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { regError, storageError } from './server-errors.js';
+import { RegistryError, regError, storageError } from './server-errors.js';
+import { Quota } from './server-quota.js';
 
 const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
 const ANY_DIGEST_RE = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
@@ -29,13 +30,21 @@ const CHUNK = 1 << 20;
 
 class HashCount extends Transform {
   bytes = 0;
-  constructor(readonly hash: Hash) {
+  /** `admit` is asked before each chunk passes (a quota, the free-disk guard); a throw ends the stream. */
+  constructor(
+    readonly hash: Hash,
+    private readonly admit?: (n: number) => Promise<void>,
+  ) {
     super({ highWaterMark: CHUNK });
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
-    this.hash.update(chunk);
-    this.bytes += chunk.length;
-    cb(null, chunk);
+    const pass = () => {
+      this.hash.update(chunk);
+      this.bytes += chunk.length;
+      cb(null, chunk);
+    };
+    if (!this.admit) return pass();
+    this.admit(chunk.length).then(pass, cb);
   }
 }
 
@@ -75,10 +84,13 @@ export interface Upload {
   id: string;
   repo: string;
   size: number;
-  /** Hash of the first `size` bytes; copied before each append so a failed append can be undone. */
-  hash: Hash;
+  /** Hash of the first `size` bytes; copied before each append so a failed append can be undone.
+   * Unset for a session found on disk at start until it is used again (then its data is rehashed). */
+  hash?: Hash;
   busy: boolean;
 }
+
+const isQuotaDenial = (e: unknown) => e instanceof RegistryError && e.code === 'DENIED';
 
 export class BlobStore {
   readonly blobsDir: string;
@@ -89,7 +101,11 @@ export class BlobStore {
   /** Directories known to exist, so writes skip their mkdir. */
   private readonly knownDirs = new Set<string>();
 
-  constructor(readonly root: string) {
+  /** `quota`: what each namespace's uploads hold (sessions, bytes) is counted and limited there. */
+  constructor(
+    readonly root: string,
+    readonly quota: Quota = new Quota(root),
+  ) {
     this.blobsDir = path.join(root, 'blobs', 'sha256');
     this.uploadsDir = path.join(root, 'uploads');
     this.tmpDir = path.join(root, 'tmp');
@@ -98,6 +114,29 @@ export class BlobStore {
   async init(): Promise<void> {
     await fsp.rm(this.tmpDir, { recursive: true, force: true });
     for (const d of [this.blobsDir, this.uploadsDir, this.tmpDir]) await fsp.mkdir(d, { recursive: true });
+    // Upload sessions survive restarts: each one counts again for its namespace (slot and bytes).
+    for (const id of await fsp.readdir(this.uploadsDir)) {
+      if (!UPLOAD_ID_RE.test(id)) continue;
+      const dir = this.uploadDir(id);
+      const info = await fsp
+        .readFile(path.join(dir, 'info.json'), 'utf8')
+        .then((s) => JSON.parse(s) as { repo: unknown })
+        .catch(() => undefined);
+      const st = await fsp.stat(path.join(dir, 'data')).catch(() => undefined);
+      if (!st || typeof info?.repo !== 'string') continue;
+      this.uploads.set(id, { id, repo: info.repo, size: st.size, busy: false });
+      this.quota.openUpload(info.repo, true);
+      this.quota.add(info.repo, st.size);
+    }
+  }
+
+  /** Takes `n` bytes of `repo`'s quota and of the disk's headroom; `taken` counts what was taken. */
+  private admitter(repo: string, taken: { bytes: number }) {
+    return async (n: number) => {
+      this.quota.take(repo, n);
+      taken.bytes += n;
+      await this.quota.admitDisk(n);
+    };
   }
 
   blobPath(hex: string): string {
@@ -124,27 +163,39 @@ export class BlobStore {
     await fsp.utimes(this.blobPath(hex), now, now).catch(() => {});
   }
 
-  /** Writes a small file atomically: temp file, fsync, rename. */
-  async writeAtomic(file: string, data: string | Buffer): Promise<void> {
+  /** Writes a small file atomically: temp file, fsync, rename. Returns whether `file` is new: a
+   * hard link that fails when the name exists tells, atomically, even with concurrent writers. */
+  async writeAtomic(file: string, data: string | Buffer): Promise<boolean> {
     const tmp = this.tmpPath();
+    const dir = path.dirname(file);
+    const place = async () => {
+      try {
+        await fsp.link(tmp, file);
+        return true;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        await fsp.rename(tmp, file);
+        return false;
+      }
+    };
     try {
       await fsp.writeFile(tmp, data, { flush: data.length > 0 });
-      const dir = path.dirname(file);
       if (!this.knownDirs.has(dir)) {
         await fsp.mkdir(dir, { recursive: true });
         if (this.knownDirs.size > 10_000) this.knownDirs.clear();
         this.knownDirs.add(dir);
       }
-      await fsp.rename(tmp, file).catch(async (e: NodeJS.ErrnoException) => {
+      return await place().catch(async (e: NodeJS.ErrnoException) => {
         if (e.code !== 'ENOENT') throw e;
         // the directory went away (a repository's links removed by GC): make it again
         this.knownDirs.delete(dir);
         await fsp.mkdir(dir, { recursive: true });
-        await fsp.rename(tmp, file);
+        return place();
       });
     } catch (e) {
-      await fsp.rm(tmp, { force: true });
       throw storageError(e);
+    } finally {
+      await fsp.rm(tmp, { force: true }).catch(() => {});
     }
   }
 
@@ -156,10 +207,13 @@ export class BlobStore {
     return hex;
   }
 
-  /** Streams `src` into a temp file while hashing; the blob appears only if it hashes to `hex`. */
-  async ingest(src: Readable, hex: string, expectLength?: number): Promise<number> {
+  /** Streams `src` into a temp file while hashing; the blob appears only if it hashes to `hex`.
+   * The bytes are taken from `repo`'s quota as they arrive and stay taken (for the blob's link)
+   * when it succeeds; a failure gives them back and deletes what arrived. */
+  async ingest(src: Readable, hex: string, repo: string, expectLength?: number): Promise<number> {
     const tmp = this.tmpPath();
-    const hc = new HashCount(createHash('sha256'));
+    const taken = { bytes: 0 };
+    const hc = new HashCount(createHash('sha256'), this.admitter(repo, taken));
     try {
       await receive(src, hc, tmp, 'wx');
       if (expectLength !== undefined && hc.bytes !== expectLength) throw regError('SIZE_INVALID', 'body length does not match Content-Length');
@@ -169,6 +223,7 @@ export class BlobStore {
       await fsp.rename(tmp, this.blobPath(hex));
       return hc.bytes;
     } catch (e) {
+      this.quota.give(repo, taken.bytes);
       await fsp.rm(tmp, { force: true }).catch(() => {});
       throw storageError(e);
     }
@@ -185,11 +240,14 @@ export class BlobStore {
   async createUpload(repo: string): Promise<Upload> {
     const id = randomUUID();
     const dir = this.uploadDir(id);
+    this.quota.openUpload(repo);
     try {
+      await this.quota.admitDisk(0);
       await fsp.mkdir(dir);
       await fsp.writeFile(path.join(dir, 'data'), '');
       await fsp.writeFile(path.join(dir, 'info.json'), JSON.stringify({ repo, started: new Date().toISOString() }));
     } catch (e) {
+      this.quota.closeUpload(repo);
       await fsp.rm(dir, { recursive: true, force: true }).catch(() => {});
       throw storageError(e);
     }
@@ -198,47 +256,50 @@ export class BlobStore {
     return up;
   }
 
-  /** Finds an upload session of `repo`, reloading (and rehashing) it from disk after a restart. */
+  /** Finds an upload session of `repo`, rehashing its data once after a restart. */
   async getUpload(id: string, repo: string): Promise<Upload | undefined> {
-    if (!UPLOAD_ID_RE.test(id)) return undefined;
-    let up = this.uploads.get(id);
-    if (!up) {
-      const dir = this.uploadDir(id);
-      const info = await fsp
-        .readFile(path.join(dir, 'info.json'), 'utf8')
-        .then((s) => JSON.parse(s) as { repo: string })
-        .catch(() => undefined);
-      if (!info) return undefined;
-      const hc = new HashCount(createHash('sha256'));
+    const up = UPLOAD_ID_RE.test(id) ? this.uploads.get(id) : undefined;
+    if (!up || up.repo !== repo) return undefined;
+    if (!up.hash && !up.busy) {
+      up.busy = true;
       try {
-        await pipeline(fs.createReadStream(path.join(dir, 'data')), hc, async function* (src) {
+        const hc = new HashCount(createHash('sha256'));
+        await pipeline(fs.createReadStream(path.join(this.uploadDir(id), 'data')), hc, async function* (src) {
           for await (const _ of src);
         });
+        if (hc.bytes > up.size) this.quota.add(repo, hc.bytes - up.size);
+        else this.quota.give(repo, up.size - hc.bytes);
+        [up.size, up.hash] = [hc.bytes, hc.hash];
       } catch {
         return undefined;
+      } finally {
+        up.busy = false;
       }
-      up = this.uploads.get(id) ?? { id, repo: info.repo, size: hc.bytes, hash: hc.hash, busy: false };
-      this.uploads.set(id, up);
     }
-    return up.repo === repo ? up : undefined;
+    return up;
   }
 
-  private claim(up: Upload) {
-    if (up.busy) throw regError('BLOB_UPLOAD_INVALID', 'another request is writing to this upload', { uuid: up.id });
+  private claim(up: Upload): asserts up is Upload & { hash: Hash } {
+    if (up.busy || !up.hash) throw regError('BLOB_UPLOAD_INVALID', 'another request is writing to this upload', { uuid: up.id });
     up.busy = true;
   }
 
-  /** Appends a chunk; all or nothing: a failed or aborted chunk is cut off again. */
-  private async appendClaimed(up: Upload, src: Readable, expectLength?: number): Promise<void> {
+  /** Appends a chunk; all or nothing: a failed or aborted chunk is cut off again. A chunk that
+   * goes past the namespace's quota ends the whole session (its data deleted). */
+  private async appendClaimed(up: Upload & { hash: Hash }, src: Readable, expectLength?: number): Promise<void> {
     const file = path.join(this.uploadDir(up.id), 'data');
-    const hc = new HashCount(up.hash.copy());
+    const taken = { bytes: 0 };
+    const hc = new HashCount(up.hash.copy(), this.admitter(up.repo, taken));
     try {
+      if (expectLength !== undefined) this.quota.check(up.repo, expectLength);
       await receive(src, hc, file, 'a');
       if (expectLength !== undefined && hc.bytes !== expectLength) throw regError('SIZE_INVALID', `chunk is ${hc.bytes} bytes, Content-Range says ${expectLength}`);
       up.hash = hc.hash;
       up.size += hc.bytes;
     } catch (e) {
-      await fsp.truncate(file, up.size).catch(() => {});
+      this.quota.give(up.repo, taken.bytes);
+      if (isQuotaDenial(e)) await this.dropUpload(up);
+      else await fsp.truncate(file, up.size).catch(() => {});
       throw storageError(e);
     }
   }
@@ -270,7 +331,7 @@ export class BlobStore {
       } catch (e) {
         throw storageError(e);
       }
-      await this.dropUpload(up);
+      await this.dropUpload(up, true);
       return up.size;
     } finally {
       up.busy = false;
@@ -282,8 +343,12 @@ export class BlobStore {
     await this.dropUpload(up);
   }
 
-  private async dropUpload(up: Upload) {
+  /** Ends a session: its slot is given back, and its bytes unless they now belong to a blob (`keepBytes`). */
+  private async dropUpload(up: Upload, keepBytes = false) {
+    if (!this.uploads.has(up.id)) return;
     this.uploads.delete(up.id);
+    this.quota.closeUpload(up.repo);
+    if (!keepBytes) this.quota.give(up.repo, up.size);
     await fsp.rm(this.uploadDir(up.id), { recursive: true, force: true }).catch(() => {});
   }
 
@@ -291,11 +356,12 @@ export class BlobStore {
   async expireUploads(maxAgeMs: number): Promise<void> {
     const now = Date.now();
     for (const id of await fsp.readdir(this.uploadsDir).catch(() => [] as string[])) {
-      if (this.uploads.get(id)?.busy) continue;
+      const up = this.uploads.get(id);
+      if (up?.busy) continue;
       const st = await fsp.stat(path.join(this.uploadDir(id), 'data')).catch(() => undefined);
       if (st && now - st.mtimeMs < maxAgeMs) continue;
-      this.uploads.delete(id);
-      await fsp.rm(this.uploadDir(id), { recursive: true, force: true }).catch(() => {});
+      if (up && !up.busy) await this.dropUpload(up);
+      else if (!up) await fsp.rm(this.uploadDir(id), { recursive: true, force: true }).catch(() => {});
     }
   }
 

@@ -43,6 +43,9 @@ export interface OciClientOptions {
   /** Push blobs up to this size with one POST carrying digest and content instead of HEAD, POST and
    * PUT (default 0: never). A registry that opens a session instead gets the PUT. */
   singlePostMaxBytes?: number;
+  /** Put the registry's own error message (up to 512 characters) into errors: for the server's
+   * snapshot registry only, never for user-supplied ones (their words would end up in status). */
+  trustedErrorMessages?: boolean;
   /** For a client acting for a user: where it may connect (registry/upstream.ts); anywhere when absent. */
   upstream?: UpstreamPolicy;
 }
@@ -268,7 +271,7 @@ function parseRetryAfter(v: string | undefined): number | undefined {
 /** The error codes of the OCI distribution spec (and distribution's TOOMANYREQUESTS). */
 const SPEC_ERROR_CODES = new Set(['BLOB_UNKNOWN', 'BLOB_UPLOAD_INVALID', 'BLOB_UPLOAD_UNKNOWN', 'DIGEST_INVALID', 'MANIFEST_BLOB_UNKNOWN', 'MANIFEST_INVALID', 'MANIFEST_UNKNOWN', 'NAME_INVALID', 'NAME_UNKNOWN', 'SIZE_INVALID', 'UNAUTHORIZED', 'DENIED', 'UNSUPPORTED', 'TOOMANYREQUESTS']);
 
-async function errorFrom(res: IncomingMessage, what: string): Promise<OciError> {
+async function errorFrom(res: IncomingMessage, what: string, trusted = false): Promise<OciError> {
   const status = res.statusCode ?? 0;
   let body: Buffer | undefined;
   try {
@@ -288,7 +291,9 @@ async function errorFrom(res: IncomingMessage, what: string): Promise<OciError> 
   const code = typeof first?.code === 'string' && SPEC_ERROR_CODES.has(first.code) ? first.code : (byStatus[status] ?? `HTTP_${status}`);
   const retryAfterMs = parseRetryAfter(res.headers['retry-after']);
   const retryable = (status === 408 || status === 429 || (status >= 500 && status !== 501)) && !(retryAfterMs! > MAX_RETRY_AFTER_MS);
-  return new OciError(code, `${what}: ${status} ${code}`, { status, retryable, retryAfterMs });
+  // A registry the operator configured (the snapshot registry) may say why, e.g. which quota.
+  const said = trusted && typeof first?.message === 'string' ? `: ${first.message.slice(0, 512)}` : '';
+  return new OciError(code, `${what}: ${status} ${code}${said}`, { status, retryable, retryAfterMs });
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -662,7 +667,7 @@ export class OciClient {
       try {
         const res = await this.exchange(r);
         if (r.expect.includes(res.statusCode ?? 0)) return await handle(res);
-        err = await errorFrom(res, r.what);
+        err = await errorFrom(res, r.what, this.opts.trustedErrorMessages);
       } catch (e) {
         err = toOciError(e, r.what);
       }
@@ -899,10 +904,17 @@ export class OciClient {
   private async putMonolithic(r: Reference, location: URL, src: Buffer | Readable, digest: string, size: number, what: string) {
     const body = Buffer.isBuffer(src) ? src : pipeline(src, verifier(digest, size, what), () => {});
     const headers = { 'content-type': 'application/octet-stream', 'content-length': String(size) };
-    await this.call({ method: 'PUT', url: withQuery(location, 'digest', digest), host: r.host, scope: scopes.push(r.repository), headers, body, expect: [201], what }, async (res) => {
-      drain(res);
-      checkDigestHeader(res, digest, what);
-    });
+    try {
+      await this.call({ method: 'PUT', url: withQuery(location, 'digest', digest), host: r.host, scope: scopes.push(r.repository), headers, body, expect: [201], what }, async (res) => {
+        drain(res);
+        checkDigestHeader(res, digest, what);
+      });
+    } catch (e) {
+      // A failed upload's session is closed, not left holding one of the registry's upload slots
+      // (a retry opens a new one).
+      await this.call({ method: 'DELETE', url: location, host: r.host, scope: scopes.push(r.repository), expect: [204, 404], what }, async (res) => drain(res)).catch(() => {});
+      throw e;
+    }
     return { digest, size };
   }
 

@@ -1,5 +1,5 @@
 // Per-repository links under <dataDir>/repositories/<name>/ (every file written by temp + rename):
-//   _blobs/<hex>                      empty: the blob belongs to this repository
+//   _blobs/<hex>                      the blob belongs to this repository; its size (empty before quotas)
 //   _manifests/revisions/<hex>        ManifestMeta JSON: the manifest belongs to this repository
 //   _manifests/tags/<tag>             the digest the tag points at
 //   _referrers/<subject hex>/<hex>    the referrer's descriptor
@@ -7,6 +7,8 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { BlobStore } from './blobstore.js';
+import { regError } from './server-errors.js';
+import type { Quota } from './server-quota.js';
 
 export const NAME_RE = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;
 export const TAG_RE = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
@@ -45,17 +47,46 @@ const unlink = (p: string) =>
     () => false,
   );
 
+/** Every write and delete is counted in `quota` (server-quota.ts): bytes of links and manifests,
+ * one file each for a link, a manifest, a tag, a referrer entry. */
 export class Repos {
   readonly root: string;
+  private readonly quota: Quota;
   constructor(
     dataDir: string,
     private readonly store: BlobStore,
   ) {
     this.root = path.join(dataDir, 'repositories');
+    this.quota = store.quota;
   }
 
   async init() {
     await fsp.mkdir(this.root, { recursive: true });
+    await this.recount();
+  }
+
+  /** Counts what every namespace holds, from disk (at start). A link from before quotas (empty)
+   * gets its blob's size written into it, so that its delete gives back what was counted. */
+  private async recount() {
+    for (const repo of await this.list()) {
+      for (const hex of await this.blobLinks(repo)) {
+        const file = this.dir(repo, '_blobs', hex);
+        const s = await fsp.readFile(file, 'utf8').catch(() => undefined);
+        if (s === undefined) continue;
+        let size = /^\d+$/.test(s) ? Number(s) : undefined;
+        if (size === undefined) {
+          size = (await this.store.stat(hex))?.size ?? 0;
+          await this.store.writeAtomic(file, String(size)).catch(() => {});
+        }
+        this.quota.add(repo, size, 1);
+      }
+      for (const hex of await readdir(this.dir(repo, '_manifests', 'revisions'))) {
+        const meta = await this.getRevision(repo, hex).catch(() => undefined);
+        if (meta) this.quota.add(repo, meta.size, 1);
+      }
+      this.quota.add(repo, 0, (await this.tags(repo)).length);
+      for (const subject of await readdir(this.dir(repo, '_referrers'))) this.quota.add(repo, 0, (await readdir(this.dir(repo, '_referrers', subject))).length);
+    }
   }
 
   private dir(repo: string, ...rest: string[]) {
@@ -81,11 +112,31 @@ export class Repos {
   hasBlob(repo: string, hex: string) {
     return exists(this.dir(repo, '_blobs', hex));
   }
-  linkBlob(repo: string, hex: string) {
-    return this.store.writeAtomic(this.dir(repo, '_blobs', hex), '');
+  /**
+   * Links a blob of `size` bytes into the repository, taking its size and a file from the quota
+   * (DENIED when they do not fit); `paid`: the bytes were taken as they streamed in. Whatever turns
+   * out not to be needed (the link was there already) or fails is given back.
+   */
+  async linkBlob(repo: string, hex: string, size: number, paid = false): Promise<void> {
+    try {
+      this.quota.take(repo, paid ? 0 : size, 1);
+    } catch (e) {
+      if (paid) this.quota.give(repo, size);
+      throw e;
+    }
+    let created = false;
+    try {
+      created = await this.store.writeAtomic(this.dir(repo, '_blobs', hex), String(size));
+    } finally {
+      if (!created) this.quota.give(repo, size, 1);
+    }
   }
-  unlinkBlob(repo: string, hex: string) {
-    return unlink(this.dir(repo, '_blobs', hex));
+  async unlinkBlob(repo: string, hex: string): Promise<boolean> {
+    const file = this.dir(repo, '_blobs', hex);
+    const s = await fsp.readFile(file, 'utf8').catch(() => undefined);
+    if (!(await unlink(file))) return false;
+    this.quota.give(repo, s && /^\d+$/.test(s) ? Number(s) : 0, 1);
+    return true;
   }
   async blobLinks(repo: string): Promise<string[]> {
     return readdir(this.dir(repo, '_blobs'));
@@ -95,8 +146,15 @@ export class Repos {
     const s = await fsp.readFile(this.dir(repo, '_manifests', 'revisions', hex), 'utf8').catch(() => undefined);
     return s === undefined ? undefined : (JSON.parse(s) as ManifestMeta);
   }
-  putRevision(repo: string, hex: string, meta: ManifestMeta) {
-    return this.store.writeAtomic(this.dir(repo, '_manifests', 'revisions', hex), JSON.stringify(meta));
+  /** Stores a manifest's metadata, counting its size and a file (DENIED when they do not fit). */
+  async putRevision(repo: string, hex: string, meta: ManifestMeta): Promise<void> {
+    this.quota.take(repo, meta.size, 1);
+    let created = false;
+    try {
+      created = await this.store.writeAtomic(this.dir(repo, '_manifests', 'revisions', hex), JSON.stringify(meta));
+    } finally {
+      if (!created) this.quota.give(repo, meta.size, 1);
+    }
   }
   async revisions(repo: string): Promise<{ hex: string; meta: ManifestMeta; mtimeMs: number }[]> {
     const out = [];
@@ -113,8 +171,10 @@ export class Repos {
     const meta = await this.getRevision(repo, hex);
     if (!meta) return false;
     for (const tag of await this.tags(repo)) if ((await this.resolveTag(repo, tag)) === `sha256:${hex}`) await this.deleteTag(repo, tag);
-    if (meta.subject) await unlink(this.dir(repo, '_referrers', meta.subject.slice(7), hex));
-    return unlink(this.dir(repo, '_manifests', 'revisions', hex));
+    if (meta.subject && (await unlink(this.dir(repo, '_referrers', meta.subject.slice(7), hex)))) this.quota.give(repo, 0, 1);
+    if (!(await unlink(this.dir(repo, '_manifests', 'revisions', hex)))) return false;
+    this.quota.give(repo, meta.size, 1);
+    return true;
   }
 
   async resolveTag(repo: string, tag: string): Promise<string | undefined> {
@@ -124,19 +184,57 @@ export class Repos {
   async tagWrittenMs(repo: string, tag: string): Promise<number | undefined> {
     return (await fsp.stat(this.dir(repo, '_manifests', 'tags', tag)).catch(() => undefined))?.mtimeMs;
   }
-  putTag(repo: string, tag: string, digest: string) {
-    return this.store.writeAtomic(this.dir(repo, '_manifests', 'tags', tag), digest);
+  /** Points a tag at a digest; a new tag is a file of the quota and one of at most
+   * `tagsPerRepository` (DENIED past either). */
+  async putTag(repo: string, tag: string, digest: string): Promise<void> {
+    const file = this.dir(repo, '_manifests', 'tags', tag);
+    await this.roomForTag(repo, tag);
+    this.quota.take(repo, 0, 1);
+    let created = false;
+    try {
+      created = await this.store.writeAtomic(file, digest);
+    } finally {
+      if (!created) this.quota.give(repo, 0, 1);
+    }
   }
-  deleteTag(repo: string, tag: string) {
-    return unlink(this.dir(repo, '_manifests', 'tags', tag));
+  async deleteTag(repo: string, tag: string): Promise<boolean> {
+    if (!(await unlink(this.dir(repo, '_manifests', 'tags', tag)))) return false;
+    this.quota.give(repo, 0, 1);
+    return true;
+  }
+
+  /** DENIED when a new tag would be one too many for the repository. */
+  async roomForTag(repo: string, tag: string): Promise<void> {
+    if (!(await exists(this.dir(repo, '_manifests', 'tags', tag))))
+      await this.checkRoom(this.dir(repo, '_manifests', 'tags'), this.quota.limits.tagsPerRepository, 'tags in the repository', { repository: repo });
+  }
+  /** DENIED when a new referrer would be one too many for its subject. */
+  async roomForReferrer(repo: string, subjectHex: string, hex: string): Promise<void> {
+    const dir = this.dir(repo, '_referrers', subjectHex);
+    if (!(await exists(path.join(dir, hex)))) await this.checkRoom(dir, this.quota.limits.referrersPerSubject, 'referrers of the manifest', { repository: repo, subject: `sha256:${subjectHex}` });
+  }
+
+  /** DENIED when `dir` holds `limit` entries already. */
+  private async checkRoom(dir: string, limit: number, what: string, detail: Record<string, unknown>) {
+    const n = (await readdir(dir)).length;
+    if (n >= limit) throw regError('DENIED', `${n} ${what}, the limit`, { ...detail, limit: what, hard: limit });
   }
   /** Tags in lexical (code point) order. */
   async tags(repo: string): Promise<string[]> {
     return (await readdir(this.dir(repo, '_manifests', 'tags'))).filter((t) => TAG_RE.test(t)).sort();
   }
 
-  putReferrer(repo: string, subjectHex: string, hex: string, desc: Descriptor) {
-    return this.store.writeAtomic(this.dir(repo, '_referrers', subjectHex, hex), JSON.stringify(desc));
+  /** Records a referrer of a subject: a file of the quota, one of at most `referrersPerSubject`. */
+  async putReferrer(repo: string, subjectHex: string, hex: string, desc: Descriptor): Promise<void> {
+    const dir = this.dir(repo, '_referrers', subjectHex);
+    await this.roomForReferrer(repo, subjectHex, hex);
+    this.quota.take(repo, 0, 1);
+    let created = false;
+    try {
+      created = await this.store.writeAtomic(path.join(dir, hex), JSON.stringify(desc));
+    } finally {
+      if (!created) this.quota.give(repo, 0, 1);
+    }
   }
   async referrers(repo: string, subjectHex: string): Promise<Descriptor[]> {
     const dir = this.dir(repo, '_referrers', subjectHex);

@@ -13,6 +13,7 @@ import { RegistryError, regError, storageError } from './server-errors.js';
 import { WriteGate, collectGarbage, type GcOptions, type GcResult } from './server-gc.js';
 import { MAX_MANIFEST_BYTES, OCI_INDEX, parseManifest } from './server-manifest.js';
 import { MAX_NAME, NAME_RE, Repos, TAG_RE, type Descriptor, type ManifestMeta } from './server-repos.js';
+import { Quota, type RegistryLimits } from './server-quota.js';
 
 export interface RegistryOptions {
   dataDir: string;
@@ -25,6 +26,8 @@ export interface RegistryOptions {
   /** May a user pull the repositories of a namespace (`get` on its snapshots, asked of the API's
    * authorizer)? Without it only the server's own certificate (and, with anonymousPull, anyone) pulls. */
   authorizePull?: PullCheck;
+  /** Per-namespace quotas, upload slots, the free-disk guard (server-quota.ts; defaults there). */
+  limits?: Partial<RegistryLimits>;
   logLevel?: string;
   logFormat?: LogFormat;
   /** Called with the fastify app before it listens (metrics hooks) and the blob store (blob count). */
@@ -38,7 +41,7 @@ export interface Registry {
   gc(opts?: GcOptions): Promise<GcResult>;
 }
 
-export type { GcOptions, GcResult };
+export type { GcOptions, GcResult, RegistryLimits };
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -46,7 +49,6 @@ declare module 'fastify' {
   }
 }
 
-const MAX_OPEN_UPLOADS = 10_000;
 const MAX_TOKEN_FORM = 64 * 1024;
 
 type Query = Record<string, string | string[] | undefined>;
@@ -97,7 +99,8 @@ function parseRange(header: string | undefined, size: number): { start: number; 
 }
 
 export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
-  const store = new BlobStore(opts.dataDir);
+  const quota = new Quota(opts.dataDir, opts.limits);
+  const store = new BlobStore(opts.dataDir, quota);
   await store.init();
   const repos = new Repos(opts.dataDir, store);
   await repos.init();
@@ -267,9 +270,10 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
       if (isDigest(mount) && from && NAME_RE.test(from) && (await policy.allowed(req.principal!, 'repository', from, 'pull'))) {
         const hex = mount.slice(7);
         const mounted = await gate.run(async () => {
-          if (!(await repos.hasBlob(from, hex)) || !(await store.stat(hex))) return false;
+          const st = (await repos.hasBlob(from, hex)) ? await store.stat(hex) : undefined;
+          if (!st) return false;
           await store.touch(hex);
-          await repos.linkBlob(name, hex);
+          await repos.linkBlob(name, hex, st.size);
           return true;
         });
         if (mounted) return blobCreated(reply, name, hex);
@@ -278,17 +282,33 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
       if (digest !== undefined) {
         const hex = digestHex(digest);
         const length = Number(req.headers['content-length']);
+        // The bytes are the namespace's (its quota) from before they are written until the link.
+        let size: number;
         if (req.headers['transfer-encoding'] === undefined && length <= SMALL_BLOB) {
           // Small content in memory: no temp-file stream, and nothing written when it is stored already.
+          quota.check(name, length, 1);
           const body = await readBody(req.raw, SMALL_BLOB);
           const got = sha256(body);
           if (got !== hex) throw regError('DIGEST_INVALID', 'provided digest did not match uploaded content', { expected: digest, actual: `sha256:${got}` });
-          await store.putBytes(body, got);
-        } else await store.ingest(req.raw, hex);
-        await gate.run(() => repos.linkBlob(name, hex));
+          quota.take(name, body.length);
+          try {
+            await quota.admitDisk(body.length);
+            await store.putBytes(body, got);
+          } catch (e) {
+            quota.give(name, body.length);
+            throw e;
+          }
+          size = body.length;
+        } else {
+          quota.check(name, length > 0 ? length : 0, 1);
+          await quota.admitDisk(0);
+          size = await store.ingest(req.raw, hex, name);
+        }
+        await gate.run(() => repos.linkBlob(name, hex, size, true));
         return blobCreated(reply, name, hex);
       }
-      if (store.openUploads >= MAX_OPEN_UPLOADS) throw regError('TOOMANYREQUESTS', 'too many open uploads').withHeader('Retry-After', '60');
+      // Fail fast (before any byte is sent) when the namespace is full already.
+      quota.check(name, 1);
       const up = await store.createUpload(name);
       return uploadHeaders(reply.code(202), name, up.id, 0).send();
     },
@@ -334,8 +354,9 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
       if (digest === undefined) throw regError('DIGEST_INVALID', 'digest query parameter required');
       const hex = digestHex(digest);
       const len = hasBody(req) ? chunkLength(req, reply, name, id, up.size) : undefined;
-      await store.finish(up, hasBody(req) ? req.raw : undefined, hex, len);
-      await gate.run(() => repos.linkBlob(name, hex));
+      quota.check(name, 0, 1); // the link's file
+      const size = await store.finish(up, hasBody(req) ? req.raw : undefined, hex, len);
+      await gate.run(() => repos.linkBlob(name, hex, size, true));
       return blobCreated(reply, name, hex);
     },
     DELETE: async (req, reply, name, id) => {
@@ -427,6 +448,11 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
       if (r.hex !== undefined && r.hex !== hex) throw regError('DIGEST_INVALID', 'manifest digest does not match the reference', { expected: ref, actual: `sha256:${hex}` });
       const m = parseManifest(body, req.headers['content-type']);
       await gate.run(async () => {
+        // Room for the manifest, its tag and its referrer entry, before anything is written.
+        quota.check(name, body.length, 1 + (r.tag !== undefined ? 1 : 0) + (m.subject ? 1 : 0));
+        if (r.tag !== undefined) await repos.roomForTag(name, r.tag);
+        if (m.subject) await repos.roomForReferrer(name, m.subject.digest.slice(7), hex);
+        await quota.admitDisk(body.length);
         for (const d of m.refs) {
           if (m.isIndex) {
             const child = await repos.getRevision(name, d.digest.slice(7));
