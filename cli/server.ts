@@ -83,10 +83,10 @@ const OPTIONS = {
   'request-timeout': { type: 'string', default: '1m0s' },
   'max-watches-per-user': { type: 'string', default: String(LIMIT_DEFAULTS.maxWatchesPerUser) },
   'memory-budget-mib': { type: 'string', default: String(MEMORY_BUDGET_BYTES >> 20) },
-  'registry-namespace-quota-mib': { type: 'string', default: String(REGISTRY_LIMIT_DEFAULTS.namespaceBytes >> 20) },
+  'registry-namespace-quota-mib': { type: 'string', default: String(REGISTRY_LIMIT_DEFAULTS.namespaceBytes / 1048576) },
   'registry-namespace-files': { type: 'string', default: String(REGISTRY_LIMIT_DEFAULTS.namespaceFiles) },
   'registry-namespace-uploads': { type: 'string', default: String(REGISTRY_LIMIT_DEFAULTS.namespaceUploads) },
-  'registry-min-free-mib': { type: 'string', default: String(REGISTRY_LIMIT_DEFAULTS.minFreeBytes >> 20) },
+  'registry-min-free-mib': { type: 'string', default: String(REGISTRY_LIMIT_DEFAULTS.minFreeBytes / 1048576) },
   help: { type: 'boolean', short: 'h' },
 } as const;
 const { values } = parseArgs({ options: OPTIONS, strict: true });
