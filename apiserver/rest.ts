@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import fastJsonPatch from 'fast-json-patch';
 import type { FieldError, KubeObject } from '../kinds/types.js';
 import type { Store, StoredObject } from '../storage/store.js';
-import { preSerialize, StoreError } from '../storage/store.js';
+import { allowQuotaHeadroom, preSerialize, StoreError } from '../storage/store.js';
 import {
   ApiError,
   alreadyExists,
@@ -46,6 +46,8 @@ export interface RequestOptions {
   force?: boolean;
   /** The client's User-Agent: the manager of a non-apply write without fieldManager. */
   userAgent?: string;
+  /** The server's own status writes: may go a little past the storage quota (storage/quota.ts). */
+  quotaHeadroom?: boolean;
 }
 
 export interface ListQuery {
@@ -181,6 +183,13 @@ export function mapStoreError(err: unknown, r: Resource, name: string): never {
         throw staleConflict(r.gr, name);
       case 'Expired':
         throw expired(err.message);
+      case 'QuotaExceeded':
+        // as ResourceQuota admission refuses (k8s.io/apiserver/pkg/admission/plugin/resourcequota/controller.go)
+      {
+        const e = new ApiError(403, 'Forbidden', `${r.gr.group ? `${r.gr.resource}.${r.gr.group}` : r.gr.resource} "${name}" is forbidden: ${err.message}`, { name, group: r.gr.group, kind: r.gr.resource });
+        e.cause = err; // reconcilers report it as QuotaExceeded (reconcilers/runtime/errors.ts)
+        throw e;
+      }
       case 'Unavailable':
         throw err.message.startsWith('Too large') ? timeout(err.message) : serviceUnavailable(err.message);
     }
@@ -467,6 +476,7 @@ export class GenericREST {
         const base: StoredObject = cur;
         const next = await update(base);
         const around = next !== null && next !== base.obj ? await assertStoredSize(next) : undefined;
+        if (opts.quotaHeadroom && next) allowQuotaHeadroom(next);
         if (opts.dryRun) return next === null || next === base.obj ? base : { key, rv: base.rv, obj: next, json: `${around![0]}${JSON.stringify(next.metadata.resourceVersion)}${around![1]}` };
         await nextTurn();
         try {

@@ -36,7 +36,9 @@ import { credentialsFromDockerConfig, OciClient } from '../registry/client.js';
 import { startRegistryWorker } from '../registry/worker.js';
 import { pullCheck } from '../registry/server-auth.js';
 import { HostCluster } from '../reconcilers/runtime/host.js';
-import { LevelStore } from '../storage/leveldb.js';
+import { DEFAULT_HISTORY_BYTES, LevelStore } from '../storage/leveldb.js';
+import { QuotaStore } from '../storage/quota.js';
+import { Gauge } from 'prom-client';
 import { LIMIT_DEFAULTS, parseDuration } from '../apiserver/limits.js';
 import { Metrics } from '../apiserver/metrics.js';
 import { MeteredStore } from '../storage/metered.js';
@@ -58,6 +60,9 @@ const OPTIONS = {
   'log-level': { type: 'string', default: 'info' },
   'log-format': { type: 'string', default: 'auto' },
   'history-size': { type: 'string', default: '10000' },
+  'history-mib': { type: 'string', default: String(DEFAULT_HISTORY_BYTES >> 20) },
+  'storage-quota-mib': { type: 'string', default: '256' },
+  'namespace-storage-quota-mib': { type: 'string', default: '64' },
   'token-auth-file': { type: 'string' },
   'authorization-policy-file': { type: 'string' },
   'registry-anonymous-pull': { type: 'boolean', default: false },
@@ -144,11 +149,51 @@ const etcdTLS =
     : undefined;
 const etcdEndpoints = values['etcd-endpoints']!.split(',').map((e) => e.trim()).filter(Boolean);
 if (values.storage !== 'leveldb' && values.storage !== 'etcd') throw new Error(`--storage must be leveldb or etcd, not ${values.storage}`);
+/** A flag of whole MiB (0 allowed where it means no limit), in bytes. */
+function mibFlag(name: keyof typeof values, zeroOk: boolean): number {
+  const v = Number(values[name]);
+  if (!Number.isSafeInteger(v) || v < (zeroOk ? 0 : 1)) throw new Error(`--${name} must be a ${zeroOk ? 'non-negative' : 'positive'} whole number of MiB, not ${values[name]}`);
+  return v * 1048576;
+}
+const history = { historySize: Number(values['history-size']), historyBytes: mibFlag('history-mib', false) };
 const backend =
   values.storage === 'etcd'
-    ? await EtcdStore.open({ endpoints: etcdEndpoints, prefix: values['etcd-prefix'], tls: etcdTLS, historySize: Number(values['history-size']) })
-    : await LevelStore.open(join(dataDir, 'db'), { historySize: Number(values['history-size']) });
-const store = new MeteredStore(backend, metrics.storageDuration);
+    ? await EtcdStore.open({ endpoints: etcdEndpoints, prefix: values['etcd-prefix'], tls: etcdTLS, ...history })
+    : await LevelStore.open(join(dataDir, 'db'), history);
+const quota = await QuotaStore.open(backend, {
+  totalBytes: mibFlag('storage-quota-mib', true),
+  namespaceBytes: mibFlag('namespace-storage-quota-mib', true),
+  pageSize: values.storage === 'etcd' ? 500 : 0,
+});
+const store = new MeteredStore(quota, metrics.storageDuration);
+new Gauge({
+  name: 'ocm_storage_used_bytes',
+  help: 'Bytes of JSON stored, per namespace (namespace="" for cluster-scoped objects); the storage quota counts these.',
+  labelNames: ['namespace'],
+  registers: [metrics.registry],
+  collect() {
+    this.reset();
+    for (const [ns, n] of quota.usage().namespaces) this.set({ namespace: ns }, n);
+  },
+});
+new Gauge({
+  name: 'ocm_storage_quota_bytes',
+  help: 'The storage quota: scope="total" for all stored objects (--storage-quota-mib), scope="namespace" for each namespace (--namespace-storage-quota-mib); 0: none.',
+  labelNames: ['scope'],
+  registers: [metrics.registry],
+  collect() {
+    this.set({ scope: 'total' }, quota.limits.totalBytes);
+    this.set({ scope: 'namespace' }, quota.limits.namespaceBytes);
+  },
+});
+new Gauge({
+  name: 'ocm_storage_history_bytes',
+  help: 'Bytes of JSON the watch history holds beyond the current objects (bounded by --history-mib).',
+  registers: [metrics.registry],
+  collect() {
+    this.set(backend.historyStats().bytes);
+  },
+});
 const requestTimeoutMs = /^\d+$/.test(values['request-timeout']!) ? Number(values['request-timeout']) * 1000 : parseDuration(values['request-timeout']!); // seconds, or a Go duration like kube's
 const limits = {
   maxRequestsInflight: Number(values['max-requests-inflight']),

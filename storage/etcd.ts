@@ -44,6 +44,8 @@ export interface EtcdStoreOptions {
   tls?: { ca?: string; cert?: string; key?: string };
   /** Events kept in memory for watch resume (default 10000). */
   historySize?: number;
+  /** Bytes of JSON the kept events may hold, each its object and previous state (default 64 MiB). */
+  historyBytes?: number;
   /** Milliseconds between compactions; 0 turns this process's compactor off (default 300000). */
   compactionIntervalMs?: number;
   /** How often an update is tried when other processes keep changing the object (default 100). */
@@ -120,6 +122,9 @@ export class EtcdStore implements Store {
   private readonly watchEnd: Buffer;
   private readonly compactKey: Buffer;
   private readonly historySize: number;
+  private readonly historyBytes: number;
+  /** Bytes of JSON the ring holds (objects and previous states: this store keeps no current objects). */
+  private ringBytes = 0;
   private readonly maxUpdateAttempts: number;
   private readonly ackTimeoutMs: number;
   private readonly onError: (err: Error) => void;
@@ -163,6 +168,7 @@ export class EtcdStore implements Store {
     // outside the watched range ('#' < '/'), so compaction bookkeeping is no object event
     this.compactKey = Buffer.from(this.root + '#compact-revision');
     this.historySize = opts.historySize ?? 10000;
+    this.historyBytes = opts.historyBytes ?? 64 << 20;
     this.maxUpdateAttempts = opts.maxUpdateAttempts ?? 100;
     this.ackTimeoutMs = opts.requestTimeoutMs ?? 30000;
     this.onError = opts.onError ?? ((err) => console.error(`etcd store: ${err.message}`));
@@ -632,6 +638,7 @@ export class EtcdStore implements Store {
       }
       last = Math.max(last, e.rv);
       this.ring.push(e);
+      this.ringBytes += EtcdStore.heldBy(e);
       // a copy: a watch started by a listener has already replayed this event
       for (const l of [...this.listeners]) {
         if (e.rv <= l.fromRV || !e.key.startsWith(l.prefix) || !this.listeners.has(l)) continue;
@@ -661,11 +668,32 @@ export class EtcdStore implements Store {
     return { type: 'DELETED', rv, key, object, prev };
   }
 
+  private static heldBy(e: StoreEvent): number {
+    return e.object.json.length + (e.prev?.json.length ?? 0);
+  }
+
+  /** The kept events: how many, and the bytes of JSON they hold. */
+  historyStats(): { events: number; bytes: number; oldestRV: number } {
+    return { events: this.ring.length, bytes: this.ringBytes, oldestRV: this.ringStart };
+  }
+
+  /** Drops the oldest events past the count (in steps of a tenth) or the bytes (down to nine tenths). */
   private trim() {
-    const excess = this.ring.length - this.historySize;
-    if (excess < Math.max(1, this.historySize / 10)) return;
-    const dropped = this.ring.splice(0, excess);
-    this.ringStart = Math.max(this.ringStart, dropped[dropped.length - 1].rv);
+    let n = this.ring.length - this.historySize;
+    if (n < Math.max(1, this.historySize / 10)) n = 0;
+    if (this.ringBytes > this.historyBytes) {
+      let bytes = this.ringBytes;
+      for (let i = 0; i < n; i++) bytes -= EtcdStore.heldBy(this.ring[i]);
+      while (n < this.ring.length && bytes > this.historyBytes * 0.9) bytes -= EtcdStore.heldBy(this.ring[n++]);
+    }
+    if (n <= 0) return;
+    this.dropOldest(n);
+  }
+
+  private dropOldest(n: number) {
+    const dropped = this.ring.splice(0, n);
+    for (const e of dropped) this.ringBytes -= EtcdStore.heldBy(e);
+    if (dropped.length) this.ringStart = Math.max(this.ringStart, dropped[dropped.length - 1].rv);
   }
 
   /** etcd compacted revisions this process's watch had not delivered yet: start over from there. */
@@ -675,6 +703,7 @@ export class EtcdStore implements Store {
     const victims = [...this.listeners];
     this.listeners.clear();
     this.ring = [];
+    this.ringBytes = 0;
     this.ringStart = Math.max(this.ringStart, compacted - 1);
     this.advance(compacted - 1);
     for (const l of victims) {
@@ -778,8 +807,9 @@ export class EtcdStore implements Store {
   /** etcd has compacted up to rv: a watch from before rv - 1 could not be served by etcd either. */
   private noteCompacted(rv: number) {
     if (rv - 1 <= this.ringStart) return;
+    const n = this.eventIndexAfter(rv - 1);
+    this.dropOldest(n);
     this.ringStart = rv - 1;
-    this.ring.splice(0, this.eventIndexAfter(this.ringStart));
   }
 
   private scheduleCompaction(intervalMs: number) {

@@ -21,7 +21,14 @@ import {
 export interface LevelStoreOptions {
   /** How many events are kept for watch resume and consistent pagination. */
   historySize?: number;
+  /**
+   * How many bytes of JSON the kept events may hold beyond the current objects (default 64 MiB):
+   * the states they replaced and the last states of deleted objects. Older events are dropped.
+   */
+  historyBytes?: number;
 }
+
+export const DEFAULT_HISTORY_BYTES = 64 << 20;
 
 interface PendingWrite {
   key: string;
@@ -106,6 +113,10 @@ export class LevelStore implements Store {
   private trimOps: BatchOp[] = [];
   private readonly listeners = new Set<{ prefix: string; listener: Listener }>();
   private readonly historySize: number;
+  private readonly historyBytes: number;
+  /** Bytes of JSON the kept events hold that no current object shares (what each event adds: `held`). */
+  private heldBytes = 0;
+  private readonly held = new WeakMap<StoreEvent, number>();
   private closed = false;
 
   private constructor(
@@ -113,6 +124,18 @@ export class LevelStore implements Store {
     opts: LevelStoreOptions,
   ) {
     this.historySize = opts.historySize ?? 10000;
+    this.historyBytes = opts.historyBytes ?? DEFAULT_HISTORY_BYTES;
+  }
+
+  /** The kept events: how many, and the bytes of JSON they hold beyond the current objects. */
+  historyStats(): { events: number; bytes: number; oldestRV: number } {
+    return { events: this.events.length, bytes: this.heldBytes, oldestRV: this.compactedRV };
+  }
+
+  private hold(e: StoreEvent, bytes: number) {
+    if (bytes <= 0) return;
+    this.held.set(e, bytes);
+    this.heldBytes += bytes;
   }
 
   static async open(dir: string, opts: LevelStoreOptions = {}): Promise<LevelStore> {
@@ -131,14 +154,25 @@ export class LevelStore implements Store {
       const obj = JSON.parse(v) as KubeObject;
       this.bucket(key).set(key, { key, rv: Number(obj.metadata.resourceVersion), obj, json: v });
     }
+    // The newest events first, as many as fit the history's count and bytes (each a copy of its own).
     const evs: StoreEvent[] = [];
-    for await (const [k, v] of this.db.iterator({ gt: EVT, lt: EVT + '\xff' })) {
+    let bytes = 0;
+    let cut: string | undefined;
+    for await (const [k, v] of this.db.iterator({ gt: EVT, lt: EVT + '\xff', reverse: true })) {
       const e = JSON.parse(v) as { t: StoreEvent['type']; k: string; o: KubeObject };
+      const json = JSON.stringify(e.o);
+      if (evs.length >= this.historySize || bytes + json.length > this.historyBytes) {
+        cut = k;
+        break;
+      }
       const rv = Number(k.slice(EVT.length));
-      evs.push({ type: e.t, rv, key: e.k, object: { key: e.k, rv, obj: e.o, json: JSON.stringify(e.o) } });
+      const ev: StoreEvent = { type: e.t, rv, key: e.k, object: { key: e.k, rv, obj: e.o, json } };
+      evs.push(ev);
+      bytes += json.length;
+      this.hold(ev, json.length);
     }
-    this.events = evs.slice(-this.historySize);
-    for (const e of evs.slice(0, evs.length - this.events.length)) this.trimOps.push({ type: 'del', key: evKey(e.rv) });
+    this.events = evs.reverse();
+    if (cut !== undefined) await this.db.clear({ gte: EVT, lte: cut });
     this.compactedRV = this.events.length ? this.events[0].rv - 1 : this.committedRV;
     this.listCompactedRV = this.committedRV;
     this.nextRV = this.committedRV + 1;
@@ -325,6 +359,8 @@ export class LevelStore implements Store {
     }
     this.committedRV = w.event.rv;
     this.events.push(w.event);
+    // what the event holds that is no current object: the state it replaced, a deleted object's last state
+    this.hold(w.event, (w.event.prev?.json.length ?? 0) + (w.next ? 0 : w.event.object.json.length));
     // A copy: a watch started by a listener has already replayed this event.
     for (const l of [...this.listeners]) {
       if (!w.key.startsWith(l.prefix) || !this.listeners.has(l)) continue;
@@ -337,11 +373,21 @@ export class LevelStore implements Store {
     w.resolve(w.next ?? w.event.object);
   }
 
+  /** Drops the oldest events past the count (in steps of a tenth) or the bytes (down to nine tenths). */
   private trim() {
-    const excess = this.events.length - this.historySize;
-    if (excess < Math.max(1, this.historySize / 10)) return;
-    const dropped = this.events.splice(0, excess);
-    for (const e of dropped) this.trimOps.push({ type: 'del', key: evKey(e.rv) });
+    let n = this.events.length - this.historySize;
+    if (n < Math.max(1, this.historySize / 10)) n = 0;
+    if (this.heldBytes > this.historyBytes) {
+      let bytes = this.heldBytes;
+      for (let i = 0; i < n; i++) bytes -= this.held.get(this.events[i]) ?? 0;
+      while (n < this.events.length && bytes > this.historyBytes * 0.9) bytes -= this.held.get(this.events[n++]) ?? 0;
+    }
+    if (n <= 0) return;
+    const dropped = this.events.splice(0, n);
+    for (const e of dropped) {
+      this.heldBytes -= this.held.get(e) ?? 0;
+      this.trimOps.push({ type: 'del', key: evKey(e.rv) });
+    }
     this.compactedRV = dropped[dropped.length - 1].rv;
   }
 

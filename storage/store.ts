@@ -19,6 +19,29 @@ export interface StoredObject {
 const serialized = new WeakMap<KubeObject, [string, string]>();
 export const preSerialize = (obj: KubeObject, around: [string, string]) => void serialized.set(obj, around);
 
+/** The length of the JSON serializeWithRV will make for `obj` with a resourceVersion of `rvDigits` digits. */
+export function serializedLength(obj: KubeObject, rvDigits: number): number {
+  const around = serialized.get(obj);
+  if (around) return around[0].length + around[1].length + rvDigits + 2;
+  const given = obj.metadata.resourceVersion;
+  obj.metadata.resourceVersion = '0'.repeat(rvDigits);
+  try {
+    return JSON.stringify(obj).length;
+  } finally {
+    if (given === undefined) delete obj.metadata.resourceVersion;
+    else obj.metadata.resourceVersion = given;
+  }
+}
+
+/**
+ * Objects the server writes about its own failures (a Ready=False status): the storage quota lets
+ * them grow a namespace a little past its quota (storage/quota.ts), so that the condition saying
+ * why a write was refused can still be written.
+ */
+const headroom = new WeakSet<KubeObject>();
+export const allowQuotaHeadroom = (obj: KubeObject) => void headroom.add(obj);
+export const hasQuotaHeadroom = (obj: KubeObject) => headroom.has(obj);
+
 /** The object's JSON with `rv`: from preSerialize, or JSON.stringify. Sets metadata.resourceVersion. */
 export function serializeWithRV(obj: KubeObject, rv: number): string {
   return serializeWithRVAt(obj, rv).json;
@@ -100,7 +123,7 @@ export interface Store {
   close(): Promise<void>;
 }
 
-export type StoreErrorCode = 'NotFound' | 'AlreadyExists' | 'Conflict' | 'Expired' | 'Unavailable';
+export type StoreErrorCode = 'NotFound' | 'AlreadyExists' | 'Conflict' | 'Expired' | 'Unavailable' | 'QuotaExceeded';
 
 export class StoreError extends Error {
   constructor(
@@ -109,5 +132,19 @@ export class StoreError extends Error {
     readonly key?: string,
   ) {
     super(message);
+  }
+}
+
+/** A write that would grow a namespace, or the whole store, past its storage quota (storage/quota.ts). */
+export class QuotaExceededError extends StoreError {
+  constructor(
+    readonly quota: { name: string; namespace?: string; requested: number; used: number; limited: number; flag: string },
+    key?: string,
+  ) {
+    super(
+      'QuotaExceeded',
+      `exceeded quota: ${quota.name}, requested: ${quota.requested} bytes, used: ${quota.used} bytes, limited: ${quota.limited} bytes (${quota.namespace !== undefined ? `the objects of namespace ${quota.namespace}` : 'all stored objects'}, ${quota.flag})`,
+      key,
+    );
   }
 }

@@ -10,6 +10,7 @@
 //    again after a fixed delay, without backoff.
 import { OciError } from '../../registry/client.js';
 import { OcmRepositoryError } from '../../ocm/repository.js';
+import { QuotaExceededError } from '../../storage/store.js';
 
 export type RetryPolicy = 'Transient' | 'Stalled' | 'Waiting';
 
@@ -67,6 +68,8 @@ export function toReconcileError(err: unknown, reason: string, context?: string,
   if (err instanceof ReconcileError) return err;
   const message = `${context ? `${context}: ` : ''}${(err as Error)?.message ?? String(err)}`;
   if (isDigestMismatch(err)) return new DigestMismatch(message, mismatchReason, { cause: err });
+  // A write of the server's own (a Snapshot, a ComponentDescriptor) over the namespace's storage quota: retried with backoff until something is deleted.
+  if (err instanceof QuotaExceededError || (err instanceof Error && err.cause instanceof QuotaExceededError)) return new ReconcileError('QuotaExceeded', message, 'Transient', { cause: err });
   // Upstream content over a limit (issue 15: size, entries, ratio, nesting): its own reason, not retried before the interval.
   if (err instanceof OciError && err.code === 'ARCHIVE_TOO_LARGE') return new ReconcileError('ArchiveTooLarge', message, 'Stalled', { cause: err });
   // The in-memory budget held by other reconciles while this one holds a part of it: retried with backoff.

@@ -82,7 +82,7 @@ export class StatusWriter {
       // resourceVersion, no watch event, nothing re-queued).
       if (isDeepStrictEqual(cur.status ?? {}, status)) return cur;
       try {
-        const written = (await this.rest.update(r, key.namespace, key.name, next, true, internalOptions())).obj;
+        const written = (await this.rest.update(r, key.namespace, key.name, next, true, { ...internalOptions(), quotaHeadroom: true })).obj;
         await this.announce(cur, written);
         return written;
       } catch (err) {
