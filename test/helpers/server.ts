@@ -53,6 +53,14 @@ export function tempDir(prefix = 'ocm-apiserver-test-'): string {
  * Starts a server. Reconcilers are off unless asked for (`reconcilers: 'all'`): API tests set
  * status by hand, and their objects name registries that must not be contacted.
  */
+/**
+ * tap puts its @tapjs/processinfo loader into every child's NODE_OPTIONS, and it turns source maps
+ * on: the server then held every source map it loaded, parsed (1.4 million arrays, 144 MiB of its
+ * 200 MiB heap), and each major GC marked them, in steps of up to 66 ms (issue 15, action-stall).
+ * The server runs as deployed: source maps off again (this --import runs after NODE_OPTIONS' own).
+ */
+const UNINSTRUMENTED = ['--import=data:text/javascript,process.setSourceMapsEnabled(false)'];
+
 /** nodeArgs: extra node options for the server process (benchmarks: --cpu-prof and the like). */
 export async function startServer(opts: { dataDir?: string; certDir?: string; args?: string[]; nodeArgs?: string[]; keep?: boolean; reconcilers?: string } = {}): Promise<TestServer> {
   const dataDir = opts.dataDir ?? tempDir();
@@ -67,7 +75,7 @@ export async function startServer(opts: { dataDir?: string; certDir?: string; ar
   const server = await startNodeProcess({
     name: 'server',
     script: serverScript(),
-    nodeArgs: opts.nodeArgs,
+    nodeArgs: [...UNINSTRUMENTED, ...(opts.nodeArgs ?? [])],
     args: ['--data-dir', dataDir, '--port', '0', '--registry-port', '0', '--log-level', 'info', '--reconcilers', opts.reconcilers ?? 'none', ...(opts.certDir ? ['--cert-dir', opts.certDir] : []), ...storageArgs, ...(opts.args ?? [])],
     ready: (j) => (typeof j.url === 'string' && typeof j.msg === 'string' && j.msg.includes('ready') ? j.url : undefined),
   });
