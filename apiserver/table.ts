@@ -56,9 +56,14 @@ export function partialMetadata(obj: KubeObject) {
   return { kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: obj.metadata };
 }
 
-export function tableRow(r: Resource, obj: KubeObject, include: IncludeObject, now = Date.now()) {
+/** A row's cells (the name first, unless the kind has no name column). */
+export function rowCells(r: Resource, obj: KubeObject, now = Date.now()): unknown[] {
   const cells = r.def.columns.map((c) => cell(obj, c, now));
-  const row: Record<string, unknown> = { cells: r.def.nameColumn === false ? cells : [obj.metadata.name, ...cells] };
+  return r.def.nameColumn === false ? cells : [obj.metadata.name, ...cells];
+}
+
+export function tableRow(r: Resource, obj: KubeObject, include: IncludeObject, now = Date.now()) {
+  const row: Record<string, unknown> = { cells: rowCells(r, obj, now) };
   if (include === 'Object') row.object = obj;
   else if (include === 'Metadata') row.object = partialMetadata(obj);
   return row;
