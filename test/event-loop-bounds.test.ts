@@ -17,6 +17,7 @@ import { measured, quiet, reproduced, type Res, send } from './helpers/stall.js'
 
 /** The README's bound (ms); STALL_BOUND_MS only to look at figures with another one. */
 const BOUND_MS = Number(process.env.STALL_BOUND_MS ?? 100);
+t.setTimeout(900_000); // (its own: over the runner's 300 s; tap's runner takes the file's)
 const NS = 'stall';
 const CM = `/api/v1/namespaces/${NS}/configmaps`;
 const GV = 'delivery.ocm.software/v1alpha1';
@@ -294,7 +295,7 @@ async function kubectlWatching(fn: () => Promise<{ status: number; text: string 
 
 const WATCHES: Case[] = [
   // (the writes alone: a watch case over the bound is the watch's, when these are within it)
-  ...SHAPES.map((shape) => ({ name: `no watch: ${shape.name}`, run: (n: string) => watched(shape, n, []), status: 200, todo: shape.todo })),
+  { name: `no watch: ${SHAPES[0].name}`, run: (n: string) => watched(SHAPES[0], n, []), status: 200 },
   ...Object.keys(REPS).map((rep) => ({ name: `watch as ${rep}: an object of 200,000 labels`, run: (n: string) => watched(SHAPES[0], n, [rep]), status: 200 })),
   ...SHAPES.map((shape) => ({ name: `8 watches (2 of each kind): ${shape.name}`, run: (n: string) => watched(shape, n, Object.keys(REPS).flatMap((r) => [r, r])), status: 200, todo: shape.todo })),
   {
