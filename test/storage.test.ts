@@ -241,3 +241,30 @@ process.stdout.write('done\\n');
     }
   }
 });
+
+t.test('the history is bounded in bytes too: updates of a big object (issue 15)', async (t) => {
+  const dir = newDir();
+  const big = (i: number) => thing('big', { v: 'x'.repeat(100_000), i });
+  let s = await openStore(t, dir, { historyBytes: 1 << 20 });
+  const first = await s.create('/g/r/ns/big', big(0));
+  for (let i = 1; i <= 50; i++) await s.update('/g/r/ns/big', () => big(i));
+  const held = s.historyStats();
+  t.ok(held.bytes <= 1 << 20, `the events hold ${held.bytes} bytes beyond the current object (at most 1 MiB; 50 versions were 5 MB)`);
+  t.ok(held.events >= 8 && held.events < 12, `${held.events} events kept: what fits in 1 MiB down to 9/10 of it`);
+  await expectCode(t, () => s.watch('', first.rv, () => {}), 'Expired', 'a watch from before the kept events');
+  await expectCode(t, s.list('/g/r/', { atRV: first.rv }), 'Expired', 'a list at a dropped resourceVersion');
+  t.equal(replay(s, '', s.currentRV() - 5).length, 5, 'a watch from a kept resourceVersion replays');
+  const rv = s.currentRV();
+  await s.close();
+  s = await openStore(t, dir, { historyBytes: 100000000 });
+  const onDisk = replay(s, '', s.oldestWatchableRV());
+  t.ok(onDisk.length <= 12, `the persisted event log is trimmed too (${onDisk.length} events)`);
+  t.equal(onDisk.at(-1)?.rv, rv);
+  await s.close();
+  s = await openStore(t, dir, { historyBytes: 350_000 });
+  const reloaded = s.historyStats();
+  t.ok(reloaded.events === 3 && reloaded.bytes <= 350_000, `a reopened store loads what fits its bytes (${reloaded.events} events, ${reloaded.bytes} bytes)`);
+  t.equal(s.oldestWatchableRV(), rv - 3);
+  await expectCode(t, () => s.watch('', rv - 4, () => {}), 'Expired', 'older than the reloaded history');
+  t.equal(replay(s, '', rv - 3).length, 3);
+});
