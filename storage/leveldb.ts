@@ -138,6 +138,9 @@ export class LevelStore implements Store {
     this.heldBytes += bytes;
   }
 
+  /** A write failed: the database is closed and opened again before the next one. */
+  private reopen = false;
+
   static async open(dir: string, opts: LevelStoreOptions = {}): Promise<LevelStore> {
     const db = new Level<string, string>(dir, { valueEncoding: 'utf8' });
     await db.open();
@@ -329,8 +332,18 @@ export class LevelStore implements Store {
       }
       ops.push({ type: 'put', key: RV_KEY, value: String(batch[batch.length - 1].event.rv) });
       try {
+        // After a failed write LevelDB's log may end in a torn record, and a record appended after
+        // it is acknowledged but dropped when the log is recovered at the next start (a full disk
+        // lost the write after it, issue 15): reopen first, which recovers the log into a table and
+        // starts a new one. While that fails (the disk still full), writes fail as before.
+        if (this.reopen) {
+          await this.db.close();
+          await this.db.open();
+          this.reopen = false;
+        }
         await this.db.batch(ops, { sync: true });
       } catch (err) {
+        this.reopen = true;
         // Nothing of this batch is durable, and queued writes may build on it: fail them all.
         const failed = [...batch, ...this.queue];
         this.queue = [];
