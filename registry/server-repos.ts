@@ -236,13 +236,20 @@ export class Repos {
       if (!created) this.quota.give(repo, 0, 1);
     }
   }
-  async referrers(repo: string, subjectHex: string): Promise<Descriptor[]> {
+  /** Referrers of a subject in digest order after `last`, as many as fit `maxBytes` of JSON (at
+   * least one); `next`: where the next page starts, when there is one. */
+  async referrers(repo: string, subjectHex: string, last?: string, maxBytes = Infinity): Promise<{ manifests: Descriptor[]; next?: string }> {
     const dir = this.dir(repo, '_referrers', subjectHex);
-    const out: Descriptor[] = [];
+    const manifests: Descriptor[] = [];
+    let bytes = 0;
     for (const f of (await readdir(dir)).sort()) {
+      if (last !== undefined && f <= last) continue;
       const s = await fsp.readFile(path.join(dir, f), 'utf8').catch(() => undefined);
-      if (s !== undefined) out.push(JSON.parse(s) as Descriptor);
+      if (s === undefined) continue;
+      if (manifests.length && bytes + s.length > maxBytes) return { manifests, next: manifests[manifests.length - 1].digest.slice(7) };
+      bytes += s.length + 1;
+      manifests.push(JSON.parse(s) as Descriptor);
     }
-    return out;
+    return { manifests };
   }
 }

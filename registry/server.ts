@@ -509,12 +509,20 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
   route(/^\/v2\/(.+)\/referrers\/([^/]+)$/, {
     GET: async (req, reply, name, digest) => {
       await authorize(req, 'repository', name, 'pull');
-      let manifests = await repos.referrers(name, digestHex(digest));
-      const artifactType = first((req.query as Query).artifactType);
+      // Paged at 4 MiB of descriptors (each may carry its manifest's annotations): 1000 referrers
+      // of 4 MiB manifests are never one answer held in memory. The spec's Link header says where
+      // the next page is (the client follows it).
+      const q = req.query as Query;
+      const last = first(q.last);
+      const page = await repos.referrers(name, digestHex(digest), last !== undefined && /^[a-f0-9]{64}$/.test(last) ? last : undefined, MAX_MANIFEST_BYTES);
+      let manifests = page.manifests;
+      const artifactType = first(q.artifactType);
       if (artifactType !== undefined) {
         manifests = manifests.filter((d) => d.artifactType === artifactType);
         reply.header('OCI-Filters-Applied', 'artifactType');
       }
+      if (page.next !== undefined)
+        reply.header('Link', `</v2/${name}/referrers/${digest}?last=${page.next}${artifactType !== undefined ? `&artifactType=${encodeURIComponent(artifactType)}` : ''}>; rel="next"`);
       return reply.header('Content-Type', OCI_INDEX).send(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests })));
     },
   });

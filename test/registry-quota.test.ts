@@ -264,3 +264,38 @@ t.test('the data disk low: pushes are refused with 507 before they are written, 
   t.same(dirEntries(dataDir, 'uploads'), []);
   t.equal((await req(reg, 'GET', '/v2/')).status, 200, 'still serving');
 });
+
+t.test('referrers are answered in pages of at most 4 MiB (each may carry 4 MiB of annotations); the OCI client follows the Link', async (t) => {
+  const dataDir = path.join(tmp, 'referrers');
+  const reg = await startRegistry(options(dataDir, { limits: {} }));
+  t.teardown(() => reg.close());
+  const config = Buffer.from('{}');
+  t.equal((await pushBlob(reg, 'team-a/app', config)).status, 201);
+  const manifest = (annotations: Record<string, string>, subject?: { digest: string; size: number }) =>
+    Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length },
+        layers: [],
+        annotations,
+        ...(subject ? { subject: { mediaType: 'application/vnd.oci.image.manifest.v1+json', ...subject } } : {}),
+      }),
+    );
+  const put = (body: Buffer) => req(reg, 'PUT', `/v2/team-a/app/manifests/${sha(body)}`, body, { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' });
+  const subject = manifest({ n: 'subject' });
+  t.equal((await put(subject)).status, 201);
+  const s = { digest: sha(subject), size: subject.length };
+  for (let i = 0; i < 3; i++) t.equal((await put(manifest({ n: String(i), big: 'x'.repeat(1536 * KiB) }, s))).status, 201, `referrer ${i} with 1.5 MiB of annotations`);
+  let r = await req(reg, 'GET', `/v2/team-a/app/referrers/${s.digest}`);
+  t.equal(r.status, 200);
+  t.equal(JSON.parse(r.text).manifests.length, 2, 'the first page: what fits 4 MiB');
+  t.ok(r.text.length <= 4 * 1024 * KiB + 1024, `${r.text.length} bytes`);
+  const link = /^<([^>]+)>; rel="next"$/.exec(String(r.headers.link))?.[1];
+  t.ok(link, 'a Link to the next page');
+  r = await req(reg, 'GET', link!);
+  t.equal(JSON.parse(r.text).manifests.length, 1, 'the rest');
+  t.notOk(r.headers.link, 'the last page');
+  const client = new OciClient({ ca: certs.caCertPem, cert: certs.adminCertPem, key: certs.adminKeyPem, retries: 0 });
+  t.equal((await client.referrers(`127.0.0.1:${reg.port}/team-a/app@${s.digest}`)).manifests.length, 3, 'the client reads all pages');
+});
