@@ -5,7 +5,7 @@ import type { StoredObject } from '../storage/store.js';
 import { badRequest, methodNotAllowed, pathNotFound } from './errors.js';
 import { bodyType, negotiate, parseRequestBody, type Representation, serialize, type Target } from './negotiate.js';
 import { Readable } from 'node:stream';
-import { nextTurn, stringifyJson, stringifyJsonParts } from './json.js';
+import { memberJson, nextTurn, RawJson, stringifyJson, stringifyJsonParts } from './json.js';
 import { yamlOfJson, yamlOfList } from './yaml.js';
 import type { Resource, ResourceRegistry } from './resources.js';
 import { checkDuplicates, fillTypeMeta, type GenericREST, type ListPage, type ListQuery, parseDeleteOptions, type RequestOptions, requestOptions } from './rest.js';
@@ -72,6 +72,22 @@ async function encode(v: unknown, format: 'json' | 'yaml', list = false): Promis
   return format === 'json' ? json : yamlOfJson(json);
 }
 
+/**
+ * The PartialObjectMetadata of a stored object, its metadata the stored JSON's text (a RawJson:
+ * serialising it does not enumerate 200,000 labels in one go).
+ */
+async function storedMetadata(o: StoredObject): Promise<unknown> {
+  const meta = await memberJson(o.json, 'metadata');
+  return meta === undefined ? partialMetadata(o.obj) : { ...partialMetadata(o.obj), metadata: new RawJson(meta) };
+}
+
+/** A Table of stored objects, each row's object (includeObject) from the stored JSON. */
+async function storedTable(r: Resource, items: StoredObject[], include: IncludeObject, meta: Record<string, unknown>) {
+  const tab = table(r, items.map((i) => i.obj), 'None', meta);
+  if (include !== 'None') for (let i = 0; i < items.length; i++) tab.rows[i].object = include === 'Object' ? new RawJson(items[i].json) : await storedMetadata(items[i]);
+  return tab;
+}
+
 export class ResourceHandler {
   readonly watches: WatchHub;
 
@@ -88,9 +104,9 @@ export class ResourceHandler {
   private async sendObject(reply: FastifyReply, code: number, r: Resource, o: StoredObject, t: Target, q: Query) {
     const body =
       t.as === 'Table'
-        ? await encode(table(r, [o.obj], includeObject(q), { resourceVersion: o.obj.metadata.resourceVersion }), t.format, false)
+        ? await encode(await storedTable(r, [o], includeObject(q), { resourceVersion: o.obj.metadata.resourceVersion }), t.format, false)
         : t.as === 'PartialObjectMetadata'
-          ? await encode(partialMetadata(o.obj), t.format, false)
+          ? await encode(await storedMetadata(o), t.format, false)
           : t.format === 'json'
             ? o.json
             : await yamlOfJson(o.json);
@@ -102,9 +118,12 @@ export class ResourceHandler {
     if (page.continue) meta.continue = page.continue;
     if (page.remainingItemCount !== undefined) meta.remainingItemCount = page.remainingItemCount;
     let body: string | Readable;
-    if (t.as === 'Table') body = await encode(table(r, page.items.map((i) => i.obj), includeObject(q), meta), t.format, page.items.length > 1);
-    else if (t.as === 'PartialObjectMetadataList')
-      body = await encode({ kind: 'PartialObjectMetadataList', apiVersion: 'meta.k8s.io/v1', metadata: meta, items: page.items.map((i) => partialMetadata(i.obj)) }, t.format, page.items.length > 1);
+    if (t.as === 'Table') body = await encode(await storedTable(r, page.items, includeObject(q), meta), t.format, page.items.length > 1);
+    else if (t.as === 'PartialObjectMetadataList') {
+      const items: unknown[] = [];
+      for (const i of page.items) items.push(await storedMetadata(i));
+      body = await encode({ kind: 'PartialObjectMetadataList', apiVersion: 'meta.k8s.io/v1', metadata: meta, items }, t.format, page.items.length > 1);
+    }
     else {
       const head = `{"apiVersion":"${r.apiVersion}","kind":"${r.listKind}","metadata":${JSON.stringify(meta)},"items":[`;
       if (t.format === 'yaml') body = await yamlOfList(`{"apiVersion":"${r.apiVersion}","kind":"${r.listKind}","metadata":${JSON.stringify(meta)}}`, page.items.map((i) => i.json));
