@@ -447,3 +447,53 @@ export async function deepEqualJson(a: unknown, b: unknown): Promise<boolean> {
   }
   return true;
 }
+
+/**
+ * The text of a top-level field's value in a JSON object's text (a stored object's `metadata`),
+ * found by one scan in slices: no parse, no enumeration of a map's keys. Undefined when absent.
+ */
+export async function topLevelFieldJson(json: string, key: string): Promise<string | undefined> {
+  const slicer = new Slicer(1 << 16);
+  const n = json.length;
+  let depth = 0;
+  let want = -1; // where the wanted value starts (after its key's colon)
+  for (let i = 0; i < n; i++) {
+    if (slicer.due()) await slicer.yield();
+    const c = json.charCodeAt(i);
+    if (c === 0x22) {
+      const start = i;
+      for (i++; i < n; i++) {
+        const d = json.charCodeAt(i);
+        if (d === 0x5c) i++;
+        else if (d === 0x22) break;
+      }
+      if (depth !== 1 || want >= 0) continue;
+      let j = i + 1;
+      while (j < n && WS(json.charCodeAt(j))) j++;
+      if (json.charCodeAt(j) !== 0x3a || JSON.parse(json.slice(start, i + 1)) !== key) continue;
+      for (j++; j < n && WS(json.charCodeAt(j)); j++);
+      want = j;
+      if (json.charCodeAt(j) !== 0x7b && json.charCodeAt(j) !== 0x5b && json.charCodeAt(j) !== 0x22) {
+        // a scalar: up to the next comma or the object's end
+        let k = j;
+        while (k < n && json.charCodeAt(k) !== 0x2c && json.charCodeAt(k) !== 0x7d) k++;
+        return json.slice(j, k).trimEnd();
+      }
+      if (json.charCodeAt(j) === 0x22) {
+        i = j;
+        for (i++; i < n; i++) {
+          const d = json.charCodeAt(i);
+          if (d === 0x5c) i++;
+          else if (d === 0x22) break;
+        }
+        return json.slice(j, i + 1);
+      }
+      i = j - 1;
+    } else if (c === 0x7b || c === 0x5b) depth++;
+    else if (c === 0x7d || c === 0x5d) {
+      depth--;
+      if (want >= 0 && depth === 1) return json.slice(want, i + 1);
+    }
+  }
+  return undefined;
+}

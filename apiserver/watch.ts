@@ -10,7 +10,7 @@ import type { Target } from './negotiate.js';
 import { keyFor, type Resource } from './resources.js';
 import { columnDefinitions, type IncludeObject, rowCells } from './table.js';
 import { parseRV } from './rest.js';
-import { nextTurn, stringifyJson } from './json.js';
+import { nextTurn, stringifyJson, topLevelFieldJson } from './json.js';
 import type { Matcher } from './selectors.js';
 
 export interface WatchParams {
@@ -45,14 +45,29 @@ function bodyOf(o: StoredObject, key: string, make: () => Promise<string>): Prom
   return b;
 }
 
-/** The PartialObjectMetadata of a stored object, as JSON. */
+/**
+ * A turn of its own for each caller, one after another: the work that follows may enumerate a map
+ * of 200,000 keys at once (tens of ms), and two of those must not share a turn.
+ */
+let gate: Promise<void> = Promise.resolve();
+function ownTurn(): Promise<void> {
+  const p = gate.then(nextTurn);
+  gate = p;
+  return p;
+}
+
+/** The PartialObjectMetadata of a stored object, as JSON: its metadata's text cut out of the stored JSON. */
 export const partialJson = (o: StoredObject) =>
-  bodyOf(o, 'meta', async () => `{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":${await stringifyJson(o.obj.metadata)}}`);
+  bodyOf(o, 'meta', async () => {
+    await nextTurn(); // (not in the turn that wrote the object)
+    const meta = (await topLevelFieldJson(o.json, 'metadata')) ?? (await stringifyJson(o.obj.metadata));
+    return `{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":${meta}}`;
+  });
 
 /** A Table of one row (its object as `include` says), as JSON; the column definitions on a watch's first. */
 export async function tableJson(r: Resource, o: StoredObject, include: IncludeObject, withColumns: boolean): Promise<string> {
   const row = await bodyOf(o, `row:${r.apiVersion}/${r.def.plural}:${include}`, async () => {
-    await nextTurn(); // (the cells in a turn of their own: a column may count 200,000 keys)
+    await ownTurn(); // (the cells in a turn of their own: a column may count 200,000 keys)
     const cells = await stringifyJson(rowCells(r, o.obj));
     const object = include === 'Object' ? o.json : include === 'Metadata' ? await partialJson(o) : undefined;
     return object === undefined ? `{"cells":${cells}}` : `{"cells":${cells},"object":${object}}`;
