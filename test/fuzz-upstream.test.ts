@@ -14,7 +14,10 @@ import { type Regression, runUpstreamFuzz } from './helpers/upstream-fuzz.js';
 
 const SEED = Number(process.env.FUZZ_UPSTREAM_SEED ?? 15);
 const CASES = Number(process.env.FUZZ_UPSTREAM_CASES ?? 24);
-const BOUND_MS = Number(process.env.FUZZ_UPSTREAM_BOUND_MS ?? 45_000);
+// All cases settled in 7.3 to 10.9 s with the 3 s stall timeout below (14.6 s with the shared
+// machine at a load of 14); 17.0 to 20.7 s while reads retried a stall inside the request (4 stall
+// timeouts per drip), when the bound was 45 s. test/upstream-faults.test.ts asserts the drip itself.
+const BOUND_MS = Number(process.env.FUZZ_UPSTREAM_BOUND_MS ?? 20_000);
 const ONLY = process.env.FUZZ_UPSTREAM_ONLY; // one family of cases (debugging)
 
 /** Inputs that broke an invariant once, each run every time. */
