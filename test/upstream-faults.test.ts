@@ -172,11 +172,14 @@ async function run(sc: Scenario): Promise<Facts> {
     facts.generation = failed.metadata.generation;
     facts.reconciling = failed.status.conditions.find((c: any) => c.type === 'Reconciling');
     if (sc.failing === 'OCMComponent') {
+      // the Source may still say why from before the component's condition (its watch re-queues it)
+      let last: any;
       const src = await waitFor(async () => {
-        const c = ready(await get(`${G}/namespaces/${ns}/sources/data`));
-        return c?.status === 'False' ? c : undefined;
+        const c = (last = ready(await get(`${G}/namespaces/${ns}/sources/data`)));
+        return c?.status === 'False' && sc.problem.test(c.message) ? c : undefined;
       }, 10_000);
-      if (src) facts.downstream = { reason: src.reason, message: src.message };
+      const d = src ?? last;
+      if (d) facts.downstream = { reason: d.reason, message: d.message };
     }
 
     // Watch the retries for a while with the fault still on.
