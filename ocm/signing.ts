@@ -6,7 +6,7 @@
 // value hex; a PEM signature (application/x-pem-file, a SIGNATURE block) is verified too.
 import crypto, { type KeyObject } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
-import { type OciClient, type Ref, digestOf } from '../registry/client.js';
+import { type OciClient, type Ref, digestOf, hashInSlices } from '../registry/client.js';
 import { ociLayoutMain, looksLikeTar } from './archive.js';
 import type { ComponentDescriptor, DigestSpec, Resource, Signature } from './descriptor.js';
 import { type Normalisation, NORMALISATIONS, hashHex, nodeHash, normalise } from './normalise.js';
@@ -205,14 +205,14 @@ export async function verifyResourceDigest(resource: Resource, data: Buffer | Re
     if (d.normalisationAlgorithm === GENERIC_BLOB_DIGEST) {
       if (data instanceof Readable) actual = await hashStream(data, hash);
       else if (!Buffer.isBuffer(data)) return { ok: false, reason: `${what}: ${GENERIC_BLOB_DIGEST} needs the content, not a manifest digest` };
-      else actual = hashHex(data, hash);
+      else actual = await hashInSlices(data, hash);
     } else if (d.normalisationAlgorithm === OCI_ARTIFACT_DIGEST) {
       if (data instanceof Readable) {
         const { head, stream } = await peek(data, 512);
         actual = looksLikeTar(head) ? (await ociLayoutMain(stream)).digest.split(':')[1] : await hashStream(stream, hash);
       } else if (!Buffer.isBuffer(data)) actual = data.manifestDigest.split(':')[1] ?? '';
       else if (looksLikeTar(data)) actual = (await ociLayoutMain(data)).digest.split(':')[1];
-      else actual = hashHex(data, hash);
+      else actual = await hashInSlices(data, hash);
     } else {
       return { ok: false, reason: `${what}: digest normalisation "${d.normalisationAlgorithm}" is not supported (${GENERIC_BLOB_DIGEST}, ${OCI_ARTIFACT_DIGEST})` };
     }

@@ -21,7 +21,7 @@ import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { promisify } from 'node:util';
 import tar from 'tar-stream';
-import { MEDIA_TYPES, OciError, parseReference, type OciClient } from './client.js';
+import { digestOfAsync, MEDIA_TYPES, OciError, parseReference, type OciClient } from './client.js';
 import { leaseMemory, MAX_ARCHIVE_IN_MEMORY_BYTES } from './memory-budget.js';
 
 const isGzip = (b: Buffer) => b.length > 2 && b[0] === 0x1f && b[1] === 0x8b;
@@ -240,7 +240,7 @@ export async function packSnapshot(input: PackInput): Promise<Packed & { tgz: Bu
   await writeTar(entries, sink, oneCall);
   const tgz = oneCall ? await gzip(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks), GZIP_OPTIONS) : Buffer.concat(chunks);
   tgz[9] = 3; // gzip OS byte: Unix, whatever zlib was built for (not covered by the gzip CRC)
-  return { tgz, digest: `sha256:${createHash('sha256').update(tgz).digest('hex')}`, size: tgz.length, files: fileList(entries) };
+  return { tgz, digest: await digestOfAsync(tgz), size: tgz.length, files: fileList(entries) };
 }
 
 /** The same tar.gz as packSnapshot, written to `file` as it is made (hashed on the way): nothing is held. */

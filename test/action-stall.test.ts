@@ -3,7 +3,8 @@
 // snapshot holding a 3 MiB manifest (3,000 Deployments, the size a file to edit may have) must not
 // hold the server's event loop (they edit large files in a worker thread, providers/edit-worker.ts).
 // Measured by the server itself (nodejs_eventloop_lag_max_seconds, test/helpers/stall.ts) from the
-// Actions' creation to both being Ready; over the bound, both run again (new Actions) up to 3
+// creation of a Source and of both Actions on it (the blob read, packed and pushed, pulled, unpacked,
+// edited in the worker, packed and pushed again, every status written) to both being Ready; over the bound, all three run again (new objects) up to 3
 // times, and it fails only if over every time. The snapshots hold exactly the edited bytes.
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -17,10 +18,10 @@ import { OciClient } from '../registry/client.js';
 import { minimalImage, pushImage } from '../registry/image.js';
 import { pullSnapshot } from '../registry/snapshot.js';
 import { kubectlJson, startServer, tempDir, type TestServer, yamlDocs } from './helpers/server.js';
-import { reproduced, stallMs } from './helpers/stall.js';
+import { quiet, reproduced, stallMs } from './helpers/stall.js';
 
-/** The bound (ms) on this shared machine; STALL_BOUND_MS to look at figures with another one. */
-const BOUND_MS = Number(process.env.STALL_BOUND_MS ?? 250);
+/** The README's bound (ms), issue 15's; STALL_BOUND_MS to look at figures with another one. */
+const BOUND_MS = Number(process.env.STALL_BOUND_MS ?? 100);
 const GV = 'delivery.ocm.software/v1alpha1';
 const NS = 'editstall';
 const DOCS = 3000;
@@ -94,12 +95,13 @@ async function content(snapshot: string): Promise<Buffer> {
   const files = await archiveToFiles(await pullSnapshot(client, `${snap.status.repositoryURL}:${snap.status.tag}`, { expectedDigest: snap.status.digest }));
   return files['data.yaml'];
 }
-const action = (name: string, provider: string) => ({
+const action = (name: string, provider: string, source = 'src') => ({
   apiVersion: GV,
   kind: 'Action',
   metadata: { name, namespace: NS },
-  spec: { componentRef: { name: 'comp' }, sourceRef: { kind: 'Source', name: 'src' }, providerRef: { apiVersion: GV, kind: provider, name: provider.toLowerCase() } },
+  spec: { componentRef: { name: 'comp' }, sourceRef: { kind: 'Source', name: source }, providerRef: { apiVersion: GV, kind: provider, name: provider.toLowerCase() } },
 });
+const source = (name: string) => ({ apiVersion: GV, kind: 'Source', metadata: { name, namespace: NS }, spec: { componentRef: { name: 'comp' }, providerRef: { apiVersion: GV, kind: 'OCMResource', name: 'data' } } });
 
 t.before(async () => {
   // PROF_DIR: CPU profiles of the server's threads, to see what a stall is
@@ -140,7 +142,7 @@ t.before(async () => {
         spec: { name: spec.name, version: spec.version, interval: '10m', repository: { url: `${registry}/${NS}/ocm` }, verify: [{ signature: 'acme', secretRef: { name: 'acme-key' } }] },
       },
       { apiVersion: GV, kind: 'OCMResource', metadata: { name: 'data', namespace: NS }, spec: { resource: 'data' } },
-      { apiVersion: GV, kind: 'Source', metadata: { name: 'src', namespace: NS }, spec: { componentRef: { name: 'comp' }, providerRef: { apiVersion: GV, kind: 'OCMResource', name: 'data' } } },
+      source('src'),
       { apiVersion: GV, kind: 'Localization', metadata: { name: 'localization', namespace: NS }, spec: { rules: [{ resource: { name: 'img' }, file: 'data.yaml', image: 'spec.template.spec.containers[0].image' }] } },
       { apiVersion: GV, kind: 'Configurator', metadata: { name: 'configurator', namespace: NS }, spec: { configRef: { name: 'config' } } },
     ),
@@ -161,9 +163,11 @@ t.test('a Configurator and a Localization over a 3 MiB manifest do not hold the 
   let attempt = 0;
   const once = async () => {
     const n = ++attempt;
-    await new Promise((r) => setTimeout(r, 1000)); // the Source's run is over
+    await new Promise((r) => setTimeout(r, 1000)); // the previous run is over
+    await quiet(agent, s.port); // and nothing else holds the shared CPU (the idle server's stall under 25 ms)
     await stallMs(agent, s.port); // resets the maximum
-    const a = await s.kubectl(['apply', '-f', '-'], { input: yamlDocs(action(`loc-${n}`, 'Localization'), action(`cfg-${n}`, 'Configurator')) });
+    // the whole chain: a new Source (the blob read, packed and pushed), both Actions on it
+    const a = await s.kubectl(['apply', '-f', '-'], { input: yamlDocs(source(`src-${n}`), action(`loc-${n}`, 'Localization', `src-${n}`), action(`cfg-${n}`, 'Configurator', `src-${n}`)) });
     if (a.code !== 0) throw new Error(a.stderr);
     const [loc, cfg] = await Promise.all([ready('action', `loc-${n}`), ready('action', `cfg-${n}`)]);
     const ms = await stallMs(agent, s.port);
