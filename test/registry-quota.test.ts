@@ -299,3 +299,20 @@ t.test('referrers are answered in pages of at most 4 MiB (each may carry 4 MiB o
   const client = new OciClient({ ca: certs.caCertPem, cert: certs.adminCertPem, key: certs.adminKeyPem, retries: 0 });
   t.equal((await client.referrers(`127.0.0.1:${reg.port}/team-a/app@${s.digest}`)).manifests.length, 3, 'the client reads all pages');
 });
+
+t.test('a data directory from before quotas (empty blob links): its usage is counted at start, and a delete gives it back', async (t) => {
+  const dataDir = path.join(tmp, 'upgrade');
+  let reg = await startRegistry(options(dataDir));
+  const a = [randomBytes(500 * KiB), randomBytes(500 * KiB)];
+  for (const b of a) t.equal((await pushBlob(reg, 'team-a/app', b)).status, 201);
+  await reg.close();
+  // As the code before left them: empty files.
+  const links = path.join(dataDir, 'repositories', 'team-a', 'app', '_blobs');
+  for (const f of fs.readdirSync(links)) fs.writeFileSync(path.join(links, f), '');
+  reg = await startRegistry(options(dataDir));
+  t.teardown(() => reg.close());
+  t.equal((await pushBlob(reg, 'team-a/app', randomBytes(100 * KiB))).status, 403, '1000 KiB counted: 100 KiB more do not fit');
+  t.equal(fs.readFileSync(path.join(links, sha(a[0]).slice(7)), 'utf8'), String(500 * KiB), 'the size written into the link');
+  t.equal((await req(reg, 'DELETE', `/v2/team-a/app/blobs/${sha(a[0])}`)).status, 202);
+  t.equal((await pushBlob(reg, 'team-a/app', randomBytes(400 * KiB))).status, 201, 'the delete gave its 500 KiB back');
+});
