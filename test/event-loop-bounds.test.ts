@@ -308,7 +308,8 @@ const WATCHES: Case[] = [
 const agentOpts: { ca?: Buffer; cert?: Buffer; key?: Buffer } = {};
 
 t.before(async () => {
-  s = await startServer();
+  // each case keeps objects of up to 3 MiB: more than the default storage quota (test/storage-quota.test.ts has its own)
+  s = await startServer({ args: ['--namespace-storage-quota-mib', '0', '--storage-quota-mib', '0'] });
   const certs = join(s.dataDir, 'certs');
   Object.assign(agentOpts, { ca: readFileSync(join(certs, 'ca.crt')), cert: readFileSync(join(certs, 'admin.crt')), key: readFileSync(join(certs, 'admin.key')) });
   agent = new Agent({ keepAlive: true, maxSockets: 2, ...agentOpts });
