@@ -7,15 +7,24 @@
 //    parameter): 504 when it passes;
 //  - a bound on the watches one user holds open at once: 429;
 //  - on the Node server: header size, and how long a client may take to send its headers and its
-//    whole request (a client that sends a byte a second is cut off).
+//    whole request (a client that sends a byte a second is cut off);
+//  - memory (issue 15): the bytes of request bodies in flight (--max-inflight-body-mib) and of
+//    answers made per request (YAML, Table; --max-inflight-answer-mib) are leased from budgets, and
+//    every answer is written in slices as the client reads it (backpressure), so neither many large
+//    bodies at once nor many clients that do not read hold more than the budgets. kube bounds
+//    memory only by the in-flight counts (k8s.io/apiserver pkg/server/filters/maxinflight.go); 200
+//    mutating requests of 3 MiB, each held as ~16 times its size while parsed and stored, would be
+//    10 GB here.
 // Register the plugin after the authentication hook: it needs the user.
+import { Readable } from 'node:stream';
+import type { ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError, badRequest, timeout as timeoutError } from './errors.js';
 import type { UserInfo } from './auth.js';
 import { infoOf } from './request-info.js';
 import { globalPlugin, type InflightKind, type Metrics } from './metrics.js';
 import { prescanBody } from './negotiate.js';
-import { MAX_DEPTH } from './prescan.js';
+import { MAX_BYTES, MAX_DEPTH } from './prescan.js';
 import { Slicer } from './json.js';
 
 export interface LimitOptions {
@@ -29,6 +38,10 @@ export interface LimitOptions {
   maxWatchesPerUser?: number;
   /** Largest request head (request line and headers) in bytes. */
   maxHeaderSize?: number;
+  /** Bytes of request bodies in flight at once (declared Content-Length; 3 MiB for a chunked body); 0: no limit. */
+  maxInflightBodyBytes?: number;
+  /** Bytes of answers made per request (YAML, Table, metadata) held at once; 0: no limit. */
+  maxInflightAnswerBytes?: number;
 }
 
 export const LIMIT_DEFAULTS: Required<LimitOptions> = {
@@ -37,12 +50,15 @@ export const LIMIT_DEFAULTS: Required<LimitOptions> = {
   requestTimeoutMs: 60_000,
   maxWatchesPerUser: 100,
   maxHeaderSize: 64 * 1024,
+  maxInflightBodyBytes: 8 << 20,
+  maxInflightAnswerBytes: 64 << 20,
 };
 
 /** Go's http.Server ReadHeaderTimeout in kube-apiserver. */
 const MAX_HEADERS_TIMEOUT_MS = 32_000;
 
 const PUBLIC_PATHS = /^\/(healthz|livez|readyz)(\/.*)?$/;
+const CUT_LEASE = Symbol('cutBodyLease');
 const READ_ONLY = new Set(['get', 'list', 'watch']);
 
 const resolved = (o?: LimitOptions): Required<LimitOptions> => ({ ...LIMIT_DEFAULTS, ...Object.fromEntries(Object.entries(o ?? {}).filter(([, v]) => v !== undefined)) });
@@ -164,14 +180,116 @@ export function tooManyRequests(message: string): ApiError {
   return e;
 }
 
+/**
+ * Bytes held by requests in flight, against a total. A lease over the total is cut to it (it gets
+ * the whole budget, alone). Waiters are served in order; a waiter whose response closes (the
+ * client left, the deadline passed) leaves the queue.
+ */
+export class ByteBudget {
+  used = 0;
+  peak = 0;
+  private readonly queue: { n: number; grant: (release: () => void) => void }[] = [];
+
+  constructor(readonly total: number) {}
+
+  private lease(n: number): () => void {
+    this.used += n;
+    if (this.used > this.peak) this.peak = this.used;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.used -= n;
+      while (this.queue.length && this.fits(this.queue[0].n)) {
+        const w = this.queue.shift()!;
+        w.grant(this.lease(w.n));
+      }
+    };
+  }
+
+  private fits(n: number) {
+    return this.used === 0 || this.used + n <= this.total;
+  }
+
+  private size(n: number) {
+    return Math.max(0, Math.min(n, this.total));
+  }
+
+  /** A lease of n bytes now, or undefined when it does not fit (or others wait). */
+  tryTake(n: number): (() => void) | undefined {
+    if (this.total <= 0) return () => {};
+    n = this.size(n);
+    return !this.queue.length && this.fits(n) ? this.lease(n) : undefined;
+  }
+
+  /** A lease of n bytes, waiting its turn; rejects when `res` closes first. */
+  take(n: number, res?: ServerResponse): Promise<() => void> {
+    const now = this.tryTake(n);
+    if (now) return Promise.resolve(now);
+    if (res?.destroyed || res?.writableFinished) return Promise.reject(new Error('the response closed while it waited for memory'));
+    n = this.size(n);
+    return new Promise((resolve, reject) => {
+      const w = {
+        n,
+        grant: (release: () => void) => {
+          res?.off('close', gone);
+          resolve(release);
+        },
+      };
+      const gone = () => {
+        const i = this.queue.indexOf(w);
+        if (i >= 0) this.queue.splice(i, 1);
+        reject(new Error('the response closed while it waited for memory'));
+      };
+      res?.once('close', gone);
+      this.queue.push(w);
+    });
+  }
+
+  get waiting() {
+    return this.queue.length;
+  }
+}
+
+/** Bytes per write of an answer: the socket takes the next slice only when the client read the last. */
+export const ANSWER_SLICE = 64 * 1024;
+
+/** A text in slices of at most ANSWER_SLICE UTF-16 units, never splitting a surrogate pair (V8 slices share the text). */
+export function* textSlices(s: string): Generator<string> {
+  for (let i = 0; i < s.length; ) {
+    let j = Math.min(s.length, i + ANSWER_SLICE);
+    if (j < s.length) {
+      const c = s.charCodeAt(j - 1);
+      if (c >= 0xd800 && c <= 0xdbff) j++;
+    }
+    yield s.slice(i, j);
+    i = j;
+  }
+}
+
+function* bufferSlices(b: Buffer): Generator<Buffer> {
+  for (let i = 0; i < b.length; i += ANSWER_SLICE) yield b.subarray(i, i + ANSWER_SLICE);
+}
+
+/** An answer body as a stream of slices, read as the socket drains. */
+export function answerStream(body: string | Buffer): Readable {
+  return Readable.from(typeof body === 'string' ? textSlices(body) : bufferSlices(body), { objectMode: false, highWaterMark: ANSWER_SLICE });
+}
+
 /** In-flight and watch counts, read by the metrics and by graceful shutdown. */
 export class RequestLimiter {
   readonly limits: Required<LimitOptions>;
   readonly inflight: Record<InflightKind, number> = { readOnly: 0, mutating: 0 };
   readonly watches = new Map<string, number>();
+  /** Request bodies in flight (bytes). */
+  readonly bodies: ByteBudget;
+  /** Answers made per request and not yet sent (bytes). */
+  readonly answers: ByteBudget;
 
   constructor(o?: LimitOptions) {
     this.limits = resolved(o);
+    this.bodies = new ByteBudget(this.limits.maxInflightBodyBytes);
+    this.answers = new ByteBudget(this.limits.maxInflightAnswerBytes);
   }
 
   get watchCount(): number {
@@ -253,7 +371,8 @@ export const requestLimits = globalPlugin<LimitPluginOptions>(async (app, o) => 
         return done();
       }
       const ms = limiter.deadlineMs(a.query);
-      const release = limiter.admit(READ_ONLY.has(a.verb) ? 'readOnly' : 'mutating', user, metrics);
+      const kind: InflightKind = READ_ONLY.has(a.verb) ? 'readOnly' : 'mutating';
+      const release = limiter.admit(kind, user, metrics);
       const timer = setTimeout(() => {
         const res = reply.raw;
         if (res.writableFinished || res.destroyed) return;
@@ -271,10 +390,56 @@ export const requestLimits = globalPlugin<LimitPluginOptions>(async (app, o) => 
         clearTimeout(timer);
         release();
       });
-      done();
+      admitBody(req, reply, user, kind).then(() => done(), (err) => done(err as Error));
     } catch (err) {
       done(err as Error);
     }
+  });
+
+  /**
+   * The body's bytes leased before a byte of it is read (its declared length, or the most a body may
+   * be when chunked; cut to what it was once read), held until the answer is sent: over the budget
+   * a request gets 429 at once, its body read and dropped (apiserver/server.ts), as the in-flight
+   * filter sheds; system:masters, never shed, waits its turn instead (its body unread meanwhile).
+   */
+  async function admitBody(req: FastifyRequest, reply: FastifyReply, user: UserInfo, kind: InflightKind): Promise<void> {
+    const cl = req.headers['content-length'];
+    const declared = cl !== undefined ? Number(cl) : req.headers['transfer-encoding'] !== undefined ? MAX_BYTES : 0;
+    if (!(declared > 0) || declared > MAX_BYTES) return; // none, or a 413 before anything is read
+    let release = limiter.bodies.tryTake(declared);
+    if (!release) {
+      if (!user.groups.includes('system:masters')) {
+        metrics?.dropped.inc({ request_kind: kind });
+        throw tooManyRequests(`Too many request bodies in flight (limit ${limiter.limits.maxInflightBodyBytes} bytes), please try again later.`);
+      }
+      release = await limiter.bodies.take(declared, reply.raw);
+    }
+    const r = release;
+    reply.raw.once('close', r);
+    if (cl === undefined)
+      (req as unknown as Record<symbol, () => void>)[CUT_LEASE] = () => {
+        const n = Buffer.isBuffer(req.body) ? req.body.length : 0;
+        const cut = limiter.bodies.tryTake(n);
+        if (cut) reply.raw.once('close', cut);
+        else return; // keep the whole lease
+        r();
+      };
+  }
+
+  app.addHook('preValidation', (req: FastifyRequest, _reply: FastifyReply, done: () => void) => {
+    (req as unknown as Record<symbol, (() => void) | undefined>)[CUT_LEASE]?.();
+    done();
+  });
+
+  // Every answer is written in slices as the client reads it: a string or Buffer written whole
+  // would be copied and encrypted whole into the socket's queue, per client (a client that reads
+  // nothing held ~3 copies of each object it was sent: 100 such clients of a 3 MiB object, 280 MB).
+  app.addHook('onSend', (_req: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: Error | null, p?: unknown) => void) => {
+    if ((typeof payload === 'string' && payload.length > ANSWER_SLICE) || (Buffer.isBuffer(payload) && payload.length > ANSWER_SLICE)) {
+      reply.header('Content-Length', typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length);
+      return done(null, answerStream(payload));
+    }
+    done(null, payload);
   });
 
   // Every text body is checked against the prescan limits (size, depth, YAML anchors and documents)

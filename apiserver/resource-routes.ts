@@ -6,14 +6,14 @@ import { badRequest, methodNotAllowed, pathNotFound } from './errors.js';
 import { bodyType, negotiate, parseRequestBody, type Representation, serialize, type Target } from './negotiate.js';
 import { Readable } from 'node:stream';
 import { memberJson, nextTurn, RawJson, stringifyJson, stringifyJsonParts } from './json.js';
-import { yamlOfJson, yamlOfList } from './yaml.js';
+import { yamlListHead, yamlOfJson, yamlOfListItem } from './yaml.js';
 import type { Resource, ResourceRegistry } from './resources.js';
 import { checkDuplicates, fillTypeMeta, type GenericREST, type ListPage, type ListQuery, parseDeleteOptions, type RequestOptions, requestOptions } from './rest.js';
 import { type IncludeObject, partialMetadata, table } from './table.js';
 import { WatchHub } from './watch.js';
 import { infoOf, type Query, queryBool } from './request-info.js';
 import { pinnedName } from './selectors.js';
-import { warningHeaderValues } from './limits.js';
+import { type ByteBudget, textSlices, warningHeaderValues } from './limits.js';
 
 
 export interface RequestTarget {
@@ -67,7 +67,10 @@ function contentType(t: Target): string {
 
 /** A value as JSON or YAML, serialised in slices (JSON of a list: sent in pieces). */
 async function encode(v: unknown, format: 'json' | 'yaml', list = false): Promise<string | Readable> {
-  if (format === 'json' && list) return Readable.from(await stringifyJsonParts(v), { objectMode: false });
+  if (format === 'json' && list) {
+    const parts = await stringifyJsonParts(v);
+    return Readable.from((function* () { for (const p of parts) yield* textSlices(p); })(), { objectMode: false });
+  }
   const json = await stringifyJson(v);
   return format === 'json' ? json : yamlOfJson(json);
 }
@@ -94,14 +97,28 @@ export class ResourceHandler {
   constructor(
     private readonly rest: GenericREST,
     watches: WatchHub,
+    /** Answers made for one request (YAML, Table, metadata) are leased from it until sent (apiserver/limits.ts). */
+    private readonly answers?: ByteBudget,
   ) {
     this.watches = watches;
   }
 
+  /** Leases `bytes` of answer (waiting its turn) until the response closes. */
+  private async lease(reply: FastifyReply, bytes: number): Promise<void> {
+    if (!this.answers) return;
+    const release = await this.answers.take(bytes, reply.raw);
+    if (reply.raw.destroyed || reply.raw.writableFinished) release();
+    else reply.raw.once('close', release);
+  }
+
   // Answers are serialised in slices (apiserver/json.ts), YAML past a few KiB on a worker thread
   // (apiserver/yaml.ts), and lists of stored objects sent object by object: a list of large objects
-  // must not hold the event loop while it is serialised (issue 15).
+  // must not hold the event loop while it is serialised (issue 15). The stored JSON is shared by
+  // every request; what is made for one request is leased (YAML at twice the JSON's bytes) until it
+  // is sent, and everything is written as the client reads it (apiserver/limits.ts).
   private async sendObject(reply: FastifyReply, code: number, r: Resource, o: StoredObject, t: Target, q: Query) {
+    if (t.as !== 'Table' && t.as !== 'PartialObjectMetadata' && t.format === 'json') return reply.code(code).header('Content-Type', contentType(t)).send(o.json);
+    await this.lease(reply, o.json.length * (t.format === 'yaml' ? 2 : 1));
     const body =
       t.as === 'Table'
         ? await encode(await storedTable(r, [o], includeObject(q), { resourceVersion: o.obj.metadata.resourceVersion }), t.format, false)
@@ -118,6 +135,8 @@ export class ResourceHandler {
     if (page.continue) meta.continue = page.continue;
     if (page.remainingItemCount !== undefined) meta.remainingItemCount = page.remainingItemCount;
     let body: string | Readable;
+    const made = t.as === 'Table' || t.as === 'PartialObjectMetadataList';
+    if (made) await this.lease(reply, page.items.reduce((n, i) => n + i.json.length, 0) * (t.format === 'yaml' ? 2 : 1));
     if (t.as === 'Table') body = await encode(await storedTable(r, page.items, includeObject(q), meta), t.format, page.items.length > 1);
     else if (t.as === 'PartialObjectMetadataList') {
       const items: unknown[] = [];
@@ -126,14 +145,33 @@ export class ResourceHandler {
     }
     else {
       const head = `{"apiVersion":"${r.apiVersion}","kind":"${r.listKind}","metadata":${JSON.stringify(meta)},"items":[`;
-      if (t.format === 'yaml') body = await yamlOfList(`{"apiVersion":"${r.apiVersion}","kind":"${r.listKind}","metadata":${JSON.stringify(meta)}}`, page.items.map((i) => i.json));
-      else if (page.items.length < 2) body = `${head}${page.items.map((i) => i.json).join(',')}]}`;
+      const items = page.items;
+      if (t.format === 'yaml') {
+        // Item by item, each leased while it is made and sent.
+        const lease = this.answers ? (n: number) => this.answers!.take(n, reply.raw) : async () => () => {};
+        const yamlHead = yamlListHead(`{"apiVersion":"${r.apiVersion}","kind":"${r.listKind}","metadata":${JSON.stringify(meta)}}`, !items.length);
+        body = Readable.from(
+          (async function* () {
+            yield yamlHead;
+            for (const item of items) {
+              const release = await lease(item.json.length * 2);
+              try {
+                yield* textSlices(await yamlOfListItem(item.json));
+              } finally {
+                release();
+              }
+            }
+          })(),
+          { objectMode: false },
+        );
+      } else if (items.length < 2) body = `${head}${items.map((i) => i.json).join(',')}]}`;
       else
         body = Readable.from(
           (async function* () {
             yield head;
-            for (let i = 0; i < page.items.length; i++) {
-              yield i ? `,${page.items[i].json}` : page.items[i].json;
+            for (let i = 0; i < items.length; i++) {
+              if (i) yield ',';
+              yield* textSlices(items[i].json);
               await nextTurn();
             }
             yield ']}';

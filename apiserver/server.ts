@@ -117,7 +117,8 @@ export async function createApiServer(opts: ServerOptions): Promise<ApiServer> {
     };
   }
   const watches = new WatchHub(opts.store);
-  const handler = new ResourceHandler(rest, watches);
+  const limiter = new RequestLimiter(opts.limits);
+  const handler = new ResourceHandler(rest, watches, limiter.answers);
   const openapi = new OpenAPI(registry);
   const openapiV2 = new OpenAPIv2Server(() => openapi.v2()); // JSON or gnostic protobuf, by Accept
 
@@ -154,7 +155,6 @@ export async function createApiServer(opts: ServerOptions): Promise<ApiServer> {
     const d = await opts.authz.authorize(attrs);
     if (!d.allowed) throw forbiddenError(attrs, d.reason);
   });
-  const limiter = new RequestLimiter(opts.limits);
   await app.register(requestLimits, { limiter, metrics: opts.metrics }); // after authn: needs the user
 
   // Health as k8s.io/apiserver/pkg/server/healthz/healthz.go: `ok`, or with ?verbose one

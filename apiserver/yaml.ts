@@ -78,6 +78,17 @@ export async function yamlOfList(head: string, items: string[]): Promise<string>
   return head.length + items.reduce((n, i) => n + i.length, 0) <= YAML_INLINE_BYTES ? yamlList(head, items) : onWorker({ op: 'list', text: head, items });
 }
 
+/** One list item as yamlList writes it (`  - ...` indented), past a few KiB on the worker thread. */
+export async function yamlOfListItem(item: string): Promise<string> {
+  const text = await yamlOfList('{}', [item]);
+  return text.slice('{}\nitems:\n'.length);
+}
+
+/** yamlList's text before its items (the list's JSON without items), or the whole text of an empty list. */
+export function yamlListHead(head: string, empty: boolean): string {
+  return empty ? YAML.stringify({ ...JSON.parse(head), items: [] }) : `${YAML.stringify(JSON.parse(head))}items:\n`;
+}
+
 /** parseYamlText on the worker thread: the value as JSON text. */
 export const parseYamlOffThread = (text: string): Promise<string> => onWorker({ op: 'parse', text });
 

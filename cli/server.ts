@@ -87,6 +87,8 @@ const OPTIONS = {
   'max-mutating-requests-inflight': { type: 'string', default: String(LIMIT_DEFAULTS.maxMutatingRequestsInflight) },
   'request-timeout': { type: 'string', default: '1m0s' },
   'max-watches-per-user': { type: 'string', default: String(LIMIT_DEFAULTS.maxWatchesPerUser) },
+  'max-inflight-body-mib': { type: 'string', default: String(LIMIT_DEFAULTS.maxInflightBodyBytes / 1048576) },
+  'max-inflight-answer-mib': { type: 'string', default: String(LIMIT_DEFAULTS.maxInflightAnswerBytes / 1048576) },
   'memory-budget-mib': { type: 'string', default: String(MEMORY_BUDGET_BYTES >> 20) },
   'registry-namespace-quota-mib': { type: 'string', default: String(REGISTRY_LIMIT_DEFAULTS.namespaceBytes / 1048576) },
   'registry-namespace-files': { type: 'string', default: String(REGISTRY_LIMIT_DEFAULTS.namespaceFiles) },
@@ -200,6 +202,8 @@ const limits = {
   maxMutatingRequestsInflight: Number(values['max-mutating-requests-inflight']),
   requestTimeoutMs,
   maxWatchesPerUser: Number(values['max-watches-per-user']),
+  maxInflightBodyBytes: Math.round(Number(values['max-inflight-body-mib']) * 1048576),
+  maxInflightAnswerBytes: Math.round(Number(values['max-inflight-answer-mib']) * 1048576),
 };
 for (const [k, v] of Object.entries(limits)) if (!Number.isFinite(v) || v < 0) throw new Error(`invalid value for ${k}: ${v}`);
 if (requestTimeoutMs <= 0) throw new Error('--request-timeout must be positive');
