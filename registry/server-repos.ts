@@ -60,26 +60,34 @@ export class Repos {
     this.quota = store.quota;
   }
 
+  /** Settles when every namespace's usage has been counted from disk (writes wait for it). */
+  counted: Promise<void> = Promise.resolve();
+
+  /** Starts counting in the background: pulls are served meanwhile, writes wait (`counted`). */
   async init() {
     await fsp.mkdir(this.root, { recursive: true });
-    await this.recount();
+    this.counted = this.recount();
+    this.counted.catch(() => {}); // reported to each write that waits for it
   }
 
   /** Counts what every namespace holds, from disk (at start). A link from before quotas (empty)
    * gets its blob's size written into it, so that its delete gives back what was counted. */
   private async recount() {
     for (const repo of await this.list()) {
-      for (const hex of await this.blobLinks(repo)) {
+      const link = async (hex: string) => {
         const file = this.dir(repo, '_blobs', hex);
         const s = await fsp.readFile(file, 'utf8').catch(() => undefined);
-        if (s === undefined) continue;
+        if (s === undefined) return;
         let size = /^\d+$/.test(s) ? Number(s) : undefined;
         if (size === undefined) {
           size = (await this.store.stat(hex))?.size ?? 0;
           await this.store.writeAtomic(file, String(size)).catch(() => {});
         }
         this.quota.add(repo, size, 1);
-      }
+      };
+      // 256 reads at a time: 100,000 links one after the other took 11-30 s of the start.
+      const hexes = await this.blobLinks(repo);
+      for (let i = 0; i < hexes.length; i += 256) await Promise.all(hexes.slice(i, i + 256).map(link));
       for (const hex of await readdir(this.dir(repo, '_manifests', 'revisions'))) {
         const meta = await this.getRevision(repo, hex).catch(() => undefined);
         if (meta) this.quota.add(repo, meta.size, 1);

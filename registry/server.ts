@@ -231,6 +231,8 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
         if (m[1] !== undefined && (name.length > MAX_NAME || !NAME_RE.test(name))) throw regError('NAME_INVALID', 'invalid repository name', { name });
         const h = methods[req.method];
         if (!h) throw regError('UNSUPPORTED', `${req.method} is not supported here`).withHeader('Allow', Object.keys(methods).join(', '));
+        // Writes wait until the quotas' usage is counted from disk (seconds for 100,000 links).
+        if (req.method !== 'GET' && req.method !== 'HEAD') await repos.counted;
         return h(req, reply, name, ref);
       }
       throw regError('UNSUPPORTED', 'no such endpoint', { path }, 404);
@@ -534,7 +536,10 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
     port,
     url: `https://${host}:${port}`,
     close: () => app.close(),
-    gc: (o) => gate.exclusive(() => collectGarbage(store, repos, o)),
+    gc: async (o) => {
+      await repos.counted;
+      return gate.exclusive(() => collectGarbage(store, repos, o));
+    },
   };
 }
 
