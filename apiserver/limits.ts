@@ -25,7 +25,7 @@ import { infoOf } from './request-info.js';
 import { globalPlugin, type InflightKind, type Metrics } from './metrics.js';
 import { prescanBody } from './negotiate.js';
 import { MAX_BYTES, MAX_DEPTH } from './prescan.js';
-import { Slicer } from './json.js';
+import { Slicer, textSlices } from './json.js';
 
 export interface LimitOptions {
   /** Non-mutating requests in flight at once; 0: no limit. kube's default is 400. */
@@ -254,18 +254,7 @@ export class ByteBudget {
 /** Bytes per write of an answer: the socket takes the next slice only when the client read the last. */
 export const ANSWER_SLICE = 64 * 1024;
 
-/** A text in slices of at most ANSWER_SLICE UTF-16 units, never splitting a surrogate pair (V8 slices share the text). */
-export function* textSlices(s: string): Generator<string> {
-  for (let i = 0; i < s.length; ) {
-    let j = Math.min(s.length, i + ANSWER_SLICE);
-    if (j < s.length) {
-      const c = s.charCodeAt(j - 1);
-      if (c >= 0xd800 && c <= 0xdbff) j++;
-    }
-    yield s.slice(i, j);
-    i = j;
-  }
-}
+// Texts are cut by json.ts textSlices (the same 64 KiB, never a surrogate pair split).
 
 function* bufferSlices(b: Buffer): Generator<Buffer> {
   for (let i = 0; i < b.length; i += ANSWER_SLICE) yield b.subarray(i, i + ANSWER_SLICE);

@@ -5,15 +5,15 @@ import type { StoredObject } from '../storage/store.js';
 import { badRequest, methodNotAllowed, pathNotFound } from './errors.js';
 import { bodyType, negotiate, parseRequestBody, type Representation, serialize, type Target } from './negotiate.js';
 import { Readable } from 'node:stream';
-import { memberJson, nextTurn, RawJson, stringifyJson, stringifyJsonParts } from './json.js';
+import { memberJson, nextTurn, RawJson, Slicer, stringifyJson, stringifyJsonParts, textSlices } from './json.js';
 import { yamlListHead, yamlOfJson, yamlOfListItem } from './yaml.js';
 import type { Resource, ResourceRegistry } from './resources.js';
 import { checkDuplicates, fillTypeMeta, type GenericREST, type ListPage, type ListQuery, parseDeleteOptions, type RequestOptions, requestOptions } from './rest.js';
-import { type IncludeObject, partialMetadata, table } from './table.js';
+import { type IncludeObject, partialMetadata, rowCells, table } from './table.js';
 import { WatchHub } from './watch.js';
 import { infoOf, type Query, queryBool } from './request-info.js';
 import { pinnedName } from './selectors.js';
-import { type ByteBudget, textSlices, warningHeaderValues } from './limits.js';
+import { type ByteBudget, warningHeaderValues } from './limits.js';
 
 
 export interface RequestTarget {
@@ -84,10 +84,20 @@ async function storedMetadata(o: StoredObject): Promise<unknown> {
   return meta === undefined ? partialMetadata(o.obj) : { ...partialMetadata(o.obj), metadata: new RawJson(meta) };
 }
 
-/** A Table of stored objects, each row's object (includeObject) from the stored JSON. */
+/**
+ * A Table of stored objects, each row's object (includeObject) from the stored JSON; the rows made
+ * in slices (a column may count 200,000 keys: a turn holds at most one such row).
+ */
 async function storedTable(r: Resource, items: StoredObject[], include: IncludeObject, meta: Record<string, unknown>) {
-  const tab = table(r, items.map((i) => i.obj), 'None', meta);
-  if (include !== 'None') for (let i = 0; i < items.length; i++) tab.rows[i].object = include === 'Object' ? new RawJson(items[i].json) : await storedMetadata(items[i]);
+  const tab = table(r, [], 'None', meta);
+  const now = Date.now();
+  const slicer = new Slicer(1);
+  for (const i of items) {
+    if (slicer.due()) await slicer.yield();
+    const row: Record<string, unknown> = { cells: rowCells(r, i.obj, now) };
+    if (include !== 'None') row.object = include === 'Object' ? new RawJson(i.json) : await storedMetadata(i);
+    tab.rows.push(row);
+  }
   return tab;
 }
 

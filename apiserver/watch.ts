@@ -10,7 +10,7 @@ import type { Target } from './negotiate.js';
 import { keyFor, type Resource } from './resources.js';
 import { columnDefinitions, type IncludeObject, rowCells } from './table.js';
 import { parseRV } from './rest.js';
-import { nextTurn, stringifyJson, topLevelFieldJson } from './json.js';
+import { memberJson, nextTurn, stringifyJson } from './json.js';
 import type { Matcher } from './selectors.js';
 
 export interface WatchParams {
@@ -60,7 +60,7 @@ function ownTurn(): Promise<void> {
 export const partialJson = (o: StoredObject) =>
   bodyOf(o, 'meta', async () => {
     await nextTurn(); // (not in the turn that wrote the object)
-    const meta = (await topLevelFieldJson(o.json, 'metadata')) ?? (await stringifyJson(o.obj.metadata));
+    const meta = (await memberJson(o.json, 'metadata')) ?? (await stringifyJson(o.obj.metadata));
     return `{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":${meta}}`;
   });
 
