@@ -21,6 +21,19 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ocm-registry-quota-'));
 t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const certs = await ensureCerts(path.join(tmp, 'certs'));
 const limits = { namespaceBytes: 1024 * KiB, namespaceUploads: 3, namespaceFiles: 40, tagsPerRepository: 4, referrersPerSubject: 2 };
+type Subject = { digest: string; size: number };
+/** An image manifest of `config` and no layers, with these annotations, optionally a referrer of `subject`. */
+const ociManifest = (config: Buffer, annotations: Record<string, string>, subject?: Subject) =>
+  Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length },
+      layers: [],
+      annotations,
+      ...(subject ? { subject: { mediaType: 'application/vnd.oci.image.manifest.v1+json', ...subject } } : {}),
+    }),
+  );
 const options = (dataDir: string, extra: Partial<RegistryOptions> = {}): RegistryOptions => ({
   dataDir,
   port: 0,
@@ -210,17 +223,7 @@ t.test('files: links, manifests, tags and referrers are counted; tags per reposi
   t.teardown(() => reg.close());
   const config = Buffer.from('{}');
   t.equal((await pushBlob(reg, 'team-a/app', config)).status, 201);
-  const manifest = (n: number, subject?: { digest: string; size: number }) =>
-    Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length },
-        layers: [],
-        annotations: { n: String(n) },
-        ...(subject ? { subject: { mediaType: 'application/vnd.oci.image.manifest.v1+json', ...subject } } : {}),
-      }),
-    );
+  const manifest = (n: number, subject?: Subject) => ociManifest(config, { n: String(n) }, subject);
   const put = (ref: string, body: Buffer) => req(reg, 'PUT', `/v2/team-a/app/manifests/${ref}`, body, { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' });
   for (let i = 0; i < limits.tagsPerRepository; i++) t.equal((await put(`v${i}`, manifest(i))).status, 201);
   let r = await put('one-more', manifest(99));
@@ -271,17 +274,7 @@ t.test('referrers are answered in pages of at most 4 MiB (each may carry 4 MiB o
   t.teardown(() => reg.close());
   const config = Buffer.from('{}');
   t.equal((await pushBlob(reg, 'team-a/app', config)).status, 201);
-  const manifest = (annotations: Record<string, string>, subject?: { digest: string; size: number }) =>
-    Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length },
-        layers: [],
-        annotations,
-        ...(subject ? { subject: { mediaType: 'application/vnd.oci.image.manifest.v1+json', ...subject } } : {}),
-      }),
-    );
+  const manifest = (annotations: Record<string, string>, subject?: Subject) => ociManifest(config, annotations, subject);
   const put = (body: Buffer) => req(reg, 'PUT', `/v2/team-a/app/manifests/${sha(body)}`, body, { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' });
   const subject = manifest({ n: 'subject' });
   t.equal((await put(subject)).status, 201);
