@@ -169,6 +169,8 @@ export function actionController(ctx: ReconcilerContext, providers: ActionProvid
         st.digest = digest;
       }
       setCondition(st, { type: 'Ready', status: ready ? 'True' : 'False', reason: ready ? 'Succeeded' : 'Progressing', message }, o.metadata.generation);
+      // still progressing while what it deployed becomes ready (Ready=True drops it)
+      if (!ready) setCondition(st, { type: 'Reconciling', status: 'True', reason: 'Progressing', message }, o.metadata.generation);
       st.inputSnapshot = i.snapshot.metadata.name;
       st.inputDigest = i.digest;
       st.componentVersion = rc.version;
@@ -199,6 +201,7 @@ export function actionController(ctx: ReconcilerContext, providers: ActionProvid
       if (!action || (action.spec as ActionSpec).suspend) return;
       if (action.metadata.deletionTimestamp) return;
       try {
+        await ctx.status.progressing(ACT, key); // Reconciling=True / Ready=Unknown before the work, once per generation
         return await reconcile(action);
       } catch (err) {
         done.delete(action.metadata.uid!);

@@ -284,7 +284,7 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
       if (contentMessage && old?.message?.startsWith(contentMessage) !== true) {
         setCondition(st, { type: 'ContentChanged', status: 'True', reason: 'ManifestDigestChanged', message: contentMessage }, obj.metadata.generation);
       }
-    });
+    }, { observe: false }); // the outcome's write sets observedGeneration
   }
 
   /**
@@ -460,6 +460,7 @@ export function ocmComponentController(ctx: ReconcilerContext): ControllerSpec {
       const obj = await ctx.status.get(R, key);
       if (!obj || obj.metadata.deletionTimestamp || (obj.spec as OCMComponentSpec).suspend) return;
       try {
+        await ctx.status.progressing(R, key); // Reconciling=True / Ready=Unknown before the work, once per generation
         return await reconcile(obj);
       } catch (err) {
         const e = toReconcileError(err, 'ReconcileFailed');

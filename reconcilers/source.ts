@@ -135,6 +135,7 @@ export function sourceController(ctx: ReconcilerContext): ControllerSpec {
       const src = await ctx.status.get(SRC, key);
       if (!src || src.metadata.deletionTimestamp || (src.spec as SourceSpec).suspend) return;
       try {
+        await ctx.status.progressing(SRC, key); // Reconciling=True / Ready=Unknown before the work, once per generation
         return await reconcile(src);
       } catch (err) {
         done.delete(src.metadata.uid!);

@@ -52,6 +52,24 @@ export const condition = (obj: KubeObject | undefined, type = 'Ready'): Conditio
 
 export const isReady = (obj: KubeObject | undefined) => condition(obj)?.status === 'True';
 
+/**
+ * The start of work on a generation not reconciled yet, as Flux's controllers have it
+ * (fluxcd/pkg runtime/reconcile/result.go ProgressiveStatus, called by fluxcd/source-controller's
+ * reconcilers when obj.Generation != obj.Status.ObservedGeneration): Reconciling=True Progressing,
+ * and Ready=Unknown Progressing when there is no Ready yet or it is Unknown; a Ready of an earlier
+ * generation stays as it is (its observedGeneration tells `kubectl wait` it is old). False when
+ * there is nothing to start: this generation was reconciled (a retry, a restart, an interval).
+ */
+export function progressingStatus(status: Status, generation: number | undefined): boolean {
+  const observed = status.observedGeneration;
+  const ready = (status.conditions ?? []).find((c) => c.type === 'Ready');
+  if (observed === generation && ready && ready.status !== 'Unknown') return false;
+  const message = observed === undefined ? 'reconciliation in progress' : `processing object: new generation ${observed} -> ${generation}`;
+  setCondition(status, { type: 'Reconciling', status: 'True', reason: 'Progressing', message }, generation);
+  if (!ready || ready.status === 'Unknown') setCondition(status, { type: 'Ready', status: 'Unknown', reason: 'Progressing', message }, generation);
+  return true;
+}
+
 export class StatusWriter {
   constructor(
     private readonly store: Store,
@@ -68,15 +86,16 @@ export class StatusWriter {
    * Re-reads the object, lets `mutate` change a copy of its status (observedGeneration is set to
    * the generation seen), writes it through /status, retrying on conflicts, and only when it
    * differs from what is stored. Returns the result (the stored object when nothing changed).
+   * `observe: false` leaves observedGeneration as it is (a write before the reconcile's outcome).
    */
-  async update(r: Resource, key: ObjectKey, mutate: (status: Status, obj: KubeObject) => void): Promise<KubeObject | undefined> {
+  async update(r: Resource, key: ObjectKey, mutate: (status: Status, obj: KubeObject) => void, opts: { observe?: boolean } = {}): Promise<KubeObject | undefined> {
     for (let attempt = 0; ; attempt++) {
       const cur = await this.get(r, key);
       if (!cur) return undefined;
       const next = structuredClone(cur);
       const status = ((next.status as Status | undefined) ?? {}) as Status;
       mutate(status, cur);
-      status.observedGeneration = cur.metadata.generation;
+      if (opts.observe !== false) status.observedGeneration = cur.metadata.generation;
       next.status = status;
       // Compare before write: a status that did not change is not written (no new
       // resourceVersion, no watch event, nothing re-queued).
@@ -93,11 +112,22 @@ export class StatusWriter {
     }
   }
 
-  /** An Event when Ready changes its status or reason (Flux's rule: events on transitions). */
+  /**
+   * Marks the start of work on a generation not reconciled yet (progressingStatus): written once
+   * per generation, before the work, status.observedGeneration left until the work's outcome.
+   */
+  async progressing(r: Resource, key: ObjectKey): Promise<KubeObject | undefined> {
+    return this.update(r, key, (st, o) => void progressingStatus(st, o.metadata.generation), { observe: false });
+  }
+
+  /**
+   * An Event when Ready changes its status or reason (Flux's rule: events on transitions); none
+   * for Ready=Unknown (work starting is no news: the outcome is announced).
+   */
   private async announce(before: KubeObject, after: KubeObject) {
     const a = condition(before);
     const b = condition(after);
-    if (!this.events || !b || (a && a.status === b.status && a.reason === b.reason)) return;
+    if (!this.events || !b || b.status === 'Unknown' || (a && a.status === b.status && a.reason === b.reason)) return;
     try {
       await this.events.record(after, b.status === 'False' ? 'Warning' : 'Normal', b.reason, b.message);
     } catch (err) {
