@@ -383,6 +383,11 @@ export class GenericREST {
     if (errs.length) throw invalid(r.gr, String(meta.name ?? meta.generateName ?? ''), errs);
     await assertStoredSize(obj);
     if (opts.dryRun) {
+      try {
+        this.store.checkQuota?.(keyFor(r, ns, meta.name!), obj); // as the create would be, nothing reserved
+      } catch (err) {
+        mapStoreError(err, r, meta.name!);
+      }
       if (await this.store.get(keyFor(r, ns, meta.name!))) throw alreadyExists(r.gr, meta.name!);
       delete meta.resourceVersion;
       return { key: '', rv: 0, obj, json: await stringifyJson(obj) };
@@ -477,7 +482,11 @@ export class GenericREST {
         const next = await update(base);
         const around = next !== null && next !== base.obj ? await assertStoredSize(next) : undefined;
         if (opts.quotaHeadroom && next) allowQuotaHeadroom(next);
-        if (opts.dryRun) return next === null || next === base.obj ? base : { key, rv: base.rv, obj: next, json: `${around![0]}${JSON.stringify(next.metadata.resourceVersion)}${around![1]}` };
+        if (opts.dryRun) {
+          if (next === null || next === base.obj) return base;
+          this.store.checkQuota?.(key, next, base); // as the update would be, nothing reserved
+          return { key, rv: base.rv, obj: next, json: `${around![0]}${JSON.stringify(next.metadata.resourceVersion)}${around![1]}` };
+        }
         await nextTurn();
         try {
           return await this.store.update(key, (latest) => {

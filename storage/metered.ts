@@ -64,6 +64,10 @@ export class MeteredStore implements Store {
     return this.inner.check ? this.inner.check() : Promise.resolve();
   }
 
+  checkQuota(key: string, next: KubeObject, cur?: StoredObject): void {
+    this.inner.checkQuota?.(key, next, cur);
+  }
+
   syncRV(maxWaitMs?: number): Promise<unknown> {
     return this.inner.syncRV ? this.inner.syncRV(maxWaitMs) : Promise.resolve();
   }

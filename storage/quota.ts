@@ -171,6 +171,18 @@ export class QuotaStore implements Store {
     }
   }
 
+  /**
+   * A dry-run create or update (`?dryRun=All`): refused as the write would be, nothing reserved.
+   * kube's ResourceQuota admission checks dry-run requests too and charges nothing
+   * (k8s.io/apiserver/pkg/admission/plugin/resourcequota/controller.go checkQuotas: checkRequest,
+   * then "Don't update quota for admissionAttributes that correspond to dry-run requests").
+   */
+  checkQuota(key: string, next: KubeObject, cur?: StoredObject): void {
+    if (cur && (next === cur.obj || (next.metadata.deletionTimestamp && !cur.obj.metadata.deletionTimestamp))) return;
+    const rv = cur ? Math.max(this.inner.currentRV(), cur.rv) : this.inner.currentRV();
+    this.admit(key, namespaceOf(key), serializedLength(next, digits(rv + 1)) - (cur?.json.length ?? 0), next);
+  }
+
   currentRV(): number {
     return this.inner.currentRV();
   }

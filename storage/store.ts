@@ -120,6 +120,11 @@ export interface Store {
   syncRV?(maxWaitMs?: number): Promise<unknown>;
   /** The storage health check of /livez and /readyz: rejects when the backend cannot serve. */
   check?(): Promise<void>;
+  /**
+   * A dry-run write's quota check (storage/quota.ts): throws QuotaExceededError where creating
+   * `next` (or updating `cur` to it) would, and reserves nothing.
+   */
+  checkQuota?(key: string, next: KubeObject, cur?: StoredObject): void;
   close(): Promise<void>;
 }
 

@@ -130,10 +130,25 @@ t.test('storage quota on the embedded store', async (t) => {
     t.equal(Number(/used: (\d+)/.exec(st.message)![1]), before, 'used is what the metric says');
     t.equal((await s.request('GET', '/api/v1/namespaces/a/configmaps/m4')).status, 404, 'nothing was written');
 
+    // A dry run is checked as the write would be and charges nothing: kube's ResourceQuota admission
+    // runs for dry-run requests too (k8s.io/apiserver/pkg/admission/plugin/resourcequota/controller.go
+    // checkQuotas: checkRequest, then "Don't update quota for admissionAttributes that correspond to dry-run requests").
+    const dry = await s.request('POST', '/api/v1/namespaces/a/configmaps?dryRun=All', { body: cm('a', 'm4', 1_000_000) });
+    t.equal(dry.status, 403, `a dry-run create over the quota is refused: ${dry.body.slice(0, 200)}`);
+    t.equal(dry.json().message, st.message, 'with the Status the create gets');
+    t.same(dry.json().details, st.details);
+    const dryFits = await s.request('POST', '/api/v1/namespaces/a/configmaps?dryRun=All', { body: cm('a', 'dry', 100_000) });
+    t.equal(dryFits.status, 201, 'a dry-run create that fits passes');
+    t.equal((await s.request('GET', '/api/v1/namespaces/a/configmaps/dry')).status, 404, 'and is not stored');
+    t.equal(await used(s, 'a'), before, 'nothing charged');
+
     // kubectl shows it as kube's quota refusals
     const k = await s.kubectl(['create', '-f', '-'], { input: YAML.stringify(cm('a', 'k', 400_000)) });
     t.not(k.code, 0);
     t.match(k.stderr, /Error from server \(Forbidden\).*configmaps "k" is forbidden: exceeded quota: namespace-storage/);
+    const kd = await s.kubectl(['create', '--dry-run=server', '-f', '-'], { input: YAML.stringify(cm('a', 'k', 400_000)) });
+    t.not(kd.code, 0, 'kubectl create --dry-run=server is refused too');
+    t.match(kd.stderr, /Error from server \(Forbidden\).*configmaps "k" is forbidden: exceeded quota: namespace-storage/);
 
     // an update that grows is refused; one that shrinks, a delete and a delete of an object with finalizers work
     const cur = (await s.request('GET', '/api/v1/namespaces/a/configmaps/m0')).json();
@@ -141,6 +156,19 @@ t.test('storage quota on the embedded store', async (t) => {
     const grow = await s.request('PUT', '/api/v1/namespaces/a/configmaps/m0', { body: cur });
     t.equal(grow.status, 403, 'a growing update is refused');
     t.match(grow.json().message, /exceeded quota: namespace-storage, requested: 2000\d\d bytes/);
+    const dryGrow = await s.request('PUT', '/api/v1/namespaces/a/configmaps/m0?dryRun=All', { body: cur });
+    t.equal(dryGrow.status, 403, 'a dry-run growing update is refused');
+    t.equal(dryGrow.json().message, grow.json().message, 'with the Status the update gets');
+    const dryPatch = await s.request('PATCH', '/api/v1/namespaces/a/configmaps/m0?dryRun=All', { body: { data: { more: 'z'.repeat(300_000) } }, headers: { 'Content-Type': 'application/merge-patch+json' } });
+    t.equal(dryPatch.status, 403, 'a dry-run growing patch is refused');
+    const patchFile = join(tempDir('storage-quota-patch-'), 'grow.json');
+    writeFileSync(patchFile, JSON.stringify({ data: { more: 'z'.repeat(300_000) } }));
+    const kp = await s.kubectl(['patch', 'configmap', 'm0', '-n', 'a', '--type', 'merge', '--patch-file', patchFile, '--dry-run=server']);
+    t.not(kp.code, 0, 'kubectl patch --dry-run=server is refused');
+    t.match(kp.stderr, /Error from server \(Forbidden\).*configmaps "m0" is forbidden: exceeded quota: namespace-storage/);
+    const dryShrink = await s.request('PATCH', '/api/v1/namespaces/a/configmaps/m0?dryRun=All', { body: { data: { v: 'x'.repeat(500_000) } }, headers: { 'Content-Type': 'application/merge-patch+json' } });
+    t.equal(dryShrink.status, 200, 'a dry-run shrinking update passes');
+    t.equal((await s.request('GET', '/api/v1/namespaces/a/configmaps/m0')).json().data.v.length, 1_000_000, 'and changes nothing');
     const patch = await s.request('PATCH', '/api/v1/namespaces/a/configmaps/m0', { body: { data: { more: 'z'.repeat(300_000) } }, headers: { 'Content-Type': 'application/merge-patch+json' } });
     t.equal(patch.status, 403, 'a growing patch is refused');
     const shrink = await s.request('PATCH', '/api/v1/namespaces/a/configmaps/m0', { body: { data: { v: 'x'.repeat(500_000) } }, headers: { 'Content-Type': 'application/merge-patch+json' } });
@@ -165,14 +193,20 @@ t.test('storage quota on the embedded store', async (t) => {
     const total = (await metric(s, 'ocm_storage_used_bytes', '{namespace="a"}'))! + (await used(s, 'b')) + (await used(s, ''));
     let i = 0;
     let r;
+    let at = '';
     fill: for (const ns of ['c', 'd'])
       for (let j = 0; j < 3; j++, i++) {
+        at = ns;
         r = await postCM(s, ns, `m${j}`, 1_000_000);
         if (r.status !== 201) break fill;
       }
     t.equal(r!.status, 403, r!.body.slice(0, 300));
     t.match(r!.json().message, /^configmaps "m\d" is forbidden: exceeded quota: storage, requested: \d+ bytes, used: \d+ bytes, limited: 8388608 bytes \(all stored objects, --storage-quota-mib\)$/);
     t.ok((await used(s, 'd')) < 4 * MiB, 'd is within its own share: the total refused');
+    const name = /"(m\d)"/.exec(r!.json().message)![1];
+    const dry = await s.request('POST', `/api/v1/namespaces/${at}/configmaps?dryRun=All`, { body: cm(at, name, 1_000_000) });
+    t.equal(dry.status, 403, 'a dry-run create past the total is refused');
+    t.match(dry.json().message, /exceeded quota: storage, requested: \d+ bytes, used: \d+ bytes, limited: 8388608 bytes/);
     const m = /requested: (\d+) bytes, used: (\d+) bytes/.exec(r!.json().message)!;
     t.ok(Number(m[2]) >= total + i * 1_000_000 && Number(m[1]) + Number(m[2]) > 8 * MiB, `c and d got what was left of the total (${i} of 1 MB): ${m[0]}`);
     const st = (await s.request('GET', '/readyz')).status;
