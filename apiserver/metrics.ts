@@ -164,12 +164,13 @@ export class Metrics {
     });
     new Gauge({
       name: 'ocm_memory_budget_bytes',
-      help: 'The in-memory budget for upstream content held by reconciles (registry/memory-budget.ts): its total, what is leased now, the most ever leased at once.',
+      help: 'The in-memory budget for upstream content held by reconciles (registry/memory-budget.ts): its total, what reconciles lease now, what its caches hold, the most ever leased at once.',
       labelNames: ['state'],
       registers,
       collect() {
         this.set({ state: 'total' }, memoryBudget.total);
         this.set({ state: 'used' }, memoryBudget.used);
+        this.set({ state: 'cached' }, memoryBudget.cached);
         this.set({ state: 'peak' }, memoryBudget.peak);
       },
     });

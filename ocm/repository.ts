@@ -21,7 +21,7 @@ import {
   tagToVersion,
   versionToTag,
 } from './descriptor.js';
-import { MAX_ARCHIVE_IN_MEMORY_BYTES } from '../registry/memory-budget.js';
+import { BudgetCache, leaseMemory, MAX_ARCHIVE_IN_MEMORY_BYTES, PARSED_HEAP_PER_BYTE, YAML_HEAP_PER_BYTE } from '../registry/memory-budget.js';
 import { parseDescriptorAsync } from './descriptor-worker.js';
 import { descriptorDigest } from './normalise.js';
 import { GENERIC_BLOB_DIGEST, isExcludedDigest, OCI_ARTIFACT_DIGEST, verifyResourceDigest } from './signing.js';
@@ -48,16 +48,28 @@ export const MAX_VERSIONS = 10_000;
 const MAX_TAG_LIST_BYTES = 1 << 20;
 
 // Parsed descriptors by the digest of the layer they came from (content addressed): every
-// namespace with an OCMComponent of the same version parses the same YAML otherwise.
-const parsed = new Map<string, ComponentDescriptor>();
+// namespace with an OCMComponent of the same version parses the same YAML otherwise. Counted in
+// the in-memory budget (PARSED_HEAP_PER_BYTE per byte of text), 64 MiB at most.
+const parsed = new BudgetCache<ComponentDescriptor>(64 << 20);
+/** Descriptors up to this size are parsed on the event loop (ocm/descriptor-worker.ts), their syntax tree in this heap. */
+const IN_PLACE_DESCRIPTOR_BYTES = 64 << 10;
+/**
+ * The descriptor of `raw`, a copy of its own for the caller. Inside a reconcile it leases the copy
+ * and, while it parses, the parse (and its syntax tree when parsed here, not in the worker).
+ */
 async function parsedDescriptor(layerDigest: string, raw: Buffer): Promise<ComponentDescriptor> {
+  const copy = PARSED_HEAP_PER_BYTE * raw.length;
+  const parse = ((raw.length <= IN_PLACE_DESCRIPTOR_BYTES ? YAML_HEAP_PER_BYTE : 0) + PARSED_HEAP_PER_BYTE) * raw.length;
+  const lease = await leaseMemory(copy + parse);
   let d = parsed.get(layerDigest);
   if (!d) {
-    d = await parseDescriptorAsync(raw); // off the event loop when large (ocm/descriptor-worker.ts)
-    if (parsed.size >= 256) parsed.clear();
-    parsed.set(layerDigest, d);
+    const fresh = await parseDescriptorAsync(raw); // off the event loop when large (ocm/descriptor-worker.ts)
+    parsed.set(layerDigest, () => fresh, PARSED_HEAP_PER_BYTE * raw.length);
+    d = fresh;
   }
-  return structuredClone(d);
+  const out = structuredClone(d);
+  lease.shrink(copy); // the parse is the cache's now, or gone
+  return out;
 }
 
 export class OcmRepositoryError extends Error {
@@ -77,6 +89,8 @@ export interface ComponentVersion {
   manifest: any;
   /** The descriptor file as stored. */
   raw: Buffer;
+  /** What it holds in memory, at most (manifest and its parse, descriptor text and its parse). */
+  bytes?: number;
 }
 
 export interface ResourceContent {
@@ -250,7 +264,9 @@ export class OcmRepository {
     if (typeof manifest.config.digest !== 'string') throw new OcmRepositoryError('INVALID', `${what}: the digest of its OCM config is not a string`);
     let layer: any;
     try {
-      layer = JSON.parse((await this.client.getBlobBuffer(ref, manifest.config.digest, 1 << 20)).toString('utf8'))?.componentDescriptorLayer;
+      const config = await this.client.getBlobBuffer(ref, manifest.config.digest, 1 << 20, { size: manifest.config.size });
+      await leaseMemory(PARSED_HEAP_PER_BYTE * config.length);
+      layer = JSON.parse(config.toString('utf8'))?.componentDescriptorLayer;
     } catch (e) {
       if (e instanceof OciError) throw e;
       throw new OcmRepositoryError('INVALID', `${what}: the OCM config is not JSON`);
@@ -262,11 +278,14 @@ export class OcmRepository {
       if (e instanceof OciError && e.code === 'TOO_LARGE') throw new OcmRepositoryError('INVALID', `${what}: the component descriptor is over the limit of ${MAX_DESCRIPTOR_BYTES} bytes`, { cause: new DescriptorError(e.message, 'DescriptorTooLarge') });
       throw e;
     };
-    const blob = await this.client.getBlobBuffer(ref, layer.digest, MAX_DESCRIPTOR_LAYER_BYTES).catch(tooLarge);
+    const blob = await this.client.getBlobBuffer(ref, layer.digest, MAX_DESCRIPTOR_LAYER_BYTES, { size: layer.size }).catch(tooLarge);
     let raw = blob;
     if (String(layer.mediaType).endsWith('+tar') || blob.toString('latin1', 257, 262) === 'ustar') {
+      // The files (and their pieces while joined) and, for a tar.gz, the tar: leased while read, then the file kept.
+      const untar = await leaseMemory(blob[0] === 0x1f && blob[1] === 0x8b ? 3 * MAX_DESCRIPTOR_LAYER_BYTES : 2 * blob.length);
       const file = (await readTar(blob, MAX_DESCRIPTOR_LAYER_BYTES).catch((e) => tooLarge(e instanceof RangeError || /maxOutputLength|larger than/i.test((e as Error).message) ? new OciError('TOO_LARGE', (e as Error).message) : e))).get(COMPONENT_DESCRIPTOR_FILE);
       if (!file) throw new OcmRepositoryError('INVALID', `${what}: the descriptor layer holds no ${COMPONENT_DESCRIPTOR_FILE}`);
+      untar.shrink(file.length);
       raw = file;
     }
     let descriptor: ComponentDescriptor;
@@ -279,22 +298,24 @@ export class OcmRepository {
     if (c.name !== component || versionToTag(c.version) !== versionToTag(version)) {
       throw new OcmRepositoryError('INVALID', `${what} holds the descriptor of ${c.name}:${c.version}`);
     }
-    return { descriptor, manifestDigest: m.digest, manifest, raw };
+    const bytes = (1 + PARSED_HEAP_PER_BYTE) * (m.body.length + raw.length);
+    return { descriptor, manifestDigest: m.digest, manifest, raw, bytes };
   }
 
   /**
    * The content of a resource: a localBlob's layer, an ociBlob, or an OCI artifact's manifest (with
    * its digest). Checked against resource.digest when the descriptor has one (always, with requireDigest).
-   * `lease` is given the blob's size (as the manifest or the access declares it, else maxBytes)
-   * before the blob is read, and the read stops there (registry/memory-budget.ts).
+   * Inside a reconcile the blob's size (as the manifest or the access declares it, else maxBytes)
+   * is leased by the OCI client before the blob is read, and the read stops there
+   * (registry/memory-budget.ts); an OCI artifact's manifest likewise.
    */
   async getResourceContent(
     cv: { descriptor: ComponentDescriptor; manifest: any },
     resource: Resource,
-    opts: { requireDigest?: boolean; maxBytes?: number; lease?: (bytes: number) => Promise<void> } = {},
+    opts: { requireDigest?: boolean; maxBytes?: number } = {},
   ): Promise<ResourceContent> {
     const what = `resource "${resource.name}" of ${cv.descriptor.component.name}:${cv.descriptor.component.version}`;
-    const content = await this.fetchAccess(cv, resource.access, what, opts.maxBytes, opts.lease);
+    const content = await this.fetchAccess(cv, resource.access, what, opts.maxBytes);
     if (resource.digest) {
       const check = resource.digest.normalisationAlgorithm === OCI_ARTIFACT_DIGEST && content.manifestDigest ? { manifestDigest: content.manifestDigest } : content.data;
       const r = await verifyResourceDigest(resource, check);
@@ -347,24 +368,20 @@ export class OcmRepository {
     if (!r.ok) throw new OcmRepositoryError('DIGEST_MISMATCH', `${what}: ${r.reason}`);
   }
 
-  private async fetchAccess(cv: { descriptor: ComponentDescriptor; manifest: any }, access: any, what: string, maxBytes = MAX_ARCHIVE_IN_MEMORY_BYTES, lease?: (bytes: number) => Promise<void>): Promise<ResourceContent> {
-    /** The declared size (when it is one and under maxBytes), leased before the blob is read; the read goes no further. */
-    const leased = async (declared: unknown) => {
-      const n = Math.min(declaredSize(declared), maxBytes);
-      await lease?.(n);
-      return n;
-    };
+  private async fetchAccess(cv: { descriptor: ComponentDescriptor; manifest: any }, access: any, what: string, maxBytes = MAX_ARCHIVE_IN_MEMORY_BYTES): Promise<ResourceContent> {
+    /** The declared size (when it is one and under maxBytes): the client leases it and reads no further. */
+    const leased = async (declared: unknown) => Math.min(declaredSize(declared), maxBytes);
     const kind = accessKind(access?.type);
     if (kind === 'localblob') {
       const digest = digestRef(access.localReference);
       const layer = (cv.manifest?.layers ?? []).find((l: any) => l?.digest === digest);
-      if (!layer && access.globalAccess) return this.fetchAccess(cv, access.globalAccess, what, maxBytes, lease);
+      if (!layer && access.globalAccess) return this.fetchAccess(cv, access.globalAccess, what, maxBytes);
       if (!/^sha(256|512):[a-f0-9]+$/.test(digest)) throw new OcmRepositoryError('INVALID', `${what}: localReference "${access.localReference}" is not a blob digest`);
-      const data = await readDeclared(async () => this.client.getBlobBuffer(this.refOf(cv.descriptor.component.name), digest, await leased(layer?.size)), layer?.size, maxBytes, what);
+      const data = await readDeclared(async () => this.client.getBlobBuffer(this.refOf(cv.descriptor.component.name), digest, await leased(layer?.size), { size: layer?.size }), layer?.size, maxBytes, what);
       return { data, mediaType: access.mediaType || layer?.mediaType || 'application/octet-stream' };
     }
     if (kind === 'ociblob') {
-      const data = await readDeclared(async () => this.clientFor(String(access.ref)).getBlobBuffer(String(access.ref), String(access.digest), await leased(access.size)), access.size, maxBytes, what);
+      const data = await readDeclared(async () => this.clientFor(String(access.ref)).getBlobBuffer(String(access.ref), String(access.digest), await leased(access.size), { size: access.size }), access.size, maxBytes, what);
       return { data, mediaType: access.mediaType || 'application/octet-stream' };
     }
     if (kind === 'ociartifact') {

@@ -10,7 +10,7 @@
 import zlib from 'node:zlib';
 import YAML, { type Document, isAlias, isMap, isPair, isScalar, isSeq, type Node, type Pair, Scalar, YAMLMap, type YAMLSeq } from 'yaml';
 import { readTar } from '../ocm/archive.js';
-import { leaseMemory } from '../registry/memory-budget.js';
+import { BudgetCache, leaseMemory, PARSED_HEAP_PER_BYTE, YAML_HEAP_PER_BYTE } from '../registry/memory-budget.js';
 import { MAX_BYTES, PrescanError, prescanYaml } from '../apiserver/prescan.js';
 import { type ComponentDescriptor, type Resource, findResource } from '../ocm/descriptor.js';
 import { DigestMismatch, isDigestMismatch } from '../reconcilers/runtime/errors.js';
@@ -22,12 +22,7 @@ export const CONFIG_DATA_KIND = 'ConfigData';
 /** Resource type of a ConfigData resource; used when a provider has no configRef. */
 export const CONFIG_DATA_RESOURCE_TYPE = 'configdata.ocm.software';
 const MAX_CONFIG_DATA_BYTES = 16 << 20;
-/**
- * Bytes of memory parsing YAML holds per byte of text, leased from the in-memory budget before a
- * ConfigData or a file to edit is parsed (the \`yaml\` package's documents: about 40 per byte, 116 MiB
- * for 3 MiB of manifests). Texts parsed are at most 3 MiB (MAX_BYTES), checked by prescan first.
- */
-export const YAML_HEAP_PER_BYTE = 48;
+export { YAML_HEAP_PER_BYTE } from '../registry/memory-budget.js';
 /** A text over prescan's limits (size, depth, anchors), as a TransformError naming it. */
 function prescanned(text: Buffer | string, what: string, documents: number): void {
   try {
@@ -218,15 +213,16 @@ export function parseValues(text: string, what: string, secret: boolean): unknow
 // Parsed ConfigData by text: every Localization and Configurator run of a component version reads
 // the same one. Failures are not kept (their message names where the text came from).
 // Over 64 KiB the text is parsed in the worker thread of providers/edit-worker.ts (issue 15).
-const parsedConfigs = new Map<string, ConfigData>();
+// Counted in the in-memory budget (its key, two bytes a character, and the parse), 16 MiB at most.
+const parsedConfigs = new BudgetCache<ConfigData>(16 << 20);
 async function parsedConfigData(text: Buffer, what: string): Promise<ConfigData> {
   if (text.length > 64 << 10) return parseConfigDataOffThread(text, what);
   const key = text.toString('utf8');
   let c = parsedConfigs.get(key);
   if (!c) {
-    c = parseConfigData(key, what);
-    if (parsedConfigs.size >= 64) parsedConfigs.clear();
-    parsedConfigs.set(key, c);
+    const parsed = parseConfigData(key, what);
+    parsedConfigs.set(key, () => parsed, (2 + PARSED_HEAP_PER_BYTE) * key.length);
+    c = parsed;
   }
   return structuredClone(c);
 }
@@ -331,10 +327,11 @@ export async function loadConfigData(ctx: Pick<ActionContext, 'repository'>, res
     resource = found[0];
   }
   const where = `resource ${q(resource.name)} of ${componentName(component)}`;
-  const content = await ctx.repository.getResourceContent(component, resource, { maxBytes: MAX_CONFIG_DATA_BYTES, lease: leaseMemory });
+  const content = await ctx.repository.getResourceContent(component, resource, { maxBytes: MAX_CONFIG_DATA_BYTES });
   const text = await configDataText(content.data, `ConfigData ${where}`);
   prescanned(text, `ConfigData ${where}`, 1);
-  await leaseMemory(YAML_HEAP_PER_BYTE * text.length);
+  // the syntax tree, the value and the copy handed out
+  await leaseMemory((YAML_HEAP_PER_BYTE + 2 * PARSED_HEAP_PER_BYTE) * text.length);
   const config = await parsedConfigData(text, `ConfigData ${where}`);
   const name = typeof config.metadata?.name === 'string' ? config.metadata.name : undefined;
   const what = name ? `ConfigData ${q(name)} (${where})` : `ConfigData (${where})`;

@@ -16,6 +16,7 @@
 // resolved from the innermost enclosing map outwards, as spiff does), string literals ("…"),
 // numbers, true/false/nil, juxtaposition to concatenate (`(( "v" version ))`), + - * / % on
 // numbers, parentheses, and `a || b` (b when a is undefined or nil). `((! …))` is a literal.
+import { BudgetCache, PARSED_HEAP_PER_BYTE } from '../registry/memory-budget.js';
 import { Ajv, type AnySchema, type ErrorObject, type ValidateFunction } from 'ajv';
 import { Ajv2019 } from 'ajv/dist/2019.js';
 import { Ajv2020 } from 'ajv/dist/2020.js';
@@ -329,7 +330,8 @@ function errorText(e: ErrorObject): string {
 // Compiled validators by dialect and schema text: compiling (a new Ajv with its meta-schemas, then
 // code generation) costs far more than validating, and every pipeline run of a component version
 // sees the same schema.
-const compiled = new Map<string, ValidateFunction>();
+// Counted in the in-memory budget as its schema text's parse twice over (the schema and its code), 32 MiB at most.
+const compiled = new BudgetCache<ValidateFunction>(32 << 20);
 
 /** Validates values against a ConfigData's JSON schema; throws naming each offending path. */
 export function validateValues(values: unknown, schema: Record<string, unknown> | boolean, what: string): void {
@@ -352,8 +354,8 @@ export function validateValues(values: unknown, schema: Record<string, unknown> 
     } catch (e) {
       throw new TransformError(`${what}: configuration.schema is not a valid JSON schema: ${(e as Error).message}`);
     }
-    if (compiled.size >= 100) compiled.clear();
-    compiled.set(cacheKey, validate);
+    const made = validate;
+    compiled.set(cacheKey, () => made, (2 + 2 * PARSED_HEAP_PER_BYTE) * cacheKey.length);
   }
   if (validate(values)) return;
   // `if` only says that `then`/`else` failed, which is reported on its own

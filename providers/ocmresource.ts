@@ -5,7 +5,7 @@ import { findResource } from '../ocm/descriptor.js';
 import { ComponentResolver, componentName, ReferenceNotFound } from './configdata.js';
 import { contentToFiles } from './content.js';
 import type { SourceProvider } from './types.js';
-import { leaseMemory, MAX_ARCHIVE_IN_MEMORY_BYTES } from '../registry/memory-budget.js';
+import { MAX_ARCHIVE_IN_MEMORY_BYTES } from '../registry/memory-budget.js';
 
 export class ResourceNotFound extends Error {}
 export { ReferenceNotFound };
@@ -21,8 +21,8 @@ export const ocmResourceProvider: SourceProvider = {
       const have = component.descriptor.component.resources.map((r) => r.name).join(', ');
       throw new ResourceNotFound(`component ${componentName(component)} has no resource "${want.resource}" (it has: ${have || 'none'})`);
     }
-    // The blob is leased from the in-memory budget before it is read, and is at most one archive's worth.
-    const { data, mediaType } = await ctx.repository.getResourceContent(component, resource, { maxBytes: MAX_ARCHIVE_IN_MEMORY_BYTES, lease: leaseMemory });
+    // The blob is leased from the in-memory budget before it is read (by the OCI client), and is at most one archive's worth.
+    const { data, mediaType } = await ctx.repository.getResourceContent(component, resource, { maxBytes: MAX_ARCHIVE_IN_MEMORY_BYTES });
     return {
       files: await contentToFiles(data, mediaType, resource.name),
       identity: { resourceName: resource.name, ...(resource.extraIdentity ? { extraIdentity: resource.extraIdentity } : {}) },

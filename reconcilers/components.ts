@@ -6,9 +6,14 @@ import { verifyRules } from '../kinds/ocmcomponent.js';
 import { getObject, ocmRepositoryFor, type ReconcilerContext, resourceOf } from './context.js';
 import { stalled, toReconcileError } from './runtime/errors.js';
 import { condition, isReady } from './runtime/status.js';
+import { createHash } from 'node:crypto';
+import { BudgetCache, leaseMemory, memoryBudget } from '../registry/memory-budget.js';
 
-const cache = new Map<string, { at: number; value: Promise<ComponentVersion> }>();
 const TTL_MS = 60_000;
+// Component versions read lately, counted in the in-memory budget (registry/memory-budget.ts), 64
+// MiB at most; a reconcile that takes one leases it too. Reads under way are shared meanwhile.
+const cache = new BudgetCache<ComponentVersion>(64 << 20, memoryBudget, TTL_MS);
+const reading = new Map<string, Promise<ComponentVersion>>();
 
 export interface ReadyComponent {
   component: KubeObject;
@@ -57,21 +62,43 @@ export async function withComponentVersion<T>(ctx: ReconcilerContext, c: ReadyCo
   const spec = c.component.spec as { repository: { url: string; secretRef?: { name: string } } };
   const { repo, close } = await ocmRepositoryFor(ctx, c.for, spec.repository.url, spec.repository.secretRef);
   try {
-    const key = `${c.for}|${spec.repository.secretRef?.name ?? ''}|${spec.repository.url}|${c.name}|${c.version}|${componentState(c.component)}`; // per namespace: never another tenant's fetch
-    let hit = cache.get(key);
-    if (!hit || Date.now() - hit.at > TTL_MS) {
-      if (cache.size >= 256) for (const [k, v] of cache) if (Date.now() - v.at > TTL_MS) cache.delete(k);
-      hit = { at: Date.now(), value: repo.getComponentVersion(c.name, c.version, { digest: c.manifestDigest }) };
-      cache.set(key, hit);
-      hit.value.catch(() => cache.delete(key));
-    }
+    // per namespace: never another tenant's fetch (hashed: the status may be long)
+    const key = createHash('sha256').update(`${c.for}|${spec.repository.secretRef?.name ?? ''}|${spec.repository.url}|${c.name}|${c.version}|${componentState(c.component)}`).digest('hex');
     // an upstream that cannot be read now (refused, 5xx, a stalled read) is FetchFailed, retried with backoff
-    const cv = await hit.value.catch((err) => {
+    const cv = await componentVersion(key, () => repo.getComponentVersion(c.name, c.version, { digest: c.manifestDigest })).catch((err) => {
       throw toReconcileError(err, 'FetchFailed', `fetching ${c.name}:${c.version} from ${spec.repository.url}`);
     });
     return await fn(repo, cv);
   } finally {
     close();
+  }
+}
+
+/** A cached component version (leased by this reconcile before it is taken), or one read now. */
+async function componentVersion(key: string, read: () => Promise<ComponentVersion>): Promise<ComponentVersion> {
+  const bytes = cache.bytesOf(key);
+  if (bytes !== undefined) {
+    await leaseMemory(bytes);
+    const hit = cache.get(key);
+    if (hit) return hit;
+  }
+  const shared = reading.get(key);
+  if (shared) {
+    const cv = await shared.catch(() => undefined);
+    if (cv) {
+      // the reader's leases count it while the reader runs, the cache's after: this one leases it too
+      await leaseMemory(cv.bytes ?? 0);
+      return cv;
+    }
+  }
+  const p = read();
+  reading.set(key, p);
+  try {
+    const cv = await p;
+    cache.set(key, () => cv, cv.bytes ?? 0);
+    return cv;
+  } finally {
+    if (reading.get(key) === p) reading.delete(key);
   }
 }
 

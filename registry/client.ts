@@ -7,6 +7,7 @@ import https from 'node:https';
 import { Readable, Transform, pipeline } from 'node:stream';
 import net from 'node:net';
 import tls from 'node:tls';
+import { BudgetCache, leaseMemory, PARSED_HEAP_PER_BYTE } from './memory-budget.js';
 import { guardedLookup, type UpstreamPolicy, upstreamProblem } from './upstream.js';
 
 export interface Credentials {
@@ -69,6 +70,9 @@ export const MEDIA_TYPES = {
 const DEFAULT_ACCEPT = Object.values(MEDIA_TYPES);
 const MAX_MANIFEST_BYTES = 4 << 20;
 const MAX_JSON_BYTES = 16 << 20;
+const MAX_TOKEN_BYTES = 1 << 20;
+/** What is read of an error response (the spec's error code comes first). */
+const MAX_ERROR_BODY_BYTES = 16 << 10;
 const MAX_BACKOFF_MS = 10_000;
 const MAX_RETRY_AFTER_MS = 60_000;
 const DEFAULT_CHUNK = 8 << 20;
@@ -293,16 +297,23 @@ const SPEC_ERROR_CODES = new Set(['BLOB_UNKNOWN', 'BLOB_UPLOAD_INVALID', 'BLOB_U
 async function errorFrom(res: IncomingMessage, what: string, trusted = false): Promise<OciError> {
   const status = res.statusCode ?? 0;
   let body: Buffer | undefined;
-  try {
-    body = await readBody(res, 64 << 10, what);
-  } catch {
-    /* the status is enough */
-  }
+  // Leased (inside a reconcile) while it is read and parsed, given back after.
+  const lease = await leaseMemory(MAX_ERROR_BODY_BYTES * (1 + PARSED_HEAP_PER_BYTE));
   let first: any;
   try {
-    first = JSON.parse(body?.toString('utf8') ?? '')?.errors?.[0];
-  } catch {
-    /* not a spec error body */
+    try {
+      body = await readBody(res, MAX_ERROR_BODY_BYTES, what);
+    } catch {
+      /* the status is enough */
+    }
+    try {
+      const code = JSON.parse(body?.toString('utf8') ?? '')?.errors?.[0]?.code;
+      first = { code }; // nothing else kept
+    } catch {
+      /* not a spec error body */
+    }
+  } finally {
+    lease.shrink(0);
   }
   const byStatus: Record<number, string> = { 401: 'UNAUTHORIZED', 403: 'DENIED', 404: 'NOT_FOUND', 429: 'TOOMANYREQUESTS' };
   // Only the spec's error codes, never the upstream's own words: messages end up in status, and
@@ -370,43 +381,29 @@ function withQuery(u: URL, key: string, value: string): URL {
 }
 
 /** Content addressed by digest (so immutable) that this client has written or verified: reading
- * it again is served from memory. Least recently used out first, bounded in bytes. Keys name the
- * registry and repository, so content is only ever served for the repository it was seen in. */
+ * it again is served from memory. Least recently used out first, bounded in bytes and counted in
+ * the in-memory budget (registry/memory-budget.ts: kept only in room the reconciles' leases leave,
+ * evicted when a lease needs it). Keys name the registry and repository, so content is only ever
+ * served for the repository it was seen in. */
 class ContentCache {
-  private readonly items = new Map<string, { body: Buffer; mediaType?: string }>();
-  private bytes = 0;
+  private readonly items: BudgetCache<{ body: Buffer; mediaType?: string }> | undefined;
   constructor(
-    private readonly maxBytes: number,
+    maxBytes: number,
     private readonly maxItem = 1 << 20,
-  ) {}
+  ) {
+    this.items = maxBytes > 0 ? new BudgetCache(maxBytes) : undefined;
+  }
   get(key: string) {
-    const v = this.items.get(key);
-    if (v) {
-      this.items.delete(key);
-      this.items.set(key, v);
-    }
-    return v;
+    return this.items?.get(key);
   }
   delete(key: string) {
-    const old = this.items.get(key);
-    if (old) this.bytes -= old.body.length;
-    this.items.delete(key);
+    this.items?.delete(key);
   }
   accepts(bytes: number) {
-    return bytes <= Math.min(this.maxItem, this.maxBytes);
+    return !!this.items && bytes <= this.maxItem && this.items.accepts(bytes);
   }
-  set(key: string, v: { body: Buffer; mediaType?: string }) {
-    if (!this.accepts(v.body.length)) return;
-    const old = this.items.get(key);
-    if (old) this.bytes -= old.body.length;
-    this.items.delete(key);
-    this.items.set(key, v);
-    this.bytes += v.body.length;
-    for (const [k, o] of this.items) {
-      if (this.bytes <= this.maxBytes) break;
-      this.items.delete(k);
-      this.bytes -= o.body.length;
-    }
+  set(key: string, v: { body: Buffer; mediaType?: string }, copy = false) {
+    if (this.accepts(v.body.length)) this.items!.set(key, copy ? () => ({ ...v, body: Buffer.from(v.body) }) : () => v, v.body.length);
   }
 }
 const contentKey = (kind: 'blob' | 'manifest', r: Reference, digest: string) => `${kind} ${r.host}/${r.repository}@${digest}`;
@@ -625,8 +622,12 @@ export class OciClient {
       if (b) req.headers = { authorization: b };
     }
     let body: any;
+    const lease = await leaseMemory(MAX_TOKEN_BYTES); // inside a reconcile; then what it is, and its parse
     try {
-      body = await this.call(req, async (res) => parseJson(await readBody(res, 1 << 20, what), what));
+      const raw = await this.call(req, async (res) => readBody(res, MAX_TOKEN_BYTES, what));
+      lease.shrink(raw.length);
+      await leaseMemory(PARSED_HEAP_PER_BYTE * raw.length);
+      body = parseJson(raw, what);
     } catch (e) {
       const err = toOciError(e, what);
       if (err.status === 401 || err.status === 403) throw new OciError('UNAUTHORIZED', `${what}: the token endpoint refused the credentials (${err.status})`, { status: 401, cause: err });
@@ -806,27 +807,49 @@ export class OciClient {
     return out;
   }
 
-  /** The whole blob in memory (verified); TOO_LARGE past maxBytes (default 256 MiB). */
-  async getBlobBuffer(ref: Ref, digest: string, maxBytes = 256 << 20): Promise<Buffer> {
+  /**
+   * The whole blob in memory (verified); TOO_LARGE past maxBytes (default 256 MiB). Inside a
+   * reconcile it is leased from the in-memory budget before the request: `size` (the size its
+   * manifest or access declares, read into one buffer of that size) or else maxBytes, shrunk to
+   * what it is once read (with the copy that joins its pieces leased while it is made).
+   */
+  async getBlobBuffer(ref: Ref, digest: string, maxBytes = 256 << 20, opts: { size?: number } = {}): Promise<Buffer> {
     const r = parseReference(ref);
+    const tooLarge = () => new OciError('TOO_LARGE', `blob ${digest} is larger than ${maxBytes} bytes`);
     const cached = this.content.get(contentKey('blob', r, digest));
     if (cached) {
-      if (cached.body.length > maxBytes) throw new OciError('TOO_LARGE', `blob ${digest} is larger than ${maxBytes} bytes`);
+      if (cached.body.length > maxBytes) throw tooLarge();
+      await leaseMemory(cached.body.length); // held by the caller too (the cache may let go of it)
       return cached.body;
     }
+    const size = Number.isSafeInteger(opts.size) && opts.size! >= 0 && opts.size! <= maxBytes ? opts.size! : undefined;
+    const lease = await leaseMemory(size ?? maxBytes);
     const stream = await this.getBlob(r, digest);
+    const one = size === undefined ? undefined : Buffer.allocUnsafe(size);
     const chunks: Buffer[] = [];
     let n = 0;
     try {
       for await (const c of stream as AsyncIterable<Buffer>) {
+        if (n + c.length > (size ?? maxBytes)) {
+          stream.destroy();
+          throw size === undefined || size === maxBytes ? tooLarge() : new OciError('TOO_LARGE', `blob ${digest} is larger than the ${size} bytes declared for it`);
+        }
+        if (one) c.copy(one, n);
+        else chunks.push(c);
         n += c.length;
-        if (n > maxBytes) throw new OciError('TOO_LARGE', `blob ${digest} is larger than ${maxBytes} bytes`);
-        chunks.push(c);
       }
     } catch (e) {
       throw toOciError(e, `GET blob ${digest}`);
     }
-    const body = Buffer.concat(chunks, n);
+    let body: Buffer;
+    if (one) body = n === size ? one : one.subarray(0, n);
+    else {
+      const copy = await leaseMemory(Math.max(0, 2 * n - lease.bytes));
+      body = Buffer.concat(chunks, n);
+      chunks.length = 0;
+      copy.shrink(0);
+    }
+    lease.shrink(one ? one.length : n);
     this.content.set(contentKey('blob', r, digest), { body });
     return body;
   }
@@ -847,7 +870,7 @@ export class OciClient {
   ): Promise<{ digest: string; size: number }> {
     const r = parseReference(ref);
     const pushed = await this.pushBlobUncached(r, data, digest, size, opts);
-    if (Buffer.isBuffer(data) && this.content.accepts(data.length)) this.content.set(contentKey('blob', r, pushed.digest), { body: Buffer.from(data) }); // a copy: the caller keeps its buffer
+    if (Buffer.isBuffer(data)) this.content.set(contentKey('blob', r, pushed.digest), { body: data }, true); // a copy (made only if kept): the caller keeps its buffer
     return pushed;
   }
 
@@ -1004,9 +1027,13 @@ export class OciClient {
     const what = `GET manifest ${formatReference(r)}`;
     const cached = r.digest ? this.content.get(contentKey('manifest', r, r.digest)) : undefined;
     if (cached && (!cached.mediaType || accept.includes(cached.mediaType))) {
+      // held by the caller too (the cache may let go of it): leased, and its parse
+      await leaseMemory(cached.body.length * (1 + PARSED_HEAP_PER_BYTE));
       return { mediaType: cached.mediaType ?? '', digest: r.digest!, body: cached.body, manifest: JSON.parse(cached.body.toString('utf8')) };
     }
-    return this.call({ method: 'GET', url: this.url(r, `manifests/${id}`), host: r.host, scope: scopes.pull(r.repository), headers: { accept: accept.join(', ') }, expect: [200], retry: true, what }, async (res) => {
+    // Inside a reconcile: the most a manifest may be, leased before the request, then what it is.
+    const lease = await leaseMemory(MAX_MANIFEST_BYTES);
+    const got = await this.call({ method: 'GET', url: this.url(r, `manifests/${id}`), host: r.host, scope: scopes.pull(r.repository), headers: { accept: accept.join(', ') }, expect: [200], retry: true, what }, async (res) => {
       const body = await readBody(res, MAX_MANIFEST_BYTES, what);
       const header = res.headers['docker-content-digest'];
       const expected = r.digest ?? (typeof header === 'string' && header ? header : undefined);
@@ -1015,16 +1042,20 @@ export class OciClient {
         hasherFor(expected);
         if (digest !== expected) throw new OciError('DIGEST_MISMATCH', `${what}: manifest has digest ${digest}, ${r.digest ? 'requested' : 'registry says'} ${expected}`);
       }
-      let manifest: any;
-      try {
-        manifest = JSON.parse(body.toString('utf8'));
-      } catch {
-        throw new OciError('MANIFEST_INVALID', `${what}: manifest is not JSON`);
-      }
-      const mediaType = manifest?.mediaType || String(res.headers['content-type'] ?? '').split(';')[0].trim();
-      if (expected) this.content.set(contentKey('manifest', r, digest), { body, mediaType });
-      return { mediaType, digest, body, manifest };
+      return { body, digest, expected, contentType: String(res.headers['content-type'] ?? '').split(';')[0].trim() };
     });
+    const { body, digest } = got;
+    lease.shrink(body.length);
+    await leaseMemory(PARSED_HEAP_PER_BYTE * body.length);
+    let manifest: any;
+    try {
+      manifest = JSON.parse(body.toString('utf8'));
+    } catch {
+      throw new OciError('MANIFEST_INVALID', `${what}: manifest is not JSON`);
+    }
+    const mediaType = manifest?.mediaType || got.contentType;
+    if (got.expected) this.content.set(contentKey('manifest', r, digest), { body, mediaType });
+    return { mediaType, digest, body, manifest };
   }
 
   async headManifest(ref: Ref): Promise<{ digest: string; mediaType: string; size: number } | undefined> {
@@ -1084,11 +1115,14 @@ export class OciClient {
     const what = `list tags of ${r.host}/${r.repository}`;
     while (url && !seen.has(url.href)) {
       seen.add(url.href);
-      const page: { tags: unknown[]; next?: URL; bytes: number } = await this.call({ method: 'GET', url, host: r.host, scope: scopes.pull(r.repository), expect: [200], retry: true, what }, async (res) => {
-        const body = await readBody(res, Math.min(MAX_JSON_BYTES, budget), what);
-        const json = parseJson(body, what);
-        return { tags: Array.isArray(json?.tags) ? json.tags : [], next: nextLink(res.headers.link, url!), bytes: body.length };
-      });
+      // Inside a reconcile each page is leased (the most it may be, then what it is, and its parse).
+      const max = Math.min(MAX_JSON_BYTES, budget);
+      const lease = await leaseMemory(max);
+      const got: { body: Buffer; next?: URL } = await this.call({ method: 'GET', url, host: r.host, scope: scopes.pull(r.repository), expect: [200], retry: true, what }, async (res) => ({ body: await readBody(res, max, what), next: nextLink(res.headers.link, url!) }));
+      lease.shrink(got.body.length);
+      await leaseMemory(PARSED_HEAP_PER_BYTE * got.body.length);
+      const json = parseJson(got.body, what);
+      const page: { tags: unknown[]; next?: URL; bytes: number } = { tags: Array.isArray(json?.tags) ? json.tags : [], next: got.next, bytes: got.body.length };
       budget -= page.bytes;
       for (const t of page.tags) if (typeof t === 'string') tags.push(t);
       if (tags.length > maxTags) throw new OciError('TOO_LARGE', `${what}: more than ${maxTags} tags`);
@@ -1109,14 +1143,21 @@ export class OciClient {
     const seen = new Set<string>();
     while (url && !seen.has(url.href)) {
       seen.add(url.href);
-      const page: { manifests: any[]; next?: URL } | undefined = await this.call({ method: 'GET', url, host: r.host, scope: scopes.pull(r.repository), expect: [200, 404], retry: true, what }, async (res) => {
+      const lease = await leaseMemory(MAX_JSON_BYTES); // inside a reconcile, as listTags' pages
+      const got: { body: Buffer; next?: URL } | undefined = await this.call({ method: 'GET', url, host: r.host, scope: scopes.pull(r.repository), expect: [200, 404], retry: true, what }, async (res) => {
         if (res.statusCode === 404) {
           drain(res);
           return undefined;
         }
-        const json = parseJson(await readBody(res, MAX_JSON_BYTES, what), what);
-        return { manifests: Array.isArray(json?.manifests) ? json.manifests : [], next: nextLink(res.headers.link, url!) };
+        return { body: await readBody(res, MAX_JSON_BYTES, what), next: nextLink(res.headers.link, url!) };
       });
+      lease.shrink(got?.body.length ?? 0);
+      let page: { manifests: any[]; next?: URL } | undefined;
+      if (got) {
+        await leaseMemory(PARSED_HEAP_PER_BYTE * got.body.length);
+        const json = parseJson(got.body, what);
+        page = { manifests: Array.isArray(json?.manifests) ? json.manifests : [], next: got.next };
+      }
       if (!page) {
         if (seen.size > 1) throw new OciError('INVALID_RESPONSE', `${what}: a referrers page vanished`);
         const tag = digest.replace(':', '-').slice(0, 128);

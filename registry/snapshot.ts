@@ -368,8 +368,7 @@ export async function pullSnapshot(client: OciClient, ref: string, opts: { expec
   if (opts.expectedDigest && opts.expectedDigest !== m.digest && opts.expectedDigest !== layer.digest) {
     throw new OciError('DIGEST_MISMATCH', `${ref}: manifest ${m.digest} / layer ${layer.digest}, expected ${opts.expectedDigest}`);
   }
-  await leaseMemory(layer.size);
-  const tgz = await client.getBlobBuffer(ref, layer.digest, layer.size);
+  const tgz = await client.getBlobBuffer(ref, layer.digest, layer.size, { size: layer.size }); // leased by the client
   if (tgz.length !== layer.size) throw new OciError('SIZE_MISMATCH', `${ref}: layer is ${tgz.length} bytes, manifest says ${layer.size}`);
   return tgz;
 }
