@@ -307,8 +307,8 @@ async function errorFrom(res: IncomingMessage, what: string, trusted = false): P
       /* the status is enough */
     }
     try {
-      const code = JSON.parse(body?.toString('utf8') ?? '')?.errors?.[0]?.code;
-      first = { code }; // nothing else kept
+      const e = JSON.parse(body?.toString('utf8') ?? '')?.errors?.[0];
+      first = { code: e?.code, message: typeof e?.message === 'string' ? e.message.slice(0, 512) : undefined }; // nothing else kept
     } catch {
       /* not a spec error body */
     }
