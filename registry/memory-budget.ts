@@ -6,9 +6,10 @@
 // may be made smaller before, when less was read than leased). The budget is a hard cap:
 //  - a reconcile's first lease waits its turn (FIFO) while the others hold the budget;
 //  - a reconcile that already holds a lease and needs more takes it at once if it fits, else waits
-//    ahead of the queue, but only one such reconcile waits at a time (a second one fails with
-//    MEMORY_BUDGET_BUSY, retried with backoff): holders that wait on nothing always finish, so two
-//    reconciles never wait on each other;
+//    ahead of the queue (the one holding most first); when every reconcile that holds a lease
+//    waits for more, the one holding least fails with MEMORY_BUDGET_BUSY (its leases given back,
+//    retried with backoff): holders that wait on nothing always finish, so reconciles never wait
+//    on each other;
 //  - a reconcile whose leases together would be more than the whole budget fails (ARCHIVE_TOO_LARGE).
 // Caches (BudgetCache) hold what is left over: an entry is kept only while it fits beside the
 // leases, and entries are evicted (least recently used first) before a lease waits. A value a
@@ -43,8 +44,15 @@ export interface Lease {
 
 const NO_LEASE: Lease = { bytes: 0, shrink() {} };
 
+/** What one reconcile holds of the budget (its grants add up to `bytes`). */
+export interface Holder {
+  bytes: number;
+}
+
 /** A grant of the budget: call it to give back what it holds then (idempotent). */
-type Grant = (() => void) & { n: number };
+type Grant = (() => void) & { n: number; holder?: Holder };
+
+type Grower = { n: number; holder: Holder; go: () => void; fail: (e: Error) => void };
 
 export class ByteBudget {
   /** Bytes leased by reconciles now. */
@@ -53,14 +61,17 @@ export class ByteBudget {
   peak = 0;
   /** Bytes held by the caches registered with it; used + cached <= total. */
   cached = 0;
-  private waiting: { n: number; go: () => void }[] = [];
-  private grower: { n: number; go: () => void } | undefined;
+  private waiting: { n: number; holder?: Holder; go: () => void }[] = [];
+  /** Holders waiting for more, the one holding most first (ties in arrival order). */
+  private growers: Grower[] = [];
+  /** Holders that hold bytes now. */
+  private readonly holders = new Set<Holder>();
   private readonly caches: BudgetCache<unknown>[] = [];
 
   constructor(public total: number) {}
 
   get queued(): number {
-    return this.waiting.length + (this.grower ? 1 : 0);
+    return this.waiting.length + this.growers.length;
   }
 
   /** Room beside the leases and the caches. */
@@ -69,30 +80,35 @@ export class ByteBudget {
   }
 
   /**
-   * Takes `n` bytes for a holder that already holds `holding` (0: a first lease, which waits FIFO);
+   * Takes `n` bytes for `holder` (none, or one holding nothing: a first lease, which waits FIFO);
    * returns the grant, whose release gives back what it holds then (idempotent).
    */
-  async acquire(n: number, holding = 0): Promise<Grant> {
+  async acquire(n: number, holder?: Holder): Promise<Grant> {
+    const holding = holder?.bytes ?? 0;
     if (holding + n > this.total) {
       throw new OciError('ARCHIVE_TOO_LARGE', `content of ${holding + n} bytes held in memory at once (${n} more) is over the in-memory budget of ${this.total} bytes`);
     }
     const fits = () => this.reclaim(n) && this.used + n <= this.total - this.cached;
     if (holding === 0) {
-      if (this.waiting.length > 0 || this.grower || !fits()) await new Promise<void>((go) => this.waiting.push({ n, go }));
-      else this.take(n);
-    } else if (fits()) this.take(n);
-    else if (this.grower) {
-      // Not retried by the OCI client: the reconcile must end, giving its leases back.
-      throw new OciError('MEMORY_BUDGET_BUSY', `${n} more bytes of content in memory: the in-memory budget of ${this.total} bytes is in use by other reconciles`);
-    } else await new Promise<void>((go) => (this.grower = { n, go }));
+      if (this.waiting.length > 0 || this.growers.length > 0 || !fits()) await new Promise<void>((go) => this.waiting.push({ n, holder, go }));
+      else this.take(n, holder);
+    } else if (fits()) this.take(n, holder);
+    else {
+      // Not retried by the OCI client when it fails: the reconcile must end, giving its leases back.
+      await new Promise<void>((go, fail) => {
+        const at = this.growers.findIndex((o) => o.holder.bytes < holding);
+        this.growers.splice(at < 0 ? this.growers.length : at, 0, { n, holder: holder!, go, fail });
+        this.unstick();
+      });
+    }
     const grant: Grant = Object.assign(
       () => {
         if (grant.n === 0) return;
-        this.used -= grant.n;
+        this.give(grant.holder, grant.n);
         grant.n = 0;
         this.wake();
       },
-      { n },
+      { n, holder },
     );
     return grant;
   }
@@ -102,7 +118,7 @@ export class ByteBudget {
     const d = Math.min(Math.max(0, by), grant.n);
     if (!d) return;
     grant.n -= d;
-    this.used -= d;
+    this.give(grant.holder, d);
     this.wake();
   }
 
@@ -119,23 +135,45 @@ export class ByteBudget {
     return true;
   }
 
-  private take(n: number) {
+  private take(n: number, holder?: Holder) {
     this.used += n;
     if (this.used > this.peak) this.peak = this.used;
+    if (holder) {
+      holder.bytes += n;
+      this.holders.add(holder);
+    }
+  }
+
+  private give(holder: Holder | undefined, n: number) {
+    this.used -= n;
+    if (!holder) return;
+    holder.bytes -= n;
+    if (holder.bytes <= 0) this.holders.delete(holder);
+  }
+
+  /**
+   * When every holder waits for more, none of them gives anything back: the one holding least
+   * gives up (MEMORY_BUDGET_BUSY: its reconcile ends, releasing its leases, and is retried with
+   * backoff). Holders that wait on nothing always finish, so reconciles never wait on each other.
+   */
+  private unstick() {
+    if (!this.growers.length || new Set(this.growers.map((g) => g.holder)).size < this.holders.size) return;
+    const g = this.growers.pop()!;
+    g.fail(new OciError('MEMORY_BUDGET_BUSY', `${g.n} more bytes of content in memory: the in-memory budget of ${this.total} bytes is held by reconciles that all wait for more`));
   }
 
   private wake() {
-    if (this.grower) {
-      this.reclaim(this.grower.n);
-      if (this.used + this.cached + this.grower.n > this.total) return; // nobody goes ahead of it
-      const g = this.grower;
-      this.grower = undefined;
-      this.take(g.n);
+    while (this.growers.length) {
+      const g = this.growers[0];
+      this.reclaim(g.n);
+      if (this.used + this.cached + g.n > this.total) return this.unstick(); // nobody goes ahead of it
+      this.growers.shift();
+      this.take(g.n, g.holder);
       g.go();
     }
     while (this.waiting.length && this.reclaim(this.waiting[0].n) && this.used + this.cached + this.waiting[0].n <= this.total) {
       const w = this.waiting.shift()!;
-      this.take(w.n);
+      this.take(w.n, w.holder);
       w.go();
     }
   }
@@ -249,7 +287,6 @@ export async function withMemoryLeases<T>(fn: () => Promise<T>): Promise<T> {
     return await leases.run(held, fn);
   } finally {
     for (const g of held.grants) g();
-    held.bytes = 0;
   }
 }
 
@@ -261,18 +298,15 @@ export async function withMemoryLeases<T>(fn: () => Promise<T>): Promise<T> {
 export async function leaseMemory(n: number, budget = memoryBudget): Promise<Lease> {
   const held = leases.getStore();
   if (!held || !(n > 0)) return NO_LEASE;
-  const grant = await budget.acquire(n, held.bytes);
+  const grant = await budget.acquire(n, held);
   held.grants.push(grant);
-  held.bytes += n;
   return {
     get bytes() {
       return grant.n;
     },
     shrink(to: number) {
       const by = grant.n - Math.max(0, to);
-      if (by <= 0) return;
-      held.bytes -= by;
-      budget.shrink(grant, by);
+      if (by > 0) budget.shrink(grant, by);
     },
   };
 }

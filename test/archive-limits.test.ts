@@ -117,8 +117,8 @@ t.test('the in-memory budget: FIFO, a hard cap, no two reconciles waiting on eac
   t.equal(await code(withMemoryLeases(async () => (await leaseMemory(70, b), await Promise.reject(new Error('push failed'))))), 'Error: push failed');
   t.equal(b.used, 0, 'a reconcile that failed after leasing gave its lease back');
 
-  // Two holders that both need more: one waits (ahead of the queue), the other fails at once, and
-  // nobody waits forever.
+  // Two holders that both need more and nobody else holds anything: one waits (ahead of the
+  // queue), the other fails at once, and nobody waits forever.
   let go!: () => void;
   const gate = new Promise<void>((r) => (go = r));
   const order2: string[] = [];
@@ -132,7 +132,7 @@ t.test('the in-memory budget: FIFO, a hard cap, no two reconciles waiting on eac
     await leaseMemory(40, b);
     await gate;
     await new Promise((r) => setTimeout(r, 10));
-    await leaseMemory(30, b); // a already waits: this one fails, and releases its 40
+    await leaseMemory(30, b); // a already waits, so all holders would: this one fails, and releases its 40
   });
   const late = withMemoryLeases(async () => {
     await new Promise((r) => setTimeout(r, 5));
@@ -140,13 +140,50 @@ t.test('the in-memory budget: FIFO, a hard cap, no two reconciles waiting on eac
     order2.push('late');
   });
   go();
-  t.equal(await code(c), 'MEMORY_BUDGET_BUSY', 'the second holder that needs more fails (retried with backoff)');
+  t.equal(await code(c), 'MEMORY_BUDGET_BUSY', 'the second holder that needs more while all wait fails (retried with backoff)');
   await Promise.all([a, late]);
   t.same(order2, ['a grew', 'late'], 'the waiting holder goes first');
   t.equal(b.used, 0);
   t.ok(b.peak <= 100, `never more than the total (peak ${b.peak})`);
   await leaseMemory(1000, b); // outside a reconcile: nothing to bound
   t.equal(b.used, 0);
+});
+
+t.test('the in-memory budget: holders that need more wait while another runs, the one holding most first; one gives up only when all wait', async (t) => {
+  const b = new ByteBudget(100);
+  const order: string[] = [];
+  let finishRunner!: () => void;
+  const gate = (() => {
+    let go!: () => void;
+    const p = new Promise<void>((r) => (go = r));
+    return { p, go };
+  })();
+  // The runner holds 50 and waits on something else (the network), not on the budget.
+  const runner = withMemoryLeases(async () => {
+    await leaseMemory(50, b);
+    await new Promise<void>((r) => (finishRunner = r));
+    order.push('runner done');
+  });
+  const grower = (name: string, first: number, more: number) =>
+    withMemoryLeases(async () => {
+      await leaseMemory(first, b);
+      await gate.p;
+      await leaseMemory(more, b);
+      order.push(name);
+    });
+  await new Promise((r) => setImmediate(r));
+  const small = grower('small grew', 10, 40);
+  const big = grower('big grew', 20, 40);
+  await new Promise((r) => setImmediate(r));
+  gate.go();
+  await new Promise((r) => setTimeout(r, 20));
+  t.equal(b.queued, 2, 'both holders wait for more while the runner runs (neither fails)');
+  t.same(order, []);
+  finishRunner();
+  t.same(await Promise.all([code(runner), code(small), code(big)]), [undefined, undefined, undefined], 'nobody failed');
+  t.same(order, ['runner done', 'big grew', 'small grew'], 'the holder holding most went first');
+  t.equal(b.used, 0);
+  t.ok(b.peak <= 100, `never more than the total (peak ${b.peak})`);
 });
 
 t.test('a snapshot packed to a file is the same tar.gz as one packed in memory; a plain tar reads as its gzip', async (t) => {

@@ -1,6 +1,7 @@
-// Two reconciles that each hold a lease of the in-memory budget and need more never wait on each
-// other (registry/memory-budget.ts, README "Limits"): one waits ahead of the queue, the next gets
-// MemoryBudgetBusy, gives its lease back and is retried with backoff. A real docker-registry
+// Reconciles that each hold a lease of the in-memory budget and need more never wait on each
+// other (registry/memory-budget.ts, README "Limits"): they wait ahead of the queue, and when all
+// of them would, the one holding least gets MemoryBudgetBusy, gives its leases back and is retried
+// with backoff. A real docker-registry
 // serves three 20 MiB archives; three Sources read them at once from a server whose budget is
 // 72 MiB: all three blobs fit (60 MiB), a second 20 MiB for inflating any of them does not. Without
 // the rule the three would wait for each other for ever; with it every Source ends Ready=True and
