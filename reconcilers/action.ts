@@ -14,7 +14,7 @@ import { API_VERSION, ensureRegistryTlsSecret, getObject, listObjects, NOT_READY
 import { stalled, toReconcileError, waiting } from './runtime/errors.js';
 import { runExternalProvider } from './external.js';
 import type { ControllerSpec, ObjectKey, Result } from './runtime/controller.js';
-import { isReady, setCondition } from './runtime/status.js';
+import { isReady, setCondition, WorkStarts } from './runtime/status.js';
 import { refuseCrossNamespaceRefs } from './tenancy.js';
 import { type ChainLink, checkAttestation, foreignSnapshot, storeSnapshot } from './snapshots.js';
 
@@ -26,6 +26,7 @@ export function actionController(ctx: ReconcilerContext, providers: ActionProvid
   const builtIn = new Map(providers.map((p) => [p.kind, p]));
   const providerResources = providers.map((p) => resourceOf(ctx, p.kind));
   const done = new Map<string, string>();
+  const starts = new WorkStarts();
 
   /** Actions matching pred, in one namespace (inputs and providers are namespace-local) or in all (components may be referenced across). */
   const actionsWhere = async (pred: (a: KubeObject) => boolean, namespace?: string): Promise<ObjectKey[]> =>
@@ -81,7 +82,8 @@ export function actionController(ctx: ReconcilerContext, providers: ActionProvid
     }
   }
 
-  async function reconcile(action: KubeObject): Promise<Result | void> {
+  /** `begin` is called with the inputs once the preconditions hold, before the work (pulling the input, the provider). */
+  async function reconcile(action: KubeObject, begin: (inputs: string) => Promise<void>): Promise<Result | void> {
     const ns = action.metadata.namespace!;
     const spec = action.spec as ActionSpec;
     const every = spec.interval ? parseDuration(spec.interval) : undefined;
@@ -102,6 +104,7 @@ export function actionController(ctx: ReconcilerContext, providers: ActionProvid
       refuseCrossNamespaceRefs(ctx, providerObj);
       const inputs = [action.metadata.generation, providerObj.metadata.uid, providerObj.metadata.generation, i.digest, rc.version, componentState(rc.component)].join('|');
       if (done.get(action.metadata.uid!) === inputs && isReady(action) && !every) return;
+      await begin(inputs);
       const files = await pullInput(i);
       await ensureRegistryTlsSecret(ctx, ns);
       try {
@@ -200,10 +203,16 @@ export function actionController(ctx: ReconcilerContext, providers: ActionProvid
       const action = await ctx.status.get(ACT, key);
       if (!action || (action.spec as ActionSpec).suspend) return;
       if (action.metadata.deletionTimestamp) return;
+      let begun = false;
+      const begin = async (inputs: string) => {
+        begun = true;
+        if (starts.start(action.metadata.uid!, inputs)) await ctx.status.progressing(ACT, key, true); // a Ready=False made stale
+      };
       try {
         await ctx.status.progressing(ACT, key); // Reconciling=True / Ready=Unknown before the work, once per generation
-        return await reconcile(action);
+        return await reconcile(action, begin);
       } catch (err) {
+        if (!begun) starts.notStarted(action.metadata.uid!);
         done.delete(action.metadata.uid!);
         return reportRunFailure(ctx, ACT, key, err);
       }

@@ -14,7 +14,7 @@ import { runExternalProvider } from './external.js';
 import { API_VERSION, getObject, listObjects, type ReconcilerContext, reportRunFailure, resourceOf } from './context.js';
 import { stalled, toReconcileError, waiting } from './runtime/errors.js';
 import type { ControllerSpec, ObjectKey, Result } from './runtime/controller.js';
-import { isReady, setCondition } from './runtime/status.js';
+import { isReady, setCondition, WorkStarts } from './runtime/status.js';
 import { storeSnapshot } from './snapshots.js';
 import { refuseCrossNamespaceRefs } from './tenancy.js';
 
@@ -30,8 +30,10 @@ export function sourceController(ctx: ReconcilerContext): ControllerSpec {
     (await listObjects(ctx, SRC, namespace)).filter((s) => pred(s.spec as SourceSpec, s)).map((s) => ({ namespace: s.metadata.namespace, name: s.metadata.name! }));
   /** What the last successful run was made from, so status echoes don't refetch the resource. */
   const done = new Map<string, string>();
+  const starts = new WorkStarts();
 
-  async function reconcile(src: KubeObject): Promise<Result | void> {
+  /** `begin` is called with the inputs once the preconditions hold, before the work (the fetch). */
+  async function reconcile(src: KubeObject, begin: (inputs: string) => Promise<void>): Promise<Result | void> {
     const ns = src.metadata.namespace!;
     const spec = src.spec as SourceSpec;
     refuseCrossNamespaceRefs(ctx, src);
@@ -48,6 +50,7 @@ export function sourceController(ctx: ReconcilerContext): ControllerSpec {
     const inputs = [src.metadata.generation, providerObj.metadata.uid, providerObj.metadata.generation, comp.metadata.uid, rc.version, componentState(comp)].join('|');
     const every = spec.interval ? parseDuration(spec.interval) : undefined;
     if (done.get(src.metadata.uid!) === inputs && isReady(src) && !every) return;
+    await begin(inputs);
     return withComponentVersion(ctx, rc, async (repo, cv) => {
       let out;
       try {
@@ -134,10 +137,16 @@ export function sourceController(ctx: ReconcilerContext): ControllerSpec {
     async reconcile(key) {
       const src = await ctx.status.get(SRC, key);
       if (!src || src.metadata.deletionTimestamp || (src.spec as SourceSpec).suspend) return;
+      let begun = false;
+      const begin = async (inputs: string) => {
+        begun = true;
+        if (starts.start(src.metadata.uid!, inputs)) await ctx.status.progressing(SRC, key, true); // a Ready=False made stale
+      };
       try {
         await ctx.status.progressing(SRC, key); // Reconciling=True / Ready=Unknown before the work, once per generation
-        return await reconcile(src);
+        return await reconcile(src, begin);
       } catch (err) {
+        if (!begun) starts.notStarted(src.metadata.uid!);
         done.delete(src.metadata.uid!);
         return reportRunFailure(ctx, SRC, key, err);
       }

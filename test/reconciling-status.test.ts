@@ -9,7 +9,9 @@
 // ConfigData blob) until the test has looked: `kubectl get` shows READY Unknown, `kubectl wait
 // --for=condition=Ready` does not pass; once let through, Ready=True and Reconciling gone. A new
 // generation of a Ready object: Reconciling=True beside the old Ready, which `kubectl wait` does
-// not take for the new generation's.
+// not take for the new generation's. A Source created with its OCMComponent is Ready=False
+// ComponentNotReady (Stalled) until the component is Ready; then its work starts on new inputs and
+// that Ready=False is stale: Ready=Unknown, Stalled gone (ProgressiveStatus with drift).
 import { createHash } from 'node:crypto';
 import t, { type Test } from 'tap';
 import { publish } from '../ocm/publish.js';
@@ -27,6 +29,7 @@ let proxy: GateProxy;
 let s: TestServer;
 
 const dataText = 'image: old\n';
+const data2Text = 'image: other\n';
 const configText = `apiVersion: config.ocm.software/v1alpha1
 kind: ConfigData
 localization:
@@ -59,6 +62,7 @@ t.before(async () => {
     provider: 'acme',
     resources: [
       { name: 'data', type: 'blob', input: { type: 'utf8', text: dataText, mediaType: 'application/yaml' } },
+      { name: 'data2', type: 'blob', input: { type: 'utf8', text: data2Text, mediaType: 'application/yaml' } },
       { name: 'config', type: 'configdata.ocm.software', input: { type: 'utf8', text: configText, mediaType: 'application/yaml' } },
       {
         name: 'img',
@@ -164,4 +168,42 @@ t.test('a new generation of a Ready OCMComponent: Reconciling beside the old Rea
   const wait = await s.kubectl(['wait', '--for=condition=Ready', 'ocmcomponent/comp', '-n', NS, '--timeout=30s']);
   t.equal(wait.code, 0, wait.stderr);
   t.equal((await events('OCMComponent', 'comp')).length, eventsBefore, 'no Event: Ready did not change');
+});
+
+t.test('a Source created with its OCMComponent: ComponentNotReady, then Ready=Unknown while its own fetch runs', async (t) => {
+  const blob = blobPath(data2Text);
+  proxy.hold('/tags/list');
+  proxy.hold(blob);
+  try {
+    await apply(
+      { apiVersion: GV, kind: 'OCMComponent', metadata: { name: 'comp2', namespace: NS }, spec: { name: 'ocm.software/test/slow', version: '>=1.0.0', repository: { url: `http://${proxy.host}/ocm` } } },
+      { apiVersion: GV, kind: 'OCMResource', metadata: { name: 'data2', namespace: NS }, spec: { resource: 'data2' } },
+      { apiVersion: GV, kind: 'Source', metadata: { name: 'src2', namespace: NS }, spec: { componentRef: { name: 'comp2' }, providerRef: { apiVersion: GV, kind: 'OCMResource', name: 'data2' } } },
+    );
+    const waiting = await waitFor('src2 ComponentNotReady', async () => {
+      const o = await get('sources', 'src2');
+      return cond(o, 'Ready')?.reason === 'ComponentNotReady' ? o : undefined;
+    }, 30_000);
+    t.match(cond(waiting, 'Ready'), { status: 'False', message: /comp2 is not ready: reconciliation in progress/ }, "the component's own progress named");
+    t.match(cond(waiting, 'Stalled'), { status: 'True', reason: 'ComponentNotReady' });
+    proxy.release('/tags/list');
+    await waitFor("src2's blob held", async () => (proxy.held.some((p) => p.includes(blob)) ? true : undefined), 30_000);
+    const o = await get('sources', 'src2');
+    t.match(cond(o, 'Ready'), { status: 'Unknown', reason: 'Progressing', message: 'reconciliation in progress', observedGeneration: o.metadata.generation }, 'the stale ComponentNotReady is gone while the fetch runs');
+    t.match(cond(o, 'Reconciling'), { status: 'True', reason: 'Progressing' });
+    t.notOk(cond(o, 'Stalled'), 'not Stalled: its work runs');
+    const row = await s.kubectl(['get', 'source', 'src2', '-n', NS]);
+    t.match(row.stdout, /\bUnknown\s+reconciliation in progress\b/, row.stdout);
+  } finally {
+    proxy.release();
+  }
+  const done = await waitFor('src2 Ready', async () => {
+    const o = await get('sources', 'src2');
+    return cond(o, 'Ready')?.status === 'True' ? o : undefined;
+  });
+  t.notOk(cond(done, 'Reconciling'));
+  t.notOk(cond(done, 'Stalled'));
+  const evs = await events('Source', 'src2');
+  t.same(evs.filter((e) => e.reason === 'Progressing'), []);
+  t.equal(evs.filter((e) => e.reason === 'Succeeded').length, 1);
 });

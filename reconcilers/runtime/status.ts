@@ -57,17 +57,47 @@ export const isReady = (obj: KubeObject | undefined) => condition(obj)?.status =
  * (fluxcd/pkg runtime/reconcile/result.go ProgressiveStatus, called by fluxcd/source-controller's
  * reconcilers when obj.Generation != obj.Status.ObservedGeneration): Reconciling=True Progressing,
  * and Ready=Unknown Progressing when there is no Ready yet or it is Unknown; a Ready of an earlier
- * generation stays as it is (its observedGeneration tells `kubectl wait` it is old). False when
- * there is nothing to start: this generation was reconciled (a retry, a restart, an interval).
+ * generation stays as it is (its observedGeneration tells `kubectl wait` it is old). With
+ * `drift` (work starting on inputs not tried yet, WorkStarts) a Ready=False becomes Unknown too,
+ * as ProgressiveStatus(drift=true): the failure it names is no longer the news. Stalled goes, as
+ * Flux's MarkReconciling deletes it. False when there is nothing to start: this generation was
+ * reconciled (a retry, a restart, an interval).
  */
-export function progressingStatus(status: Status, generation: number | undefined): boolean {
+export function progressingStatus(status: Status, generation: number | undefined, drift = false): boolean {
   const observed = status.observedGeneration;
   const ready = (status.conditions ?? []).find((c) => c.type === 'Ready');
-  if (observed === generation && ready && ready.status !== 'Unknown') return false;
-  const message = observed === undefined ? 'reconciliation in progress' : `processing object: new generation ${observed} -> ${generation}`;
+  const stale = drift && ready?.status === 'False';
+  if (observed === generation && ready && ready.status !== 'Unknown' && !stale) return false;
+  const message = observed !== undefined && observed !== generation ? `processing object: new generation ${observed} -> ${generation}` : 'reconciliation in progress';
+  removeCondition(status, 'Stalled');
   setCondition(status, { type: 'Reconciling', status: 'True', reason: 'Progressing', message }, generation);
-  if (!ready || ready.status === 'Unknown') setCondition(status, { type: 'Ready', status: 'Unknown', reason: 'Progressing', message }, generation);
+  if (!ready || ready.status === 'Unknown' || stale) setCondition(status, { type: 'Ready', status: 'Unknown', reason: 'Progressing', message }, generation);
   return true;
+}
+
+/**
+ * What each object's last attempt started its work on (a Source's or Action's inputs), so that
+ * one not Ready (Ready=False: its component was not ready, its input missing) is marked as
+ * progressing when its work starts on inputs not tried yet, and never again by a retry of the
+ * same inputs (a stalled object re-queued by its own status write would otherwise flip
+ * Ready False -> Unknown -> False for ever). In memory: after a restart the first attempt is not
+ * marked (nothing to compare with).
+ */
+export class WorkStarts {
+  private readonly last = new Map<string, string>();
+
+  /** Records that the work of `uid` starts on `inputs`; whether they differ from its last attempt's. */
+  start(uid: string, inputs: string): boolean {
+    const prev = this.last.get(uid);
+    if (this.last.size >= 100_000) this.last.clear();
+    this.last.set(uid, inputs);
+    return prev !== undefined && prev !== inputs;
+  }
+
+  /** An attempt that failed before its work started (a precondition). */
+  notStarted(uid: string) {
+    this.start(uid, '');
+  }
 }
 
 export class StatusWriter {
@@ -116,8 +146,8 @@ export class StatusWriter {
    * Marks the start of work on a generation not reconciled yet (progressingStatus): written once
    * per generation, before the work, status.observedGeneration left until the work's outcome.
    */
-  async progressing(r: Resource, key: ObjectKey): Promise<KubeObject | undefined> {
-    return this.update(r, key, (st, o) => void progressingStatus(st, o.metadata.generation), { observe: false });
+  async progressing(r: Resource, key: ObjectKey, drift = false): Promise<KubeObject | undefined> {
+    return this.update(r, key, (st, o) => void progressingStatus(st, o.metadata.generation, drift), { observe: false });
   }
 
   /**

@@ -6,8 +6,8 @@ import type { AddressInfo } from 'node:net';
 
 export class GateProxy {
   private readonly server: http.Server;
-  private holding?: string;
-  private waiting: (() => void)[] = [];
+  private readonly holding = new Set<string>();
+  private waiting: { path: string; forward: () => void }[] = [];
   /** Paths of the requests held so far. */
   readonly held: string[] = [];
 
@@ -21,9 +21,9 @@ export class GateProxy {
         up.on('error', () => res.destroy());
         req.pipe(up);
       };
-      if (this.holding && req.url?.includes(this.holding)) {
-        this.held.push(req.url);
-        this.waiting.push(forward);
+      if (this.holds(req.url ?? '')) {
+        this.held.push(req.url!);
+        this.waiting.push({ path: req.url!, forward });
       } else forward();
     });
   }
@@ -37,15 +37,22 @@ export class GateProxy {
     return this;
   }
 
-  /** Holds every request whose path contains `pathPart` from now on, until release(). */
-  hold(pathPart: string) {
-    this.holding = pathPart;
+  private holds(path: string): boolean {
+    return [...this.holding].some((p) => path.includes(p));
   }
 
-  /** Lets the held requests through, and every later one. */
-  release() {
-    this.holding = undefined;
-    for (const f of this.waiting.splice(0)) f();
+  /** Holds every request whose path contains `pathPart` from now on, until release(). */
+  hold(pathPart: string) {
+    this.holding.add(pathPart);
+  }
+
+  /** Stops holding `pathPart` (default: everything) and lets the requests held for it through. */
+  release(pathPart?: string) {
+    if (pathPart === undefined) this.holding.clear();
+    else this.holding.delete(pathPart);
+    const go = this.waiting.filter((w) => !this.holds(w.path));
+    this.waiting = this.waiting.filter((w) => this.holds(w.path));
+    for (const w of go) w.forward();
   }
 
   async stop(): Promise<void> {
