@@ -149,6 +149,9 @@ t.test('storage quota on the embedded store', async (t) => {
     const kd = await s.kubectl(['create', '--dry-run=server', '-f', '-'], { input: YAML.stringify(cm('a', 'k', 400_000)) });
     t.not(kd.code, 0, 'kubectl create --dry-run=server is refused too');
     t.match(kd.stderr, /Error from server \(Forbidden\).*configmaps "k" is forbidden: exceeded quota: namespace-storage/);
+    const ka = await s.kubectl(['apply', '--server-side', '--dry-run=server', '-f', '-'], { input: YAML.stringify(cm('a', 'k', 400_000)) });
+    t.not(ka.code, 0, 'and kubectl apply --server-side --dry-run=server');
+    t.match(ka.stderr, /configmaps "k" is forbidden: exceeded quota: namespace-storage/);
 
     // an update that grows is refused; one that shrinks, a delete and a delete of an object with finalizers work
     const cur = (await s.request('GET', '/api/v1/namespaces/a/configmaps/m0')).json();
