@@ -1,6 +1,6 @@
 // The HTTPS server: TLS with client-certificate authentication, discovery, OpenAPI, health, and
 // the resource routes, as fastify plugins over one ResourceRegistry and one Store.
-import type { TLSSocket } from 'node:tls';
+import type { Server as TlsServer, TLSSocket } from 'node:tls';
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { KindDefinition } from '../kinds/types.js';
 import { loggerOptions, type LogFormat } from './logging.js';
@@ -18,6 +18,7 @@ import { keyFor, ResourceRegistry } from './resources.js';
 import { type LimitOptions, nodeServerOptions, RequestLimiter, requestLimits } from './limits.js';
 import { type Metrics, observeRequests } from './metrics.js';
 import { GenericREST } from './rest.js';
+import { parseThroughStreams } from './tls-parser.js';
 import { WatchHub } from './watch.js';
 
 declare module 'fastify' {
@@ -132,6 +133,7 @@ export async function createApiServer(opts: ServerOptions): Promise<ApiServer> {
     forceCloseConnections: true,
   });
 
+  parseThroughStreams(app.server as unknown as TlsServer);
   app.removeAllContentTypeParsers();
   // Raw bytes: protobuf bodies are binary; parseBody/parseRequestBody decode text formats from the Buffer.
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));

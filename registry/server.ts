@@ -2,6 +2,7 @@
 // bearer-token auth. Storage layout: see blobstore.ts and server-repos.ts.
 import { randomBytes } from 'node:crypto';
 import { loggerOptions, type LogFormat } from '../apiserver/logging.js';
+import { parseThroughStreams } from '../apiserver/tls-parser.js';
 import type { FileHandle } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -130,6 +131,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
   });
   opts.instrument?.(app, store);
 
+  parseThroughStreams(app.server as unknown as tls.Server);
   // Bodies are never parsed by fastify: handlers stream req.raw themselves.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_req, _payload, done) => done(null));
