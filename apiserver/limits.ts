@@ -17,7 +17,6 @@
 //    10 GB here.
 // Register the plugin after the authentication hook: it needs the user.
 import { Readable } from 'node:stream';
-import type { ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError, badRequest, timeout as timeoutError } from './errors.js';
 import type { UserInfo } from './auth.js';
@@ -26,6 +25,7 @@ import { globalPlugin, type InflightKind, type Metrics } from './metrics.js';
 import { prescanBody } from './negotiate.js';
 import { MAX_BYTES, MAX_DEPTH } from './prescan.js';
 import { Slicer, textSlices } from './json.js';
+import { ByteBudget } from './byte-budget.js';
 
 export interface LimitOptions {
   /** Non-mutating requests in flight at once; 0: no limit. kube's default is 400. */
@@ -178,77 +178,6 @@ export function tooManyRequests(message: string): ApiError {
   const e = new ApiError(429, 'TooManyRequests', message, { retryAfterSeconds: 1 });
   e.headers['Retry-After'] = '1';
   return e;
-}
-
-/**
- * Bytes held by requests in flight, against a total. A lease over the total is cut to it (it gets
- * the whole budget, alone). Waiters are served in order; a waiter whose response closes (the
- * client left, the deadline passed) leaves the queue.
- */
-export class ByteBudget {
-  used = 0;
-  peak = 0;
-  private readonly queue: { n: number; grant: (release: () => void) => void }[] = [];
-
-  constructor(readonly total: number) {}
-
-  private lease(n: number): () => void {
-    this.used += n;
-    if (this.used > this.peak) this.peak = this.used;
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      this.used -= n;
-      while (this.queue.length && this.fits(this.queue[0].n)) {
-        const w = this.queue.shift()!;
-        w.grant(this.lease(w.n));
-      }
-    };
-  }
-
-  private fits(n: number) {
-    return this.used === 0 || this.used + n <= this.total;
-  }
-
-  private size(n: number) {
-    return Math.max(0, Math.min(n, this.total));
-  }
-
-  /** A lease of n bytes now, or undefined when it does not fit (or others wait). */
-  tryTake(n: number): (() => void) | undefined {
-    if (this.total <= 0) return () => {};
-    n = this.size(n);
-    return !this.queue.length && this.fits(n) ? this.lease(n) : undefined;
-  }
-
-  /** A lease of n bytes, waiting its turn; rejects when `res` closes first. */
-  take(n: number, res?: ServerResponse): Promise<() => void> {
-    const now = this.tryTake(n);
-    if (now) return Promise.resolve(now);
-    if (res?.destroyed || res?.writableFinished) return Promise.reject(new Error('the response closed while it waited for memory'));
-    n = this.size(n);
-    return new Promise((resolve, reject) => {
-      const w = {
-        n,
-        grant: (release: () => void) => {
-          res?.off('close', gone);
-          resolve(release);
-        },
-      };
-      const gone = () => {
-        const i = this.queue.indexOf(w);
-        if (i >= 0) this.queue.splice(i, 1);
-        reject(new Error('the response closed while it waited for memory'));
-      };
-      res?.once('close', gone);
-      this.queue.push(w);
-    });
-  }
-
-  get waiting() {
-    return this.queue.length;
-  }
 }
 
 /** Bytes per write of an answer: the socket takes the next slice only when the client read the last. */
@@ -405,14 +334,7 @@ export const requestLimits = globalPlugin<LimitPluginOptions>(async (app, o) => 
     }
     const r = release;
     reply.raw.once('close', r);
-    if (cl === undefined)
-      (req as unknown as Record<symbol, () => void>)[CUT_LEASE] = () => {
-        const n = Buffer.isBuffer(req.body) ? req.body.length : 0;
-        const cut = limiter.bodies.tryTake(n);
-        if (cut) reply.raw.once('close', cut);
-        else return; // keep the whole lease
-        r();
-      };
+    if (cl === undefined) (req as unknown as Record<symbol, () => void>)[CUT_LEASE] = () => r.shrink(Buffer.isBuffer(req.body) ? req.body.length : 0);
   }
 
   app.addHook('preValidation', (req: FastifyRequest, _reply: FastifyReply, done: () => void) => {

@@ -179,7 +179,7 @@ export class Metrics {
       help: 'Reconciles waiting for a lease of the in-memory budget.',
       registers,
       collect() {
-        this.set(memoryBudget.queued);
+        this.set(memoryBudget.waiting);
       },
     });
     new Gauge({

@@ -13,7 +13,8 @@ import { type IncludeObject, partialMetadata, rowCells, table } from './table.js
 import { WatchHub } from './watch.js';
 import { infoOf, type Query, queryBool } from './request-info.js';
 import { pinnedName } from './selectors.js';
-import { type ByteBudget, warningHeaderValues } from './limits.js';
+import type { ByteBudget } from './byte-budget.js';
+import { warningHeaderValues } from './limits.js';
 
 
 export interface RequestTarget {

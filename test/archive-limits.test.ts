@@ -7,7 +7,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import t from 'tap';
 import { OciError } from '../registry/client.js';
-import { ByteBudget, leaseMemory, withMemoryLeases } from '../registry/memory-budget.js';
+import { leaseMemory, newMemoryBudget, withMemoryLeases } from '../registry/memory-budget.js';
 import { MAX_SNAPSHOT_ENTRIES, packSnapshot, packSnapshotToFile, readSnapshotFiles } from '../registry/snapshot.js';
 
 /** Runs fn and returns its result with the longest event-loop stall seen meanwhile (ms). */
@@ -69,14 +69,14 @@ t.test('more entries than the limit are refused, packing and reading', async (t)
 });
 
 t.test('the in-memory budget: FIFO, a hard cap, no two reconciles waiting on each other, released when the reconcile ends', async (t) => {
-  const b = new ByteBudget(100);
+  const b = newMemoryBudget(100);
   const order: string[] = [];
-  const r1 = await b.acquire(60);
-  const w2 = b.acquire(50).then((r) => (order.push('2'), r));
-  const w3 = b.acquire(10).then((r) => (order.push('3'), r)); // fits, but waits behind 2 (FIFO)
+  const r1 = await b.take(60);
+  const w2 = b.take(50).then((r) => (order.push('2'), r));
+  const w3 = b.take(10).then((r) => (order.push('3'), r)); // fits, but waits behind 2 (FIFO)
   await new Promise((r) => setImmediate(r));
   t.same(order, [], 'both wait while 60 are held');
-  t.equal(b.queued, 2);
+  t.equal(b.waiting, 2);
   r1();
   const [r2, r3] = await Promise.all([w2, w3]);
   t.same(order, ['2', '3']);
@@ -85,7 +85,7 @@ t.test('the in-memory budget: FIFO, a hard cap, no two reconciles waiting on eac
   r2(); // idempotent
   r3();
   t.equal(b.used, 0);
-  t.equal(await code(b.acquire(101)), 'ARCHIVE_TOO_LARGE', 'more than the whole budget is refused');
+  t.equal(await code(b.take(101)), 'ARCHIVE_TOO_LARGE', 'more than the whole budget is refused');
 
   // Leases follow the reconcile: a second one waits until the first has finished.
   const events: string[] = [];
@@ -150,7 +150,7 @@ t.test('the in-memory budget: FIFO, a hard cap, no two reconciles waiting on eac
 });
 
 t.test('the in-memory budget: holders that need more wait while another runs, the one holding most first; one gives up only when all wait', async (t) => {
-  const b = new ByteBudget(100);
+  const b = newMemoryBudget(100);
   const order: string[] = [];
   let finishRunner!: () => void;
   const gate = (() => {
@@ -177,7 +177,7 @@ t.test('the in-memory budget: holders that need more wait while another runs, th
   await new Promise((r) => setImmediate(r));
   gate.go();
   await new Promise((r) => setTimeout(r, 20));
-  t.equal(b.queued, 2, 'both holders wait for more while the runner runs (neither fails)');
+  t.equal(b.waiting, 2, 'both holders wait for more while the runner runs (neither fails)');
   t.same(order, []);
   finishRunner();
   t.same(await Promise.all([code(runner), code(small), code(big)]), [undefined, undefined, undefined], 'nobody failed');
