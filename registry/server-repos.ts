@@ -150,6 +150,10 @@ export class Repos {
     return readdir(this.dir(repo, '_blobs'));
   }
 
+  /** The size of a revision's file; undefined when there is none. */
+  async revisionBytes(repo: string, hex: string): Promise<number | undefined> {
+    return (await fsp.stat(this.dir(repo, '_manifests', 'revisions', hex)).catch(() => undefined))?.size;
+  }
   async getRevision(repo: string, hex: string): Promise<ManifestMeta | undefined> {
     const s = await fsp.readFile(this.dir(repo, '_manifests', 'revisions', hex), 'utf8').catch(() => undefined);
     return s === undefined ? undefined : (JSON.parse(s) as ManifestMeta);
