@@ -2,7 +2,7 @@
 // bearer-token auth. Storage layout: see blobstore.ts and server-repos.ts.
 import { randomBytes } from 'node:crypto';
 import { loggerOptions, type LogFormat } from '../apiserver/logging.js';
-import { ByteBudget } from '../apiserver/limits.js';
+import { ByteBudget } from '../apiserver/byte-budget.js';
 import { parseThroughStreams } from '../apiserver/tls-parser.js';
 import type { FileHandle } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
