@@ -139,8 +139,13 @@ export async function valueDepth(v: unknown, limit = Infinity): Promise<number> 
     if (Array.isArray(x)) {
       for (let i = 0; i < x.length; i++) if (x[i] !== null && typeof x[i] === 'object') vals.push(x[i]), depths.push(d + 1);
     } else {
-      for (const k in x) {
-        const c = (x as Record<string, unknown>)[k];
+      // one enumeration, then the values looked at in slices (a for-in over 200,000 keys and their
+      // lookups held the event loop 60 to 70 ms in one go)
+      const keys = Object.keys(x);
+      slicer.count(keys.length);
+      for (let i = 0; i < keys.length; i++) {
+        if (slicer.due()) await slicer.yield();
+        const c = (x as Record<string, unknown>)[keys[i]];
         if (c !== null && typeof c === 'object') vals.push(c), depths.push(d + 1);
       }
     }

@@ -3,7 +3,7 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import type { FieldError, KindDefinition, KubeObject, ObjectMeta } from '../kinds/types.js';
-import { nextTurn, Slicer } from './json.js';
+import { Slicer } from './json.js';
 
 type Schema = Record<string, any>;
 
@@ -251,8 +251,12 @@ const invalidValue = (field: string, value: unknown, why: string): FieldError =>
   message: `Invalid value: ${describeValue(value)}: ${why}`,
 });
 
-function allStrings(m: Record<string, unknown>, keys: string[]): boolean {
-  for (let i = 0; i < keys.length; i++) if (typeof m[keys[i]] !== 'string') return false;
+/** In slices: a lookup of each of 200,000 keys after their enumeration, in the same turn, took 10 to 20 ms more. */
+async function allStrings(m: Record<string, unknown>, keys: string[], slicer: Slicer): Promise<boolean> {
+  for (let i = 0; i < keys.length; i++) {
+    if (slicer.due()) await slicer.yield();
+    if (typeof m[keys[i]] !== 'string') return false;
+  }
   return true;
 }
 
@@ -277,12 +281,12 @@ export async function validateObjectMeta(meta: ObjectMeta, namespaced: boolean, 
     if (m === undefined || m === null) continue;
     // One enumeration of the map (Object.keys of 200,000 keys takes tens of ms; for-in more)
     const keys = m !== null && typeof m === 'object' && !Array.isArray(m) ? Object.keys(m) : undefined;
-    if (!keys || !allStrings(m as Record<string, unknown>, keys)) {
+    if (keys) slicer.count(keys.length); // (the lookups after it in a turn of their own)
+    if (!keys || !(await allStrings(m as Record<string, unknown>, keys, slicer))) {
       errs.push({ type: 'FieldValueTypeInvalid', field: `metadata.${field}`, message: `Invalid value: ${describeValue(m)}: must be a map of string keys to string values` });
       continue;
     }
     let size = 0;
-    await nextTurn(); // (after Object.keys)
     for (let i = 0; i < keys.length; i++) {
       if (slicer.due()) await slicer.yield();
       const k = keys[i];

@@ -262,6 +262,19 @@ t.test('status subresource split and generation', async (t) => {
   t.equal(r5.metadata.creationTimestamp, c.metadata.creationTimestamp, 'creationTimestamp kept');
   t.equal(r5.metadata.generation, 2, 'generation not settable');
   t.equal(r5.metadata.uid, c.metadata.uid, 'uid kept');
+
+  // The no-op check compares the JSON the server would store: keys in another order (the same
+  // length, another text) are still the same object; a value changed in place (the same length) is not.
+  const reversed = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).reverse());
+  const r6 = json(await req('PUT', one('verbs', 'split'), { body: { ...reversed(r5), metadata: reversed({ ...r5.metadata, labels: { z: '1', ...r5.metadata.labels } }), spec: reversed(r5.spec) } }));
+  t.not(r6.metadata.resourceVersion, r5.metadata.resourceVersion, 'a label added: a new resourceVersion');
+  const r7 = json(await req('PUT', one('verbs', 'split'), { body: { ...reversed(r6), metadata: reversed({ ...r6.metadata, labels: reversed(r6.metadata.labels) }), spec: reversed(r6.spec) } }));
+  t.equal(r7.metadata.resourceVersion, r6.metadata.resourceVersion, 'the object, its metadata, labels and spec in another key order: no-op, resourceVersion kept');
+  t.equal(r7.metadata.generation, 2, 'spec in another key order: generation kept');
+  const r8 = json(await req('PUT', one('verbs', 'split'), { body: { ...r7, metadata: { ...r7.metadata, labels: { ...r7.metadata.labels, z: '2' } }, spec: { ...r7.spec, version: 'v1.5.1' } } }));
+  t.not(r8.metadata.resourceVersion, r7.metadata.resourceVersion, 'a value changed in place (same length): a new resourceVersion');
+  t.equal(r8.metadata.generation, 3, 'a spec value changed in place (same length) bumps generation');
+  t.same(r8.metadata.labels, { ...r7.metadata.labels, z: '2' });
 });
 
 t.test('patch: merge, json, strategic merge, apply', async (t) => {
