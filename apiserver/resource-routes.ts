@@ -9,7 +9,7 @@ import { memberJson, nextTurn, RawJson, Slicer, stringifyJson, stringifyJsonPart
 import { yamlListHead, yamlOfJson, yamlOfListItem } from './yaml.js';
 import type { Resource, ResourceRegistry } from './resources.js';
 import { checkDuplicates, fillTypeMeta, type GenericREST, type ListPage, type ListQuery, parseDeleteOptions, type RequestOptions, requestOptions } from './rest.js';
-import { type IncludeObject, partialMetadata, rowCells, table } from './table.js';
+import { type IncludeObject, partialMetadata, storedRowCells, table } from './table.js';
 import { WatchHub } from './watch.js';
 import { infoOf, type Query, queryBool } from './request-info.js';
 import { pinnedName } from './selectors.js';
@@ -95,7 +95,7 @@ async function storedTable(r: Resource, items: StoredObject[], include: IncludeO
   const slicer = new Slicer(1);
   for (const i of items) {
     if (slicer.due()) await slicer.yield();
-    const row: Record<string, unknown> = { cells: rowCells(r, i.obj, now) };
+    const row: Record<string, unknown> = { cells: await storedRowCells(r, i, now) };
     if (include !== 'None') row.object = include === 'Object' ? new RawJson(i.json) : await storedMetadata(i);
     tab.rows.push(row);
   }

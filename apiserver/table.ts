@@ -1,6 +1,8 @@
 // meta.k8s.io/v1 Table and PartialObjectMetadata conversion (what `kubectl get` asks for).
 import { JSONPath } from 'jsonpath-plus';
 import type { KubeObject, PrinterColumn } from '../kinds/types.js';
+import type { StoredObject } from '../storage/store.js';
+import { countMembers, memberJson } from './json.js';
 import type { Resource } from './resources.js';
 
 export type IncludeObject = 'None' | 'Metadata' | 'Object';
@@ -60,6 +62,36 @@ export function partialMetadata(obj: KubeObject) {
 export function rowCells(r: Resource, obj: KubeObject, now = Date.now()): unknown[] {
   const cells = r.def.columns.map((c) => cell(obj, c, now));
   return r.def.nameColumn === false ? cells : [obj.metadata.name, ...cells];
+}
+
+/** Keys counted per stored version (every Table watch and list of it shares the count). */
+const keyCounts = new WeakMap<StoredObject, Map<string, Promise<number>>>();
+
+function storedKeyCount(o: StoredObject, fields: string[]): Promise<number> {
+  let m = keyCounts.get(o);
+  if (!m) keyCounts.set(o, (m = new Map()));
+  const k = fields.join(',');
+  let n = m.get(k);
+  if (!n)
+    m.set(
+      k,
+      (n = (async () => {
+        let sum = 0;
+        for (const f of fields) {
+          const text = await memberJson(o.json, f);
+          if (text !== undefined) sum += await countMembers(text);
+        }
+        return sum;
+      })()),
+    );
+  return n;
+}
+
+/** rowCells of a stored object: a column counting a map's keys counts them in the stored JSON (countsKeysOf). */
+export async function storedRowCells(r: Resource, o: StoredObject, now = Date.now()): Promise<unknown[]> {
+  const cells: unknown[] = [];
+  for (const c of r.def.columns) cells.push(c.countsKeysOf ? await storedKeyCount(o, c.countsKeysOf) : cell(o.obj, c, now));
+  return r.def.nameColumn === false ? cells : [o.obj.metadata.name, ...cells];
 }
 
 export function tableRow(r: Resource, obj: KubeObject, include: IncludeObject, now = Date.now()) {

@@ -8,7 +8,7 @@ import { StoreError } from '../storage/store.js';
 import { ApiError, badRequest, expired, timeout } from './errors.js';
 import type { Target } from './negotiate.js';
 import { keyFor, type Resource } from './resources.js';
-import { columnDefinitions, type IncludeObject, rowCells } from './table.js';
+import { columnDefinitions, type IncludeObject, storedRowCells } from './table.js';
 import { parseRV } from './rest.js';
 import { memberJson, nextTurn, stringifyJson } from './json.js';
 import type { Matcher } from './selectors.js';
@@ -67,8 +67,8 @@ export const partialJson = (o: StoredObject) =>
 /** A Table of one row (its object as `include` says), as JSON; the column definitions on a watch's first. */
 export async function tableJson(r: Resource, o: StoredObject, include: IncludeObject, withColumns: boolean): Promise<string> {
   const row = await bodyOf(o, `row:${r.apiVersion}/${r.def.plural}:${include}`, async () => {
-    await ownTurn(); // (the cells in a turn of their own: a column may count 200,000 keys)
-    const cells = await stringifyJson(rowCells(r, o.obj));
+    await ownTurn(); // (the cells in a turn of their own)
+    const cells = await stringifyJson(await storedRowCells(r, o));
     const object = include === 'Object' ? o.json : include === 'Metadata' ? await partialJson(o) : undefined;
     return object === undefined ? `{"cells":${cells}}` : `{"cells":${cells},"object":${object}}`;
   });

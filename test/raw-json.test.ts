@@ -5,7 +5,7 @@
 // (k8s.io/apimachinery/pkg/apis/meta/v1/types.go, TableRow.Object).
 import fc from 'fast-check';
 import t from 'tap';
-import { memberJson, RawJson, stringifyJson, stringifyJsonParts } from '../apiserver/json.js';
+import { countMembers, memberJson, RawJson, stringifyJson, stringifyJsonParts } from '../apiserver/json.js';
 
 const tricky = fc.oneof(fc.string(), fc.constantFrom('"', '\\', '\\"', '"\\', '{', '}', '[', ']', ',', ':', ' \n\t', '\u2028', 'é'));
 const value = fc.letrec((tie) => ({
@@ -23,6 +23,21 @@ t.test('memberJson: the text of each member, as JSON.stringify writes it', async
   );
   t.equal(await memberJson(' { "a" : 1 , "metadata" : {"b":[1,"}"]} } ', 'metadata'), '{"b":[1,"}"]}', 'white space around members');
   t.equal(await memberJson('[1]', 'metadata'), undefined, 'not an object');
+});
+
+t.test('countMembers: the keys of an object, counted in its text (a Table DATA column)', async (t) => {
+  await fc.assert(
+    fc.asyncProperty(value, async (v) => (await countMembers(JSON.stringify(v))) === (v !== null && typeof v === 'object' && !Array.isArray(v) ? Object.keys(v).length : 0)),
+    { seed: 15, numRuns: 500 },
+  );
+  t.equal(await countMembers(' {} '), 0, 'empty');
+  t.equal(await countMembers('{"a":{"b":1,"c":[1,2]},"d":"x,y"}'), 2, 'nested commas not counted');
+  const big = JSON.stringify(Object.fromEntries(Array.from({ length: 200_000 }, (_, i) => [`k${i}`, 'v'])));
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 1);
+  t.equal(await countMembers(big), 200_000);
+  clearInterval(timer);
+  t.ok(ticks > 0, `timers ran while it counted (${ticks} times)`);
 });
 
 t.test('RawJson: serialised as its text, anywhere in a value', async (t) => {

@@ -19,7 +19,7 @@ export const configMapKind: KindDefinition = {
   }),
   subresources: {},
   // kube's printConfigMap (pkg/printers/internalversion/printers.go): len(data) + len(binaryData)
-  columns: [{ name: 'Data', type: 'string', jsonPath: '.data', description: 'The number of data and binaryData entries.', value: (o) => countKeys(o.data, o.binaryData) }, ageColumn()],
+  columns: [{ name: 'Data', type: 'string', jsonPath: '.data', description: 'The number of data and binaryData entries.', value: (o) => countKeys(o.data, o.binaryData), countsKeysOf: ['data', 'binaryData'] }, ageColumn()],
   strategy: {
     prepareForCreate: (obj) => dropEmptyMaps(obj, ['data', 'binaryData']),
     prepareForUpdate: (obj) => dropEmptyMaps(obj, ['data', 'binaryData']),

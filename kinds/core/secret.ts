@@ -61,7 +61,7 @@ export const secretKind: KindDefinition = {
   columns: [
     // kube's printSecret (pkg/printers/internalversion/printers.go): the number of keys, never the values
     { name: 'Type', type: 'string', jsonPath: '.type', description: 'The type of the secret.' },
-    { name: 'Data', type: 'string', jsonPath: '.data', description: 'The number of data entries.', value: (o) => countKeys(o.data) },
+    { name: 'Data', type: 'string', jsonPath: '.data', description: 'The number of data entries.', value: (o) => countKeys(o.data), countsKeysOf: ['data'] },
     ageColumn(),
   ],
   selectableFields: { type: (o) => o.type as string | undefined },
