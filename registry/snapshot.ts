@@ -19,14 +19,12 @@ import path from 'node:path';
 import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
-import { promisify } from 'node:util';
 import tar from 'tar-stream';
 import { digestOfAsync, MEDIA_TYPES, OciError, parseReference, type OciClient } from './client.js';
 import { leaseMemory, MAX_ARCHIVE_IN_MEMORY_BYTES } from './memory-budget.js';
 
 const isGzip = (b: Buffer) => b.length > 2 && b[0] === 0x1f && b[1] === 0x8b;
 
-const gzip = promisify(zlib.gzip);
 /** Lets the event loop run other work (the API) between batches of entries. */
 const breather = () => new Promise<void>((resolve) => setImmediate(resolve));
 /** Entries between breathers while packing or reading an archive. */
@@ -167,10 +165,10 @@ function coalesce(): Transform {
   });
 }
 
-/** Writes the tar of `entries` (gzipped unless `raw`) into `sink`. */
-async function writeTar(entries: PackEntry[], sink: Writable, raw: boolean): Promise<void> {
+/** Writes the tar.gz of `entries` into `sink`: the tar's pieces go through the zlib stream as they are made (never held whole). */
+async function writeTar(entries: PackEntry[], sink: Writable): Promise<void> {
   const pack = tar.pack();
-  const collected = raw ? pipeline(pack, sink) : pipeline(pack, coalesce(), zlib.createGzip(GZIP_OPTIONS), sink);
+  const collected = pipeline(pack, coalesce(), zlib.createGzip(GZIP_OPTIONS), sink);
   collected.catch(() => {}); // awaited below; errors surface there
   try {
     let n = 0;
@@ -220,25 +218,21 @@ function collector(): { sink: Writable; chunks: Buffer[] } {
 }
 
 const fileList = (entries: PackEntry[]) => entries.filter((e) => e.type === 'file').map((e) => ({ path: e.path, size: e.size }));
-/** Content up to which the tar is built in memory and compressed in one call. */
-const ONE_CALL_TAR = 8 << 20;
 
 /**
  * The snapshot's tar.gz in memory. Inside a reconcile it leases what it holds from the in-memory
- * budget first: the tgz (at most zlib's bound for the tar), and for a small tar (8 MiB) the tar twice.
+ * budget first: the tgz, at most zlib's bound for the tar. The tar itself is never held: its pieces
+ * (a file's content is the caller's buffer, not a copy) go through one zlib stream, which gives the
+ * same bytes as compressing the whole tar in one call (no flush points, same parameters). Before, a
+ * tar of up to 8 MiB was built in memory and copied once more to be compressed in one call: two
+ * copies of every file, MiBs of short-lived buffers per snapshot for the collector (issue 15).
  */
 export async function packSnapshot(input: PackInput): Promise<Packed & { tgz: Buffer }> {
   const entries = await packEntries(input);
-  const inMemory = entries.every((e) => e.type === 'directory' || e.content);
-  const bound = tarBound(entries);
-  // Small content given in memory: its tar is compressed in one call, which is far cheaper than a
-  // zlib stream; both give the same bytes (no flush points, same parameters). Anything larger goes
-  // through a zlib stream in pieces, and the tar is never held.
-  const oneCall = inMemory && bound <= ONE_CALL_TAR;
-  await leaseMemory(oneCall ? 2 * bound + gzipBound(bound) : gzipBound(bound));
+  await leaseMemory(gzipBound(tarBound(entries)));
   const { sink, chunks } = collector();
-  await writeTar(entries, sink, oneCall);
-  const tgz = oneCall ? await gzip(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks), GZIP_OPTIONS) : Buffer.concat(chunks);
+  await writeTar(entries, sink);
+  const tgz = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
   tgz[9] = 3; // gzip OS byte: Unix, whatever zlib was built for (not covered by the gzip CRC)
   return { tgz, digest: await digestOfAsync(tgz), size: tgz.length, files: fileList(entries) };
 }
@@ -264,7 +258,7 @@ export async function packSnapshotToFile(input: PackInput, file: string): Promis
   const written = pipeline(tee, ws);
   written.catch(() => {});
   try {
-    await writeTar(entries, tee, false);
+    await writeTar(entries, tee);
     await written;
   } catch (e) {
     ws.destroy();
@@ -375,6 +369,8 @@ export async function pullSnapshot(client: OciClient, ref: string, opts: { expec
 
 const RATIO_FLOOR = 1 << 20; // the ratio limit applies once this much is inflated
 const SMALL_ARCHIVE = 64 << 10; // compressed size up to which an archive is inflated in one call
+/** zlib's output pieces when inflating: 64 KiB, a quarter of the buffers (and callbacks) of its default 16 KiB. */
+const INFLATE_CHUNK = 64 << 10;
 
 export interface ExtractLimits {
   maxBytes?: number;
@@ -424,7 +420,7 @@ async function readArchive(tgz: Buffer, limits: ExtractLimits, visit: (e: Entry)
     const err = overLimit(tarBytes.length);
     if (err) throw err;
     feeding = pipeline(Readable.from([tarBytes], { objectMode: false }), extract);
-  } else feeding = pipeline(Readable.from([tgz], { objectMode: false }), zlib.createGunzip(), meter, extract);
+  } else feeding = pipeline(Readable.from([tgz], { objectMode: false }), zlib.createGunzip({ chunkSize: INFLATE_CHUNK }), meter, extract);
   feeding.catch(() => {}); // awaited below
   const seen = new Set<string>();
   const files = new Set<string>();
@@ -479,25 +475,37 @@ async function readArchive(tgz: Buffer, limits: ExtractLimits, visit: (e: Entry)
   }
 }
 
+/** Smallest lease readSnapshotFiles takes: small entries share one (a lease per tiny file would be 100,000 of them). */
+const LEASE_STEP = 64 << 10;
+
 /**
  * The snapshot's files in memory (path -> content, in archive order), with the same checks and
- * limits as extractSnapshot and nothing written to disk. The content's size first (a streaming
- * pass that keeps nothing), then a lease of that much of the in-memory budget (inside a reconcile,
- * registry/memory-budget.ts), then the content.
+ * limits as extractSnapshot and nothing written to disk. Inflated once: each entry's size (from its
+ * header, checked against the limits) is leased from the in-memory budget (inside a reconcile,
+ * registry/memory-budget.ts) before its content is held, in leases of at least 64 KiB, so at most
+ * 64 KiB more than the content. (Before, a first pass inflated the whole archive to measure it and a
+ * second inflated it again: twice the zlib work and its buffers, issue 15.)
  */
 export async function readSnapshotFiles(tgz: Buffer, limits: ExtractLimits = {}): Promise<Record<string, Buffer>> {
   limits = { ...limits, stream: true, maxBytes: Math.min(limits.maxBytes ?? MAX_ARCHIVE_IN_MEMORY_BYTES, MAX_ARCHIVE_IN_MEMORY_BYTES) };
-  const { bytes } = await readArchive(tgz, limits, async (e) => void e.stream.resume());
-  await leaseMemory(bytes);
   const out: Record<string, Buffer> = {};
+  let leased = 0;
   let held = 0;
   await readArchive(tgz, limits, async ({ rel, type, size, stream }) => {
     if (type === 'directory') return void stream.resume();
-    if ((held += size) > bytes) throw new OciError('ARCHIVE_TOO_LARGE', `snapshot archive: more content than the ${bytes} bytes its first reading found`);
+    if (held + size > leased) {
+      const n = Math.max(held + size - leased, LEASE_STEP);
+      await leaseMemory(n);
+      leased += n;
+    }
+    held += size;
     // One buffer of the entry's size, filled as it streams (not its pieces and then a copy of them).
     const content = Buffer.allocUnsafe(size);
     let at = 0;
-    for await (const c of stream as AsyncIterable<Buffer>) at += (c as Buffer).copy(content, at);
+    for await (const c of stream as AsyncIterable<Buffer>) {
+      if (at + c.length > size) throw new OciError('INVALID_ARCHIVE', `snapshot archive: entry "${rel}" holds more than the ${size} bytes its header says`);
+      at += c.copy(content, at);
+    }
     if (at !== size) throw new OciError('INVALID_ARCHIVE', `snapshot archive: entry "${rel}" holds ${at} bytes, its header says ${size}`);
     out[rel] = content;
   });
