@@ -6,23 +6,15 @@
 // creation of a Source and of both Actions on it (the blob read, packed and pushed, pulled, unpacked,
 // edited in the worker, packed and pushed again, every status written) to both being Ready; over the bound, all three run again (new objects) up to 3
 // times, and it fails only if over every time. The snapshots hold exactly the edited bytes.
-import { generateKeyPairSync } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { Agent } from 'node:https';
-import { join } from 'node:path';
 import t from 'tap';
-import { archiveToFiles } from '../providers/content.js';
-import { type ComponentSpec, publish } from '../ocm/publish.js';
-import { OcmRepository } from '../ocm/repository.js';
-import { OciClient } from '../registry/client.js';
-import { minimalImage, pushImage } from '../registry/image.js';
-import { pullSnapshot } from '../registry/snapshot.js';
-import { kubectlJson, startServer, tempDir, type TestServer, yamlDocs } from './helpers/server.js';
-import { quiet, reproduced, stallMs } from './helpers/stall.js';
+import type { ComponentSpec } from '../ocm/publish.js';
+import { yamlDocs } from './helpers/server.js';
+import { quiet, reproduced, send, stallMs } from './helpers/stall.js';
+import { GV, VerifiedComponent } from './helpers/verified-component.js';
 
 /** The README's bound (ms), issue 15's; STALL_BOUND_MS to look at figures with another one. */
 const BOUND_MS = Number(process.env.STALL_BOUND_MS ?? 100);
-const GV = 'delivery.ocm.software/v1alpha1';
 const NS = 'editstall';
 const DOCS = 3000;
 
@@ -61,20 +53,23 @@ spec:
   return out;
 }
 
-let s: TestServer;
+/** PROF_DIR: CPU profiles of the server's threads, to see what a stall is (SERVER_NODE_ARGS: other node options, --trace-gc and the like). */
+const PROF_ARGS = process.env.PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.PROF_DIR}`] : [];
+/** When profiling: each try's span on the monotonic clock (µs), the clock of the profiles' timestamps. */
+const span = (t0: bigint) => (PROF_ARGS.length || process.env.SERVER_NODE_ARGS ? ` (monotonic µs ${t0}-${process.hrtime.bigint() / 1000n})` : '');
+let v: VerifiedComponent;
 let agent: Agent;
-let client: OciClient;
 let IMAGE = '';
-const json = (args: string[]) => kubectlJson(s, args);
+const json = (args: string[]) => v.json(args);
 
 async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 120_000): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
-    const v = await fn().catch((e) => {
+    const got = await fn().catch((e) => {
       if (e.fatal) throw e;
       return undefined;
     });
-    if (v !== undefined) return v;
+    if (got !== undefined) return got;
     if (Date.now() > end) {
       const all = await json(['get', 'ocmcomponents,sources,actions', '-n', NS]).catch(() => ({ items: [] }));
       const why = all.items.map((o: any) => `${o.kind}/${o.metadata.name}: ${JSON.stringify(o.status?.conditions?.find((c: { type: string }) => c.type === 'Ready'))}`);
@@ -83,18 +78,23 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 120
     await new Promise((r) => setTimeout(r, 500));
   }
 }
+/**
+ * An object read through the keep-alive agent: polling with kubectl, two processes and two TLS
+ * handshakes every 500 ms, was CPU the server and the measured chain competed with.
+ */
+async function get(kind: string, name: string): Promise<any> {
+  const r = await send(agent, v.s.port, 'GET', `/apis/${GV}/namespaces/${NS}/${kind}s/${name}`, undefined, { Accept: 'application/json' });
+  if (r.status !== 200) throw new Error(`GET ${kind}/${name}: ${r.status} ${r.text.slice(0, 200)}`);
+  return JSON.parse(r.text);
+}
 const ready = (kind: string, name: string) =>
   until(`${kind}/${name} Ready`, async () => {
-    const o = await json(['get', kind, name, '-n', NS]);
+    const o = await get(kind, name);
     const c = o.status?.conditions?.find((x: { type: string }) => x.type === 'Ready');
     if (c?.status === 'False' && c.reason === 'ProviderFailed') throw Object.assign(new Error(`${kind}/${name}: ${c.reason}: ${c.message}`), { fatal: true });
     return c?.status === 'True' && o.status.snapshot ? o : undefined;
   });
-async function content(snapshot: string): Promise<Buffer> {
-  const snap = await json(['get', 'snapshot', snapshot, '-n', NS]);
-  const files = await archiveToFiles(await pullSnapshot(client, `${snap.status.repositoryURL}:${snap.status.tag}`, { expectedDigest: snap.status.digest }));
-  return files['data.yaml'];
-}
+const content = (snapshot: string) => v.file(snapshot, 'data.yaml');
 const action = (name: string, provider: string, source = 'src') => ({
   apiVersion: GV,
   kind: 'Action',
@@ -104,16 +104,9 @@ const action = (name: string, provider: string, source = 'src') => ({
 const source = (name: string) => ({ apiVersion: GV, kind: 'Source', metadata: { name, namespace: NS }, spec: { componentRef: { name: 'comp' }, providerRef: { apiVersion: GV, kind: 'OCMResource', name: 'data' } } });
 
 t.before(async () => {
-  // PROF_DIR: CPU profiles of the server's threads, to see what a stall is
-  s = await startServer({ reconcilers: 'all', nodeArgs: process.env.PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.PROF_DIR}`] : [] });
-  const certs = join(s.dataDir, 'certs');
-  const creds = { ca: readFileSync(join(certs, 'ca.crt'), 'utf8'), cert: readFileSync(join(certs, 'admin.crt'), 'utf8'), key: readFileSync(join(certs, 'admin.key'), 'utf8') };
-  agent = new Agent({ keepAlive: true, maxSockets: 2, ...creds });
-  client = new OciClient(creds);
-  const registry = s.logs.map((l) => /"registry":"([^"]+)"/.exec(l)?.[1]).find(Boolean)!;
-  const repo = new OcmRepository(client, `${registry}/${NS}/ocm`);
-  IMAGE = (await pushImage(client, `${registry}/${NS}/images/app:2.0.0`, minimalImage({ path: 'VERSION', content: '2.0.0\n' }))).ref;
-  const key = generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
+  v = await VerifiedComponent.start(NS, { nodeArgs: [...PROF_ARGS, ...(process.env.SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [])] });
+  agent = new Agent({ keepAlive: true, maxSockets: 2, ...v.creds });
+  IMAGE = v.image;
   // over 64 KiB (a long comment): parsed in the worker thread too
   const config = `# ${'c'.repeat(100 << 10)}\n` + yamlDocs({
     apiVersion: 'config.ocm.software/v1alpha1',
@@ -130,28 +123,15 @@ t.before(async () => {
       { name: 'img', type: 'ociImage', relation: 'external', access: { type: 'ociArtifact', imageReference: IMAGE } },
     ],
   };
-  await publish(repo, spec, tempDir(), { sign: { name: 'acme', privateKeyPem: key.privateKey } });
-  await s.kubectl(['create', 'namespace', NS]);
-  await s.kubectl(['create', 'secret', 'generic', 'acme-key', '-n', NS, `--from-literal=acme=${key.publicKey}`]);
-  const a = await s.kubectl(['apply', '-f', '-'], {
-    input: yamlDocs(
-      {
-        apiVersion: GV,
-        kind: 'OCMComponent',
-        metadata: { name: 'comp', namespace: NS },
-        spec: { name: spec.name, version: spec.version, interval: '10m', repository: { url: `${registry}/${NS}/ocm` }, verify: [{ signature: 'acme', secretRef: { name: 'acme-key' } }] },
-      },
-      { apiVersion: GV, kind: 'OCMResource', metadata: { name: 'data', namespace: NS }, spec: { resource: 'data' } },
-      source('src'),
-      { apiVersion: GV, kind: 'Localization', metadata: { name: 'localization', namespace: NS }, spec: { rules: [{ resource: { name: 'img' }, file: 'data.yaml', image: 'spec.template.spec.containers[0].image' }] } },
-      { apiVersion: GV, kind: 'Configurator', metadata: { name: 'configurator', namespace: NS }, spec: { configRef: { name: 'config' } } },
-    ),
-  });
-  if (a.code !== 0) throw new Error(a.stderr);
+  await v.create(spec, '10m', [
+    source('src'),
+    { apiVersion: GV, kind: 'Localization', metadata: { name: 'localization', namespace: NS }, spec: { rules: [{ resource: { name: 'img' }, file: 'data.yaml', image: 'spec.template.spec.containers[0].image' }] } },
+    { apiVersion: GV, kind: 'Configurator', metadata: { name: 'configurator', namespace: NS }, spec: { configRef: { name: 'config' } } },
+  ]);
 });
 t.teardown(async () => {
   agent?.destroy();
-  await s?.stop();
+  await v?.s.stop();
 });
 
 t.test('a Configurator and a Localization over a 3 MiB manifest do not hold the event loop', async (t) => {
@@ -164,14 +144,15 @@ t.test('a Configurator and a Localization over a 3 MiB manifest do not hold the 
   const once = async () => {
     const n = ++attempt;
     await new Promise((r) => setTimeout(r, 1000)); // the previous run is over
-    await quiet(agent, s.port); // and nothing else holds the shared CPU (the idle server's stall under 25 ms)
-    await stallMs(agent, s.port); // resets the maximum
+    await quiet(agent, v.s.port); // and nothing else holds the shared CPU (the idle server's stall under 25 ms)
+    await stallMs(agent, v.s.port); // resets the maximum
+    const t0 = process.hrtime.bigint() / 1000n;
     // the whole chain: a new Source (the blob read, packed and pushed), both Actions on it
-    const a = await s.kubectl(['apply', '-f', '-'], { input: yamlDocs(source(`src-${n}`), action(`loc-${n}`, 'Localization', `src-${n}`), action(`cfg-${n}`, 'Configurator', `src-${n}`)) });
+    const a = await v.s.kubectl(['apply', '-f', '-'], { input: yamlDocs(source(`src-${n}`), action(`loc-${n}`, 'Localization', `src-${n}`), action(`cfg-${n}`, 'Configurator', `src-${n}`)) });
     if (a.code !== 0) throw new Error(a.stderr);
     const [loc, cfg] = await Promise.all([ready('action', `loc-${n}`), ready('action', `cfg-${n}`)]);
-    const ms = await stallMs(agent, s.port);
-    t.comment(`attempt ${n}: longest stall ${Math.round(ms)} ms`);
+    const ms = await stallMs(agent, v.s.port);
+    t.comment(`attempt ${n}: longest stall ${Math.round(ms)} ms${span(t0)}`);
     if (n === 1) {
       t.ok((await content(loc.status.snapshot)).equals(Buffer.from(manifest(IMAGE, 1))), 'the Localization wrote the image into every Deployment, every other byte as it was');
       t.ok((await content(cfg.status.snapshot)).equals(Buffer.from(manifest('old', 3))), 'the Configurator wrote replicas into every Deployment, every other byte as it was');

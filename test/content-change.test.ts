@@ -3,32 +3,19 @@
 // what they key their last run on includes the component's status (manifest digest and all), not
 // only its version. Pulled from the registry: the Source's and the Action's new snapshots hold the
 // new bytes, and nothing else moves afterwards.
-import { generateKeyPairSync } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import t from 'tap';
-import { archiveToFiles } from '../providers/content.js';
-import { type ComponentSpec, publish } from '../ocm/publish.js';
-import { OcmRepository } from '../ocm/repository.js';
-import { OciClient } from '../registry/client.js';
-import { minimalImage, pushImage } from '../registry/image.js';
-import { pullSnapshot } from '../registry/snapshot.js';
-import { kubectlJson, yamlDocs, startServer, tempDir, type TestServer } from './helpers/server.js';
+import type { ComponentSpec } from '../ocm/publish.js';
+import { GV, VerifiedComponent } from './helpers/verified-component.js';
 
-const GV = 'delivery.ocm.software/v1alpha1';
 const NS = 'repush';
-let s: TestServer;
-let client: OciClient;
-let repo: OcmRepository;
-const key = generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
+let v: VerifiedComponent;
 
-const yaml = yamlDocs;
-const json = (args: string[]) => kubectlJson(s, args);
+const json = (args: string[]) => v.json(args);
 async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
+    const got = await fn().catch(() => undefined);
+    if (got !== undefined) return got;
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 250));
   }
@@ -42,11 +29,7 @@ const readyWith = (kind: string, name: string, pred: (o: any) => boolean = () =>
 async function events(kind: string, name: string): Promise<Array<{ type: string; reason: string; message: string }>> {
   return (await json(['get', 'events', '-n', NS])).items.filter((e: any) => e.involvedObject?.kind === kind && e.involvedObject?.name === name);
 }
-async function content(snapshot: string): Promise<string> {
-  const snap = await json(['get', 'snapshot', snapshot, '-n', NS]);
-  const files = await archiveToFiles(await pullSnapshot(client, `${snap.status.repositoryURL}:${snap.status.tag}`, { expectedDigest: snap.status.digest }));
-  return files['data.yaml'].toString('utf8');
-}
+const content = async (snapshot: string): Promise<string> => (await v.file(snapshot, 'data.yaml')).toString('utf8');
 let image = '';
 const spec = (text: string): ComponentSpec => ({
   name: 'ocm.software/test/repush',
@@ -65,32 +48,15 @@ const spec = (text: string): ComponentSpec => ({
 });
 
 t.before(async () => {
-  s = await startServer({ reconcilers: 'all' });
-  const registry = s.logs.map((l) => /"registry":"([^"]+)"/.exec(l)?.[1]).find(Boolean)!;
-  const certs = join(s.dataDir, 'certs');
-  client = new OciClient({ ca: readFileSync(join(certs, 'ca.crt'), 'utf8'), cert: readFileSync(join(certs, 'admin.crt'), 'utf8'), key: readFileSync(join(certs, 'admin.key'), 'utf8') });
-  repo = new OcmRepository(client, `${registry}/${NS}/ocm`);
-  image = (await pushImage(client, `${registry}/${NS}/images/app:2.0.0`, minimalImage({ path: 'VERSION', content: '2.0.0\n' }))).ref;
-  await publish(repo, spec('image: old # first push\n'), tempDir(), { sign: { name: 'acme', privateKeyPem: key.privateKey } });
-  await s.kubectl(['create', 'namespace', NS]);
-  await s.kubectl(['create', 'secret', 'generic', 'acme-key', '-n', NS, `--from-literal=acme=${key.publicKey}`]);
-  const a = await s.kubectl(['apply', '-f', '-'], {
-    input: yaml(
-      {
-        apiVersion: GV,
-        kind: 'OCMComponent',
-        metadata: { name: 'comp', namespace: NS },
-        spec: { name: 'ocm.software/test/repush', version: '2.0.0', interval: '2s', repository: { url: `${registry}/${NS}/ocm` }, verify: [{ signature: 'acme', secretRef: { name: 'acme-key' } }] },
-      },
-      { apiVersion: GV, kind: 'OCMResource', metadata: { name: 'data', namespace: NS }, spec: { resource: 'data' } },
-      { apiVersion: GV, kind: 'Source', metadata: { name: 'src', namespace: NS }, spec: { componentRef: { name: 'comp' }, providerRef: { apiVersion: GV, kind: 'OCMResource', name: 'data' } } },
-      { apiVersion: GV, kind: 'Localization', metadata: { name: 'loc', namespace: NS }, spec: { rules: [{ resource: { name: 'img' }, file: 'data.yaml', image: 'image' }] } },
-      { apiVersion: GV, kind: 'Action', metadata: { name: 'loc', namespace: NS }, spec: { componentRef: { name: 'comp' }, sourceRef: { kind: 'Source', name: 'src' }, providerRef: { apiVersion: GV, kind: 'Localization', name: 'loc' } } },
-    ),
-  });
-  if (a.code !== 0) throw new Error(a.stderr);
+  v = await VerifiedComponent.start(NS);
+  image = v.image;
+  await v.create(spec('image: old # first push\n'), '2s', [
+    { apiVersion: GV, kind: 'Source', metadata: { name: 'src', namespace: NS }, spec: { componentRef: { name: 'comp' }, providerRef: { apiVersion: GV, kind: 'OCMResource', name: 'data' } } },
+    { apiVersion: GV, kind: 'Localization', metadata: { name: 'loc', namespace: NS }, spec: { rules: [{ resource: { name: 'img' }, file: 'data.yaml', image: 'image' }] } },
+    { apiVersion: GV, kind: 'Action', metadata: { name: 'loc', namespace: NS }, spec: { componentRef: { name: 'comp' }, sourceRef: { kind: 'Source', name: 'src' }, providerRef: { apiVersion: GV, kind: 'Localization', name: 'loc' } } },
+  ]);
 });
-t.teardown(() => s?.stop());
+t.teardown(() => v?.s.stop());
 
 t.test('new signed content under the same version flows through Source and Action', async (t) => {
   const src1 = await readyWith('source', 'src');
@@ -99,7 +65,7 @@ t.test('new signed content under the same version flows through Source and Actio
   t.equal(await content(act1.status.snapshot), `image: ${image} # first push\n`);
   const comp1 = await json(['get', 'ocmcomponent', 'comp', '-n', NS]);
 
-  await publish(repo, spec('image: old # pushed again, same version\n'), tempDir(), { sign: { name: 'acme', privateKeyPem: key.privateKey }, overwrite: true });
+  await v.publish(spec('image: old # pushed again, same version\n'), true);
   const comp2 = await until('the new manifest digest', async () => {
     const c = await json(['get', 'ocmcomponent', 'comp', '-n', NS]);
     return c.status.manifestDigest && c.status.manifestDigest !== comp1.status.manifestDigest ? c : undefined;
@@ -117,7 +83,7 @@ t.test('new signed content under the same version flows through Source and Actio
     t.match(e.message, moved, `${kind}/${name}: an Event naming both manifests`);
     t.equal((await json(['get', kind.toLowerCase(), name, '-n', NS])).status.componentDigest, comp2.status.manifestDigest, `${kind}/${name} records the content it runs on`);
   }
-  const d = await s.kubectl(['describe', 'source', 'src', '-n', NS]);
+  const d = await v.s.kubectl(['describe', 'source', 'src', '-n', NS]);
   t.match(d.stdout, /ComponentContentChanged/, 'kubectl describe shows it');
 
   // And then it rests: three intervals of the component later, no further snapshot.
