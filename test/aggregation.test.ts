@@ -178,7 +178,8 @@ t.test('B reads Secrets from, and writes Events to, the host cluster A', async (
     t.equal((await B.request('POST', `${GV}/namespaces/team-a/ocmcomponents`, { body: withSecret(name, secret) })).status, 201);
   const reasonOf = async (name: string) => {
     const o = (await B.request('GET', `${GV}/namespaces/team-a/ocmcomponents/${name}`)).json();
-    return o.status?.conditions?.find((c: { type: string }) => c.type === 'Ready') as { reason: string; message: string } | undefined;
+    const ready = o.status?.conditions?.find((c: { type: string }) => c.type === 'Ready') as { status: string; reason: string; message: string } | undefined;
+    return ready?.status === 'Unknown' ? undefined : ready; // Unknown (Progressing): the first attempt still runs
   };
   let missing, found;
   for (let i = 0; i < 100 && !(missing && found); i++) {
