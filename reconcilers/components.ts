@@ -7,7 +7,7 @@ import { getObject, ocmRepositoryFor, type ReconcilerContext, resourceOf } from 
 import { stalled, toReconcileError } from './runtime/errors.js';
 import { condition, isReady } from './runtime/status.js';
 import { createHash } from 'node:crypto';
-import { BudgetCache, leaseMemory, memoryBudget } from '../registry/memory-budget.js';
+import { BudgetCache, heldMemory, leaseMemory, memoryBudget } from '../registry/memory-budget.js';
 
 const TTL_MS = 60_000;
 // Component versions read lately, counted in the in-memory budget (registry/memory-budget.ts), 64
@@ -74,15 +74,19 @@ export async function withComponentVersion<T>(ctx: ReconcilerContext, c: ReadyCo
   }
 }
 
-/** A cached component version (leased by this reconcile before it is taken), or one read now. */
-async function componentVersion(key: string, read: () => Promise<ComponentVersion>): Promise<ComponentVersion> {
+/**
+ * A cached component version (leased by this reconcile before it is taken), or one read now. A read
+ * under way is shared only by a reconcile that holds nothing of the memory budget: the reader may
+ * wait for the budget, and a holder waiting on it would hold what the reader waits for.
+ */
+export async function componentVersion(key: string, read: () => Promise<ComponentVersion>): Promise<ComponentVersion> {
   const bytes = cache.bytesOf(key);
   if (bytes !== undefined) {
     await leaseMemory(bytes);
     const hit = cache.get(key);
     if (hit) return hit;
   }
-  const shared = reading.get(key);
+  const shared = heldMemory() === 0 ? reading.get(key) : undefined;
   if (shared) {
     const cv = await shared.catch(() => undefined);
     if (cv) {

@@ -175,5 +175,8 @@ export async function leaseMemory(n: number, budget = memoryBudget): Promise<Lea
   return lease;
 }
 
+/** What the current reconcile holds of the budget (0 outside one). */
+export const heldMemory = (): number => leases.getStore()?.bytes ?? 0;
+
 /** Whether the caller runs inside a reconcile (whose content is bounded by the budget). */
 export const inReconcile = (): boolean => leases.getStore() !== undefined;
