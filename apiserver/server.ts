@@ -5,6 +5,7 @@ import Fastify, { LogController, type FastifyError, type FastifyInstance, type F
 import type { KindDefinition } from '../kinds/types.js';
 import { loggerOptions, type LogFormat } from './logging.js';
 import type { Store } from '../storage/store.js';
+import { connectionOptions, guardConnections } from './connections.js';
 import { type Authenticator, type Authorizer, forbiddenError, impersonate, requestAttributes, type UserInfo } from './auth.js';
 import { reviewHandlers, reviewKinds } from './reviews.js';
 import { AGGREGATED_CONTENT_TYPE, aggregatedDiscovery, apiGroup, apiGroupList, apiResourceList, apiVersions } from './discovery.js';
@@ -18,7 +19,6 @@ import { keyFor, ResourceRegistry } from './resources.js';
 import { type LimitOptions, nodeServerOptions, RequestLimiter, requestLimits } from './limits.js';
 import { type Metrics, observeRequests } from './metrics.js';
 import { GenericREST } from './rest.js';
-import { parseThroughStreams } from './tls-parser.js';
 import { WatchHub } from './watch.js';
 
 declare module 'fastify' {
@@ -124,7 +124,7 @@ export async function createApiServer(opts: ServerOptions): Promise<ApiServer> {
   const openapiV2 = new OpenAPIv2Server(() => openapi.v2()); // JSON or gnostic protobuf, by Accept
 
   const app = Fastify({
-    https: { key: opts.tls.key, cert: opts.tls.cert, ca: opts.authn.trustedCAs(), requestCert: true, rejectUnauthorized: false, ...nodeServerOptions(opts.limits) },
+    https: { key: opts.tls.key, cert: opts.tls.cert, ca: opts.authn.trustedCAs(), requestCert: true, rejectUnauthorized: false, ...nodeServerOptions(opts.limits), ...connectionOptions(nodeServerOptions(opts.limits).headersTimeout) },
     logger: loggerOptions(opts.logLevel, opts.logFormat),
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: opts.bodyLimit ?? 3 * 1024 * 1024,
@@ -133,7 +133,7 @@ export async function createApiServer(opts: ServerOptions): Promise<ApiServer> {
     forceCloseConnections: true,
   });
 
-  parseThroughStreams(app.server as unknown as TlsServer);
+  guardConnections(app.server as unknown as TlsServer, nodeServerOptions(opts.limits).headersTimeout);
   app.removeAllContentTypeParsers();
   // Raw bytes: protobuf bodies are binary; parseBody/parseRequestBody decode text formats from the Buffer.
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));

@@ -39,7 +39,7 @@ import { HostCluster } from '../reconcilers/runtime/host.js';
 import { DEFAULT_HISTORY_BYTES, LevelStore } from '../storage/leveldb.js';
 import { QuotaStore } from '../storage/quota.js';
 import { Gauge } from 'prom-client';
-import { LIMIT_DEFAULTS, parseDuration } from '../apiserver/limits.js';
+import { LIMIT_DEFAULTS, nodeServerOptions, parseDuration } from '../apiserver/limits.js';
 import { Metrics } from '../apiserver/metrics.js';
 import { MeteredStore } from '../storage/metered.js';
 
@@ -306,6 +306,7 @@ const registry = await startRegistryWorker({
   tls: { key: certs.serverKeyPem, cert: certs.serverCertPem, clientCA: certs.caCertPem },
   anonymousPull: values['registry-anonymous-pull'],
   limits: registryLimits,
+  headTimeoutMs: nodeServerOptions(limits).headersTimeout,
   // `docker login`-style clients: the password is a bearer token this server accepts.
   authenticateBasic: async (_user, pass) => (authnConfig.tokens ? authnConfig.tokens(pass) : undefined),
   // Pulling <ns>/... is `get` on snapshots in <ns>, decided by the API's own authorizer.

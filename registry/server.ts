@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { loggerOptions, type LogFormat } from '../apiserver/logging.js';
 import { ByteBudget } from '../apiserver/byte-budget.js';
-import { parseThroughStreams } from '../apiserver/tls-parser.js';
+import { connectionOptions, guardConnections } from '../apiserver/connections.js';
 import type { FileHandle } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -30,6 +30,8 @@ export interface RegistryOptions {
   authorizePull?: PullCheck;
   /** Per-namespace quotas, upload slots, the free-disk guard (server-quota.ts; defaults there). */
   limits?: Partial<RegistryLimits>;
+  /** How long a connection may take for its TLS handshake, and then stay silent before its first request (the API's head timeout). */
+  headTimeoutMs?: number;
   logLevel?: string;
   logFormat?: LogFormat;
   /** Called with the fastify app before it listens (metrics hooks) and the blob store (blob count). */
@@ -100,6 +102,9 @@ function parseRange(header: string | undefined, size: number): { start: number; 
   return start > end || start >= size ? 'unsatisfiable' : { start, end };
 }
 
+/** Go's http.Server ReadHeaderTimeout in kube-apiserver. */
+const HEAD_TIMEOUT_MS = 32_000;
+
 export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
   const quota = new Quota(opts.dataDir, opts.limits);
   const store = new BlobStore(opts.dataDir, quota);
@@ -122,6 +127,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
       // Node's default AES-256-GCM, about a third less cipher work per byte on both ends.
       ciphers: ['TLS_AES_128_GCM_SHA256', ...tls.DEFAULT_CIPHERS.split(':').filter((c) => c !== 'TLS_AES_128_GCM_SHA256')].join(':'),
       honorCipherOrder: true,
+      ...connectionOptions(opts.headTimeoutMs ?? HEAD_TIMEOUT_MS),
     },
     logger: loggerOptions(opts.logLevel, opts.logFormat),
     logController: new LogController({ disableRequestLogging: true }),
@@ -132,7 +138,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
   });
   opts.instrument?.(app, store);
 
-  parseThroughStreams(app.server as unknown as tls.Server);
+  guardConnections(app.server as unknown as tls.Server, opts.headTimeoutMs ?? HEAD_TIMEOUT_MS);
   // Bodies are never parsed by fastify: handlers stream req.raw themselves.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_req, _payload, done) => done(null));

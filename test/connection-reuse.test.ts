@@ -12,6 +12,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Agent } from 'node:https';
+import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import t from 'tap';
@@ -94,4 +95,37 @@ t.test('a write sent while a 16 MB answer is still being written on the same con
     const reg = await whileAnswering(registry, raw('GET', `/v2/default/reuse/blobs/${sha(blob)}`), raw('POST', `/v2/default/reuse/blobs/uploads/?digest=${sha(b)}`, { 'Content-Type': 'application/octet-stream', Connection: 'close' }, b));
     t.same(statuses(reg), [200, 201], `registry: the blob, then the push (${reg.slice(-60).replace(/[^ -~]/g, '.')})`);
   }
+});
+
+t.test('connections that send nothing are closed after the head timeout; an idle watch is not', async (t) => {
+  // kube-apiserver reads the TLS handshake and each request head within ReadHeaderTimeout (Go's
+  // net/http conn.serve; 32 s, k8s.io/apiserver/pkg/server/secure_serving.go). Node waited for ever
+  // for a silent connection's first byte: on the code before, none of these was closed in 12 s.
+  const q = await startServer({ args: ['--request-timeout', '3s'] }); // head timeout: min(request timeout, 32 s)
+  t.teardown(() => q.stop());
+  const certs = join(q.dataDir, 'certs');
+  const opts = { ca: readFileSync(join(certs, 'ca.crt')), cert: readFileSync(join(certs, 'admin.crt')), key: readFileSync(join(certs, 'admin.key')) };
+  const registry = Number(q.logs.map((l) => JSON.parse(l) as { registry?: string }).find((j) => j.registry)!.registry!.split(':')[1]);
+  const t0 = Date.now();
+  const closedAfter = (sock: Socket) => new Promise<number>((resolve) => sock.on('error', () => undefined).on('close', () => resolve(Date.now() - t0)));
+  const silent = [q.port, registry].flatMap((port) => [
+    closedAfter(tlsConnect({ ...opts, host: '127.0.0.1', servername: 'localhost', port })),
+    closedAfter(netConnect(port, '127.0.0.1')), // no TLS handshake either
+  ]);
+  // a watch that sees no event for longer than the head timeout
+  const watch = tlsConnect({ ...opts, host: '127.0.0.1', servername: 'localhost', port: q.port });
+  let seen = '';
+  watch.on('data', (d: Buffer) => (seen += d.toString()));
+  const watchClosed = closedAfter(watch);
+  watch.write('GET /api/v1/namespaces/default/configmaps?watch=1&resourceVersion=0 HTTP/1.1\r\nHost: localhost\r\n\r\n');
+  const limit = new Promise<number>((r) => setTimeout(() => r(-1), 12_000));
+  const times = await Promise.all(silent.map((p) => Promise.race([p, limit])));
+  for (const [i, ms] of times.entries()) t.ok(ms >= 2500 && ms < 9000, `${['API', 'API', 'registry', 'registry'][i]} ${i % 2 ? 'TCP without a handshake' : 'TLS, no request'}: ${ms < 0 ? 'still open after 12 s' : `closed after ${ms} ms`}`);
+  await new Promise((r) => setTimeout(r, Math.max(0, t0 + 8000 - Date.now())));
+  const qAgent = new Agent({ keepAlive: false, ...opts });
+  t.equal((await send(qAgent, q.port, 'POST', CM, json(cm('seen-by-watch', {})), JSON_CT)).status, 201, 'an object created');
+  await new Promise((r) => setTimeout(r, 1000));
+  t.match(seen, /"type":"ADDED".*seen-by-watch/s, 'the watch, silent for 8 s, is still open and sees the next event');
+  watch.destroy();
+  await watchClosed;
 });
