@@ -4,7 +4,7 @@
 // hold the server's event loop (they edit large files in a worker thread, providers/edit-worker.ts).
 // Measured by the server itself (nodejs_eventloop_lag_max_seconds, test/helpers/stall.ts) from the
 // creation of a Source and of both Actions on it (the blob read, packed and pushed, pulled, unpacked,
-// edited in the worker, packed and pushed again, every status written) to both being Ready; over the bound, all three run again (new objects) up to 3
+// edited in the worker, packed and pushed again, every status written) to both being Ready; over the bound, all three run again (new objects) up to 5
 // times, and it fails only if over every time. The snapshots hold exactly the edited bytes.
 import { Agent } from 'node:https';
 import t from 'tap';
@@ -13,10 +13,18 @@ import { yamlDocs } from './helpers/server.js';
 import { quiet, reproduced, send, stallMs } from './helpers/stall.js';
 import { GV, VerifiedComponent } from './helpers/verified-component.js';
 
+t.setTimeout(900_000); // (its own: up to 5 chains of 15 to 50 s on a loaded machine, over the runner's 300 s)
+
 /** The README's bound (ms), issue 15's; STALL_BOUND_MS to look at figures with another one. */
 const BOUND_MS = Number(process.env.STALL_BOUND_MS ?? 100);
 const NS = 'editstall';
 const DOCS = 3000;
+/**
+ * Tries of the chain before an over-bound figure counts (each after a quiet server): at load 10 to
+ * 17 on the two shared cores a whole chain's longest stall was 100 to 400 ms on any code, the other
+ * processes' (a real stall of the chain is over the bound every time).
+ */
+const TRIES = 5;
 
 /** 3,000 Deployments, each with a replicas and an image to edit: about 2.9 MiB. */
 function manifest(image: string, replicas: number): string {
@@ -159,6 +167,6 @@ t.test('a Configurator and a Localization over a 3 MiB manifest do not hold the 
     }
     return ms;
   };
-  const r = await reproduced(BOUND_MS, once);
+  const r = await reproduced(BOUND_MS, once, TRIES);
   t.ok(r.ms <= BOUND_MS, `the longest stall while both run is under ${BOUND_MS} ms (tries: ${r.seen.join(', ')} ms)`);
 });
