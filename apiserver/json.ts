@@ -291,13 +291,23 @@ function stringEnd(s: string, i: number): number {
  * it), found in slices without parsing anything but the top-level keys; undefined without it.
  */
 export async function memberJson(json: string, key: string): Promise<string | undefined> {
+  const at = (await memberRanges(json, key)).get(key);
+  return at && json.slice(at[0], at[1]);
+}
+
+/**
+ * Where the value of each top-level member of the JSON object `json` (well-formed, as the store
+ * wrote it) starts and ends, found in slices; with `stop`, the scan ends at that member.
+ */
+export async function memberRanges(json: string, stop?: string): Promise<Map<string, [number, number]>> {
   const slicer = new Slicer();
+  const out = new Map<string, [number, number]>();
   const ws = (i: number) => {
     while (WS(json.charCodeAt(i))) i++;
     return i;
   };
   let i = ws(0);
-  if (json[i] !== '{') return undefined;
+  if (json[i] !== '{') return out;
   i = ws(i + 1);
   while (i < json.length && json[i] !== '}') {
     if (json[i] === ',') i = ws(i + 1);
@@ -321,10 +331,11 @@ export async function memberJson(json: string, key: string): Promise<string | un
         i++;
       } while (depth > 0 && i < json.length);
     } else while (i < json.length && !',}] \n\r\t'.includes(json[i])) i++;
-    if (k === key) return json.slice(start, i);
+    out.set(k, [start, i]);
+    if (k === stop) return out;
     i = ws(i);
   }
-  return undefined;
+  return out;
 }
 
 /**

@@ -22,7 +22,7 @@ import {
 } from './errors.js';
 import { MAX_BYTES } from './prescan.js';
 import { type BodyType, parseBody, parseBodyAsync, parseMediaType, parseProtobufBody } from './negotiate.js';
-import { cloneJson, deepEqualJson, memberJson, nextTurn, Slicer, stringifyJson, stringifyJsonAround } from './json.js';
+import { cloneJson, deepEqualJson, memberRanges, nextTurn, Slicer, stringifyJson, stringifyJsonAround } from './json.js';
 import { keyFor, type Resource } from './resources.js';
 import { type Matcher, parseFieldSelector, parseLabelSelector } from './selectors.js';
 import { validateObjectMeta } from './validation.js';
@@ -482,27 +482,39 @@ export class GenericREST {
     await nextTurn();
     const errs = await this.validateAll(r, next, old);
     if (errs.length) throw invalid(r.gr, old.metadata.name!, errs);
-    if (!status && !(await this.sameSpec(r, next, cur))) next.metadata.generation = (old.metadata.generation ?? 1) + 1;
     await nextTurn();
-    const around = await stringifyJsonAround(next, next.metadata, 'resourceVersion');
-    if (await equalsStored(next, withRV(around, next.metadata.resourceVersion), cur.json, old)) return old;
+    let around = await stringifyJsonAround(next, next.metadata, 'resourceVersion');
+    const text = withRV(around, next.metadata.resourceVersion);
+    if (!status && !(await this.sameSpec(r, next, text, cur))) {
+      // a change: the generation goes up, only the metadata is serialised again
+      next.metadata.generation = (old.metadata.generation ?? 1) + 1;
+      const at = (await memberRanges(text, 'metadata')).get('metadata')!;
+      const meta = await stringifyJsonAround(next.metadata, next.metadata, 'resourceVersion');
+      around = [text.slice(0, at[0]) + meta[0], meta[1] + text.slice(at[1])];
+    } else if (await equalsStored(next, text, cur.json, old)) return old;
     serialized.set(next, around);
     if (next.metadata.deletionTimestamp && !this.blocksDeletion(r, next)) return null;
     return next;
   }
 
   /** Whether the fields the main resource may change (specPart) are those of the stored object. */
-  private async sameSpec(r: Resource, next: KubeObject, cur: StoredObject): Promise<boolean> {
+  private async sameSpec(r: Resource, next: KubeObject, text: string, cur: StoredObject): Promise<boolean> {
     const a = specPart(r, next);
     const b = specPart(r, cur.obj);
     const keys = Object.keys(a);
     if (keys.length !== Object.keys(b).length) return false;
+    let na: Map<string, [number, number]> | undefined;
+    let nb: Map<string, [number, number]> | undefined;
     for (const k of keys) {
       if (!Object.hasOwn(b, k)) return false;
       if (a[k] === b[k]) continue;
-      await nextTurn();
-      const text = a[k] === undefined ? undefined : await stringifyJson(a[k]);
-      if (!(await equalsStored(a[k], text, await memberJson(cur.json, k), b[k]))) return false;
+      // the members' texts, cut out of both objects' JSON (a member serialised again would
+      // enumerate its maps once more)
+      na ??= await memberRanges(text);
+      nb ??= await memberRanges(cur.json);
+      const ra = na.get(k);
+      const rb = nb.get(k);
+      if (!(await equalsStored(a[k], ra && text.slice(ra[0], ra[1]), rb && cur.json.slice(rb[0], rb[1]), b[k]))) return false;
     }
     return true;
   }
