@@ -7,7 +7,8 @@ import https from 'node:https';
 import { Readable, Transform, pipeline } from 'node:stream';
 import net from 'node:net';
 import tls from 'node:tls';
-import { BudgetCache, leaseMemory, PARSED_HEAP_PER_BYTE } from './memory-budget.js';
+import type { Lease } from '../apiserver/byte-budget.js';
+import { BudgetCache, inReconcile, leaseMemory, PARSED_HEAP_PER_BYTE } from './memory-budget.js';
 import { guardedLookup, type UpstreamPolicy, upstreamProblem } from './upstream.js';
 
 export interface Credentials {
@@ -823,7 +824,11 @@ export class OciClient {
       return cached.body;
     }
     const size = Number.isSafeInteger(opts.size) && opts.size! >= 0 && opts.size! <= maxBytes ? opts.size! : undefined;
-    const lease = await leaseMemory(size ?? maxBytes);
+    // Undeclared: leased as it grows (doubling from 1 MiB), not maxBytes up front, which let only
+    // two such reads run at once in the whole budget.
+    const lease = await leaseMemory(size ?? Math.min(maxBytes, 1 << 20));
+    const growth: Lease[] = [];
+    let leased = lease.bytes;
     const stream = await this.getBlob(r, digest);
     const one = size === undefined ? undefined : Buffer.allocUnsafe(size);
     const chunks: Buffer[] = [];
@@ -833,6 +838,11 @@ export class OciClient {
         if (n + c.length > (size ?? maxBytes)) {
           stream.destroy();
           throw size === undefined || size === maxBytes ? tooLarge() : new OciError('TOO_LARGE', `blob ${digest} is larger than the ${size} bytes declared for it`);
+        }
+        if (!one && n + c.length > leased && inReconcile()) {
+          const more = await leaseMemory(Math.min(maxBytes, Math.max(2 * leased, n + c.length)) - leased);
+          growth.push(more);
+          leased += more.bytes;
         }
         if (one) c.copy(one, n);
         else chunks.push(c);
@@ -844,12 +854,17 @@ export class OciClient {
     let body: Buffer;
     if (one) body = n === size ? one : one.subarray(0, n);
     else {
-      const copy = await leaseMemory(Math.max(0, 2 * n - lease.bytes));
+      const copy = await leaseMemory(Math.max(0, 2 * n - leased));
       body = Buffer.concat(chunks, n);
       chunks.length = 0;
       copy.shrink(0);
     }
-    lease.shrink(one ? one.length : n);
+    let keep = one ? one.length : n; // what stays held: the body, over the leases taken for it
+    for (const l of [lease, ...growth]) {
+      const k = Math.min(l.bytes, keep);
+      l.shrink(k);
+      keep -= k;
+    }
     this.content.set(contentKey('blob', r, digest), { body });
     return body;
   }
