@@ -811,8 +811,9 @@ export class OciClient {
   /**
    * The whole blob in memory (verified); TOO_LARGE past maxBytes (default 256 MiB). Inside a
    * reconcile it is leased from the in-memory budget before the request: `size` (the size its
-   * manifest or access declares, read into one buffer of that size) or else maxBytes, shrunk to
-   * what it is once read (with the copy that joins its pieces leased while it is made).
+   * manifest or access declares, read into one buffer of that size), or else 1 MiB, doubled before
+   * the bytes pass it; shrunk to what it is once read (with the copy that joins its pieces leased
+   * while it is made).
    */
   async getBlobBuffer(ref: Ref, digest: string, maxBytes = 256 << 20, opts: { size?: number } = {}): Promise<Buffer> {
     const r = parseReference(ref);
