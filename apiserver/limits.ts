@@ -55,7 +55,7 @@ export const LIMIT_DEFAULTS: Required<LimitOptions> = {
 };
 
 /** Go's http.Server ReadHeaderTimeout in kube-apiserver. */
-const MAX_HEADERS_TIMEOUT_MS = 32_000;
+export const MAX_HEADERS_TIMEOUT_MS = 32_000;
 
 const PUBLIC_PATHS = /^\/(healthz|livez|readyz)(\/.*)?$/;
 const CUT_LEASE = Symbol('cutBodyLease');

@@ -265,8 +265,9 @@ export class OcmRepository {
     let layer: any;
     try {
       const config = await this.client.getBlobBuffer(ref, manifest.config.digest, 1 << 20, { size: manifest.config.size });
-      await leaseMemory(PARSED_HEAP_PER_BYTE * config.length);
+      const parse = await leaseMemory(PARSED_HEAP_PER_BYTE * config.length);
       layer = JSON.parse(config.toString('utf8'))?.componentDescriptorLayer;
+      parse.shrink(0); // only the layer descriptor is kept
     } catch (e) {
       if (e instanceof OciError) throw e;
       throw new OcmRepositoryError('INVALID', `${what}: the OCM config is not JSON`);

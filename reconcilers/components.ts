@@ -82,9 +82,10 @@ export async function withComponentVersion<T>(ctx: ReconcilerContext, c: ReadyCo
 export async function componentVersion(key: string, read: () => Promise<ComponentVersion>): Promise<ComponentVersion> {
   const bytes = cache.bytesOf(key);
   if (bytes !== undefined) {
-    await leaseMemory(bytes);
+    const lease = await leaseMemory(bytes);
     const hit = cache.get(key);
     if (hit) return hit;
+    lease.shrink(0); // evicted meanwhile (perhaps to make room for this lease): read below, leased there
   }
   const shared = heldMemory() === 0 ? reading.get(key) : undefined;
   if (shared) {

@@ -298,23 +298,27 @@ const SPEC_ERROR_CODES = new Set(['BLOB_UNKNOWN', 'BLOB_UPLOAD_INVALID', 'BLOB_U
 async function errorFrom(res: IncomingMessage, what: string, trusted = false): Promise<OciError> {
   const status = res.statusCode ?? 0;
   let body: Buffer | undefined;
-  // Leased (inside a reconcile) while it is read and parsed, given back after.
-  const lease = await leaseMemory(MAX_ERROR_BODY_BYTES * (1 + PARSED_HEAP_PER_BYTE));
+  // Leased (inside a reconcile) while it is read and parsed, given back after; without room the
+  // status alone says what went wrong (the body is dropped, its connection not reused).
+  const lease = await leaseMemory(MAX_ERROR_BODY_BYTES * (1 + PARSED_HEAP_PER_BYTE)).catch(() => undefined);
+  if (!lease) res.destroy();
   let first: any;
-  try {
+  if (lease) {
     try {
-      body = await readBody(res, MAX_ERROR_BODY_BYTES, what);
-    } catch {
-      /* the status is enough */
+      try {
+        body = await readBody(res, MAX_ERROR_BODY_BYTES, what);
+      } catch {
+        /* the status is enough */
+      }
+      try {
+        const e = JSON.parse(body?.toString('utf8') ?? '')?.errors?.[0];
+        first = { code: e?.code, message: typeof e?.message === 'string' ? e.message.slice(0, 512) : undefined }; // nothing else kept
+      } catch {
+        /* not a spec error body */
+      }
+    } finally {
+      lease.shrink(0);
     }
-    try {
-      const e = JSON.parse(body?.toString('utf8') ?? '')?.errors?.[0];
-      first = { code: e?.code, message: typeof e?.message === 'string' ? e.message.slice(0, 512) : undefined }; // nothing else kept
-    } catch {
-      /* not a spec error body */
-    }
-  } finally {
-    lease.shrink(0);
   }
   const byStatus: Record<number, string> = { 401: 'UNAUTHORIZED', 403: 'DENIED', 404: 'NOT_FOUND', 429: 'TOOMANYREQUESTS' };
   // Only the spec's error codes, never the upstream's own words: messages end up in status, and
@@ -627,8 +631,11 @@ export class OciClient {
     try {
       const raw = await this.call(req, async (res) => readBody(res, MAX_TOKEN_BYTES, what));
       lease.shrink(raw.length);
-      await leaseMemory(PARSED_HEAP_PER_BYTE * raw.length);
+      const parse = await leaseMemory(PARSED_HEAP_PER_BYTE * raw.length);
       body = parseJson(raw, what);
+      const { token, access_token, expires_in } = body ?? {};
+      body = { token, access_token, expires_in }; // the rest of the parse let go: its lease with it
+      parse.shrink(0);
     } catch (e) {
       const err = toOciError(e, what);
       if (err.status === 401 || err.status === 403) throw new OciError('UNAUTHORIZED', `${what}: the token endpoint refused the credentials (${err.status})`, { status: 401, cause: err });
@@ -853,8 +860,11 @@ export class OciClient {
       throw toOciError(e, `GET blob ${digest}`);
     }
     let body: Buffer;
-    if (one) body = n === size ? one : one.subarray(0, n);
-    else {
+    if (one) {
+      // shorter than declared: a slice would keep (and the cache count as n) the whole declared buffer
+      if (n !== size) throw new OciError('SIZE_MISMATCH', `GET blob ${digest}: ${n} bytes, declared ${size}`);
+      body = one;
+    } else {
       const copy = await leaseMemory(Math.max(0, 2 * n - leased));
       body = Buffer.concat(chunks, n);
       chunks.length = 0;
@@ -1136,11 +1146,12 @@ export class OciClient {
       const lease = await leaseMemory(max);
       const got: { body: Buffer; next?: URL } = await this.call({ method: 'GET', url, host: r.host, scope: scopes.pull(r.repository), expect: [200], retry: true, what }, async (res) => ({ body: await readBody(res, max, what), next: nextLink(res.headers.link, url!) }));
       lease.shrink(got.body.length);
-      await leaseMemory(PARSED_HEAP_PER_BYTE * got.body.length);
+      const parse = await leaseMemory(PARSED_HEAP_PER_BYTE * got.body.length);
       const json = parseJson(got.body, what);
       const page: { tags: unknown[]; next?: URL; bytes: number } = { tags: Array.isArray(json?.tags) ? json.tags : [], next: got.next, bytes: got.body.length };
       budget -= page.bytes;
       for (const t of page.tags) if (typeof t === 'string') tags.push(t);
+      parse.shrink(0); // the tags kept are no larger than the page, leased above
       if (tags.length > maxTags) throw new OciError('TOO_LARGE', `${what}: more than ${maxTags} tags`);
       url = page.next;
     }

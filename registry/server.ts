@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { loggerOptions, type LogFormat } from '../apiserver/logging.js';
 import { ByteBudget } from '../apiserver/byte-budget.js';
+import { MAX_HEADERS_TIMEOUT_MS } from '../apiserver/limits.js';
 import { connectionOptions, guardConnections } from '../apiserver/connections.js';
 import type { FileHandle } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -102,9 +103,6 @@ function parseRange(header: string | undefined, size: number): { start: number; 
   return start > end || start >= size ? 'unsatisfiable' : { start, end };
 }
 
-/** Go's http.Server ReadHeaderTimeout in kube-apiserver. */
-const HEAD_TIMEOUT_MS = 32_000;
-
 export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
   const quota = new Quota(opts.dataDir, opts.limits);
   const store = new BlobStore(opts.dataDir, quota);
@@ -127,7 +125,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
       // Node's default AES-256-GCM, about a third less cipher work per byte on both ends.
       ciphers: ['TLS_AES_128_GCM_SHA256', ...tls.DEFAULT_CIPHERS.split(':').filter((c) => c !== 'TLS_AES_128_GCM_SHA256')].join(':'),
       honorCipherOrder: true,
-      ...connectionOptions(opts.headTimeoutMs ?? HEAD_TIMEOUT_MS),
+      ...connectionOptions(opts.headTimeoutMs ?? MAX_HEADERS_TIMEOUT_MS),
     },
     logger: loggerOptions(opts.logLevel, opts.logFormat),
     logController: new LogController({ disableRequestLogging: true }),
@@ -138,7 +136,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
   });
   opts.instrument?.(app, store);
 
-  guardConnections(app.server as unknown as tls.Server, opts.headTimeoutMs ?? HEAD_TIMEOUT_MS);
+  guardConnections(app.server as unknown as tls.Server, opts.headTimeoutMs ?? MAX_HEADERS_TIMEOUT_MS);
   // Bodies are never parsed by fastify: handlers stream req.raw themselves.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_req, _payload, done) => done(null));
@@ -378,7 +376,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<Registry> {
   });
 
   // Blobs.
-  const inRepo = async (name: string, hex: string) => (await repos.hasBlob(name, hex)) || (await repos.getRevision(name, hex)) !== undefined;
+  const inRepo = async (name: string, hex: string) => (await repos.hasBlob(name, hex)) || (await repos.revisionBytes(name, hex)) !== undefined;
   const getBlob: Handler = async (req, reply, name, digest) => {
     await authorize(req, 'repository', name, 'pull');
     const hex = digestHex(digest);
