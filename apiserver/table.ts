@@ -2,7 +2,7 @@
 import { JSONPath } from 'jsonpath-plus';
 import type { KubeObject, PrinterColumn } from '../kinds/types.js';
 import type { StoredObject } from '../storage/store.js';
-import { countMembers, memberJson } from './json.js';
+import { countMembers, memberRanges } from './json.js';
 import type { Resource } from './resources.js';
 
 export type IncludeObject = 'None' | 'Metadata' | 'Object';
@@ -77,9 +77,10 @@ function storedKeyCount(o: StoredObject, fields: string[]): Promise<number> {
       k,
       (n = (async () => {
         let sum = 0;
+        const at = await memberRanges(o.json); // one scan for every field (a missing one would scan the whole text)
         for (const f of fields) {
-          const text = await memberJson(o.json, f);
-          if (text !== undefined) sum += await countMembers(text);
+          const r = at.get(f);
+          if (r) sum += await countMembers(o.json.slice(r[0], r[1]));
         }
         return sum;
       })()),

@@ -60,12 +60,15 @@ const IN_PLACE_DESCRIPTOR_BYTES = 64 << 10;
 async function parsedDescriptor(layerDigest: string, raw: Buffer): Promise<ComponentDescriptor> {
   const copy = PARSED_HEAP_PER_BYTE * raw.length;
   const parse = ((raw.length <= IN_PLACE_DESCRIPTOR_BYTES ? YAML_HEAP_PER_BYTE : 0) + PARSED_HEAP_PER_BYTE) * raw.length;
-  const lease = await leaseMemory(copy + parse);
+  // a cached parse needs only the copy leased (unless the lease itself evicts it: then the parse too)
+  const lease = await leaseMemory(copy + (parsed.bytesOf(layerDigest) === undefined ? parse : 0));
   let d = parsed.get(layerDigest);
   if (!d) {
+    const parsing = lease.bytes < copy + parse ? await leaseMemory(parse) : undefined;
     const fresh = await parseDescriptorAsync(raw); // off the event loop when large (ocm/descriptor-worker.ts)
     parsed.set(layerDigest, () => fresh, PARSED_HEAP_PER_BYTE * raw.length);
     d = fresh;
+    parsing?.shrink(0);
   }
   const out = structuredClone(d);
   lease.shrink(copy); // the parse is the cache's now, or gone
